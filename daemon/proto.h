@@ -1,0 +1,61 @@
+/* proto.h: the nearestd line protocol, as bytes and lines. No sockets here.
+ *
+ * Requests are lines ending in "\n" (a "\r" before it is dropped), split into
+ * whitespace-separated tokens; a token may be double-quoted to hold spaces
+ * ("Licun \"east\" station"), with \" and \\ as the only escapes.
+ * Replies: a success is "OK <n>\n" followed by exactly n record lines; a
+ * failure is one line "ERR <CODE> <message>\n". A text record line holds
+ * tab-separated fields: id, category, name, lat, lon, distance_m.
+ *
+ * The server feeds socket bytes into a proto_reader and takes whole lines out;
+ * the client library reuses the same reader for reply lines. Tests and fuzzers
+ * call these functions directly. */
+#ifndef NEARESTD_PROTO_H
+#define NEARESTD_PROTO_H
+
+#include <stddef.h>
+
+#define PROTO_DEFAULT_PORT 7878
+#define PROTO_MAX_LINE_BYTES 4096   /* default request line limit, "\n" excluded */
+#define PROTO_MAX_ARGS 64           /* tokens in one request line */
+
+enum proto_status {
+    PROTO_MORE = 0,         /* no whole line yet: feed more bytes */
+    PROTO_LINE = 1,         /* *line/*len hold one line */
+    PROTO_ERR_LIMIT = -1,   /* a line exceeded the limit: sticky until reset */
+    PROTO_ERR_NOMEM = -2,
+    PROTO_ERR_SYNTAX = -3,  /* tokenizer: unbalanced quote, bad escape, too many tokens */
+};
+
+struct proto_reader;
+
+/* Returns a reader that accepts lines of at most max_line_bytes bytes
+ * (terminator excluded), or NULL when out of memory. Free with proto_reader_free(). */
+struct proto_reader *proto_reader_new(size_t max_line_bytes);
+
+/* Frees the reader. NULL is a no-op. */
+void proto_reader_free(struct proto_reader *r);
+
+/* Appends len bytes from buf (copied). The reader never buffers more than
+ * max_line_bytes plus one read's worth: once the current line is over the
+ * limit, its bytes are discarded and the reader is in error.
+ * Returns 0, PROTO_ERR_LIMIT (already in error) or PROTO_ERR_NOMEM. */
+int proto_feed(struct proto_reader *r, const char *buf, size_t len);
+
+/* Takes the next whole line out of the reader. On PROTO_LINE, *line points to
+ * its bytes, NUL-terminated, without "\r\n"; it is borrowed and valid until the
+ * next call to proto_feed() or proto_next(), and the caller may modify it in
+ * place (proto_split() does). Returns PROTO_LINE, PROTO_MORE, or
+ * PROTO_ERR_LIMIT once a line has exceeded the limit (and from then on). */
+int proto_next(struct proto_reader *r, char **line, size_t *len);
+
+/* Forgets buffered bytes and any error. */
+void proto_reader_reset(struct proto_reader *r);
+
+/* Splits line[0..len-1] in place into at most max_args tokens, storing
+ * pointers into `line` in argv[] and their count in *argc. Quoted tokens are
+ * unquoted in place. Returns 0, or PROTO_ERR_SYNTAX (unbalanced quote, bad
+ * escape, more than max_args tokens); on error argv is unspecified. */
+int proto_split(char *line, size_t len, char **argv, size_t max_args, size_t *argc);
+
+#endif

@@ -1,0 +1,31 @@
+/* geo_distance.h: distances on the WGS84 ellipsoid.
+ *
+ * Every distance nearestd reports, or that decides an order, comes from here. */
+#ifndef NEARESTD_GEO_DISTANCE_H
+#define NEARESTD_GEO_DISTANCE_H
+
+#include "geo.h"
+
+/* Semi-minor-curvature radius a(1 - e^2) of WGS84, the smallest radius of
+ * curvature anywhere on the ellipsoid. For two points mapped to the unit
+ * sphere by their geodetic latitude and longitude, the geodesic distance is at
+ * least GEO_MIN_RADIUS_M times the central angle between them (and the angle is
+ * at least their chord). geo_index uses this as its pruning bound. */
+#define GEO_MIN_RADIUS_M 6335439.327
+
+/* Geodesic distance in metres between two WGS84 points, computed by PROJ's
+ * geod_inverse (Karney's algorithm). The reference every faster path is
+ * tested against. Thread-safe. Inputs must satisfy geo_point_is_valid(). */
+double geo_distance_reference_m(struct geo_point a, struct geo_point b);
+
+/* Geodesic distance in metres between two WGS84 points; agrees with
+ * geo_distance_reference_m() to within 1 mm for every pair of valid points
+ * (it uses a fast formula where tests prove that, PROJ elsewhere).
+ * Thread-safe. Inputs must satisfy geo_point_is_valid(). */
+double geo_distance_m(struct geo_point a, struct geo_point b);
+
+/* Unit vector of a point's geodetic latitude and longitude on the unit sphere:
+ * out[0..2] = (cos lat cos lon, cos lat sin lon, sin lat). */
+void geo_point_to_unit(struct geo_point p, double out[3]);
+
+#endif

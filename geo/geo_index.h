@@ -1,0 +1,85 @@
+/* geo_index.h: the in-memory spatial index of facilities.
+ *
+ * The index stores, for each entry, a caller-chosen handle (a small dense
+ * integer: the caller's slot number), a layer (the facility's category, below
+ * GEO_MAX_LAYERS) and a WGS84 position. It knows nothing else about facilities:
+ * attribute conditions reach the search as a filter callback.
+ *
+ * Queries are exact: the set and the order returned equal what an exhaustive
+ * scan with geo_distance_m() gives, ties broken by smaller handle.
+ *
+ * Not thread-safe for writers: one thread writes, and readers must not run
+ * concurrently with a writer. The daemon runs queries and index updates on its
+ * event-loop thread, so no query ever sees a half-applied update. */
+#ifndef NEARESTD_GEO_INDEX_H
+#define NEARESTD_GEO_INDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "geo.h"
+
+#define GEO_MAX_LAYERS 32   /* layers are 0..31; a query selects them by bitmask */
+#define GEO_MAX_K 100000    /* the largest k one query may ask for */
+
+struct geo_index;
+
+/* One entry for geo_index_build(). */
+struct geo_entry {
+    uint32_t handle;        /* caller's id for the entry, unique */
+    uint8_t layer;          /* < GEO_MAX_LAYERS */
+    struct geo_point where; /* WGS84, geo_point_is_valid() */
+};
+
+/* Return true to keep the entry with this handle. Called during the walk, so
+ * entries it rejects never take a place in the result. */
+typedef bool (*geo_filter_fn)(uint32_t handle, void *ctx);
+
+struct geo_query {
+    struct geo_point from;   /* WGS84 */
+    uint32_t layer_mask;     /* bit L set: entries of layer L are candidates */
+    size_t k;                /* 1..GEO_MAX_K: at most this many hits */
+    double max_distance_m;   /* only hits at or within this distance; INFINITY for none */
+    geo_filter_fn filter;    /* NULL keeps every candidate */
+    void *filter_ctx;        /* passed to filter */
+};
+
+struct geo_hit {
+    uint32_t handle;
+    double distance_m;       /* geo_distance_m(from, entry) */
+};
+
+/* Returns a new empty index, or NULL when out of memory. Free with geo_index_free(). */
+struct geo_index *geo_index_new(void);
+
+/* Frees the index and everything it holds. NULL is a no-op. */
+void geo_index_free(struct geo_index *ix);
+
+/* Replaces the whole content with entries[0..n-1] in one bulk build, the fast
+ * way to load at start-up. The entries array is read, not kept.
+ * Returns 0; GEO_ERR_ARG on an invalid point, a layer out of range or a
+ * duplicate handle; GEO_ERR_NOMEM. On error the index is unchanged. */
+int geo_index_build(struct geo_index *ix, const struct geo_entry *entries, size_t n);
+
+/* Inserts an entry, or moves it (new layer and position) when the handle is
+ * already present. The next query sees the change.
+ * Returns 0, GEO_ERR_ARG on an invalid point or layer, GEO_ERR_NOMEM. */
+int geo_index_put(struct geo_index *ix, uint32_t handle, uint8_t layer, struct geo_point where);
+
+/* Removes the entry with this handle. Returns 0 or GEO_ERR_NOTFOUND. */
+int geo_index_remove(struct geo_index *ix, uint32_t handle);
+
+/* Number of entries. */
+size_t geo_index_count(const struct geo_index *ix);
+
+/* Bytes of memory the index holds (structures and arrays, not malloc overhead). */
+size_t geo_index_memory_bytes(const struct geo_index *ix);
+
+/* Writes up to q->k hits to out[0..], nearest first, ties by handle, and their
+ * number to *n_out. `out` is caller-owned with room for q->k hits.
+ * Returns 0, or GEO_ERR_ARG when q->k is 0 or above GEO_MAX_K, the point is
+ * invalid, or max_distance_m is negative or NaN. */
+int geo_index_nearest(const struct geo_index *ix, const struct geo_query *q,
+                      struct geo_hit *out, size_t *n_out);
+
+#endif
