@@ -1,8 +1,41 @@
-/* geo_distance.c: WGS84 geodesic distances through PROJ's geodesic API.
+/* geo_distance.c: WGS84 geodesic distances, fast where provably exact enough,
+ * PROJ's geod_inverse (Karney) everywhere else.
  *
- * PROJ's geod_inverse (Karney) is the reference. The geod_geodesic it needs is
- * initialised once, under pthread_once, and only read afterwards, so every
- * function here is safe to call from any thread. */
+ * geod_inverse costs about 1 us a call, and the spatial index calls
+ * geo_distance_m() for every candidate it cannot prune, so the common short
+ * distance takes a cheaper path that agrees with PROJ to far better than 1 mm.
+ *
+ * The fast path. A geodesic is a space curve whose curvature is the normal
+ * curvature of the ellipsoid in its direction (its geodesic curvature is zero).
+ * For any smooth curve, expanding about the midpoint of an arc of length s gives
+ * chord c = s - k^2 s^3 / 24 + O(s^5), k the curvature at the midpoint; the odd
+ * terms cancel by symmetry. A circle of radius R = 1/k has the same chord to that
+ * order, so s = 2R asin(c / 2R) is exact up to O(s^5) terms, which involve the
+ * change of k along the arc (of relative size e^2 = 0.0067) and the torsion of
+ * the geodesic (also of order e^2), never the constant part of k. Here
+ *   c   is the straight-line distance between the two points in ECEF;
+ *   k   is Euler's normal curvature, k = cos^2(az)/M + sin^2(az)/N, with M, N
+ *       the meridional and prime-vertical radii at the mid-latitude and az the
+ *       direction of the chord projected on the horizontal plane there.
+ * Written with n the normalised sum of the two geodetic unit normals (the
+ * midpoint's normal to second order), W = sqrt(1 - e^2 sin^2 lat_mid) and
+ * 1/M - 1/N = (W/a) e^2 cos^2(lat) / (1 - e^2), Euler's formula becomes
+ *   k = (W/a) (1 + e^2/(1 - e^2) * (d.z - sin(lat) d.n)^2 / |d_h|^2),
+ * d the chord vector and d_h its horizontal part, with no trigonometry and no
+ * division by cos(lat), so it holds at the poles, where M = N, and across the
+ * antimeridian, where ECEF has no seam.
+ *
+ * Numbers (tests/test_geo_distance.c measures them on every run over random
+ * pairs at every latitude, poles and antimeridian included): below 50 km the
+ * worst difference from PROJ is about 1e-8 m, which is the rounding of ECEF
+ * coordinates near 6.4e6 m; it grows as s^5, to 3e-7 m at 100 km, 8e-6 m at
+ * 200 km, 8e-4 m at 500 km and 2.6e-2 m at 1000 km. The fast path is used
+ * for chords below GEO_FAST_CHORD_M = 100 km, a margin of more than 3000
+ * against the 1 mm promise; longer pairs go to PROJ.
+ *
+ * Thread safety: the geod_geodesic PROJ needs is initialised once, under
+ * pthread_once, and only read afterwards; the fast path uses only its
+ * arguments. */
 #include <math.h>
 #include <pthread.h>
 
@@ -10,11 +43,18 @@
 
 #include "geo_distance.h"
 
+#define WGS84_A_M 6378137.0
+#define WGS84_F (1.0 / 298.257223563)
+#define WGS84_E2 (WGS84_F * (2.0 - WGS84_F))
+
+/* Chords at or above this go to PROJ; see the opening comment. */
+#define GEO_FAST_CHORD_M 100000.0
+
 static struct geod_geodesic wgs84;
 static pthread_once_t wgs84_once = PTHREAD_ONCE_INIT;
 
 static void wgs84_init(void) {
-    geod_init(&wgs84, 6378137.0, 1.0 / 298.257223563);
+    geod_init(&wgs84, WGS84_A_M, WGS84_F);
 }
 
 double geo_distance_reference_m(struct geo_point a, struct geo_point b) {
@@ -24,8 +64,49 @@ double geo_distance_reference_m(struct geo_point a, struct geo_point b) {
     return s12;
 }
 
+/* ECEF position (metres) and geodetic unit normal of a point on the ellipsoid. */
+static void to_ecef(struct geo_point p, double xyz_m[3], double normal[3]) {
+    double lat = p.lat_deg * (M_PI / 180.0);
+    double lon = p.lon_deg * (M_PI / 180.0);
+    double sin_lat = sin(lat), cos_lat = cos(lat);
+    double sin_lon = sin(lon), cos_lon = cos(lon);
+    double n_m = WGS84_A_M / sqrt(1.0 - WGS84_E2 * sin_lat * sin_lat);
+    normal[0] = cos_lat * cos_lon;
+    normal[1] = cos_lat * sin_lon;
+    normal[2] = sin_lat;
+    xyz_m[0] = n_m * normal[0];
+    xyz_m[1] = n_m * normal[1];
+    xyz_m[2] = n_m * (1.0 - WGS84_E2) * sin_lat;
+}
+
 double geo_distance_m(struct geo_point a, struct geo_point b) {
-    return geo_distance_reference_m(a, b);
+    double pa[3], pb[3], na[3], nb[3];
+    to_ecef(a, pa, na);
+    to_ecef(b, pb, nb);
+    double d[3] = {pb[0] - pa[0], pb[1] - pa[1], pb[2] - pa[2]};
+    double chord2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
+    if (chord2 == 0.0) {
+        return 0.0;
+    }
+    if (chord2 >= GEO_FAST_CHORD_M * GEO_FAST_CHORD_M) {
+        return geo_distance_reference_m(a, b);
+    }
+
+    /* Normal at the midpoint, to second order in the separation. */
+    double n[3] = {na[0] + nb[0], na[1] + nb[1], na[2] + nb[2]};
+    double n_len = sqrt(n[0] * n[0] + n[1] * n[1] + n[2] * n[2]);
+    double sin_lat = n[2] / n_len;
+    double d_up = (d[0] * n[0] + d[1] * n[1] + d[2] * n[2]) / n_len;
+    double horiz2 = chord2 - d_up * d_up;
+    /* cos(lat) times the northward component of the chord. */
+    double d_north_cos = d[2] - sin_lat * d_up;
+    double w = sqrt(1.0 - WGS84_E2 * sin_lat * sin_lat);
+    double k = w / WGS84_A_M;
+    if (horiz2 > 0.0) {
+        k *= 1.0 + WGS84_E2 / (1.0 - WGS84_E2) * (d_north_cos * d_north_cos) / horiz2;
+    }
+    double chord = sqrt(chord2);
+    return 2.0 / k * asin(0.5 * chord * k);
 }
 
 void geo_point_to_unit(struct geo_point p, double out[3]) {

@@ -13,6 +13,12 @@
  * at least their chord). geo_index uses this as its pruning bound. */
 #define GEO_MIN_RADIUS_M 6335439.327
 
+/* The bound above holds exactly in real arithmetic; computed in doubles, both
+ * of its sides carry the rounding of coordinates near 6.4e6 m, about 1e-9 m.
+ * A pruning test that must never discard a true hit therefore compares
+ * GEO_MIN_RADIUS_M * chord - GEO_BOUND_SLACK_M with the distance. */
+#define GEO_BOUND_SLACK_M 1e-6
+
 /* Geodesic distance in metres between two WGS84 points, computed by PROJ's
  * geod_inverse (Karney's algorithm). The reference every faster path is
  * tested against. Thread-safe. Inputs must satisfy geo_point_is_valid(). */

@@ -1,0 +1,2 @@
+# Tests of geo/: one program per module.
+nearest_add_test(test_geo_distance LIBS nearest_geo)

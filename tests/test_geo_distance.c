@@ -1,0 +1,264 @@
+/* test_geo_distance.c: geo_distance_m() against PROJ's geod_inverse.
+ *
+ * The promise under test is |geo_distance_m - geo_distance_reference_m| <= 1 mm
+ * for every pair of valid points. Pairs are drawn at random (fixed seed) in
+ * bands of separation from 0 to antipodal, at every latitude with extra weight
+ * on the poles, the equator and the antimeridian, and on both sides of the
+ * fast path's 100 km chord threshold. Each band's worst difference is printed,
+ * so a change of formula shows its numbers in the test log. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <cmocka.h>
+#include <geodesic.h>
+
+#include "geo_distance.h"
+
+#define MM 1e-3
+
+/* splitmix64: a small, seedable generator so every run draws the same pairs. */
+static uint64_t rng_state = 0x6e65617265737464ULL;
+
+static uint64_t rng_next(void) {
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [0, 1). */
+static double rng_unit(void) {
+    return (double)(rng_next() >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static double rng_range(double lo, double hi) {
+    return lo + (hi - lo) * rng_unit();
+}
+
+static struct geod_geodesic wgs84;
+
+/* A start point: one in four near a pole, one in eight near the equator, one in
+ * eight near the antimeridian, the rest uniform on the sphere. */
+static struct geo_point random_start(void) {
+    struct geo_point p;
+    double pick = rng_unit();
+    if (pick < 0.125) {
+        p.lat_deg = 90.0 - rng_range(0.0, 0.5) * rng_unit();
+    } else if (pick < 0.25) {
+        p.lat_deg = -90.0 + rng_range(0.0, 0.5) * rng_unit();
+    } else if (pick < 0.375) {
+        p.lat_deg = rng_range(-0.01, 0.01);
+    } else {
+        p.lat_deg = asin(rng_range(-1.0, 1.0)) * (180.0 / M_PI);
+    }
+    if (pick >= 0.375 && pick < 0.5) {
+        p.lon_deg = rng_unit() < 0.5 ? rng_range(179.9, 180.0) : rng_range(-180.0, -179.9);
+    } else {
+        p.lon_deg = rng_range(-180.0, 180.0);
+    }
+    if (rng_unit() < 0.01) {
+        p.lat_deg = rng_unit() < 0.5 ? 90.0 : -90.0; /* exactly on a pole */
+    }
+    return p;
+}
+
+/* The point s_m metres from `from` along a random azimuth, through PROJ. */
+static struct geo_point walk(struct geo_point from, double s_m) {
+    struct geo_point to;
+    double azi = rng_range(-180.0, 180.0);
+    geod_direct(&wgs84, from.lat_deg, from.lon_deg, azi, s_m, &to.lat_deg, &to.lon_deg, NULL);
+    return to;
+}
+
+static double chord_between_units(struct geo_point a, struct geo_point b) {
+    double ua[3], ub[3];
+    geo_point_to_unit(a, ua);
+    geo_point_to_unit(b, ub);
+    double dx = ua[0] - ub[0], dy = ua[1] - ub[1], dz = ua[2] - ub[2];
+    return sqrt(dx * dx + dy * dy + dz * dz);
+}
+
+/* Worst |fast - PROJ| over n pairs whose separation is uniform in [lo_m, hi_m];
+ * fails at the first pair beyond 1 mm. */
+static double worst_error_in_band(double lo_m, double hi_m, int n) {
+    double worst = 0.0;
+    for (int i = 0; i < n; i++) {
+        struct geo_point a = random_start();
+        struct geo_point b = walk(a, rng_range(lo_m, hi_m));
+        double fast = geo_distance_m(a, b);
+        double ref = geo_distance_reference_m(a, b);
+        double err = fabs(fast - ref);
+        if (!(err <= MM)) {
+            fail_msg("pair (%.12f, %.12f) (%.12f, %.12f): fast %.9f PROJ %.9f",
+                     a.lat_deg, a.lon_deg, b.lat_deg, b.lon_deg, fast, ref);
+        }
+        if (err > worst) {
+            worst = err;
+        }
+    }
+    return worst;
+}
+
+static int setup_geodesic(void **state) {
+    (void)state;
+    geod_init(&wgs84, 6378137.0, 1.0 / 298.257223563);
+    return 0;
+}
+
+static void test_identical_points_are_zero_apart(void **state) {
+    (void)state;
+    for (int i = 0; i < 20000; i++) {
+        struct geo_point a = random_start();
+        assert_true(geo_distance_m(a, a) == 0.0);
+        assert_true(geo_distance_reference_m(a, a) == 0.0);
+    }
+}
+
+static void test_distance_is_symmetric(void **state) {
+    (void)state;
+    for (int i = 0; i < 50000; i++) {
+        struct geo_point a = random_start();
+        struct geo_point b = walk(a, rng_range(0.0, 200000.0));
+        assert_true(geo_distance_m(a, b) == geo_distance_m(b, a));
+    }
+}
+
+/* The fast path's own margin: far inside 1 mm wherever it is used. */
+static void test_short_distances_match_proj_to_a_micrometre(void **state) {
+    (void)state;
+    static const double bands_m[][2] = {
+        {0.0, 1e-3}, {0.0, 1.0}, {1.0, 100.0}, {100.0, 1e3},
+        {1e3, 1e4}, {1e4, 5e4}, {5e4, 99000.0},
+    };
+    for (size_t i = 0; i < sizeof bands_m / sizeof bands_m[0]; i++) {
+        double worst = worst_error_in_band(bands_m[i][0], bands_m[i][1], 50000);
+        printf("# %9.3g - %9.3g m: worst |fast - PROJ| = %.3g m\n",
+               bands_m[i][0], bands_m[i][1], worst);
+        assert_true(worst <= 1e-6);
+    }
+}
+
+/* Both sides of the 100 km chord threshold, where the two paths meet. */
+static void test_fast_and_proj_paths_agree_at_the_threshold(void **state) {
+    (void)state;
+    double worst = worst_error_in_band(99000.0, 101000.0, 50000);
+    printf("# around the 100 km threshold: worst |fast - PROJ| = %.3g m\n", worst);
+    assert_true(worst <= 1e-6);
+}
+
+static void test_long_distances_match_proj_within_1mm(void **state) {
+    (void)state;
+    static const double bands_m[][2] = {
+        {1e5, 1e6}, {1e6, 1e7}, {1e7, 2.0e7},
+    };
+    for (size_t i = 0; i < sizeof bands_m / sizeof bands_m[0]; i++) {
+        double worst = worst_error_in_band(bands_m[i][0], bands_m[i][1], 30000);
+        printf("# %9.3g - %9.3g m: worst |fast - PROJ| = %.3g m\n",
+               bands_m[i][0], bands_m[i][1], worst);
+    }
+}
+
+/* Antipodal and nearly antipodal pairs, where geodesics are least stable. */
+static void test_nearly_antipodal_pairs_match_proj_within_1mm(void **state) {
+    (void)state;
+    for (int i = 0; i < 20000; i++) {
+        struct geo_point a = random_start();
+        struct geo_point b = {-a.lat_deg, a.lon_deg > 0.0 ? a.lon_deg - 180.0 : a.lon_deg + 180.0};
+        b.lat_deg += rng_range(-0.01, 0.01) * (rng_unit() < 0.2 ? 0.0 : 1.0);
+        b.lon_deg += rng_range(-0.01, 0.01) * (rng_unit() < 0.2 ? 0.0 : 1.0);
+        if (b.lat_deg > 90.0 || b.lat_deg < -90.0 || b.lon_deg > 180.0 || b.lon_deg < -180.0) {
+            continue;
+        }
+        assert_true(fabs(geo_distance_m(a, b) - geo_distance_reference_m(a, b)) <= MM);
+    }
+}
+
+/* Pairs drawn in degrees rather than metres: a small box, the Licang area
+ * scale, and the same pairs shifted across the antimeridian. */
+static void test_degree_offsets_match_proj_within_1mm(void **state) {
+    (void)state;
+    double worst = 0.0;
+    for (int i = 0; i < 100000; i++) {
+        double span_deg = i % 2 ? 0.2 : 2e-6;
+        struct geo_point a = {rng_range(-90.0, 90.0), rng_range(-180.0, 180.0)};
+        if (i % 4 == 0) {
+            a.lon_deg = 180.0 - rng_range(0.0, span_deg);
+        }
+        struct geo_point b = {a.lat_deg + rng_range(-span_deg, span_deg),
+                              a.lon_deg + rng_range(-span_deg, span_deg)};
+        if (b.lon_deg > 180.0) {
+            b.lon_deg -= 360.0;
+        }
+        if (b.lat_deg > 90.0 || b.lat_deg < -90.0) {
+            continue;
+        }
+        double err = fabs(geo_distance_m(a, b) - geo_distance_reference_m(a, b));
+        assert_true(err <= MM);
+        if (err > worst) {
+            worst = err;
+        }
+    }
+    printf("# degree offsets: worst |fast - PROJ| = %.3g m\n", worst);
+}
+
+/* geo_distance.h promises GEO_MIN_RADIUS_M * unit chord <= distance; the index
+ * prunes with it. Rounding of coordinates near 6.4e6 m makes both sides
+ * uncertain by about 1e-9 m, so the check allows GEO_BOUND_SLACK_M. */
+static void test_unit_chord_bound_never_exceeds_distance(void **state) {
+    (void)state;
+    static const double scales_m[] = {1e-3, 1.0, 100.0, 1e4, 1e5, 1e6, 2e7};
+    double worst_excess = -INFINITY;
+    for (size_t s = 0; s < sizeof scales_m / sizeof scales_m[0]; s++) {
+        for (int i = 0; i < 30000; i++) {
+            struct geo_point a = random_start();
+            if (i % 3 == 0) {
+                a.lat_deg = rng_range(-1e-4, 1e-4); /* equator: tightest case */
+            }
+            struct geo_point b = walk(a, rng_range(0.0, scales_m[s]));
+            double bound = GEO_MIN_RADIUS_M * chord_between_units(a, b);
+            double dist = geo_distance_m(a, b);
+            assert_true(bound <= dist + GEO_BOUND_SLACK_M);
+            if (bound - dist > worst_excess) {
+                worst_excess = bound - dist;
+            }
+        }
+    }
+    printf("# worst (bound - distance) = %.3g m\n", worst_excess);
+}
+
+static void test_point_validity_edges(void **state) {
+    (void)state;
+    assert_true(geo_point_is_valid((struct geo_point){90.0, 180.0}));
+    assert_true(geo_point_is_valid((struct geo_point){-90.0, -180.0}));
+    assert_true(geo_point_is_valid((struct geo_point){0.0, 0.0}));
+    assert_true(geo_point_is_valid((struct geo_point){36.16, 120.42}));
+    assert_false(geo_point_is_valid((struct geo_point){nextafter(90.0, 91.0), 0.0}));
+    assert_false(geo_point_is_valid((struct geo_point){nextafter(-90.0, -91.0), 0.0}));
+    assert_false(geo_point_is_valid((struct geo_point){0.0, nextafter(180.0, 181.0)}));
+    assert_false(geo_point_is_valid((struct geo_point){0.0, nextafter(-180.0, -181.0)}));
+    assert_false(geo_point_is_valid((struct geo_point){NAN, 0.0}));
+    assert_false(geo_point_is_valid((struct geo_point){0.0, NAN}));
+    assert_false(geo_point_is_valid((struct geo_point){INFINITY, 0.0}));
+    assert_false(geo_point_is_valid((struct geo_point){0.0, -INFINITY}));
+    /* The wire protocol sends lat first: a swapped Licang point is invalid. */
+    assert_false(geo_point_is_valid((struct geo_point){120.42, 36.16}));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_identical_points_are_zero_apart),
+        cmocka_unit_test(test_distance_is_symmetric),
+        cmocka_unit_test(test_short_distances_match_proj_to_a_micrometre),
+        cmocka_unit_test(test_fast_and_proj_paths_agree_at_the_threshold),
+        cmocka_unit_test(test_long_distances_match_proj_within_1mm),
+        cmocka_unit_test(test_nearly_antipodal_pairs_match_proj_within_1mm),
+        cmocka_unit_test(test_degree_offsets_match_proj_within_1mm),
+        cmocka_unit_test(test_unit_chord_bound_never_exceeds_distance),
+        cmocka_unit_test(test_point_validity_edges),
+    };
+    return cmocka_run_group_tests(tests, setup_geodesic, NULL);
+}
