@@ -1,2 +1,9 @@
 # data/ tests.
 nearest_add_test(test_hours LIBS nearest_hours)
+
+# The committed Licang dataset against its published counts (reads the files
+# in data/licang/ in place; no database needed).
+nearest_add_test(test_dataset LIBS nearest_hours PkgConfig::JANSSON ${CSV_LIBRARY} m)
+target_include_directories(test_dataset PRIVATE ${CSV_INCLUDE_DIR})
+target_compile_definitions(test_dataset PRIVATE
+    NEAREST_DATASET_DIR="${NEARESTD_DATASET_DIR}")
