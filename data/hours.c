@@ -124,6 +124,7 @@ static int parse_days(struct parser *p, unsigned *mask)
         if (p->text[p->pos] != ',')
             return 0;
         p->pos++;
+        skip_space(p);
     }
 }
 
@@ -156,9 +157,11 @@ static int parse_spans(struct parser *p, struct day_spans *out)
         int rc = parse_time(p, false, &start);
         if (rc < 0)
             return rc;
+        skip_space(p);
         if (p->text[p->pos] != '-')
             return fail(p, HOURS_ERR_EXPECTED_DASH, p->pos);
         p->pos++;
+        skip_space(p);
         rc = parse_time(p, true, &end);
         if (rc < 0)
             return rc;
@@ -174,6 +177,7 @@ static int parse_spans(struct parser *p, struct day_spans *out)
         if (p->text[p->pos] != ',')
             return 0;
         p->pos++;
+        skip_space(p);
     }
 }
 

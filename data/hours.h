@@ -11,12 +11,16 @@
  *     hours    = "" | [SP] rule *( [SP] ";" [SP] rule ) [SP]
  *     rule     = "24/7"
  *              | [ days SP ] ( spans | "off" )
- *     days     = dayspec *( "," dayspec )
+ *     days     = dayspec *( "," [SP] dayspec )
  *     dayspec  = day [ "-" day ]              ; "Fr-Mo" wraps: Fr,Sa,Su,Mo
  *     day      = "Mo" | "Tu" | "We" | "Th" | "Fr" | "Sa" | "Su"
- *     spans    = span *( "," span )           ; at most HOURS_MAX_SPANS per rule
- *     span     = time "-" time
+ *     spans    = span *( "," [SP] span )      ; at most HOURS_MAX_SPANS per rule
+ *     span     = time [SP] "-" [SP] time
  *     time     = 2DIGIT ":" 2DIGIT            ; 00:00 .. 23:59; "24:00" only as an end
+ *
+ * Spaces are allowed where [SP] appears, so the common hand-written forms
+ * "08:00 - 12:00" and "08:00-12:00, 14:00-18:00" are accepted; a space inside a
+ * day range ("Mo - Fr") or before a comma is not.
  *
  * Meaning:
  *   - The empty string (or only spaces) means "no hours recorded": the

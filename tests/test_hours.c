@@ -231,6 +231,15 @@ static void test_spaces_around_semicolons_are_allowed(void **state)
     assert_memory_equal(&a, &b, sizeof a);
 }
 
+static void test_spaces_after_commas_and_around_span_dash_are_allowed(void **state)
+{
+    (void)state;
+    struct hours a = parse_ok("Mo,We-Fr 08:00-12:00,14:00-18:00");
+    struct hours b = parse_ok("Mo, We-Fr 08:00 - 12:00,  14:00 -18:00");
+    assert_memory_equal(&a, &b, sizeof a);
+    assert_int_equal(open_minutes(&a), 4 * 8 * 60);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Errors                                                                   */
 /* ------------------------------------------------------------------------ */
@@ -251,7 +260,9 @@ static void test_invalid_inputs_report_reason_and_offset(void **state)
         {"mo 08:00-12:00", HOURS_ERR_DAY, 0},
         {"Mo-Fx 08:00-12:00", HOURS_ERR_DAY, 3},
         {"PH off", HOURS_ERR_DAY, 0},
-        {"Mo, Tu 08:00-12:00", HOURS_ERR_DAY, 3},
+        {"Mo ,Tu 08:00-12:00", HOURS_ERR_EXPECTED_SPANS, 3},
+        {"Mo - Fr 08:00-12:00", HOURS_ERR_EXPECTED_SPANS, 3},
+        {"Mo,,Tu 08:00-12:00", HOURS_ERR_DAY, 3},
         {"Mo 8:00-12:00", HOURS_ERR_TIME, 3},
         {"Mo 08:0-12:00", HOURS_ERR_TIME, 3},
         {"Mo 08:00-12", HOURS_ERR_TIME, 9},
@@ -272,10 +283,12 @@ static void test_invalid_inputs_report_reason_and_offset(void **state)
         {"Mo08:00-12:00", HOURS_ERR_EXPECTED_SPANS, 2},
         {"Mo closed", HOURS_ERR_EXPECTED_SPANS, 3},
         {"Mo 08:00", HOURS_ERR_EXPECTED_DASH, 8},
-        {"Mo 08:00 - 12:00", HOURS_ERR_EXPECTED_DASH, 8},
+        {"Mo 08:00 12:00", HOURS_ERR_EXPECTED_DASH, 9},
+        {"Mo 08:00-12:00 ,14:00-18:00", HOURS_ERR_TRAILING, 15},
         {"Mo 08:00-12:00 Tu 08:00-12:00", HOURS_ERR_TRAILING, 15},
         {"24/7 Su off", HOURS_ERR_TRAILING, 5},
-        {"Mo 08:00-12:00, 14:00-18:00", HOURS_ERR_TIME, 15},
+        {"Mo 08:00-12:00,,14:00-18:00", HOURS_ERR_TIME, 15},
+        {"Mo 08:00-12:00, ", HOURS_ERR_TIME, 16},
         {"Mo off 08:00-09:00", HOURS_ERR_TRAILING, 7},
         {"Mo 24/7", HOURS_ERR_TIME, 3},
     };
@@ -406,7 +419,8 @@ static unsigned gen_days(char *buf, size_t len)
     for (int i = 0; i < parts; i++) {
         int a = rand() % 7;
         int b = rand() % 3 == 0 ? a : rand() % 7;
-        used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? "," : "", names[a]);
+        used += (size_t)snprintf(buf + used, len - used, "%s%s",
+                                 i ? (rand() % 4 ? "," : ", ") : "", names[a]);
         if (b != a)
             used += (size_t)snprintf(buf + used, len - used, "-%s", names[b]);
         for (int d = a;; d = (d + 1) % 7) {
@@ -452,8 +466,10 @@ static void gen_rule(struct gen_rule *r, char *buf, size_t len)
         } while (e == s || e > 1440 || (e == 1440 && s == 0 && rand() % 2));
         r->start[i] = s;
         r->end[i] = e;
-        used += (size_t)snprintf(buf + used, len - used, "%s%02d:%02d-%02d:%02d", i ? "," : "",
-                                 s / 60, s % 60, e / 60, e % 60);
+        const char *dash = rand() % 8 ? "-" : " - ";
+        used += (size_t)snprintf(buf + used, len - used, "%s%02d:%02d%s%02d:%02d",
+                                 i ? (rand() % 4 ? "," : ", ") : "", s / 60, s % 60, dash,
+                                 e / 60, e % 60);
     }
 }
 
@@ -540,6 +556,7 @@ int main(void)
         cmocka_unit_test(test_off_closes_named_days),
         cmocka_unit_test(test_override_of_next_day_keeps_previous_spill),
         cmocka_unit_test(test_spaces_around_semicolons_are_allowed),
+        cmocka_unit_test(test_spaces_after_commas_and_around_span_dash_are_allowed),
         cmocka_unit_test(test_invalid_inputs_report_reason_and_offset),
         cmocka_unit_test(test_null_arguments_are_rejected),
         cmocka_unit_test(test_out_of_range_queries_are_closed),
