@@ -33,6 +33,11 @@
  * for chords below GEO_FAST_CHORD_M = 100 km, a margin of more than 3000
  * against the 1 mm promise; longer pairs go to PROJ.
  *
+ * geo_distance_ecef_m() is the same computation on points whose ECEF position
+ * was computed once, so a caller that keeps them skips the eight sines and
+ * cosines per pair that dominate the fast path; geo_distance_m() is built on
+ * it, so the two agree bit for bit.
+ *
  * Thread safety: the geod_geodesic PROJ needs is initialised once, under
  * pthread_once, and only read afterwards; the fast path uses only its
  * arguments. */
@@ -64,32 +69,30 @@ double geo_distance_reference_m(struct geo_point a, struct geo_point b) {
     return s12;
 }
 
-/* ECEF position (metres) and geodetic unit normal of a point on the ellipsoid. */
-static void to_ecef(struct geo_point p, double xyz_m[3], double normal[3]) {
+void geo_ecef_point_init(struct geo_ecef_point *out, struct geo_point p) {
     double lat = p.lat_deg * (M_PI / 180.0);
     double lon = p.lon_deg * (M_PI / 180.0);
     double sin_lat = sin(lat), cos_lat = cos(lat);
     double sin_lon = sin(lon), cos_lon = cos(lon);
     double n_m = WGS84_A_M / sqrt(1.0 - WGS84_E2 * sin_lat * sin_lat);
-    normal[0] = cos_lat * cos_lon;
-    normal[1] = cos_lat * sin_lon;
-    normal[2] = sin_lat;
-    xyz_m[0] = n_m * normal[0];
-    xyz_m[1] = n_m * normal[1];
-    xyz_m[2] = n_m * (1.0 - WGS84_E2) * sin_lat;
+    out->where = p;
+    out->normal[0] = cos_lat * cos_lon;
+    out->normal[1] = cos_lat * sin_lon;
+    out->normal[2] = sin_lat;
+    out->xyz_m[0] = n_m * out->normal[0];
+    out->xyz_m[1] = n_m * out->normal[1];
+    out->xyz_m[2] = n_m * (1.0 - WGS84_E2) * sin_lat;
 }
 
-double geo_distance_m(struct geo_point a, struct geo_point b) {
-    double pa[3], pb[3], na[3], nb[3];
-    to_ecef(a, pa, na);
-    to_ecef(b, pb, nb);
+double geo_distance_ecef_m(const struct geo_ecef_point *a, const struct geo_ecef_point *b) {
+    const double *pa = a->xyz_m, *pb = b->xyz_m, *na = a->normal, *nb = b->normal;
     double d[3] = {pb[0] - pa[0], pb[1] - pa[1], pb[2] - pa[2]};
     double chord2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
     if (chord2 == 0.0) {
         return 0.0;
     }
     if (chord2 >= GEO_FAST_CHORD_M * GEO_FAST_CHORD_M) {
-        return geo_distance_reference_m(a, b);
+        return geo_distance_reference_m(a->where, b->where);
     }
 
     /* Normal at the midpoint, to second order in the separation. */
@@ -107,6 +110,13 @@ double geo_distance_m(struct geo_point a, struct geo_point b) {
     }
     double chord = sqrt(chord2);
     return 2.0 / k * asin(0.5 * chord * k);
+}
+
+double geo_distance_m(struct geo_point a, struct geo_point b) {
+    struct geo_ecef_point ea, eb;
+    geo_ecef_point_init(&ea, a);
+    geo_ecef_point_init(&eb, b);
+    return geo_distance_ecef_m(&ea, &eb);
 }
 
 void geo_point_to_unit(struct geo_point p, double out[3]) {

@@ -230,6 +230,28 @@ static void test_unit_chord_bound_never_exceeds_distance(void **state) {
     printf("# worst (bound - distance) = %.3g m\n", worst_excess);
 }
 
+/* The precomputed form is the same computation, so it must agree exactly: the
+ * index's results are defined by geo_distance_m(). */
+static void test_precomputed_points_give_identical_distances(void **state) {
+    (void)state;
+    static const double scales_m[] = {1.0, 1e3, 5e4, 1.5e5, 2e7};
+    for (size_t s = 0; s < sizeof scales_m / sizeof scales_m[0]; s++) {
+        for (int i = 0; i < 20000; i++) {
+            struct geo_point a = random_start();
+            struct geo_point b = walk(a, rng_range(0.0, scales_m[s]));
+            struct geo_ecef_point ea, eb;
+            geo_ecef_point_init(&ea, a);
+            geo_ecef_point_init(&eb, b);
+            double ua[3];
+            geo_point_to_unit(a, ua);
+            assert_memory_equal(ea.normal, ua, sizeof ua);
+            assert_true(ea.where.lat_deg == a.lat_deg && ea.where.lon_deg == a.lon_deg);
+            double direct = geo_distance_m(a, b), pre = geo_distance_ecef_m(&ea, &eb);
+            assert_memory_equal(&direct, &pre, sizeof direct);
+        }
+    }
+}
+
 static void test_point_validity_edges(void **state) {
     (void)state;
     assert_true(geo_point_is_valid((struct geo_point){90.0, 180.0}));
@@ -258,6 +280,7 @@ int main(void) {
         cmocka_unit_test(test_nearly_antipodal_pairs_match_proj_within_1mm),
         cmocka_unit_test(test_degree_offsets_match_proj_within_1mm),
         cmocka_unit_test(test_unit_chord_bound_never_exceeds_distance),
+        cmocka_unit_test(test_precomputed_points_give_identical_distances),
         cmocka_unit_test(test_point_validity_edges),
     };
     return cmocka_run_group_tests(tests, setup_geodesic, NULL);
