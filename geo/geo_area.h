@@ -10,7 +10,8 @@
  * y = latitude in WGS84 degrees, the GIS order in which SpatiaLite stores it
  * (SpatiaLite's own blob format is not WKB: select AsBinary(geom)). Points
  * passed to queries are struct geo_point, latitude first, as everywhere else.
- * Edges are straight in longitude/latitude, as GEOS and SpatiaLite draw them.
+ * Edges are straight in longitude/latitude, as GEOS and SpatiaLite draw them,
+ * so an area must not cross the antimeridian (none near Qingdao does).
  * A point on an area's boundary counts as inside it, so a point on the line
  * between two streets belongs to both.
  *
