@@ -144,6 +144,27 @@ static double ring_area_deg2(json_t *ring)
     return s / 2;
 }
 
+/* Area in square degrees of a Polygon or MultiPolygon: outer rings minus holes
+ * (rings are stored counter-clockwise outside, clockwise for holes). */
+static double geometry_area_deg2(json_t *feature)
+{
+    json_t *geom = json_object_get(feature, "geometry");
+    const char *type = json_string_value(json_object_get(geom, "type"));
+    json_t *coords = json_object_get(geom, "coordinates");
+    double sum = 0;
+    size_t n_polys = strcmp(type, "Polygon") == 0 ? 1 : json_array_size(coords);
+    assert_true(strcmp(type, "Polygon") == 0 || strcmp(type, "MultiPolygon") == 0);
+    for (size_t i = 0; i < n_polys; i++) {
+        json_t *poly = strcmp(type, "Polygon") == 0 ? coords : json_array_get(coords, i);
+        for (size_t r = 0; r < json_array_size(poly); r++) {
+            double a = ring_area_deg2(json_array_get(poly, r));
+            assert_true(r == 0 ? a > 0 : a < 0);
+            sum += a;
+        }
+    }
+    return sum;
+}
+
 static json_t *find_area(struct dataset *ds, const char *id)
 {
     size_t i;
@@ -354,7 +375,7 @@ static void test_communities_fill_their_street_and_streets_the_district(void **s
     assert_true(fabs(streets - district) <= 1e-9 * district);
 }
 
-static void test_every_community_is_served_by_a_doctor_team(void **state)
+static void test_every_community_is_served_by_a_doctor_team_and_its_area(void **state)
 {
     struct dataset *ds = *state;
     json_t *served = json_object();
@@ -366,12 +387,20 @@ static void test_every_community_is_served_by_a_doctor_team(void **state)
         json_t *serves = json_object_get(props(f), "serves");
         assert_true(json_is_array(serves) && json_array_size(serves) > 0);
         assert_true(strlen(str_prop(f, "station")) > 0);
+        double communities_deg2 = 0;
         json_array_foreach(serves, j, id) {
             json_t *area = find_area(ds, json_string_value(id));
             assert_non_null(area);
             assert_true(is(area, "kind", "community"));
+            communities_deg2 += ring_area_deg2(outer_ring(area));
             json_object_set_new(served, json_string_value(id), json_true());
         }
+        /* Its service area is the union of exactly those communities. */
+        json_t *sa = find_area(ds, str_prop(f, "service_area"));
+        assert_non_null(sa);
+        assert_true(is(sa, "kind", "service_area"));
+        assert_true(is(sa, "team", str_prop(f, "id")));
+        assert_true(fabs(geometry_area_deg2(sa) - communities_deg2) <= 1e-9 * communities_deg2);
     }
     json_array_foreach(features(ds->areas), i, f) {
         if (is(f, "kind", "community") && json_object_get(served, str_prop(f, "id")) == NULL)
@@ -480,7 +509,7 @@ int main(void)
         cmocka_unit_test(test_all_points_lie_inside_the_district),
         cmocka_unit_test(test_eleven_streets_and_communities_under_them),
         cmocka_unit_test(test_communities_fill_their_street_and_streets_the_district),
-        cmocka_unit_test(test_every_community_is_served_by_a_doctor_team),
+        cmocka_unit_test(test_every_community_is_served_by_a_doctor_team_and_its_area),
         cmocka_unit_test(test_every_hours_string_parses),
         cmocka_unit_test(test_csv_holds_the_same_facilities),
     };

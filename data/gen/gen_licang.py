@@ -350,6 +350,38 @@ def directed_edges(ring):
     return [(ring[i], ring[(i + 1) % len(ring)]) for i in range(len(ring))]
 
 
+def dissolve(rings):
+    """Union of rings that share edges exactly (as the communities do): drops
+    every edge whose reverse is present and chains the rest. Returns a list of
+    polygons, each [outer, hole, ...], outers counter-clockwise."""
+    edges = set()
+    for r in rings:
+        edges.update(directed_edges(r))
+    boundary = {}
+    for a, b in sorted(edges):
+        if (b, a) not in edges:
+            if a in boundary:
+                raise SystemExit("dissolve: rings touch at a single vertex")
+            boundary[a] = b
+    loops = []
+    while boundary:
+        start = min(boundary)
+        loop = [start]
+        nxt = boundary.pop(start)
+        while nxt != start:
+            loop.append(nxt)
+            nxt = boundary.pop(nxt)
+        loops.append(loop)
+    outers = [[r] for r in loops if area(r) > 0]
+    for h in (r for r in loops if area(r) < 0):
+        owner = [o for o in outers if point_in_ring(h[0], o[0]) or
+                 point_in_ring(((h[0][0] + h[1][0]) / 2, (h[0][1] + h[1][1]) / 2), o[0])]
+        if len(owner) != 1:
+            raise SystemExit("dissolve: cannot place a hole")
+        owner[0].append(h)
+    return outers
+
+
 def check_tiling(parent, children, label):
     """Exact check: interior edges pair up in opposite directions and the
     unpaired edges are exactly the parent's edges."""
@@ -603,9 +635,9 @@ NOTICE = ("Synthetic data. Names, addresses, phone numbers and positions are mad
           "district, Qingdao; none of them is a real address or a real facility.")
 
 ATTR_COLUMNS = ["stars", "beds", "dementia", "meal_hours", "price_60", "price_80", "delivery",
-                "station", "team_size", "serves", "status", "level", "ownership", "group",
-                "catchment", "year", "capacity", "free", "price", "shared_hours",
-                "street", "community"]
+                "station", "team_size", "serves", "service_area", "status", "level",
+                "ownership", "group", "catchment", "year", "capacity", "free", "price",
+                "shared_hours", "street", "community"]
 
 
 def ring_coords(ring):
@@ -775,6 +807,25 @@ def main():
             "name": "%s%s学区" % (c["school"]["name"], level_zh[c["level"]]),
             "parent": "district", "school": c["school"]["id"], "level": c["level"],
             "area_km2": round(area_deg_km2(ring), 3)}))
+
+    # Doctor-team service areas: the union of the communities each team serves.
+    ring_of = {c["id"]: r for c, r in zip(communities, comm_rings)}
+    for i, team in enumerate(cats[2][2]):
+        sa_id = "sa-%03d" % (i + 1)
+        team["attrs"]["service_area"] = sa_id
+        polys = dissolve([ring_of[cid] for cid in team["attrs"]["serves"]])
+        want = sum(area_deg_km2(ring_of[cid]) for cid in team["attrs"]["serves"])
+        got = sum(area_deg_km2(p[0]) + sum(area_deg_km2(h) for h in p[1:]) for p in polys)
+        if abs(want - got) > 1e-6 * want:
+            raise SystemExit("service area %s: %f != %f" % (sa_id, got, want))
+        coords = [[ring_coords(r) for r in p] for p in polys]
+        geom = ({"type": "Polygon", "coordinates": coords[0]} if len(coords) == 1
+                else {"type": "MultiPolygon", "coordinates": coords})
+        area_feats.append({"type": "Feature", "properties": {
+            "id": sa_id, "kind": "service_area", "name": "%s服务区域" % team["name"],
+            "parent": team["cm"]["parent"], "team": "dt-%03d" % (i + 1),
+            "serves": team["attrs"]["serves"], "area_km2": round(got, 3)},
+            "geometry": geom})
 
     header = {"name": "licang-synthetic", "properties": {
         "synthetic": True, "notice": NOTICE, "generator": "data/gen/gen_licang.py",
