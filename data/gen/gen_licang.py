@@ -3,7 +3,9 @@
 
 Everything it writes is made up: the district outline is a coarse polygon drawn
 by hand for this project (22 vertices, scaled to 98 km^2), streets and
-communities are Voronoi cells inside it, and facility names, addresses, phones
+communities are Voronoi cells inside it, school catchments are Voronoi cells of
+each level's schools, doctor-team service areas are unions of the communities a
+team serves, and facility names, addresses, phones
 and positions are random draws from a fixed seed. Only the counts match the
 published figures (39 + 72 elder-care places, 62 meal points, 182 doctor teams,
 68 + 20 schools, 15 public and 38 shared parking lots). Nothing here is a real
