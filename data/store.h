@@ -90,4 +90,146 @@ int store_facility_delete(struct store *st, const char *id);
 /* Returns a static sentence for a store_err value. */
 const char *store_strerror(int err);
 
+/* ---------------------------------------------------------------------------
+ * Additions for the daemon and the importer (issue 4). Everything above this
+ * line is the original contract and keeps its meaning.
+ *
+ * Threading: a struct store is one SQLite connection; use it from one thread
+ * at a time. Other processes (nearest-import, a second daemon reading) may
+ * open the same file: WAL lets readers run beside one writer, and a writer
+ * that finds the file locked waits up to STORE_BUSY_TIMEOUT_MS, then fails
+ * with STORE_ERR_BUSY. */
+
+/* How long a statement waits for another process's write lock. */
+#define STORE_BUSY_TIMEOUT_MS 2000
+
+/* The schema version this build writes; store_open() migrates older files up
+ * to it and refuses newer ones with STORE_ERR_SCHEMA. */
+#define STORE_SCHEMA_VERSION 2
+
+/* Longest accepted facility or area id, in bytes. */
+#define STORE_ID_MAX_BYTES 64
+
+/* Checks a facility record without touching any database: id syntax, known
+ * category, valid WGS84 point, attrs_json a JSON object whose known attributes
+ * have the right types and ranges (for example stars 1..5, serves an array of
+ * ids), and opening hours (and meal_hours / shared_hours) that data/hours.h
+ * accepts. Returns 0, or STORE_ERR_ARG and writes "field: reason" (for
+ * example "opening_hours: unknown weekday ...") to err. NULL strings other
+ * than id are read as "". */
+int store_facility_check(const struct store_facility *f, char *err, size_t err_len);
+
+/* Calls fn once with the facility `id` (pointers borrowed for the call).
+ * Returns fn's result, STORE_ERR_NOTFOUND, or another store_err. */
+int store_facility_get(struct store *st, const char *id, store_facility_fn fn, void *ctx);
+
+/* Returns the number of facilities in *n. Returns 0 or a store_err. */
+int store_facility_count(struct store *st, int64_t *n);
+
+/* The last error message of this store (one line, never NULL, "" when none).
+ * Borrowed; valid until the next call on st. */
+const char *store_errmsg(const struct store *st);
+
+/* --- Group commit ----------------------------------------------------------
+ *
+ * Between store_batch_begin() and store_batch_commit(), store_facility_put()
+ * and store_facility_delete() join one transaction instead of committing each
+ * on its own, so that writes from many clients share one fsync. In a batch a
+ * return of 0 means "accepted into the batch": the write is durable only once
+ * store_batch_commit() returns 0, and the daemon must not answer OK before.
+ * A put that fails validation (STORE_ERR_ARG) or a delete of a missing id
+ * (STORE_ERR_NOTFOUND) leaves the batch intact. Any other failure inside a
+ * batch (I/O, disk full) poisons it: later calls return STORE_ERR_IO and
+ * store_batch_commit() rolls everything back and returns the first error.
+ * Batches do not nest. */
+
+/* Starts a batch. Returns 0, STORE_ERR_ARG when one is already open, or a
+ * store_err (STORE_ERR_BUSY when another process holds the write lock). */
+int store_batch_begin(struct store *st);
+
+/* Commits the batch durably (synchronous=FULL: it survives kill -9 and power
+ * loss once this returns 0). On failure everything in the batch is rolled
+ * back and a store_err is returned. STORE_ERR_ARG when no batch is open. */
+int store_batch_commit(struct store *st);
+
+/* Discards the batch. No-op when none is open. */
+void store_batch_rollback(struct store *st);
+
+/* --- Areas -----------------------------------------------------------------
+ *
+ * Districts, streets, communities, school catchments and service areas, as
+ * MULTIPOLYGONs in SRID 4326 (a Polygon is stored as a one-part
+ * MULTIPOLYGON). */
+
+enum store_area_kind {
+    STORE_AREA_DISTRICT = 0,
+    STORE_AREA_STREET = 1,
+    STORE_AREA_COMMUNITY = 2,
+    STORE_AREA_CATCHMENT = 3,
+    STORE_AREA_SERVICE_AREA = 4,
+    STORE_AREA_KIND_COUNT
+};
+
+/* Returns the kind's name ("community"), or NULL when out of range. */
+const char *store_area_kind_name(int kind);
+
+/* Sets *out to the kind named `name`. Returns 0 or STORE_ERR_ARG. */
+int store_area_kind_parse(const char *name, int *out);
+
+/* An area. Strings are UTF-8, never NULL ("" when unknown; parent is "" for
+ * a root). In records passed to a store_area_fn every pointer is borrowed and
+ * valid only during the call, and only the geometry forms asked for in the
+ * walk's flags are set (the others are NULL / 0). */
+struct store_area {
+    const char *id;                /* same syntax as facility ids */
+    int kind;                      /* enum store_area_kind */
+    const char *name;
+    const char *parent;            /* id of the enclosing area, "" for none */
+    const char *attrs_json;        /* JSON object, "{}" when none */
+    const unsigned char *wkb;      /* ISO WKB MULTIPOLYGON, lon/lat order (OGC) */
+    size_t wkb_len;
+    const char *geojson;           /* GeoJSON geometry object text */
+};
+
+#define STORE_AREA_WKB 1     /* fill wkb / wkb_len */
+#define STORE_AREA_GEOJSON 2 /* fill geojson */
+
+/* Calls fn for every area in id order, with the geometry forms in `flags`.
+ * A non-zero return from fn stops the walk and is returned. */
+typedef int (*store_area_fn)(const struct store_area *a, void *ctx);
+int store_area_each(struct store *st, int flags, store_area_fn fn, void *ctx);
+
+/* Inserts or replaces the area a->id. The geometry comes from a->geojson
+ * (a GeoJSON Polygon or MultiPolygon) when it is not NULL, else from
+ * a->wkb. Durable like store_facility_put(), and joins an open batch. Returns
+ * 0, or STORE_ERR_ARG with "field: reason" in store_errmsg(). */
+int store_area_put(struct store *st, const struct store_area *a);
+
+/* --- Service links -----------------------------------------------------------
+ *
+ * Derived from facility attributes on every put: a doctor_team's `serves`
+ * array gives one STORE_LINK_SERVES link per community id, a school's
+ * `catchment` id one STORE_LINK_CATCHMENT link. They are kept in their own
+ * tables so that "which team serves my community" is one indexed lookup. The
+ * area id is not required to exist in areas. */
+
+enum store_link_kind {
+    STORE_LINK_SERVES = 0,    /* doctor_team -> community it serves */
+    STORE_LINK_CATCHMENT = 1, /* school -> its catchment area */
+};
+
+struct store_link {
+    int kind;                /* enum store_link_kind */
+    const char *facility_id; /* borrowed for the call */
+    const char *area_id;     /* borrowed for the call */
+};
+
+/* Calls fn for every link of `kind` (or of every kind when kind is -1), ordered
+ * by kind, facility id, area id. `area_id` (may be NULL) keeps only links to
+ * that area: store_link_each(st, STORE_LINK_SERVES, "c-12", fn, ctx) lists the
+ * teams serving community c-12. */
+typedef int (*store_link_fn)(const struct store_link *l, void *ctx);
+int store_link_each(struct store *st, int kind, const char *area_id, store_link_fn fn,
+                    void *ctx);
+
 #endif
