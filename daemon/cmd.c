@@ -1,0 +1,466 @@
+/* cmd.c: the dispatcher and the read-only command handlers.
+ *
+ * Sections: the table, argument parsing, the dispatcher, then one handler per
+ * command in commands.def order. Handlers validate everything before they
+ * write the first byte of an answer, so an answer is either a whole OK with
+ * its records or one ERR line. A NEAREST with K 1000 keeps its hits on the
+ * stack (16 KB), so no handler allocates on the request path. */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "cmd.h"
+#include "geo_index.h"
+#include "proto.h"
+#include "store.h"
+
+/* ---- The table ------------------------------------------------------------ */
+
+static const struct cmd_spec cmd_specs[] = {
+#define CMD_DEF(name, min, max, handler, writes, usage, summary) \
+    {#name, min, max, handler, writes, usage, summary},
+#include "commands.def"
+#undef CMD_DEF
+};
+
+#define CMD_COUNT (sizeof cmd_specs / sizeof cmd_specs[0])
+
+const struct cmd_spec *cmd_table(size_t *n) {
+    *n = CMD_COUNT;
+    return cmd_specs;
+}
+
+const struct cmd_spec *cmd_lookup(const char *name) {
+    for (size_t i = 0; i < CMD_COUNT; i++) {
+        if (strcasecmp(cmd_specs[i].name, name) == 0) {
+            return &cmd_specs[i];
+        }
+    }
+    return NULL;
+}
+
+void cmd_session_init(struct cmd_session *s) {
+    memset(s, 0, sizeof *s);
+    s->crs = GEO_CRS_WGS84;
+}
+
+/* ---- Argument parsing ------------------------------------------------------ */
+
+/* Answers `code` with a message echoing the user's text safely. */
+#define ECHO(text) reply_echo((text), echo_buf, sizeof echo_buf)
+
+/* Parses a plain decimal number: optional sign, digits, optional fraction and
+ * exponent. Hex, "inf", "nan", spaces and trailing junk are refused, which
+ * strtod alone would accept. Returns true and sets *out when valid. */
+static bool parse_number(const char *s, double *out) {
+    if (!*s) {
+        return false;
+    }
+    for (const char *p = s; *p; p++) {
+        if (!isdigit((unsigned char)*p) && !strchr("+-.eE", *p)) {
+            return false;
+        }
+    }
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0' || !isfinite(v)) {
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* Parses a decimal integer of digits only (an optional leading "+").
+ * Returns 0 and sets *out; CMD_ERR_ARG when not an integer; CMD_ERR_RANGE
+ * when it does not fit in a long. */
+static int parse_count(const char *s, long *out) {
+    const char *p = *s == '+' ? s + 1 : s;
+    if (!*p) {
+        return CMD_ERR_ARG;
+    }
+    for (const char *q = p; *q; q++) {
+        if (!isdigit((unsigned char)*q)) {
+            return CMD_ERR_ARG;
+        }
+    }
+    errno = 0;
+    long v = strtol(p, NULL, 10);
+    if (errno == ERANGE) {
+        return CMD_ERR_RANGE;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Parses "<lat> <lon>" given in the session's system into WGS84. Answers and
+ * returns the error on failure. */
+static int parse_position(struct cmd_call *call, const char *lat_s, const char *lon_s,
+                          struct geo_point *wgs84) {
+    char echo_buf[REPLY_MAX_ECHO_BYTES + 1];
+    struct geo_point p;
+    if (!parse_number(lat_s, &p.lat_deg)) {
+        reply_err(call->out, CMD_ERR_ARG, "latitude '%s' is not a number", ECHO(lat_s));
+        return CMD_ERR_ARG;
+    }
+    if (!parse_number(lon_s, &p.lon_deg)) {
+        reply_err(call->out, CMD_ERR_ARG, "longitude '%s' is not a number", ECHO(lon_s));
+        return CMD_ERR_ARG;
+    }
+    if (p.lat_deg < -90.0 || p.lat_deg > 90.0) {
+        reply_err(call->out, CMD_ERR_RANGE,
+                  "latitude %s is outside [-90, 90] (latitude comes first)", ECHO(lat_s));
+        return CMD_ERR_RANGE;
+    }
+    if (p.lon_deg < -180.0 || p.lon_deg > 180.0) {
+        reply_err(call->out, CMD_ERR_RANGE, "longitude %s is outside [-180, 180]",
+                  ECHO(lon_s));
+        return CMD_ERR_RANGE;
+    }
+    if (geo_crs_to_wgs84(call->session->crs, p, wgs84) < 0) {
+        reply_err(call->out, CMD_ERR_RANGE, "position has no WGS84 equivalent in %s",
+                  geo_crs_name(call->session->crs));
+        return CMD_ERR_RANGE;
+    }
+    return 0;
+}
+
+/* Parses "<category>" or "*" into a layer mask. */
+static int parse_category_mask(struct cmd_call *call, const char *name, uint32_t *mask) {
+    char echo_buf[REPLY_MAX_ECHO_BYTES + 1];
+    if (strcmp(name, "*") == 0) {
+        *mask = (1u << STORE_CAT_COUNT) - 1;
+        return 0;
+    }
+    int cat;
+    if (store_category_parse(name, &cat) < 0) {
+        reply_err(call->out, CMD_ERR_UNKNOWN, "unknown category '%s' (see CATEGORIES)",
+                  ECHO(name));
+        return CMD_ERR_UNKNOWN;
+    }
+    *mask = 1u << cat;
+    return 0;
+}
+
+/* Named options after the positional arguments: "K 10 MAXDIST 500". */
+struct option_spec {
+    const char *name;
+    bool is_count;        /* integer in [min, max]; otherwise a number >= 0 */
+    long min, max;
+};
+
+/* Reads argv[first..argc) as name/value pairs of the given options, each at
+ * most once (names ignore case). Stores values in counts[i] or numbers[i] and
+ * sets seen[i]. Answers and returns the error on failure. */
+static int parse_options(struct cmd_call *call, size_t first, const struct option_spec *opts,
+                         size_t n_opts, bool *seen, long *counts, double *numbers) {
+    char echo_buf[REPLY_MAX_ECHO_BYTES + 1];
+    if ((call->argc - first) % 2 != 0) {
+        reply_err(call->out, CMD_ERR_SYNTAX, "option '%s' has no value (usage: %s)",
+                  ECHO(call->argv[call->argc - 1]), call->spec->usage);
+        return CMD_ERR_SYNTAX;
+    }
+    for (size_t a = first; a < call->argc; a += 2) {
+        const char *name = call->argv[a];
+        const char *value = call->argv[a + 1];
+        size_t i = 0;
+        while (i < n_opts && strcasecmp(opts[i].name, name) != 0) {
+            i++;
+        }
+        if (i == n_opts) {
+            reply_err(call->out, CMD_ERR_SYNTAX, "unknown option '%s' (usage: %s)", ECHO(name),
+                      call->spec->usage);
+            return CMD_ERR_SYNTAX;
+        }
+        if (seen[i]) {
+            reply_err(call->out, CMD_ERR_SYNTAX, "option %s given twice", opts[i].name);
+            return CMD_ERR_SYNTAX;
+        }
+        seen[i] = true;
+        if (opts[i].is_count) {
+            int ret = parse_count(value, &counts[i]);
+            if (ret == CMD_ERR_ARG) {
+                reply_err(call->out, CMD_ERR_ARG, "%s '%s' is not an integer", opts[i].name,
+                          ECHO(value));
+                return ret;
+            }
+            if (ret < 0 || counts[i] < opts[i].min || counts[i] > opts[i].max) {
+                reply_err(call->out, CMD_ERR_RANGE, "%s %s is outside [%ld, %ld]",
+                          opts[i].name, ECHO(value), opts[i].min, opts[i].max);
+                return CMD_ERR_RANGE;
+            }
+        } else {
+            if (!parse_number(value, &numbers[i])) {
+                reply_err(call->out, CMD_ERR_ARG, "%s '%s' is not a number", opts[i].name,
+                          ECHO(value));
+                return CMD_ERR_ARG;
+            }
+            if (numbers[i] < 0) {
+                reply_err(call->out, CMD_ERR_RANGE, "%s %s is negative", opts[i].name,
+                          ECHO(value));
+                return CMD_ERR_RANGE;
+            }
+        }
+    }
+    return 0;
+}
+
+/* ---- The dispatcher ---------------------------------------------------------- */
+
+int cmd_dispatch(const struct cmd_env *env, struct cmd_session *session, size_t argc,
+                 char **argv, struct reply *out) {
+    char echo_buf[REPLY_MAX_ECHO_BYTES + 1];
+    int ret;
+    const struct cmd_spec *spec = cmd_lookup(argv[0]);
+    if (!spec) {
+        reply_err(out, CMD_ERR_UNKNOWN, "unknown command '%s' (see HELP)", ECHO(argv[0]));
+        ret = CMD_ERR_UNKNOWN;
+        goto done;
+    }
+    size_t n_args = argc - 1;
+    if (n_args < (size_t)spec->min_args || n_args > (size_t)spec->max_args) {
+        reply_err(out, CMD_ERR_SYNTAX, "wrong number of arguments for %s (usage: %s)",
+                  spec->name, spec->usage);
+        ret = CMD_ERR_SYNTAX;
+        goto done;
+    }
+    struct cmd_call call = {.env = env, .session = session, .spec = spec,
+                            .argc = argc, .argv = argv, .out = out};
+    ret = spec->handler(&call);
+done:
+    if (env->stats) {
+        env->stats->requests++;
+        if (ret < 0) {
+            env->stats->errors++;
+        }
+    }
+    return ret;
+}
+
+int cmd_execute(const struct cmd_env *env, struct cmd_session *session, char *line,
+                size_t len, struct reply *out) {
+    char *argv[PROTO_MAX_ARGS];
+    size_t argc = 0;
+    if (proto_split(line, len, argv, PROTO_MAX_ARGS, &argc) < 0) {
+        reply_err(out, CMD_ERR_SYNTAX,
+                  "cannot split the request (unbalanced quote, bad escape or over %d tokens)",
+                  PROTO_MAX_ARGS);
+        if (env->stats) {
+            env->stats->requests++;
+            env->stats->errors++;
+        }
+        return CMD_ERR_SYNTAX;
+    }
+    if (argc == 0) {
+        return 1;
+    }
+    return cmd_dispatch(env, session, argc, argv, out);
+}
+
+/* ---- Handlers ------------------------------------------------------------------ */
+
+/* Answers the hits as facility records, positions in the session's system. */
+static int reply_hits(struct cmd_call *call, const struct geo_hit *hits, size_t n) {
+    /* Convert first, so a failure can still be a lone ERR line. */
+    struct geo_point where[CMD_MAX_K];
+    struct catalog_facility f[CMD_MAX_K];
+    for (size_t i = 0; i < n; i++) {
+        if (catalog_get(call->env->catalog, hits[i].handle, &f[i]) < 0 ||
+            geo_crs_from_wgs84(call->session->crs, f[i].where, &where[i]) < 0) {
+            reply_err(call->out, CMD_ERR_INTERNAL, "cannot render facility handle %u",
+                      (unsigned)hits[i].handle);
+            return CMD_ERR_INTERNAL;
+        }
+    }
+    reply_ok(call->out, n);
+    for (size_t i = 0; i < n; i++) {
+        struct reply_facility rf = {.id = f[i].id, .category = store_category_name(f[i].category),
+                                    .name = f[i].name, .where = where[i],
+                                    .distance_m = hits[i].distance_m};
+        reply_facility(call->out, &rf);
+    }
+    return 0;
+}
+
+static int run_query(struct cmd_call *call, const struct geo_query *q) {
+    struct geo_hit hits[CMD_MAX_K];
+    size_t n = 0;
+    int ret = geo_index_nearest(catalog_index(call->env->catalog), q, hits, &n);
+    if (ret < 0) {
+        reply_err(call->out, CMD_ERR_INTERNAL, "index query failed: %s", geo_strerror(ret));
+        return CMD_ERR_INTERNAL;
+    }
+    return reply_hits(call, hits, n);
+}
+
+int cmd_handle_nearest(struct cmd_call *call) {
+    static const struct option_spec opts[] = {
+        {"K", true, 1, CMD_MAX_K},
+        {"MAXDIST", false, 0, 0},
+    };
+    struct geo_query q = {.k = CMD_DEFAULT_K, .max_distance_m = INFINITY};
+    bool seen[2] = {false, false};
+    long counts[2] = {0, 0};
+    double numbers[2] = {0, 0};
+    int ret = parse_category_mask(call, call->argv[1], &q.layer_mask);
+    if (ret == 0) {
+        ret = parse_position(call, call->argv[2], call->argv[3], &q.from);
+    }
+    if (ret == 0) {
+        ret = parse_options(call, 4, opts, 2, seen, counts, numbers);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    if (seen[0]) {
+        q.k = (size_t)counts[0];
+    }
+    if (seen[1]) {
+        q.max_distance_m = numbers[1];
+    }
+    return run_query(call, &q);
+}
+
+int cmd_handle_radius(struct cmd_call *call) {
+    static const struct option_spec opts[] = {
+        {"LIMIT", true, 1, CMD_MAX_K},
+    };
+    char echo_buf[REPLY_MAX_ECHO_BYTES + 1];
+    struct geo_query q = {.k = CMD_DEFAULT_LIMIT};
+    bool seen[1] = {false};
+    long counts[1] = {0};
+    double numbers[1] = {0};
+    int ret = parse_category_mask(call, call->argv[1], &q.layer_mask);
+    if (ret == 0) {
+        ret = parse_position(call, call->argv[2], call->argv[3], &q.from);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    if (!parse_number(call->argv[4], &q.max_distance_m)) {
+        reply_err(call->out, CMD_ERR_ARG, "radius '%s' is not a number", ECHO(call->argv[4]));
+        return CMD_ERR_ARG;
+    }
+    if (q.max_distance_m < 0) {
+        reply_err(call->out, CMD_ERR_RANGE, "radius %s is negative", ECHO(call->argv[4]));
+        return CMD_ERR_RANGE;
+    }
+    ret = parse_options(call, 5, opts, 1, seen, counts, numbers);
+    if (ret < 0) {
+        return ret;
+    }
+    if (seen[0]) {
+        q.k = (size_t)counts[0];
+    }
+    return run_query(call, &q);
+}
+
+int cmd_handle_get(struct cmd_call *call) {
+    char echo_buf[REPLY_MAX_ECHO_BYTES + 1];
+    uint32_t slot;
+    if (catalog_find(call->env->catalog, call->argv[1], &slot) < 0) {
+        reply_err(call->out, CMD_ERR_NOTFOUND, "no facility '%s'", ECHO(call->argv[1]));
+        return CMD_ERR_NOTFOUND;
+    }
+    struct geo_hit hit = {.handle = slot, .distance_m = NAN};
+    return reply_hits(call, &hit, 1);
+}
+
+int cmd_handle_categories(struct cmd_call *call) {
+    reply_ok(call->out, STORE_CAT_COUNT);
+    for (int c = 0; c < STORE_CAT_COUNT; c++) {
+        char count[32];
+        snprintf(count, sizeof count, "%zu", catalog_count_category(call->env->catalog, c));
+        const char *fields[2] = {store_category_name(c), count};
+        reply_fields(call->out, 2, fields);
+    }
+    return 0;
+}
+
+int cmd_handle_crs(struct cmd_call *call) {
+    char echo_buf[REPLY_MAX_ECHO_BYTES + 1];
+    if (call->argc == 2) {
+        enum geo_crs crs;
+        if (geo_crs_parse(call->argv[1], &crs) < 0) {
+            reply_err(call->out, CMD_ERR_UNKNOWN,
+                      "unknown coordinate system '%s' (wgs84, gcj02 or bd09)",
+                      ECHO(call->argv[1]));
+            return CMD_ERR_UNKNOWN;
+        }
+        call->session->crs = crs;
+    }
+    const char *name = geo_crs_name(call->session->crs);
+    reply_ok(call->out, 1);
+    reply_fields(call->out, 1, &name);
+    return 0;
+}
+
+int cmd_handle_help(struct cmd_call *call) {
+    char echo_buf[REPLY_MAX_ECHO_BYTES + 1];
+    if (call->argc == 2) {
+        const struct cmd_spec *spec = cmd_lookup(call->argv[1]);
+        if (!spec) {
+            reply_err(call->out, CMD_ERR_UNKNOWN, "unknown command '%s' (see HELP)",
+                      ECHO(call->argv[1]));
+            return CMD_ERR_UNKNOWN;
+        }
+        const char *fields[2] = {spec->usage, spec->summary};
+        reply_ok(call->out, 1);
+        reply_fields(call->out, 2, fields);
+        return 0;
+    }
+    reply_ok(call->out, CMD_COUNT);
+    for (size_t i = 0; i < CMD_COUNT; i++) {
+        const char *fields[2] = {cmd_specs[i].usage, cmd_specs[i].summary};
+        reply_fields(call->out, 2, fields);
+    }
+    return 0;
+}
+
+int cmd_handle_stats(struct cmd_call *call) {
+    const struct catalog *cat = call->env->catalog;
+    const struct cmd_stats *s = call->env->stats;
+    struct cmd_stats zero = {0};
+    if (!s) {
+        s = &zero;
+    }
+    int64_t now = (int64_t)time(NULL);
+    struct {
+        const char *key;
+        unsigned long long value;
+    } rows[] = {
+        {"facilities", catalog_count(cat)},
+        {"catalog_bytes", catalog_memory_bytes(cat)},
+        {"index_bytes", geo_index_memory_bytes(catalog_index(cat))},
+        {"uptime_s", s->started_unix ? (unsigned long long)(now - s->started_unix) : 0},
+        {"connections_open", s->connections_open},
+        {"connections_total", s->connections_total},
+        {"requests", s->requests + 1}, /* this one included */
+        {"errors", s->errors},
+    };
+    size_t n = sizeof rows / sizeof rows[0];
+    reply_ok(call->out, n);
+    for (size_t i = 0; i < n; i++) {
+        char value[32];
+        snprintf(value, sizeof value, "%llu", rows[i].value);
+        const char *fields[2] = {rows[i].key, value};
+        reply_fields(call->out, 2, fields);
+    }
+    return 0;
+}
+
+int cmd_handle_ping(struct cmd_call *call) {
+    reply_ok(call->out, 0);
+    return 0;
+}
+
+int cmd_handle_quit(struct cmd_call *call) {
+    reply_ok(call->out, 0);
+    call->session->quit = true;
+    return 0;
+}

@@ -1,0 +1,101 @@
+/* cmd.h: the command table, the dispatcher and the handlers.
+ *
+ * A request line arrives here already cut out of the byte stream by proto_;
+ * cmd_execute() tokenizes it, finds the command in the table built from
+ * commands.def, checks its arity, and runs its handler, which writes the
+ * answer to a struct reply. Nothing here sees a socket, so tests drive the
+ * whole command layer with strings (tests/test_commands.c).
+ *
+ * Every function runs on the event-loop thread and may read the catalogue
+ * directly. Writes (issue 5) will leave the loop: the dispatcher queues the
+ * store call with uv_queue_work and applies the change to the catalogue on
+ * the loop thread once it has committed, then answers. */
+#ifndef NEARESTD_CMD_H
+#define NEARESTD_CMD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "catalog.h"
+#include "errors.h"
+#include "geo_crs.h"
+#include "reply.h"
+
+#define CMD_DEFAULT_K 5           /* NEAREST without K */
+#define CMD_MAX_K 1000            /* largest K of NEAREST and LIMIT of RADIUS */
+#define CMD_DEFAULT_LIMIT 100     /* RADIUS without LIMIT */
+
+/* Counters the daemon shows in STATS. The server owns them and counts
+ * connections; cmd_execute() counts requests and errors. */
+struct cmd_stats {
+    uint64_t requests;            /* request lines executed */
+    uint64_t errors;              /* of which answered ERR */
+    uint64_t connections_total;   /* accepted since start */
+    uint64_t connections_open;
+    int64_t started_unix;         /* seconds since the epoch at start */
+};
+
+/* What every request may use. All borrowed; the server owns them. */
+struct cmd_env {
+    struct catalog *catalog;
+    struct cmd_stats *stats;
+};
+
+/* Per-connection state. Start it zeroed (cmd_session_init()). */
+struct cmd_session {
+    enum geo_crs crs;             /* coordinates in and out; GEO_CRS_WGS84 by default */
+    bool quit;                    /* set by QUIT: close once the answer is sent */
+};
+
+struct cmd_call;
+typedef int (*cmd_handler_fn)(struct cmd_call *call);
+
+/* One row of commands.def. */
+struct cmd_spec {
+    const char *name;             /* upper case */
+    int min_args;                 /* arguments after the name */
+    int max_args;
+    cmd_handler_fn handler;
+    bool writes;                  /* changes the catalogue (none yet) */
+    const char *usage;
+    const char *summary;
+};
+
+/* A request being executed, as its handler sees it. */
+struct cmd_call {
+    const struct cmd_env *env;
+    struct cmd_session *session;
+    const struct cmd_spec *spec;
+    size_t argc;                  /* argv[0] is the command name as typed */
+    char **argv;
+    struct reply *out;
+};
+
+/* Sets a session to its defaults. */
+void cmd_session_init(struct cmd_session *s);
+
+/* Returns the command table (static) and its length in *n. */
+const struct cmd_spec *cmd_table(size_t *n);
+
+/* Returns the command called `name` (ASCII case ignored), or NULL. */
+const struct cmd_spec *cmd_lookup(const char *name);
+
+/* Executes one request line: line[0..len-1], NUL-terminated, modified in
+ * place. Appends exactly one answer to `out`, except for a blank line, which
+ * gets none. Returns 0, 1 for a blank line, or the cmd_err it answered. */
+int cmd_execute(const struct cmd_env *env, struct cmd_session *session, char *line,
+                size_t len, struct reply *out);
+
+/* Runs an already tokenized request (argv[0] is the command). Answers like
+ * cmd_execute(). argc must be at least 1. */
+int cmd_dispatch(const struct cmd_env *env, struct cmd_session *session, size_t argc,
+                 char **argv, struct reply *out);
+
+/* Handlers, one per commands.def row; called only through the dispatcher. */
+#define CMD_DEF(name, min, max, handler, writes, usage, summary) \
+    int handler(struct cmd_call *call);
+#include "commands.def"
+#undef CMD_DEF
+
+#endif

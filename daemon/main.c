@@ -1,0 +1,199 @@
+/* main.c: nearestd's command line, start-up and shut-down.
+ *
+ *   nearestd [--listen HOST:PORT] [--db PATH] [--init] [--dataset DIR] [--help]
+ *
+ * Start-up either succeeds and logs one "serving" line, or prints one line to
+ * stderr and exits non-zero: 2 for a bad command line, 1 for anything else
+ * (missing or bad database, bad address, port in use). The daemon then runs
+ * until SIGINT or SIGTERM, closes the store and exits 0. */
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "catalog.h"
+#include "proto.h"
+#include "srv.h"
+#include "store.h"
+
+#ifndef NEARESTD_DATASET_DIR
+#define NEARESTD_DATASET_DIR "data/licang"
+#endif
+
+#define DEFAULT_HOST "127.0.0.1"
+#define DEFAULT_DB "nearestd.db"
+#define MAX_HOST_BYTES 256
+
+static const char usage[] =
+    "usage: nearestd [--listen HOST:PORT] [--db PATH] [--init] [--dataset DIR] [--help]\n"
+    "  --listen HOST:PORT  address to serve on (default " DEFAULT_HOST ":%d);\n"
+    "                      an IPv6 host goes in brackets: [::1]:7878\n"
+    "  --db PATH           SpatiaLite database (default " DEFAULT_DB ")\n"
+    "  --init              create the database from the dataset if PATH does not exist\n"
+    "  --dataset DIR       dataset for --init (default %s)\n"
+    "  --help              print this and exit\n";
+
+struct options {
+    char host[MAX_HOST_BYTES];
+    int port;
+    const char *db;
+    const char *dataset;
+    bool init;
+    bool help;
+};
+
+/* Parses "HOST:PORT", "[V6]:PORT" or ":PORT" (default host). Returns false on
+ * a malformed address. */
+static bool parse_listen(const char *arg, struct options *o) {
+    const char *colon = strrchr(arg, ':');
+    if (!colon) {
+        return false;
+    }
+    const char *host = arg;
+    size_t host_len = (size_t)(colon - arg);
+    if (host_len >= 2 && host[0] == '[' && host[host_len - 1] == ']') {
+        host++;
+        host_len -= 2;
+    } else if (memchr(host, ':', host_len)) {
+        return false; /* an IPv6 literal needs brackets */
+    }
+    if (host_len >= sizeof o->host) {
+        return false;
+    }
+    const char *p = colon + 1;
+    if (!*p || strlen(p) > 5 || strspn(p, "0123456789") != strlen(p)) {
+        return false;
+    }
+    long port = strtol(p, NULL, 10);
+    if (port > 65535) {
+        return false;
+    }
+    if (host_len == 0) {
+        snprintf(o->host, sizeof o->host, "%s", DEFAULT_HOST);
+    } else {
+        memcpy(o->host, host, host_len);
+        o->host[host_len] = '\0';
+    }
+    o->port = (int)port;
+    return true;
+}
+
+/* Returns 0, or 2 after printing one line about a bad command line. */
+static int parse_args(int argc, char **argv, struct options *o) {
+    snprintf(o->host, sizeof o->host, "%s", DEFAULT_HOST);
+    o->port = PROTO_DEFAULT_PORT;
+    o->db = DEFAULT_DB;
+    o->dataset = NEARESTD_DATASET_DIR;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool takes_value = strcmp(a, "--listen") == 0 || strcmp(a, "--db") == 0 ||
+                           strcmp(a, "--dataset") == 0;
+        if (takes_value && i + 1 >= argc) {
+            fprintf(stderr, "nearestd: %s needs a value (see --help)\n", a);
+            return 2;
+        }
+        if (strcmp(a, "--listen") == 0) {
+            if (!parse_listen(argv[++i], o)) {
+                fprintf(stderr, "nearestd: bad --listen '%s': expected HOST:PORT\n", argv[i]);
+                return 2;
+            }
+        } else if (strcmp(a, "--db") == 0) {
+            o->db = argv[++i];
+        } else if (strcmp(a, "--dataset") == 0) {
+            o->dataset = argv[++i];
+        } else if (strcmp(a, "--init") == 0) {
+            o->init = true;
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            o->help = true;
+        } else {
+            fprintf(stderr, "nearestd: unknown option '%s' (see --help)\n", a);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    struct options opt = {0};
+    int status = parse_args(argc, argv, &opt);
+    if (status != 0) {
+        return status;
+    }
+    if (opt.help) {
+        printf(usage, PROTO_DEFAULT_PORT, NEARESTD_DATASET_DIR);
+        return 0;
+    }
+    /* A client that vanishes mid-write must cost an EPIPE, not the process. */
+    signal(SIGPIPE, SIG_IGN);
+
+    char err[512] = "";
+    struct store *st = NULL;
+    struct catalog *cat = NULL;
+    struct srv *srv = NULL;
+    uv_loop_t *loop = NULL;
+    status = 1;
+
+    if (access(opt.db, F_OK) != 0) {
+        if (!opt.init) {
+            fprintf(stderr, "nearestd: database '%s' does not exist (create it with --init)\n",
+                    opt.db);
+            goto done;
+        }
+        int ret = store_create(opt.db, opt.dataset, err, sizeof err);
+        if (ret < 0) {
+            fprintf(stderr, "nearestd: cannot create '%s' from '%s': %s\n", opt.db,
+                    opt.dataset, err[0] ? err : store_strerror(ret));
+            goto done;
+        }
+    }
+    int ret = store_open(opt.db, &st, err, sizeof err);
+    if (ret < 0) {
+        fprintf(stderr, "nearestd: cannot open '%s': %s\n", opt.db,
+                err[0] ? err : store_strerror(ret));
+        st = NULL;
+        goto done;
+    }
+    cat = catalog_new();
+    if (!cat) {
+        fprintf(stderr, "nearestd: out of memory\n");
+        goto done;
+    }
+    ret = catalog_load(cat, st, err, sizeof err);
+    if (ret < 0) {
+        fprintf(stderr, "nearestd: cannot load '%s': %s\n", opt.db, err);
+        goto done;
+    }
+    loop = uv_default_loop();
+    if (!loop) {
+        fprintf(stderr, "nearestd: cannot create the event loop\n");
+        goto done;
+    }
+    ret = srv_open(loop, cat, opt.host, opt.port, &srv, err, sizeof err);
+    if (ret < 0) {
+        fprintf(stderr, "nearestd: %s\n", err);
+        goto done;
+    }
+    fprintf(stderr, "nearestd: serving %zu facilities on %s%s%s:%d\n", catalog_count(cat),
+            strchr(opt.host, ':') ? "[" : "", opt.host, strchr(opt.host, ':') ? "]" : "",
+            srv_port(srv));
+    ret = uv_run(loop, UV_RUN_DEFAULT);
+    (void)ret; /* non-zero only if uv_stop() was called, which nothing does */
+    fprintf(stderr, "nearestd: stopped\n");
+    status = 0;
+done:
+    srv_free(srv);
+    if (loop) {
+        ret = uv_loop_close(loop);
+        if (ret < 0 && status == 0) {
+            fprintf(stderr, "nearestd: uv_loop_close: %s\n", uv_strerror(ret));
+            status = 1;
+        }
+    }
+    catalog_free(cat);
+    store_close(st);
+    return status;
+}

@@ -1,0 +1,89 @@
+/* reply.h: builds the bytes of replies, one request's answer after another.
+ *
+ * A handler writes its answer through these functions and never sees a
+ * socket. The server keeps one struct reply per connection, lets every
+ * request of a read batch append to it, and sends it with one write, which
+ * keeps pipelined answers in order.
+ *
+ * Text format (PROTOCOL.md): "OK <n>\n" followed by exactly n record lines,
+ * or one "ERR <WORD> <message>\n" line. A facility record is the tab-separated
+ * fields id, category, name, lat, lon, distance_m. The builder counts the
+ * records announced by reply_ok(); that is the hook for a later one-line JSON
+ * format (FORMAT json, TODO issue 6), which would close its array when the
+ * last announced record arrives. */
+#ifndef NEARESTD_REPLY_H
+#define NEARESTD_REPLY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "geo.h"
+
+/* Longest user-supplied text echoed in an ERR line, in bytes; longer text is
+ * cut (at a UTF-8 character boundary) and ends in "...". */
+#define REPLY_MAX_ECHO_BYTES 120
+
+/* Longest whole ERR line, "\n" included. */
+#define REPLY_MAX_ERR_BYTES 512
+
+/* The output of one connection. Fields are private to reply.c. */
+struct reply {
+    char *buf;          /* malloc'ed, NULL while empty */
+    size_t len;         /* bytes written */
+    size_t cap;         /* bytes allocated */
+    size_t expected;    /* records still owed to the last reply_ok() */
+    bool nomem;         /* an append failed: the content is incomplete */
+};
+
+/* One facility in a reply. Every pointer is borrowed for the call. */
+struct reply_facility {
+    const char *id;
+    const char *category;
+    const char *name;
+    struct geo_point where;  /* in the connection's coordinate system */
+    double distance_m;       /* NAN when the reply has no distance (GET): printed "-" */
+};
+
+/* Makes r empty. Never fails: memory is allocated on the first append. */
+void reply_init(struct reply *r);
+
+/* Frees r's buffer; r is empty again. */
+void reply_close(struct reply *r);
+
+/* Bytes waiting in r. */
+size_t reply_len(const struct reply *r);
+
+/* True when an allocation failed since the last reply_take(): the server then
+ * closes the connection rather than send a truncated answer. */
+bool reply_failed(const struct reply *r);
+
+/* Hands over the buffer: returns it (caller owns it, free with free()) and
+ * its length in *len, and leaves r empty. Returns NULL (and *len 0) when r is
+ * empty. */
+char *reply_take(struct reply *r, size_t *len);
+
+/* Starts a success reply announcing n record lines. */
+void reply_ok(struct reply *r, size_t n);
+
+/* Appends one facility record. Tabs, "\r" and "\n" in the strings become
+ * spaces, so a record is always one line of six fields. */
+void reply_facility(struct reply *r, const struct reply_facility *f);
+
+/* Appends one record line made of the given tab-separated fields (HELP,
+ * STATS, CATEGORIES). Same replacement of control characters in each field. */
+void reply_fields(struct reply *r, size_t n_fields, const char *const *fields);
+
+/* Appends "ERR <WORD> <message>\n" for a cmd_err code. The formatted message
+ * is passed through reply_echo()-style sanitising as a whole: "\r" and "\n"
+ * become spaces and the line is capped at REPLY_MAX_ERR_BYTES. A NULL fmt
+ * uses the code's default message. */
+void reply_err(struct reply *r, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Writes a copy of user text fit to appear inside an ERR message into
+ * out[0..out_len-1]: control characters become spaces and text longer than
+ * REPLY_MAX_ECHO_BYTES is cut at a character boundary and ends in "...".
+ * Returns out. */
+char *reply_echo(const char *text, char *out, size_t out_len);
+
+#endif

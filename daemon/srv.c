@@ -1,0 +1,409 @@
+/* srv.c: connections, reads, pipelined dispatch, writes, shutdown.
+ *
+ * Memory per connection: the struct (about 0.5 KB) plus the proto_reader's
+ * buffer (up to PROTO_MAX_LINE_BYTES plus one read) plus unsent output. A
+ * client that sends requests without reading answers is paused (uv_read_stop)
+ * once SRV_MAX_QUEUED_BYTES of its output are waiting in the kernel queue, and
+ * resumed when that drains to half; output of one read's requests is at most
+ * SRV_READ_BYTES / 10 requests times 100 KB in the worst case (K 1000).
+ *
+ * Lifetimes follow libuv's rules: a connection is closed only through
+ * srv_conn_close() and freed only in its close callback; a write request owns
+ * its buffer until its callback, which libuv runs (with UV_ECANCELED) before
+ * the close callback, so the connection outlives its writes. */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "proto.h"
+#include "srv.h"
+
+struct srv_conn {
+    uv_tcp_t tcp;                 /* tcp.data points back here */
+    struct srv *srv;
+    struct proto_reader *reader;
+    struct cmd_session session;
+    struct reply out;             /* answers not yet handed to uv_write */
+    struct srv_conn *prev, *next; /* in srv->conns while not closing */
+    size_t writes_pending;        /* uv_write calls whose callback has not run */
+    bool closing;                 /* srv_conn_close() was called */
+    bool close_after_write;       /* QUIT, LIMIT or EOF: close once the writes are done */
+    bool paused;                  /* reading stopped for backpressure */
+};
+
+struct srv_write {
+    uv_write_t req;
+    struct srv_conn *conn;
+    char *buf;                    /* owned until the callback */
+};
+
+struct srv {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    uv_signal_t sigint;
+    uv_signal_t sigterm;
+    int n_open_handles;           /* of the three above; freed when 0 */
+    bool stopping;
+    struct catalog *catalog;
+    struct cmd_stats stats;
+    struct cmd_env env;
+    struct srv_conn *conns;
+    char read_buf[SRV_READ_BYTES]; /* every read lands here; proto_feed() copies */
+    bool read_buf_busy;
+};
+
+static void srv_conn_close(struct srv_conn *c);
+static void srv_conn_resume(struct srv_conn *c);
+
+/* ---- Connection lifetime ---------------------------------------------------- */
+
+static void on_conn_closed(uv_handle_t *h) {
+    struct srv_conn *c = h->data;
+    proto_reader_free(c->reader);
+    reply_close(&c->out);
+    free(c);
+}
+
+static void srv_conn_close(struct srv_conn *c) {
+    if (c->closing) {
+        return;
+    }
+    c->closing = true;
+    if (c->prev) {
+        c->prev->next = c->next;
+    } else {
+        c->srv->conns = c->next;
+    }
+    if (c->next) {
+        c->next->prev = c->prev;
+    }
+    c->srv->stats.connections_open--;
+    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+}
+
+/* ---- Writing ------------------------------------------------------------------ */
+
+static void on_write(uv_write_t *req, int status) {
+    struct srv_write *w = (struct srv_write *)req;
+    struct srv_conn *c = w->conn;
+    free(w->buf);
+    free(w);
+    c->writes_pending--;
+    if (c->closing) {
+        return;
+    }
+    if (status < 0) {
+        srv_conn_close(c);
+        return;
+    }
+    if (c->close_after_write && c->writes_pending == 0) {
+        srv_conn_close(c);
+        return;
+    }
+    if (c->paused &&
+        uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) <= SRV_MAX_QUEUED_BYTES / 2) {
+        srv_conn_resume(c);
+    }
+}
+
+/* Sends what the last batch of requests produced, in one uv_write. */
+static void flush(struct srv_conn *c) {
+    if (reply_failed(&c->out)) {
+        fprintf(stderr, "nearestd: out of memory building a reply; closing a connection\n");
+        srv_conn_close(c);
+        return;
+    }
+    size_t len = 0;
+    char *buf = reply_take(&c->out, &len);
+    if (buf) {
+        struct srv_write *w = malloc(sizeof *w);
+        if (!w) {
+            free(buf);
+            srv_conn_close(c);
+            return;
+        }
+        w->conn = c;
+        w->buf = buf;
+        uv_buf_t b = uv_buf_init(buf, (unsigned int)len);
+        int ret = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+        if (ret < 0) {
+            /* The callback will not run: we still own w and buf. */
+            free(buf);
+            free(w);
+            srv_conn_close(c);
+            return;
+        }
+        c->writes_pending++;
+    }
+    if (c->close_after_write) {
+        if (c->writes_pending == 0) {
+            srv_conn_close(c);
+        } else {
+            uv_read_stop((uv_stream_t *)&c->tcp); /* cannot fail for TCP */
+        }
+        return;
+    }
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > SRV_MAX_QUEUED_BYTES) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->paused = true;
+    }
+}
+
+/* ---- Reading ------------------------------------------------------------------ */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    (void)suggested;
+    struct srv_conn *c = h->data;
+    struct srv *s = c->srv;
+    /* The read callback consumes the bytes before the next allocation, so one
+     * buffer serves every connection. */
+    if (s->read_buf_busy) {
+        *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
+        return;
+    }
+    s->read_buf_busy = true;
+    *buf = uv_buf_init(s->read_buf, sizeof s->read_buf);
+}
+
+/* Runs every whole request line the reader holds. */
+static void run_lines(struct srv_conn *c) {
+    struct srv *s = c->srv;
+    for (;;) {
+        char *line = NULL;
+        size_t len = 0;
+        int st = proto_next(c->reader, &line, &len);
+        if (st == PROTO_MORE) {
+            return;
+        }
+        if (st == PROTO_LINE) {
+            cmd_execute(&s->env, &c->session, line, len, &c->out);
+            if (c->session.quit) {
+                c->close_after_write = true;
+                return;
+            }
+            continue;
+        }
+        reply_err(&c->out, CMD_ERR_LIMIT, "request line longer than %d bytes; closing",
+                  PROTO_MAX_LINE_BYTES);
+        s->stats.requests++;
+        s->stats.errors++;
+        c->close_after_write = true;
+        return;
+    }
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+    struct srv_conn *c = stream->data;
+    if (buf->base == c->srv->read_buf) {
+        c->srv->read_buf_busy = false; /* consumed below, before returning */
+    }
+    if (c->closing || nread == 0) {
+        return;
+    }
+    if (nread < 0) {
+        if (nread == UV_EOF && c->writes_pending > 0) {
+            /* Half-closed: let the answers already queued reach the client. */
+            c->close_after_write = true;
+            uv_read_stop(stream);
+        } else {
+            srv_conn_close(c);
+        }
+        return;
+    }
+    if (c->close_after_write) {
+        return;
+    }
+    int ret = proto_feed(c->reader, buf->base, (size_t)nread);
+    if (ret == PROTO_ERR_NOMEM) {
+        srv_conn_close(c);
+        return;
+    }
+    run_lines(c);
+    flush(c);
+}
+
+/* Starts reading again once a paused client's output has drained. */
+static void srv_conn_resume(struct srv_conn *c) {
+    c->paused = false;
+    int ret = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (ret < 0) {
+        srv_conn_close(c);
+    }
+}
+
+/* ---- Accepting ------------------------------------------------------------------ */
+
+static void on_accept_failed_closed(uv_handle_t *h) {
+    struct srv_conn *c = h->data;
+    proto_reader_free(c->reader);
+    free(c);
+}
+
+static void on_connection(uv_stream_t *listener, int status) {
+    struct srv *s = listener->data;
+    if (status < 0) {
+        fprintf(stderr, "nearestd: accept: %s\n", uv_strerror(status));
+        return;
+    }
+    struct srv_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        fprintf(stderr, "nearestd: out of memory accepting a connection\n");
+        return;
+    }
+    int ret = uv_tcp_init(s->loop, &c->tcp);
+    if (ret < 0) {
+        fprintf(stderr, "nearestd: uv_tcp_init: %s\n", uv_strerror(ret));
+        free(c);
+        return;
+    }
+    c->tcp.data = c;
+    c->srv = s;
+    c->reader = proto_reader_new(PROTO_MAX_LINE_BYTES);
+    ret = c->reader ? uv_accept(listener, (uv_stream_t *)&c->tcp) : UV_ENOMEM;
+    if (ret < 0) {
+        fprintf(stderr, "nearestd: accept: %s\n", uv_strerror(ret));
+        uv_close((uv_handle_t *)&c->tcp, on_accept_failed_closed);
+        return;
+    }
+    cmd_session_init(&c->session);
+    reply_init(&c->out);
+    c->next = s->conns;
+    if (s->conns) {
+        s->conns->prev = c;
+    }
+    s->conns = c;
+    s->stats.connections_total++;
+    s->stats.connections_open++;
+    uv_tcp_nodelay(&c->tcp, 1); /* answers are small; a failure only costs latency */
+    ret = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (ret < 0) {
+        srv_conn_close(c);
+    }
+}
+
+/* ---- Server lifetime -------------------------------------------------------------- */
+
+static void on_server_handle_closed(uv_handle_t *h) {
+    struct srv *s = h->data;
+    s->n_open_handles--;
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+    struct srv *s = h->data;
+    fprintf(stderr, "nearestd: caught signal %d, shutting down\n", signum);
+    srv_close(s);
+}
+
+void srv_close(struct srv *s) {
+    if (s->stopping) {
+        return;
+    }
+    s->stopping = true;
+    uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
+    uv_close((uv_handle_t *)&s->sigint, on_server_handle_closed);
+    uv_close((uv_handle_t *)&s->sigterm, on_server_handle_closed);
+    while (s->conns) {
+        srv_conn_close(s->conns);
+    }
+}
+
+void srv_free(struct srv *s) {
+    free(s);
+}
+
+struct cmd_stats *srv_stats(struct srv *s) {
+    return &s->stats;
+}
+
+int srv_port(const struct srv *s) {
+    struct sockaddr_storage addr;
+    int len = sizeof addr;
+    int ret = uv_tcp_getsockname(&s->listener, (struct sockaddr *)&addr, &len);
+    if (ret < 0) {
+        return ret;
+    }
+    if (addr.ss_family == AF_INET6) {
+        return ntohs(((struct sockaddr_in6 *)&addr)->sin6_port);
+    }
+    return ntohs(((struct sockaddr_in *)&addr)->sin_port);
+}
+
+int srv_open(uv_loop_t *loop, struct catalog *catalog, const char *host, int port,
+             struct srv **out, char *err, size_t err_len) {
+    struct sockaddr_storage addr;
+    int ret = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
+    if (ret < 0) {
+        ret = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
+    }
+    if (ret < 0) {
+        snprintf(err, err_len, "'%s' is not an IPv4 or IPv6 address", host);
+        return ret;
+    }
+    struct srv *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, err_len, "out of memory");
+        return UV_ENOMEM;
+    }
+    s->loop = loop;
+    s->catalog = catalog;
+    s->env.catalog = catalog;
+    s->env.stats = &s->stats;
+    s->stats.started_unix = (int64_t)time(NULL);
+
+    ret = uv_tcp_init(loop, &s->listener);
+    if (ret < 0) {
+        snprintf(err, err_len, "uv_tcp_init: %s", uv_strerror(ret));
+        free(s);
+        return ret;
+    }
+    s->listener.data = s;
+    s->n_open_handles = 1;
+    ret = uv_signal_init(loop, &s->sigint);
+    if (ret == 0) {
+        s->sigint.data = s;
+        s->n_open_handles++;
+        ret = uv_signal_init(loop, &s->sigterm);
+    }
+    if (ret == 0) {
+        s->sigterm.data = s;
+        s->n_open_handles++;
+    } else {
+        snprintf(err, err_len, "uv_signal_init: %s", uv_strerror(ret));
+        goto fail;
+    }
+    ret = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0);
+    if (ret == 0) {
+        ret = uv_listen((uv_stream_t *)&s->listener, SRV_BACKLOG, on_connection);
+    }
+    if (ret < 0) {
+        snprintf(err, err_len, "cannot listen on %s:%d: %s", host, port, uv_strerror(ret));
+        goto fail;
+    }
+    ret = uv_signal_start(&s->sigint, on_signal, SIGINT);
+    if (ret == 0) {
+        ret = uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+    }
+    if (ret < 0) {
+        snprintf(err, err_len, "uv_signal_start: %s", uv_strerror(ret));
+        goto fail;
+    }
+    *out = s;
+    return 0;
+fail:
+    /* Close whatever was initialised and let the loop finish the closes. */
+    s->stopping = true;
+    uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
+    if (s->n_open_handles >= 2) {
+        uv_close((uv_handle_t *)&s->sigint, on_server_handle_closed);
+    }
+    if (s->n_open_handles >= 3) {
+        uv_close((uv_handle_t *)&s->sigterm, on_server_handle_closed);
+    }
+    while (s->n_open_handles > 0) {
+        uv_run(loop, UV_RUN_ONCE);
+    }
+    free(s);
+    return ret;
+}

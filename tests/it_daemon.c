@@ -1,0 +1,664 @@
+/* it_daemon.c: the real nearestd binary over TCP.
+ *
+ * The group setup writes a random dataset of facilities as GeoJSON into a
+ * temporary directory, picks a free port (bind to port 0, read it back),
+ * starts the build's nearestd with --init on a new database there, and waits
+ * until it accepts. Expected answers are computed here by brute force with
+ * geo_distance_m() over the same facilities and formatted by this file's own
+ * printf, so every byte of every answer is checked. The daemon is always
+ * killed in the teardown, whatever the tests did. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "geo_distance.h"
+
+#define N_FACILITIES 250
+#define N_CATEGORIES 5
+#define WAIT_MS 15000
+
+static const char *const category_names[N_CATEGORIES] = {
+    "elder_care", "meal_point", "doctor_team", "school", "parking"};
+
+struct fac {
+    char id[16];
+    int category;
+    char name[48];
+    struct geo_point where;
+};
+
+struct fixture {
+    char dir[256];
+    char db[320];
+    char log[320];
+    int port;
+    pid_t pid;
+    struct fac facs[N_FACILITIES]; /* in id order */
+};
+
+static struct fixture *fx;
+
+/* ---- Random data ------------------------------------------------------------- */
+
+static uint64_t rng_state = 0x2545f4914f6cdd1dull;
+
+static uint64_t rng_next(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static double rng_deg(double lo, double hi) {
+    int64_t a = llround(lo * 1e6), b = llround(hi * 1e6);
+    return (double)(a + (int64_t)(rng_next() % (uint64_t)(b - a + 1))) / 1e6;
+}
+
+static int write_dataset(void) {
+    json_t *features = json_array();
+    for (size_t i = 0; i < N_FACILITIES; i++) {
+        const struct fac *f = &fx->facs[i];
+        json_array_append_new(
+            features,
+            json_pack("{s:s, s:{s:s, s:s, s:s}, s:{s:s, s:[f, f]}}", "type", "Feature",
+                      "properties", "id", f->id, "category", category_names[f->category],
+                      "name", f->name, "geometry", "type", "Point", "coordinates",
+                      f->where.lon_deg, f->where.lat_deg));
+    }
+    json_t *fc = json_pack("{s:s, s:o}", "type", "FeatureCollection", "features", features);
+    char path[512];
+    snprintf(path, sizeof path, "%s/facilities.geojson", fx->dir);
+    int ret = json_dump_file(fc, path, JSON_REAL_PRECISION(17));
+    json_decref(fc);
+    snprintf(path, sizeof path, "%s/areas.geojson", fx->dir);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        return -1;
+    }
+    fputs("{\"type\": \"FeatureCollection\", \"features\": []}\n", f);
+    return fclose(f) == 0 ? ret : -1;
+}
+
+/* ---- Processes and sockets --------------------------------------------------------- */
+
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        return -1;
+    }
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* Starts nearestd with argv (NULL-terminated, without argv[0]); its stderr
+ * goes to log_path. Returns the pid. */
+static pid_t spawn_daemon(const char *log_path, const char *const *args) {
+    const char *argv[16] = {NEARESTD_BIN};
+    size_t n = 1;
+    for (; args[n - 1] && n < 15; n++) {
+        argv[n] = args[n - 1];
+    }
+    argv[n] = NULL;
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || dup2(fd, 2) < 0) {
+            _exit(126);
+        }
+        execv(NEARESTD_BIN, (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Waits up to timeout_ms for pid to exit. Returns its wait status, or -1. */
+static int wait_exit(pid_t pid, int timeout_ms) {
+    for (int waited = 0; waited <= timeout_ms; waited += 10) {
+        int status;
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) {
+            return status;
+        }
+        usleep(10000);
+    }
+    return -1;
+}
+
+static int try_connect(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        return fd;
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    return -1;
+}
+
+/* Waits until a daemon on `port` accepts (and pid is still alive). */
+static int wait_ready(pid_t pid, int port) {
+    for (int waited = 0; waited < WAIT_MS; waited += 20) {
+        int fd = try_connect(port);
+        if (fd >= 0) {
+            return fd;
+        }
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            return -1;
+        }
+        usleep(20000);
+    }
+    return -1;
+}
+
+static int connect_daemon(void) {
+    int fd = try_connect(fx->port);
+    assert_true(fd >= 0);
+    return fd;
+}
+
+static void send_all(int fd, const char *buf, size_t len) {
+    while (len > 0) {
+        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        assert_true(n > 0);
+        buf += n;
+        len -= (size_t)n;
+    }
+}
+
+static void send_str(int fd, const char *s) {
+    send_all(fd, s, strlen(s));
+}
+
+/* A buffered reader of answers. */
+struct conn {
+    int fd;
+    char buf[1 << 16];
+    size_t len;
+};
+
+/* Reads one line (with its "\n") into a malloc'ed string; NULL at EOF. */
+static char *read_line(struct conn *c) {
+    for (;;) {
+        char *nl = memchr(c->buf, '\n', c->len);
+        if (nl) {
+            size_t n = (size_t)(nl - c->buf) + 1;
+            char *line = strndup(c->buf, n);
+            memmove(c->buf, c->buf + n, c->len - n);
+            c->len -= n;
+            return line;
+        }
+        assert_true(c->len < sizeof c->buf);
+        struct pollfd p = {.fd = c->fd, .events = POLLIN};
+        int ready = poll(&p, 1, WAIT_MS);
+        assert_int_equal(ready, 1);
+        ssize_t n = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, 0);
+        if (n == 0 || (n < 0 && errno == ECONNRESET)) {
+            return NULL;
+        }
+        assert_true(n > 0);
+        c->len += (size_t)n;
+    }
+}
+
+/* Reads one whole answer: an ERR line, or "OK n" and n records. */
+static char *read_answer(struct conn *c) {
+    char *first = read_line(c);
+    assert_non_null(first);
+    size_t n = 0;
+    if (strncmp(first, "OK ", 3) != 0) {
+        assert_true(strncmp(first, "ERR ", 4) == 0);
+        return first;
+    }
+    n = strtoul(first + 3, NULL, 10);
+    size_t len = strlen(first);
+    for (size_t i = 0; i < n; i++) {
+        char *line = read_line(c);
+        assert_non_null(line);
+        size_t l = strlen(line);
+        first = realloc(first, len + l + 1);
+        memcpy(first + len, line, l + 1);
+        len += l;
+        free(line);
+    }
+    return first;
+}
+
+/* True when the peer closes (EOF or reset) within the wait. */
+static bool closes_soon(struct conn *c) {
+    struct pollfd p = {.fd = c->fd, .events = POLLIN};
+    if (poll(&p, 1, WAIT_MS) != 1) {
+        return false;
+    }
+    char b[64];
+    ssize_t n = recv(c->fd, b, sizeof b, 0);
+    return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+/* ---- The oracle ------------------------------------------------------------------- */
+
+struct cand {
+    size_t index;
+    double distance_m;
+};
+
+static int cand_cmp(const void *a_, const void *b_) {
+    const struct cand *a = a_, *b = b_;
+    if (a->distance_m != b->distance_m) {
+        return a->distance_m < b->distance_m ? -1 : 1;
+    }
+    return a->index < b->index ? -1 : a->index > b->index;
+}
+
+/* Expected answer to "NEAREST <category or *> lat lon K k"; category -1 is "*". */
+static char *expected_nearest(int category, struct geo_point from, size_t k) {
+    struct cand cands[N_FACILITIES];
+    size_t n = 0;
+    for (size_t i = 0; i < N_FACILITIES; i++) {
+        if (category < 0 || fx->facs[i].category == category) {
+            cands[n++] = (struct cand){i, geo_distance_m(from, fx->facs[i].where)};
+        }
+    }
+    qsort(cands, n, sizeof cands[0], cand_cmp);
+    if (n > k) {
+        n = k;
+    }
+    size_t cap = 32 + n * 128, len = 0;
+    char *s = malloc(cap);
+    len += (size_t)snprintf(s, cap, "OK %zu\n", n);
+    for (size_t i = 0; i < n; i++) {
+        const struct fac *f = &fx->facs[cands[i].index];
+        len += (size_t)snprintf(s + len, cap - len, "%s\t%s\t%s\t%.6f\t%.6f\t%.1f\n", f->id,
+                                category_names[f->category], f->name, f->where.lat_deg,
+                                f->where.lon_deg, cands[i].distance_m);
+    }
+    return s;
+}
+
+/* A random query: the request line in `request` and its expected answer. */
+static char *random_query(char *request, size_t request_len, bool with_k) {
+    int category = (int)(rng_next() % (N_CATEGORIES + 1)) - 1;
+    char lat[32], lon[32];
+    snprintf(lat, sizeof lat, "%.6f", rng_deg(36.10, 36.28));
+    snprintf(lon, sizeof lon, "%.6f", rng_deg(120.30, 120.55));
+    struct geo_point from = {strtod(lat, NULL), strtod(lon, NULL)};
+    size_t k = with_k ? 1 + rng_next() % 60 : 5;
+    char k_opt[32] = "";
+    if (with_k) {
+        snprintf(k_opt, sizeof k_opt, " K %zu", k);
+    }
+    snprintf(request, request_len, "NEAREST %s %s %s%s\n",
+             category < 0 ? "*" : category_names[category], lat, lon, k_opt);
+    return expected_nearest(category, from, k);
+}
+
+/* ---- Fixture ---------------------------------------------------------------------- */
+
+static int group_setup(void **state) {
+    (void)state;
+    fx = calloc(1, sizeof *fx);
+    if (!fx) {
+        return -1;
+    }
+    snprintf(fx->dir, sizeof fx->dir, "/tmp/it_daemon-XXXXXX");
+    if (!mkdtemp(fx->dir)) {
+        return -1;
+    }
+    for (int i = 0; i < N_FACILITIES; i++) {
+        struct fac *f = &fx->facs[i];
+        snprintf(f->id, sizeof f->id, "it-%04d", i);
+        f->category = (int)(rng_next() % N_CATEGORIES);
+        snprintf(f->name, sizeof f->name, "李沧设施%d", i);
+        f->where = (struct geo_point){rng_deg(36.13, 36.25), rng_deg(120.34, 120.50)};
+    }
+    if (write_dataset() != 0) {
+        return -1;
+    }
+    snprintf(fx->db, sizeof fx->db, "%s/x.db", fx->dir);
+    snprintf(fx->log, sizeof fx->log, "%s/nearestd.log", fx->dir);
+    fx->port = free_port();
+    char listen[64];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", fx->port);
+    const char *args[] = {"--init", "--db", fx->db, "--listen", listen, "--dataset", fx->dir,
+                          NULL};
+    fx->pid = spawn_daemon(fx->log, args);
+    int fd = wait_ready(fx->pid, fx->port);
+    if (fd < 0) {
+        fprintf(stderr, "nearestd did not start; see %s\n", fx->log);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+static void remove_dir(const char *dir) {
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "could not remove %s\n", dir);
+    }
+}
+
+static int group_teardown(void **state) {
+    (void)state;
+    if (fx->pid > 0) {
+        kill(fx->pid, SIGKILL);
+        waitpid(fx->pid, NULL, 0);
+    }
+    remove_dir(fx->dir);
+    free(fx);
+    return 0;
+}
+
+/* ---- Queries ---------------------------------------------------------------------- */
+
+static void ask(struct conn *c, const char *request, const char *want) {
+    send_str(c->fd, request);
+    char *got = read_answer(c);
+    if (strcmp(got, want) != 0) {
+        fail_msg("request \"%s\"\n got: \"%s\"\nwant: \"%s\"", request, got, want);
+    }
+    free(got);
+}
+
+static void test_nearest_answers_match_brute_force(void **state) {
+    (void)state;
+    struct conn c = {.fd = connect_daemon()};
+    for (int i = 0; i < 100; i++) {
+        char request[256];
+        char *want = random_query(request, sizeof request, i % 3 != 0);
+        ask(&c, request, want);
+        free(want);
+    }
+    close(c.fd);
+}
+
+static void test_nearest_without_k_returns_five(void **state) {
+    (void)state;
+    struct conn c = {.fd = connect_daemon()};
+    char *want = expected_nearest(-1, (struct geo_point){36.2, 120.4}, 5);
+    ask(&c, "NEAREST * 36.2 120.4\n", want);
+    assert_int_equal(strncmp(want, "OK 5\n", 5), 0);
+    free(want);
+    close(c.fd);
+}
+
+static void test_errors_are_one_line_and_the_connection_stays(void **state) {
+    (void)state;
+    struct conn c = {.fd = connect_daemon()};
+    ask(&c, "NEAREST school 120.4 36.2\n",
+        "ERR RANGE latitude 120.4 is outside [-90, 90] (latitude comes first)\n");
+    ask(&c, "NEAREST hospital 36.2 120.4\n",
+        "ERR UNKNOWN unknown category 'hospital' (see CATEGORIES)\n");
+    ask(&c, "TELEPORT 36.2 120.4\n", "ERR UNKNOWN unknown command 'TELEPORT' (see HELP)\n");
+    ask(&c, "NEAREST school 36.2 east\n", "ERR ARG longitude 'east' is not a number\n");
+    ask(&c, "NEAREST school 36.2 120.4 K 0\n", "ERR RANGE K 0 is outside [1, 1000]\n");
+    ask(&c, "PING\r\n", "OK 0\n");
+    close(c.fd);
+}
+
+static void test_pipelined_requests_are_answered_in_order(void **state) {
+    (void)state;
+    enum { N = 300 };
+    struct conn c = {.fd = connect_daemon()};
+    static char batch[N * 128];
+    char *want[N];
+    size_t len = 0;
+    for (int i = 0; i < N; i++) {
+        char request[256];
+        if (i % 10 == 9) {
+            snprintf(request, sizeof request, "NEAREST nowhere 1 2\n");
+            want[i] = strdup("ERR UNKNOWN unknown category 'nowhere' (see CATEGORIES)\n");
+        } else {
+            want[i] = random_query(request, sizeof request, true);
+        }
+        memcpy(batch + len, request, strlen(request));
+        len += strlen(request);
+    }
+    send_all(c.fd, batch, len); /* one write */
+    for (int i = 0; i < N; i++) {
+        char *got = read_answer(&c);
+        assert_string_equal(got, want[i]);
+        free(got);
+        free(want[i]);
+    }
+    close(c.fd);
+}
+
+static void test_requests_split_across_many_writes_are_reassembled(void **state) {
+    (void)state;
+    struct conn c = {.fd = connect_daemon()};
+    char r1[256], r2[256], both[512];
+    char *w1 = random_query(r1, sizeof r1, true);
+    char *w2 = random_query(r2, sizeof r2, false);
+    snprintf(both, sizeof both, "%s%s", r1, r2);
+    for (size_t i = 0; both[i]; i++) {
+        send_all(c.fd, both + i, 1);
+        if (i % 7 == 0) {
+            usleep(1000); /* let some bytes arrive alone */
+        }
+    }
+    char *got = read_answer(&c);
+    assert_string_equal(got, w1);
+    free(got);
+    got = read_answer(&c);
+    assert_string_equal(got, w2);
+    free(got);
+    free(w1);
+    free(w2);
+    close(c.fd);
+}
+
+static void test_line_over_the_limit_gets_err_limit_then_close(void **state) {
+    (void)state;
+    struct conn c = {.fd = connect_daemon()};
+    ask(&c, "PING\n", "OK 0\n");
+    static char big[6000];
+    memset(big, 'x', sizeof big);
+    memcpy(big, "NEAREST ", 8);
+    big[sizeof big - 1] = '\n';
+    send_all(c.fd, big, sizeof big);
+    char *got = read_line(&c);
+    assert_non_null(got);
+    assert_string_equal(got, "ERR LIMIT request line longer than 4096 bytes; closing\n");
+    free(got);
+    assert_true(closes_soon(&c));
+    close(c.fd);
+}
+
+static void test_line_of_exactly_the_limit_is_accepted(void **state) {
+    (void)state;
+    struct conn c = {.fd = connect_daemon()};
+    static char line[4096 + 2];
+    memset(line, ' ', 4096);
+    memcpy(line, "PING", 4);
+    line[4096] = '\n';
+    send_all(c.fd, line, 4097);
+    char *got = read_answer(&c);
+    assert_string_equal(got, "OK 0\n");
+    free(got);
+    close(c.fd);
+}
+
+static void test_quit_answers_then_closes(void **state) {
+    (void)state;
+    struct conn c = {.fd = connect_daemon()};
+    /* Requests after QUIT in the same write are not answered. */
+    send_str(c.fd, "PING\nQUIT\nPING\n");
+    char *got = read_answer(&c);
+    assert_string_equal(got, "OK 0\n");
+    free(got);
+    got = read_answer(&c);
+    assert_string_equal(got, "OK 0\n");
+    free(got);
+    assert_true(closes_soon(&c));
+    close(c.fd);
+}
+
+static void test_clients_leaving_with_requests_in_flight_do_not_hurt(void **state) {
+    (void)state;
+    for (int round = 0; round < 20; round++) {
+        int fd = connect_daemon();
+        for (int i = 0; i < 50; i++) {
+            send_str(fd, "NEAREST * 36.2 120.4 K 1000\n");
+        }
+        if (round % 2) {
+            /* An RST instead of a FIN. */
+            struct linger lg = {.l_onoff = 1, .l_linger = 0};
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        }
+        close(fd);
+    }
+    struct conn c = {.fd = connect_daemon()};
+    ask(&c, "PING\n", "OK 0\n");
+    close(c.fd);
+    int status;
+    assert_int_equal(waitpid(fx->pid, &status, WNOHANG), 0); /* still running */
+}
+
+static void test_half_closed_client_still_gets_its_answers(void **state) {
+    (void)state;
+    struct conn c = {.fd = connect_daemon()};
+    char request[256];
+    char *want = random_query(request, sizeof request, true);
+    send_str(c.fd, request);
+    shutdown(c.fd, SHUT_WR);
+    char *got = read_answer(&c);
+    assert_string_equal(got, want);
+    free(got);
+    free(want);
+    assert_true(closes_soon(&c));
+    close(c.fd);
+}
+
+/* ---- Start-up and shut-down --------------------------------------------------------- */
+
+/* Reads the whole log file into a static buffer. */
+static const char *read_log(const char *path) {
+    static char buf[4096];
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+static size_t count_lines(const char *s) {
+    size_t n = 0;
+    for (; *s; s++) {
+        n += *s == '\n';
+    }
+    return n;
+}
+
+static void test_missing_db_without_init_exits_1_with_one_line(void **state) {
+    (void)state;
+    char db[400], log[400];
+    snprintf(db, sizeof db, "%s/missing.db", fx->dir);
+    snprintf(log, sizeof log, "%s/missing.log", fx->dir);
+    const char *args[] = {"--db", db, "--listen", "127.0.0.1:0", NULL};
+    int status = wait_exit(spawn_daemon(log, args), WAIT_MS);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 1);
+    const char *text = read_log(log);
+    assert_int_equal(count_lines(text), 1);
+    assert_non_null(strstr(text, "missing.db"));
+    assert_int_equal(access(db, F_OK), -1); /* nothing was created */
+}
+
+static void test_start_up_failures_are_one_line_and_non_zero(void **state) {
+    (void)state;
+    char log[400], listen[64];
+    snprintf(log, sizeof log, "%s/fail.log", fx->dir);
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", fx->port); /* in use */
+    const char *in_use[] = {"--db", fx->db, "--listen", listen, NULL};
+    const char *bad_addr[] = {"--db", fx->db, "--listen", "nowhere:7878", NULL};
+    const char *bad_port[] = {"--db", fx->db, "--listen", "127.0.0.1:99999", NULL};
+    const char *bad_flag[] = {"--db", fx->db, "--fast", NULL};
+    const char *no_value[] = {"--db", NULL};
+    const char *const *cases[] = {in_use, bad_addr, bad_port, bad_flag, no_value};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int status = wait_exit(spawn_daemon(log, cases[i]), WAIT_MS);
+        assert_true(WIFEXITED(status));
+        assert_int_not_equal(WEXITSTATUS(status), 0);
+        const char *text = read_log(log);
+        if (count_lines(text) != 1) {
+            fail_msg("case %zu: expected one line, got \"%s\"", i, text);
+        }
+    }
+}
+
+static void test_sigterm_closes_connections_and_exits_0(void **state) {
+    (void)state;
+    char log[400], listen[64];
+    int port = free_port();
+    snprintf(log, sizeof log, "%s/term.log", fx->dir);
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    const char *args[] = {"--db", fx->db, "--listen", listen, NULL};
+    pid_t pid = spawn_daemon(log, args);
+    int fd = wait_ready(pid, port);
+    assert_true(fd >= 0);
+    struct conn c = {.fd = fd};
+    ask(&c, "PING\n", "OK 0\n");
+    assert_int_equal(kill(pid, SIGTERM), 0);
+    int status = wait_exit(pid, WAIT_MS);
+    if (status == -1) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        fail_msg("nearestd did not exit within %d ms of SIGTERM", WAIT_MS);
+    }
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_true(closes_soon(&c));
+    close(fd);
+    assert_non_null(strstr(read_log(log), "serving 250 facilities on 127.0.0.1:"));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_nearest_answers_match_brute_force),
+        cmocka_unit_test(test_nearest_without_k_returns_five),
+        cmocka_unit_test(test_errors_are_one_line_and_the_connection_stays),
+        cmocka_unit_test(test_pipelined_requests_are_answered_in_order),
+        cmocka_unit_test(test_requests_split_across_many_writes_are_reassembled),
+        cmocka_unit_test(test_line_over_the_limit_gets_err_limit_then_close),
+        cmocka_unit_test(test_line_of_exactly_the_limit_is_accepted),
+        cmocka_unit_test(test_quit_answers_then_closes),
+        cmocka_unit_test(test_clients_leaving_with_requests_in_flight_do_not_hurt),
+        cmocka_unit_test(test_half_closed_client_still_gets_its_answers),
+        cmocka_unit_test(test_missing_db_without_init_exits_1_with_one_line),
+        cmocka_unit_test(test_start_up_failures_are_one_line_and_non_zero),
+        cmocka_unit_test(test_sigterm_closes_connections_and_exits_0),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

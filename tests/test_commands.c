@@ -1,0 +1,683 @@
+/* test_commands.c: the command layer (daemon/cmd.h) without sockets.
+ *
+ * A group setup writes a random dataset of facilities around Licang as
+ * GeoJSON, creates a real SpatiaLite database from it with store_create(),
+ * and loads the catalogue from that database, as the daemon does. Request
+ * lines then go through cmd_execute() and the exact bytes of each answer are
+ * compared with what a brute-force scan over the same facilities, formatted
+ * by this file's own printf, says they must be. Every ERR path is asserted
+ * with its exact line. The error table and the command list of PROTOCOL.md
+ * are checked against errors.def and commands.def. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "catalog.h"
+#include "cmd.h"
+#include "geo_crs.h"
+#include "geo_distance.h"
+#include "reply.h"
+#include "store.h"
+
+#define N_FACILITIES 400
+
+struct fac {
+    char id[16];
+    int category;
+    char name[64];
+    struct geo_point where;
+};
+
+struct fixture {
+    char dir[256];
+    char db[300];
+    struct fac facs[N_FACILITIES];   /* sorted by id, which is slot order */
+    struct store *store;
+    struct catalog *catalog;
+    struct cmd_stats stats;
+    struct cmd_env env;
+    struct cmd_session session;
+    struct reply out;
+};
+
+static struct fixture *fx;
+
+/* ---- Fixture ---------------------------------------------------------------- */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static uint64_t rng_next(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/* Uniform in [lo, hi], on the microdegree grid so that text round-trips. */
+static double rng_deg(double lo, double hi) {
+    int64_t a = llround(lo * 1e6), b = llround(hi * 1e6);
+    return (double)(a + (int64_t)(rng_next() % (uint64_t)(b - a + 1))) / 1e6;
+}
+
+static void write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fputs(text, f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void write_dataset(const char *dir, const struct fac *facs, size_t n) {
+    json_t *features = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *feat = json_pack(
+            "{s:s, s:{s:s, s:s, s:s}, s:{s:s, s:[f, f]}}", "type", "Feature", "properties",
+            "id", facs[i].id, "category", store_category_name(facs[i].category), "name",
+            facs[i].name, "geometry", "type", "Point", "coordinates", facs[i].where.lon_deg,
+            facs[i].where.lat_deg);
+        assert_non_null(feat);
+        json_array_append_new(features, feat);
+    }
+    json_t *fc = json_pack("{s:s, s:o}", "type", "FeatureCollection", "features", features);
+    char path[512];
+    snprintf(path, sizeof path, "%s/facilities.geojson", dir);
+    assert_int_equal(json_dump_file(fc, path, JSON_REAL_PRECISION(17)), 0);
+    json_decref(fc);
+    snprintf(path, sizeof path, "%s/areas.geojson", dir);
+    write_file(path, "{\"type\": \"FeatureCollection\", \"features\": []}\n");
+}
+
+static int group_setup(void **state) {
+    (void)state;
+    fx = calloc(1, sizeof *fx);
+    if (!fx) {
+        return -1;
+    }
+    snprintf(fx->dir, sizeof fx->dir, "/tmp/test_commands-XXXXXX");
+    if (!mkdtemp(fx->dir)) {
+        return -1;
+    }
+    for (int i = 0; i < N_FACILITIES; i++) {
+        struct fac *f = &fx->facs[i];
+        snprintf(f->id, sizeof f->id, "f-%04d", i);
+        f->category = (int)(rng_next() % STORE_CAT_COUNT);
+        /* A few names carry a tab or a newline, which replies must flatten. */
+        snprintf(f->name, sizeof f->name, i % 50 == 7 ? "设施\t%d\n号" : "设施 %d 号", i);
+        f->where = (struct geo_point){rng_deg(36.13, 36.25), rng_deg(120.34, 120.50)};
+    }
+    write_dataset(fx->dir, fx->facs, N_FACILITIES);
+    snprintf(fx->db, sizeof fx->db, "%s/x.db", fx->dir);
+    char err[512] = "";
+    if (store_create(fx->db, fx->dir, err, sizeof err) != 0 ||
+        store_open(fx->db, &fx->store, err, sizeof err) != 0) {
+        fprintf(stderr, "store: %s\n", err);
+        return -1;
+    }
+    fx->catalog = catalog_new();
+    if (!fx->catalog || catalog_load(fx->catalog, fx->store, err, sizeof err) != 0) {
+        fprintf(stderr, "catalog: %s\n", err);
+        return -1;
+    }
+    fx->env = (struct cmd_env){.catalog = fx->catalog, .stats = &fx->stats};
+    return 0;
+}
+
+static int group_teardown(void **state) {
+    (void)state;
+    catalog_free(fx->catalog);
+    store_close(fx->store);
+    char path[512];
+    const char *files[] = {"x.db", "x.db-wal", "x.db-shm", "facilities.geojson",
+                           "areas.geojson"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", fx->dir, files[i]);
+        unlink(path);
+    }
+    rmdir(fx->dir);
+    free(fx);
+    return 0;
+}
+
+static int test_setup(void **state) {
+    (void)state;
+    cmd_session_init(&fx->session);
+    reply_init(&fx->out);
+    return 0;
+}
+
+static int test_teardown(void **state) {
+    (void)state;
+    reply_close(&fx->out);
+    return 0;
+}
+
+/* Runs one request line and returns the answer (owned by the caller). */
+static char *run(const char *request) {
+    char line[8192];
+    snprintf(line, sizeof line, "%s", request);
+    cmd_execute(&fx->env, &fx->session, line, strlen(line), &fx->out);
+    assert_false(reply_failed(&fx->out));
+    size_t len = 0;
+    char *got = reply_take(&fx->out, &len);
+    if (!got) {
+        got = strdup("");
+    }
+    return got;
+}
+
+static void expect(const char *request, const char *want) {
+    char *got = run(request);
+    if (strcmp(got, want) != 0) {
+        fail_msg("request \"%s\"\n got: \"%s\"\nwant: \"%s\"", request, got, want);
+    }
+    free(got);
+}
+
+/* ---- The brute-force oracle --------------------------------------------------- */
+
+struct cand {
+    size_t index;
+    double distance_m;
+};
+
+static int cand_cmp(const void *a_, const void *b_) {
+    const struct cand *a = a_, *b = b_;
+    if (a->distance_m != b->distance_m) {
+        return a->distance_m < b->distance_m ? -1 : 1;
+    }
+    return a->index < b->index ? -1 : a->index > b->index;
+}
+
+/* A string builder for expected answers. */
+struct sb {
+    char *s;
+    size_t len, cap;
+};
+
+static void sb_printf(struct sb *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (b->len + (size_t)n + 1 > b->cap) {
+        b->cap = (b->len + (size_t)n + 1) * 2;
+        b->s = realloc(b->s, b->cap);
+        assert_non_null(b->s);
+    }
+    va_start(ap, fmt);
+    vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+static void flatten(char *dst, const char *src) {
+    for (; *src; src++) {
+        *dst++ = (*src == '\t' || *src == '\n' || *src == '\r') ? ' ' : *src;
+    }
+    *dst = '\0';
+}
+
+static void sb_record(struct sb *b, const struct fac *f, struct geo_point shown,
+                      double distance_m) {
+    char name[64];
+    flatten(name, f->name);
+    sb_printf(b, "%s\t%s\t%s\t%.6f\t%.6f\t", f->id, store_category_name(f->category), name,
+              shown.lat_deg, shown.lon_deg);
+    if (isnan(distance_m)) {
+        sb_printf(b, "-\n");
+    } else {
+        sb_printf(b, "%.1f\n", distance_m);
+    }
+}
+
+/* The expected answer to a NEAREST/RADIUS: category -1 is "*". */
+static char *brute_force(int category, struct geo_point from, size_t k, double max_m) {
+    struct cand cands[N_FACILITIES];
+    size_t n = 0;
+    for (size_t i = 0; i < N_FACILITIES; i++) {
+        if (category >= 0 && fx->facs[i].category != category) {
+            continue;
+        }
+        double d = geo_distance_m(from, fx->facs[i].where);
+        if (d <= max_m) {
+            cands[n++] = (struct cand){i, d};
+        }
+    }
+    qsort(cands, n, sizeof cands[0], cand_cmp);
+    if (n > k) {
+        n = k;
+    }
+    struct sb b = {0};
+    sb_printf(&b, "OK %zu\n", n);
+    for (size_t i = 0; i < n; i++) {
+        const struct fac *f = &fx->facs[cands[i].index];
+        sb_record(&b, f, f->where, cands[i].distance_m);
+    }
+    return b.s;
+}
+
+static const char *category_arg(int category) {
+    return category < 0 ? "*" : store_category_name(category);
+}
+
+/* ---- Queries against the oracle -------------------------------------------------- */
+
+static void test_nearest_returns_k_closest_in_order(void **state) {
+    (void)state;
+    for (int round = 0; round < 300; round++) {
+        int category = (int)(rng_next() % (STORE_CAT_COUNT + 1)) - 1;
+        char lat[32], lon[32];
+        snprintf(lat, sizeof lat, "%.6f", rng_deg(36.10, 36.28));
+        snprintf(lon, sizeof lon, "%.6f", rng_deg(120.30, 120.55));
+        struct geo_point from = {strtod(lat, NULL), strtod(lon, NULL)};
+        size_t k = 1 + rng_next() % 120;
+        char request[256];
+        snprintf(request, sizeof request, "%s %s %s %s K %zu",
+                 round % 2 ? "NEAREST" : "nearest", category_arg(category), lat, lon, k);
+        char *want = brute_force(category, from, k, INFINITY);
+        expect(request, want);
+        free(want);
+    }
+}
+
+static void test_nearest_without_k_returns_five(void **state) {
+    (void)state;
+    struct geo_point from = {36.18, 120.42};
+    char *want = brute_force(STORE_CAT_SCHOOL, from, 5, INFINITY);
+    expect("NEAREST school 36.18 120.42", want);
+    free(want);
+    want = brute_force(-1, from, 5, INFINITY);
+    expect("NEAREST * 36.18 120.42", want);
+    free(want);
+}
+
+static void test_nearest_maxdist_keeps_only_hits_within(void **state) {
+    (void)state;
+    for (int round = 0; round < 100; round++) {
+        int category = (int)(rng_next() % (STORE_CAT_COUNT + 1)) - 1;
+        double lat = rng_deg(36.13, 36.25), lon = rng_deg(120.34, 120.50);
+        double max_m = (double)(rng_next() % 3000);
+        size_t k = 1 + rng_next() % 40;
+        char request[256];
+        snprintf(request, sizeof request, "NEAREST %s %.6f %.6f maxdist %.0f K %zu",
+                 category_arg(category), lat, lon, max_m, k);
+        char *want = brute_force(category, (struct geo_point){lat, lon}, k, max_m);
+        expect(request, want);
+        free(want);
+    }
+}
+
+static void test_radius_returns_everything_within_up_to_limit(void **state) {
+    (void)state;
+    for (int round = 0; round < 100; round++) {
+        int category = (int)(rng_next() % (STORE_CAT_COUNT + 1)) - 1;
+        double lat = rng_deg(36.13, 36.25), lon = rng_deg(120.34, 120.50);
+        double max_m = (double)(rng_next() % 4000);
+        char request[256];
+        char *want;
+        if (round % 2) {
+            size_t limit = 1 + rng_next() % 30;
+            snprintf(request, sizeof request, "RADIUS %s %.6f %.6f %.0f LIMIT %zu",
+                     category_arg(category), lat, lon, max_m, limit);
+            want = brute_force(category, (struct geo_point){lat, lon}, limit, max_m);
+        } else {
+            snprintf(request, sizeof request, "RADIUS %s %.6f %.6f %.0f",
+                     category_arg(category), lat, lon, max_m);
+            want = brute_force(category, (struct geo_point){lat, lon}, CMD_DEFAULT_LIMIT,
+                               max_m);
+        }
+        expect(request, want);
+        free(want);
+    }
+}
+
+static void test_radius_zero_finds_a_facility_at_its_own_position(void **state) {
+    (void)state;
+    const struct fac *f = &fx->facs[123];
+    char request[256];
+    snprintf(request, sizeof request, "RADIUS %s %.6f %.6f 0", store_category_name(f->category),
+             f->where.lat_deg, f->where.lon_deg);
+    char *want = brute_force(f->category, f->where, CMD_DEFAULT_LIMIT, 0.0);
+    assert_non_null(strstr(want, f->id));
+    expect(request, want);
+    free(want);
+}
+
+static void test_get_returns_the_record_without_distance(void **state) {
+    (void)state;
+    for (int i = 0; i < N_FACILITIES; i += 37) {
+        const struct fac *f = &fx->facs[i];
+        struct sb b = {0};
+        sb_printf(&b, "OK 1\n");
+        sb_record(&b, f, f->where, NAN);
+        char request[64];
+        snprintf(request, sizeof request, "GET %s", f->id);
+        expect(request, b.s);
+        free(b.s);
+    }
+    expect("GET f-9999", "ERR NOTFOUND no facility 'f-9999'\n");
+}
+
+static void test_records_flatten_tabs_and_newlines_in_names(void **state) {
+    (void)state;
+    char *got = run("GET f-0007");
+    assert_non_null(strstr(got, "设施 7 号"));
+    size_t tabs = 0, newlines = 0;
+    for (char *p = got; *p; p++) {
+        tabs += *p == '\t';
+        newlines += *p == '\n';
+    }
+    assert_int_equal(tabs, 5);
+    assert_int_equal(newlines, 2);
+    free(got);
+}
+
+static void test_categories_counts_each_category(void **state) {
+    (void)state;
+    size_t count[STORE_CAT_COUNT] = {0};
+    for (int i = 0; i < N_FACILITIES; i++) {
+        count[fx->facs[i].category]++;
+    }
+    struct sb b = {0};
+    sb_printf(&b, "OK %d\n", STORE_CAT_COUNT);
+    for (int c = 0; c < STORE_CAT_COUNT; c++) {
+        sb_printf(&b, "%s\t%zu\n", store_category_name(c), count[c]);
+    }
+    expect("CATEGORIES", b.s);
+    free(b.s);
+}
+
+/* ---- Coordinate systems ------------------------------------------------------------ */
+
+static void test_crs_gcj02_converts_queries_and_answers(void **state) {
+    (void)state;
+    expect("CRS", "OK 1\nwgs84\n");
+    expect("crs GCJ02", "OK 1\ngcj02\n");
+    for (int i = 5; i < N_FACILITIES; i += 41) {
+        const struct fac *f = &fx->facs[i];
+        struct geo_point g;
+        assert_int_equal(geo_crs_from_wgs84(GEO_CRS_GCJ02, f->where, &g), 0);
+        char request[256];
+        snprintf(request, sizeof request, "NEAREST %s %.10f %.10f K 1",
+                 store_category_name(f->category), g.lat_deg, g.lon_deg);
+        struct sb b = {0};
+        sb_printf(&b, "OK 1\n");
+        sb_record(&b, f, g, 0.0);
+        expect(request, b.s);
+        free(b.s);
+    }
+    expect("CRS bd09", "OK 1\nbd09\n");
+    expect("CRS wgs84", "OK 1\nwgs84\n");
+    expect("CRS mars", "ERR UNKNOWN unknown coordinate system 'mars' (wgs84, gcj02 or bd09)\n");
+}
+
+/* ---- Small commands --------------------------------------------------------------- */
+
+static void test_ping_and_quit_answer_ok_0(void **state) {
+    (void)state;
+    expect("PING", "OK 0\n");
+    assert_false(fx->session.quit);
+    expect("quit", "OK 0\n");
+    assert_true(fx->session.quit);
+}
+
+static void test_blank_line_gets_no_answer(void **state) {
+    (void)state;
+    expect("", "");
+    expect("   \t ", "");
+}
+
+static void test_help_lists_every_command_from_the_table(void **state) {
+    (void)state;
+    size_t n = 0;
+    const struct cmd_spec *t = cmd_table(&n);
+    struct sb b = {0};
+    sb_printf(&b, "OK %zu\n", n);
+    for (size_t i = 0; i < n; i++) {
+        sb_printf(&b, "%s\t%s\n", t[i].usage, t[i].summary);
+    }
+    expect("HELP", b.s);
+    free(b.s);
+    b = (struct sb){0};
+    const struct cmd_spec *nearest = cmd_lookup("nearest");
+    assert_non_null(nearest);
+    sb_printf(&b, "OK 1\n%s\t%s\n", nearest->usage, nearest->summary);
+    expect("help Nearest", b.s);
+    free(b.s);
+    expect("HELP FLY", "ERR UNKNOWN unknown command 'FLY' (see HELP)\n");
+}
+
+static void test_stats_counts_requests_and_errors(void **state) {
+    (void)state;
+    fx->stats = (struct cmd_stats){0};
+    free(run("PING"));
+    free(run("BOGUS"));
+    char *got = run("STATS");
+    char want[128];
+    snprintf(want, sizeof want, "facilities\t%d\n", N_FACILITIES);
+    assert_non_null(strstr(got, want));
+    assert_non_null(strstr(got, "requests\t3\n"));
+    assert_non_null(strstr(got, "errors\t1\n"));
+    assert_true(strncmp(got, "OK 8\n", 5) == 0);
+    free(got);
+    assert_int_equal(fx->stats.requests, 3);
+}
+
+/* ---- Every error path --------------------------------------------------------------- */
+
+static void test_errors_have_exact_lines(void **state) {
+    (void)state;
+    static const struct {
+        const char *request;
+        const char *answer;
+    } cases[] = {
+        {"FLY 1 2", "ERR UNKNOWN unknown command 'FLY' (see HELP)\n"},
+        {"NEAREST", "ERR SYNTAX wrong number of arguments for NEAREST (usage: NEAREST "
+                    "<category|*> <lat> <lon> [K <n>] [MAXDIST <metres>])\n"},
+        {"NEAREST school 36.1", "ERR SYNTAX wrong number of arguments for NEAREST (usage: "
+                                "NEAREST <category|*> <lat> <lon> [K <n>] [MAXDIST <metres>])\n"},
+        {"PING now", "ERR SYNTAX wrong number of arguments for PING (usage: PING)\n"},
+        {"NEAREST zoo 36.1 120.4", "ERR UNKNOWN unknown category 'zoo' (see CATEGORIES)\n"},
+        {"NEAREST School 36.1 120.4", "ERR UNKNOWN unknown category 'School' (see CATEGORIES)\n"},
+        {"NEAREST school 120.4 36.1",
+         "ERR RANGE latitude 120.4 is outside [-90, 90] (latitude comes first)\n"},
+        {"NEAREST school -90.5 36.1",
+         "ERR RANGE latitude -90.5 is outside [-90, 90] (latitude comes first)\n"},
+        {"NEAREST school 36.1 180.01", "ERR RANGE longitude 180.01 is outside [-180, 180]\n"},
+        {"NEAREST school abc 120.4", "ERR ARG latitude 'abc' is not a number\n"},
+        {"NEAREST school 36.1 120.4x", "ERR ARG longitude '120.4x' is not a number\n"},
+        {"NEAREST school nan 120.4", "ERR ARG latitude 'nan' is not a number\n"},
+        {"NEAREST school 36.1 inf", "ERR ARG longitude 'inf' is not a number\n"},
+        {"NEAREST school 0x24 120.4", "ERR ARG latitude '0x24' is not a number\n"},
+        {"NEAREST school 36.1 1e999", "ERR ARG longitude '1e999' is not a number\n"},
+        {"NEAREST school \"\" 120.4", "ERR ARG latitude '' is not a number\n"},
+        {"NEAREST school 36.1 120.4 K", "ERR SYNTAX option 'K' has no value (usage: NEAREST "
+                                        "<category|*> <lat> <lon> [K <n>] [MAXDIST <metres>])\n"},
+        {"NEAREST school 36.1 120.4 N 5", "ERR SYNTAX unknown option 'N' (usage: NEAREST "
+                                          "<category|*> <lat> <lon> [K <n>] [MAXDIST <metres>])\n"},
+        {"NEAREST school 36.1 120.4 K 2 k 3", "ERR SYNTAX option K given twice\n"},
+        {"NEAREST school 36.1 120.4 K 0", "ERR RANGE K 0 is outside [1, 1000]\n"},
+        {"NEAREST school 36.1 120.4 K 1001", "ERR RANGE K 1001 is outside [1, 1000]\n"},
+        {"NEAREST school 36.1 120.4 K 99999999999999999999999",
+         "ERR RANGE K 99999999999999999999999 is outside [1, 1000]\n"},
+        {"NEAREST school 36.1 120.4 K 2.5", "ERR ARG K '2.5' is not an integer\n"},
+        {"NEAREST school 36.1 120.4 K -3", "ERR ARG K '-3' is not an integer\n"},
+        {"NEAREST school 36.1 120.4 MAXDIST -1", "ERR RANGE MAXDIST -1 is negative\n"},
+        {"NEAREST school 36.1 120.4 MAXDIST far", "ERR ARG MAXDIST 'far' is not a number\n"},
+        {"RADIUS school 36.1 120.4 -5", "ERR RANGE radius -5 is negative\n"},
+        {"RADIUS school 36.1 120.4 5km", "ERR ARG radius '5km' is not a number\n"},
+        {"RADIUS school 36.1 120.4 500 LIMIT 0", "ERR RANGE LIMIT 0 is outside [1, 1000]\n"},
+        {"RADIUS school 36.1 120.4 500 K 3", "ERR SYNTAX unknown option 'K' (usage: RADIUS "
+                                             "<category|*> <lat> <lon> <metres> [LIMIT <n>])\n"},
+        {"GET", "ERR SYNTAX wrong number of arguments for GET (usage: GET <id>)\n"},
+        {"GET nope", "ERR NOTFOUND no facility 'nope'\n"},
+        {"NEAREST \"school 36.1 120.4",
+         "ERR SYNTAX cannot split the request (unbalanced quote, bad escape or over 64 "
+         "tokens)\n"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        expect(cases[i].request, cases[i].answer);
+    }
+}
+
+static void test_echoed_text_is_one_capped_line(void **state) {
+    (void)state;
+    /* A command name with a CR in it and a very long one. */
+    char request[4096];
+    snprintf(request, sizeof request, "FLY\rAWAY");
+    char *got = run(request);
+    assert_string_equal(got, "ERR UNKNOWN unknown command 'FLY AWAY' (see HELP)\n");
+    free(got);
+    memset(request, 'x', 3000);
+    request[3000] = '\0';
+    got = run(request);
+    assert_true(strlen(got) <= REPLY_MAX_ERR_BYTES);
+    assert_non_null(strstr(got, "...' (see HELP)\n"));
+    assert_ptr_equal(strchr(got, '\n'), got + strlen(got) - 1);
+    free(got);
+}
+
+static void test_reply_echo_cuts_at_a_character_boundary(void **state) {
+    (void)state;
+    char text[400] = "";
+    for (int i = 0; i < 60; i++) {
+        strcat(text, "李沧");  /* 6 bytes each */
+    }
+    char out[REPLY_MAX_ECHO_BYTES + 1];
+    reply_echo(text, out, sizeof out);
+    size_t n = strlen(out);
+    assert_true(n <= REPLY_MAX_ECHO_BYTES);
+    assert_string_equal(out + n - 3, "...");
+    /* What precedes "..." is whole 3-byte characters. */
+    assert_int_equal((n - 3) % 3, 0);
+    assert_memory_equal(out, text, n - 3);
+}
+
+/* ---- Catalogue -------------------------------------------------------------------- */
+
+static void test_catalog_put_and_remove_agree_with_a_plain_array(void **state) {
+    (void)state;
+    struct catalog *c = catalog_new();
+    assert_non_null(c);
+    enum { N_IDS = 3000 };
+    static bool present[N_IDS];
+    static int category[N_IDS];
+    memset(present, 0, sizeof present);
+    for (int op = 0; op < 20000; op++) {
+        int i = (int)(rng_next() % N_IDS);
+        char id[32];
+        snprintf(id, sizeof id, "id-%d", i);
+        if (rng_next() % 3 == 0) {
+            int ret = catalog_remove(c, id);
+            assert_int_equal(ret, present[i] ? 0 : CATALOG_ERR_NOTFOUND);
+            present[i] = false;
+        } else {
+            category[i] = (int)(rng_next() % STORE_CAT_COUNT);
+            char name[32];
+            snprintf(name, sizeof name, "n%d-%d", i, op);
+            struct store_facility f = {.id = id, .category = category[i], .name = name,
+                                       .where = {rng_deg(36, 37), rng_deg(120, 121)}};
+            assert_int_equal(catalog_put(c, &f), 0);
+            present[i] = true;
+        }
+    }
+    size_t live = 0, per[STORE_CAT_COUNT] = {0};
+    for (int i = 0; i < N_IDS; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "id-%d", i);
+        uint32_t slot;
+        int ret = catalog_find(c, id, &slot);
+        assert_int_equal(ret, present[i] ? 0 : CATALOG_ERR_NOTFOUND);
+        if (present[i]) {
+            struct catalog_facility f;
+            assert_int_equal(catalog_get(c, slot, &f), 0);
+            assert_string_equal(f.id, id);
+            assert_int_equal(f.category, category[i]);
+            live++;
+            per[category[i]]++;
+        }
+    }
+    assert_int_equal(catalog_count(c), live);
+    assert_int_equal(geo_index_count(catalog_index(c)), live);
+    for (int k = 0; k < STORE_CAT_COUNT; k++) {
+        assert_int_equal(catalog_count_category(c, k), per[k]);
+    }
+    catalog_free(c);
+}
+
+/* ---- Documentation in sync ------------------------------------------------------------ */
+
+static char *read_protocol_md(void) {
+    FILE *f = fopen(NEARESTD_PROTOCOL_MD, "rb");
+    assert_non_null(f);
+    static char buf[1 << 17];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+static void test_protocol_md_error_table_matches_errors_def(void **state) {
+    (void)state;
+    const char *doc = read_protocol_md();
+    size_t rows = 0;
+    for (const char *p = strstr(doc, "\n| `ERR "); p; p = strstr(p + 1, "\n| `ERR ")) {
+        rows++;
+    }
+    assert_int_equal(rows, CMD_ERR_COUNT);
+    for (int code = -1; code >= -CMD_ERR_COUNT; code--) {
+        char row[128];
+        snprintf(row, sizeof row, "\n| `ERR %s` | %s |", cmd_err_word(code),
+                 cmd_err_message(code));
+        if (!strstr(doc, row)) {
+            fail_msg("PROTOCOL.md has no error row starting \"%s\"", row + 1);
+        }
+    }
+}
+
+static void test_protocol_md_shows_every_usage_line(void **state) {
+    (void)state;
+    const char *doc = read_protocol_md();
+    size_t n = 0;
+    const struct cmd_spec *t = cmd_table(&n);
+    for (size_t i = 0; i < n; i++) {
+        if (!strstr(doc, t[i].usage)) {
+            fail_msg("PROTOCOL.md does not show \"%s\"", t[i].usage);
+        }
+    }
+}
+
+int main(void) {
+#define T(f) cmocka_unit_test_setup_teardown(f, test_setup, test_teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_nearest_returns_k_closest_in_order),
+        T(test_nearest_without_k_returns_five),
+        T(test_nearest_maxdist_keeps_only_hits_within),
+        T(test_radius_returns_everything_within_up_to_limit),
+        T(test_radius_zero_finds_a_facility_at_its_own_position),
+        T(test_get_returns_the_record_without_distance),
+        T(test_records_flatten_tabs_and_newlines_in_names),
+        T(test_categories_counts_each_category),
+        T(test_crs_gcj02_converts_queries_and_answers),
+        T(test_ping_and_quit_answer_ok_0),
+        T(test_blank_line_gets_no_answer),
+        T(test_help_lists_every_command_from_the_table),
+        T(test_stats_counts_requests_and_errors),
+        T(test_errors_have_exact_lines),
+        T(test_echoed_text_is_one_capped_line),
+        T(test_reply_echo_cuts_at_a_character_boundary),
+        T(test_catalog_put_and_remove_agree_with_a_plain_array),
+        T(test_protocol_md_error_table_matches_errors_def),
+        T(test_protocol_md_shows_every_usage_line),
+    };
+#undef T
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
