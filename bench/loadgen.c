@@ -13,10 +13,10 @@
  * bulk strings (what redis-cli sends); with --proto nearest the line is sent
  * as it is. A reply is complete after "OK <n>" and n more lines or one "ERR"
  * line (nearestd), or after one whole RESP value, nested arrays included
- * (Redis). Replies are checked: an error reply, a malformed reply, a reply
- * whose count differs from --expect, a closed connection or a reply still
- * missing after the drain all count as errors, and any error makes the exit
- * status 1.
+ * (Redis); a nearestd record line must hold six tab-separated fields.
+ * Replies are checked: an error reply, a malformed reply, a reply whose count
+ * differs from --expect, a closed connection or a reply still missing after
+ * the drain all count as errors, and any error makes the exit status 1.
  *
  * Timing: W seconds of warm-up whose replies are not recorded, then D seconds
  * in which every completed reply's latency (from the moment its request was
@@ -136,6 +136,14 @@ static int parse_nearest(const char *buf, size_t len, size_t *used, long long *c
         size_t l = line_len(buf + pos, len - pos);
         if (l == 0) {
             return REPLY_MORE;
+        }
+        /* A record is six tab-separated fields (PROTOCOL.md). */
+        size_t tabs = 0;
+        for (size_t j = pos; j < pos + l; j++) {
+            tabs += buf[j] == '\t';
+        }
+        if (tabs != 5) {
+            return REPLY_MALFORMED;
         }
         pos += l;
     }
@@ -507,8 +515,10 @@ static int conn_on_readable(struct run *r, struct conn *c, int ep) {
     while (pos < c->rlen) {
         size_t used = 0;
         long long count = -1;
-        int s = r->proto == PROTO_NEAREST ? parse_nearest(c->rbuf + pos, c->rlen - pos, &used, &count)
-                                          : parse_resp(c->rbuf + pos, c->rlen - pos, &used, &count);
+        const char *at = c->rbuf + pos;
+        size_t avail = c->rlen - pos;
+        int s = r->proto == PROTO_NEAREST ? parse_nearest(at, avail, &used, &count)
+                                          : parse_resp(at, avail, &used, &count);
         if (s == REPLY_MORE) {
             break;
         }
