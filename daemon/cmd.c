@@ -216,6 +216,7 @@ int cmd_dispatch(const struct cmd_env *env, struct cmd_session *session, size_t 
                  char **argv, struct reply *out) {
     char echo_buf[REPLY_MAX_ECHO_BYTES + 1];
     int ret;
+    out->format = session->format;
     const struct cmd_spec *spec = cmd_lookup(argv[0]);
     if (!spec) {
         reply_err(out, CMD_ERR_UNKNOWN, "unknown command '%s' (see HELP)", ECHO(argv[0]));
@@ -246,6 +247,7 @@ int cmd_execute(const struct cmd_env *env, struct cmd_session *session, char *li
                 size_t len, struct reply *out) {
     char *argv[PROTO_MAX_ARGS];
     size_t argc = 0;
+    out->format = session->format;
     if (proto_split(line, len, argv, PROTO_MAX_ARGS, &argc) < 0) {
         reply_err(out, CMD_ERR_SYNTAX,
                   "cannot split the request (unbalanced quote, bad escape or over %d tokens)",
@@ -395,6 +397,24 @@ int cmd_handle_crs(struct cmd_call *call) {
         call->session->crs = crs;
     }
     const char *name = geo_crs_name(call->session->crs);
+    reply_ok(call->out, 1);
+    reply_fields(call->out, 1, &name);
+    return 0;
+}
+
+int cmd_handle_format(struct cmd_call *call) {
+    char echo_buf[REPLY_MAX_ECHO_BYTES + 1];
+    if (call->argc == 2) {
+        enum reply_format format;
+        if (reply_format_parse(call->argv[1], &format) < 0) {
+            reply_err(call->out, CMD_ERR_UNKNOWN,
+                      "unknown format '%s' (text, json or geojson)", ECHO(call->argv[1]));
+            return CMD_ERR_UNKNOWN;
+        }
+        call->session->format = format;
+        call->out->format = format; /* this answer is already in the new format */
+    }
+    const char *name = reply_format_name(call->session->format);
     reply_ok(call->out, 1);
     reply_fields(call->out, 1, &name);
     return 0;

@@ -45,6 +45,7 @@ struct cmd_env {
 /* Per-connection state. Start it zeroed (cmd_session_init()). */
 struct cmd_session {
     enum geo_crs crs;             /* coordinates in and out; GEO_CRS_WGS84 by default */
+    enum reply_format format;     /* of the answers; REPLY_TEXT by default */
     bool quit;                    /* set by QUIT: close once the answer is sent */
 };
 

@@ -1,19 +1,49 @@
-/* reply.c: the text reply builder.
+/* reply.c: the reply builder, text and JSON.
  *
  * A reply is appended to a growable buffer that doubles from 4 KiB; a NEAREST
  * with K 1000 is about 100 KiB, the largest single answer today. An allocation
  * failure does not abort: it marks the buffer failed and later appends are
- * dropped, and the server closes the connection instead of sending it. */
+ * dropped, and the server closes the connection instead of sending it.
+ * JSON answers are built as jansson documents and dumped as one line each
+ * when their last announced record arrives. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+#include <jansson.h>
 
 #include "errors.h"
 #include "reply.h"
 
 #define REPLY_FIRST_CAP 4096
+
+/* Significant digits of JSON numbers: enough for 6 decimals of a longitude
+ * and for a distance of 10^4 km to 0.1 m, which are rounded before dumping. */
+#define REPLY_JSON_DIGITS 10
+
+static const char *const format_names[] = {"text", "json", "geojson"};
+
+int reply_format_parse(const char *name, enum reply_format *out) {
+    for (int f = 0; f < 3; f++) {
+        if (strcasecmp(name, format_names[f]) == 0) {
+            *out = (enum reply_format)f;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+const char *reply_format_name(enum reply_format f) {
+    return (unsigned)f < 3 ? format_names[f] : "text";
+}
+
+static void json_drop(struct reply *r) {
+    json_decref(r->records);
+    r->records = NULL;
+}
 
 void reply_init(struct reply *r) {
     memset(r, 0, sizeof *r);
@@ -21,6 +51,7 @@ void reply_init(struct reply *r) {
 
 void reply_close(struct reply *r) {
     free(r->buf);
+    json_drop(r);
     reply_init(r);
 }
 
@@ -38,7 +69,9 @@ char *reply_take(struct reply *r, size_t *len) {
     if (!buf) {
         free(r->buf);
     }
-    reply_init(r);
+    r->buf = NULL;
+    r->len = r->cap = 0;
+    r->nomem = false;
     return buf;
 }
 
@@ -101,12 +134,109 @@ static void put_fmt(struct reply *r, const char *fmt, ...) {
     put_bytes(r, tmp, (size_t)n);
 }
 
+/* ---- JSON answers ---------------------------------------------------------- */
+
+static bool is_json(const struct reply *r) {
+    return r->format == REPLY_JSON || r->format == REPLY_GEOJSON;
+}
+
+/* A JSON string of s; "?" when s is not UTF-8 (the store only holds UTF-8). */
+static json_t *jstr(const char *s) {
+    json_t *j = json_string(s);
+    return j ? j : json_string("?");
+}
+
+static json_t *jround(double v, double scale) {
+    return json_real(round(v * scale) / scale);
+}
+
+/* Appends `doc` as one line; the caller keeps its reference. */
+static void json_put_line(struct reply *r, json_t *doc) {
+    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(REPLY_JSON_DIGITS))
+                     : NULL;
+    if (!text) {
+        r->nomem = true;
+    } else {
+        put_bytes(r, text, strlen(text));
+        put_bytes(r, "\n", 1);
+    }
+    free(text);
+}
+
+/* Writes the answer once every announced record has arrived. In geojson,
+ * facility answers (their records are Feature objects) and empty ones become
+ * a FeatureCollection; the others take the json shape. */
+static void json_finish_if_complete(struct reply *r) {
+    if (r->expected > 0 || !r->records) {
+        return;
+    }
+    json_t *records = r->records;
+    r->records = NULL; /* the document below steals it */
+    size_t n = json_array_size(records);
+    bool features = r->format == REPLY_GEOJSON &&
+                    (n == 0 || json_is_object(json_array_get(records, 0)));
+    json_t *doc = features ? json_pack("{s:s, s:b, s:I, s:o}", "type", "FeatureCollection",
+                                       "ok", 1, "count", (json_int_t)n, "features", records)
+                           : json_pack("{s:b, s:I, s:o}", "ok", 1, "count", (json_int_t)n,
+                                       "records", records);
+    json_put_line(r, doc);
+    json_decref(doc);
+}
+
+static void json_begin(struct reply *r, size_t n) {
+    json_drop(r);
+    r->records = json_array();
+    if (!r->records) {
+        r->nomem = true;
+        return;
+    }
+    r->expected = n;
+    json_finish_if_complete(r);
+}
+
+/* Adds a record to the answer being built. Takes ownership of rec. */
+static void json_add(struct reply *r, json_t *rec) {
+    if (!r->records || !rec || json_array_append_new(r->records, rec) != 0) {
+        r->nomem = true;
+        return;
+    }
+    if (r->expected > 0) {
+        r->expected--;
+    }
+    json_finish_if_complete(r);
+}
+
+static json_t *json_facility(const struct reply *r, const struct reply_facility *f) {
+    json_t *dist = isnan(f->distance_m) ? json_null() : jround(f->distance_m, 10.0);
+    if (r->format == REPLY_GEOJSON) {
+        return json_pack("{s:s, s:{s:s, s:[o, o]}, s:{s:o, s:o, s:o, s:o}}", "type", "Feature",
+                         "geometry", "type", "Point", "coordinates",
+                         jround(f->where.lon_deg, 1e6), jround(f->where.lat_deg, 1e6),
+                         "properties", "id", jstr(f->id), "category", jstr(f->category),
+                         "name", jstr(f->name), "distance_m", dist);
+    }
+    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "id", jstr(f->id), "category",
+                     jstr(f->category), "name", jstr(f->name), "lat",
+                     jround(f->where.lat_deg, 1e6), "lon", jround(f->where.lon_deg, 1e6),
+                     "distance_m", dist);
+}
+
+/* ---- Answers ------------------------------------------------------------------ */
+
 void reply_ok(struct reply *r, size_t n) {
+    if (is_json(r)) {
+        json_begin(r, n);
+        return;
+    }
     put_fmt(r, "OK %zu\n", n);
     r->expected = n;
 }
 
 void reply_facility(struct reply *r, const struct reply_facility *f) {
+    if (is_json(r)) {
+        json_add(r, json_facility(r, f));
+        return;
+    }
     put_field(r, f->id);
     put_bytes(r, "\t", 1);
     put_field(r, f->category);
@@ -125,6 +255,14 @@ void reply_facility(struct reply *r, const struct reply_facility *f) {
 }
 
 void reply_fields(struct reply *r, size_t n_fields, const char *const *fields) {
+    if (is_json(r)) {
+        json_t *rec = json_array();
+        for (size_t i = 0; rec && i < n_fields; i++) {
+            json_array_append_new(rec, jstr(fields[i]));
+        }
+        json_add(r, rec);
+        return;
+    }
     for (size_t i = 0; i < n_fields; i++) {
         if (i > 0) {
             put_bytes(r, "\t", 1);
@@ -190,6 +328,18 @@ void reply_err(struct reply *r, int code, const char *fmt, ...) {
     if (n > max_msg) {
         n = utf8_cut(msg, max_msg);
         msg[n] = '\0';
+    }
+    if (is_json(r)) {
+        json_drop(r);
+        r->expected = 0;
+        for (char *p = msg; *p; p++) {
+            *p = ((unsigned char)*p < 0x20 || *p == 0x7f) ? ' ' : *p;
+        }
+        json_t *doc = json_pack("{s:b, s:s, s:o}", "ok", 0, "error", word, "message",
+                                jstr(msg));
+        json_put_line(r, doc);
+        json_decref(doc);
+        return;
     }
     put_bytes(r, "ERR ", 4);
     put_bytes(r, word, strlen(word));

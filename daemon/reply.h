@@ -7,10 +7,12 @@
  *
  * Text format (PROTOCOL.md): "OK <n>\n" followed by exactly n record lines,
  * or one "ERR <WORD> <message>\n" line. A facility record is the tab-separated
- * fields id, category, name, lat, lon, distance_m. The builder counts the
- * records announced by reply_ok(); that is the hook for a later one-line JSON
- * format (FORMAT json, TODO issue 6), which would close its array when the
- * last announced record arrives. */
+ * fields id, category, name, lat, lon, distance_m.
+ *
+ * JSON and GeoJSON formats (FORMAT json|geojson) put each answer on one line
+ * instead. The builder counts the records announced by reply_ok() and writes
+ * the JSON document when the last one arrives, so handlers are the same for
+ * every format. */
 #ifndef NEARESTD_REPLY_H
 #define NEARESTD_REPLY_H
 
@@ -26,13 +28,22 @@
 /* Longest whole ERR line, "\n" included. */
 #define REPLY_MAX_ERR_BYTES 512
 
-/* The output of one connection. Fields are private to reply.c. */
+enum reply_format {
+    REPLY_TEXT = 0,     /* "OK n" + n tab-separated lines (the default) */
+    REPLY_JSON = 1,     /* one JSON object a line */
+    REPLY_GEOJSON = 2,  /* like JSON, but facilities as a GeoJSON FeatureCollection */
+};
+
+/* The output of one connection. Fields are private to reply.c, except
+ * `format`, which the caller sets before each answer (reply_take() keeps it). */
 struct reply {
     char *buf;          /* malloc'ed, NULL while empty */
     size_t len;         /* bytes written */
     size_t cap;         /* bytes allocated */
     size_t expected;    /* records still owed to the last reply_ok() */
     bool nomem;         /* an append failed: the content is incomplete */
+    enum reply_format format;
+    void *records;      /* JSON formats: records of the answer being built (json_t *) */
 };
 
 /* One facility in a reply. Every pointer is borrowed for the call. */
@@ -44,7 +55,15 @@ struct reply_facility {
     double distance_m;       /* NAN when the reply has no distance (GET): printed "-" */
 };
 
-/* Makes r empty. Never fails: memory is allocated on the first append. */
+/* Returns the format named "text", "json" or "geojson" (ASCII case ignored)
+ * in *out. Returns 0, or -1 for any other name. */
+int reply_format_parse(const char *name, enum reply_format *out);
+
+/* Returns the lower-case name of a format, a static string. */
+const char *reply_format_name(enum reply_format f);
+
+/* Makes r empty, in text format. Never fails: memory is allocated on the
+ * first append. */
 void reply_init(struct reply *r);
 
 /* Frees r's buffer; r is empty again. */
@@ -58,11 +77,13 @@ size_t reply_len(const struct reply *r);
 bool reply_failed(const struct reply *r);
 
 /* Hands over the buffer: returns it (caller owns it, free with free()) and
- * its length in *len, and leaves r empty. Returns NULL (and *len 0) when r is
- * empty. */
+ * its length in *len, and leaves r empty (its format is kept). Returns NULL
+ * (and *len 0) when r is empty. A JSON answer still waiting for announced
+ * records is not part of the buffer yet. */
 char *reply_take(struct reply *r, size_t *len);
 
-/* Starts a success reply announcing n record lines. */
+/* Starts a success reply announcing n records. In the JSON formats, the
+ * answer is written when the n-th record arrives (at once when n is 0). */
 void reply_ok(struct reply *r, size_t n);
 
 /* Appends one facility record. Tabs, "\r" and "\n" in the strings become
@@ -70,13 +91,14 @@ void reply_ok(struct reply *r, size_t n);
 void reply_facility(struct reply *r, const struct reply_facility *f);
 
 /* Appends one record line made of the given tab-separated fields (HELP,
- * STATS, CATEGORIES). Same replacement of control characters in each field. */
+ * STATS, CATEGORIES). Same replacement of control characters in each field.
+ * In the JSON formats the record is an array of strings. */
 void reply_fields(struct reply *r, size_t n_fields, const char *const *fields);
 
-/* Appends "ERR <WORD> <message>\n" for a cmd_err code. The formatted message
- * is passed through reply_echo()-style sanitising as a whole: "\r" and "\n"
- * become spaces and the line is capped at REPLY_MAX_ERR_BYTES. A NULL fmt
- * uses the code's default message. */
+/* Appends "ERR <WORD> <message>\n" for a cmd_err code (in the JSON formats
+ * {"ok":false,"error":WORD,"message":...}), dropping any unfinished answer.
+ * Control characters in the formatted message become spaces and the line is
+ * capped at REPLY_MAX_ERR_BYTES. A NULL fmt uses the code's default message. */
 void reply_err(struct reply *r, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

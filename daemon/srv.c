@@ -185,6 +185,7 @@ static void run_lines(struct srv_conn *c) {
             }
             continue;
         }
+        c->out.format = c->session.format;
         reply_err(&c->out, CMD_ERR_LIMIT, "request line longer than %d bytes; closing",
                   PROTO_MAX_LINE_BYTES);
         s->stats.requests++;

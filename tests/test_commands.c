@@ -6,7 +6,8 @@
  * lines then go through cmd_execute() and the exact bytes of each answer are
  * compared with what a brute-force scan over the same facilities, formatted
  * by this file's own printf, says they must be. Every ERR path is asserted
- * with its exact line. The error table and the command list of PROTOCOL.md
+ * with its exact line; the JSON formats are parsed back and checked field by
+ * field. The error table and the command list of PROTOCOL.md
  * are checked against errors.def and commands.def. */
 #include <math.h>
 #include <setjmp.h>
@@ -419,6 +420,115 @@ static void test_crs_gcj02_converts_queries_and_answers(void **state) {
     expect("CRS mars", "ERR UNKNOWN unknown coordinate system 'mars' (wgs84, gcj02 or bd09)\n");
 }
 
+/* ---- JSON formats ------------------------------------------------------------------ */
+
+/* Runs a request in a JSON format and returns the parsed single-line answer. */
+static json_t *run_json(const char *request) {
+    char *got = run(request);
+    size_t len = strlen(got);
+    assert_true(len > 0 && got[len - 1] == '\n');
+    assert_ptr_equal(strchr(got, '\n'), got + len - 1);
+    json_error_t jerr;
+    json_t *doc = json_loads(got, 0, &jerr);
+    if (!doc) {
+        fail_msg("\"%s\" answered non-JSON \"%s\": %s", request, got, jerr.text);
+    }
+    free(got);
+    return doc;
+}
+
+static double json_num(json_t *j) {
+    assert_true(json_is_number(j));
+    return json_number_value(j);
+}
+
+static void test_format_json_answers_one_object_a_line(void **state) {
+    (void)state;
+    json_t *doc = run_json("FORMAT json");
+    assert_true(json_is_true(json_object_get(doc, "ok")));
+    assert_string_equal(json_string_value(json_array_get(
+                            json_array_get(json_object_get(doc, "records"), 0), 0)),
+                        "json");
+    json_decref(doc);
+    for (int q = 0; q < 50; q++) {
+        int category = (int)(rng_next() % (STORE_CAT_COUNT + 1)) - 1;
+        struct geo_point from = {rng_deg(36.13, 36.25), rng_deg(120.34, 120.50)};
+        size_t k = 1 + rng_next() % 30;
+        struct cand cands[N_FACILITIES];
+        size_t n = 0;
+        for (size_t i = 0; i < N_FACILITIES; i++) {
+            if (category < 0 || fx->facs[i].category == category) {
+                cands[n++] = (struct cand){i, geo_distance_m(from, fx->facs[i].where)};
+            }
+        }
+        qsort(cands, n, sizeof cands[0], cand_cmp);
+        n = n < k ? n : k;
+        char request[256];
+        snprintf(request, sizeof request, "NEAREST %s %.6f %.6f K %zu", category_arg(category),
+                 from.lat_deg, from.lon_deg, k);
+        doc = run_json(request);
+        assert_true(json_is_true(json_object_get(doc, "ok")));
+        assert_int_equal(json_integer_value(json_object_get(doc, "count")), n);
+        json_t *records = json_object_get(doc, "records");
+        assert_int_equal(json_array_size(records), n);
+        for (size_t i = 0; i < n; i++) {
+            const struct fac *f = &fx->facs[cands[i].index];
+            json_t *rec = json_array_get(records, i);
+            assert_string_equal(json_string_value(json_object_get(rec, "id")), f->id);
+            assert_string_equal(json_string_value(json_object_get(rec, "category")),
+                                store_category_name(f->category));
+            /* JSON carries the name as it is: escaping replaces flattening. */
+            assert_string_equal(json_string_value(json_object_get(rec, "name")), f->name);
+            assert_true(json_num(json_object_get(rec, "lat")) == f->where.lat_deg);
+            assert_true(json_num(json_object_get(rec, "lon")) == f->where.lon_deg);
+            assert_true(json_num(json_object_get(rec, "distance_m")) ==
+                        round(cands[i].distance_m * 10.0) / 10.0);
+        }
+        json_decref(doc);
+    }
+    doc = run_json("GET f-0003");
+    json_t *rec = json_array_get(json_object_get(doc, "records"), 0);
+    assert_true(json_is_null(json_object_get(rec, "distance_m")));
+    json_decref(doc);
+    doc = run_json("NEAREST school 120.4 36.1");
+    assert_true(json_is_false(json_object_get(doc, "ok")));
+    assert_string_equal(json_string_value(json_object_get(doc, "error")), "RANGE");
+    assert_string_equal(json_string_value(json_object_get(doc, "message")),
+                        "latitude 120.4 is outside [-90, 90] (latitude comes first)");
+    json_decref(doc);
+    doc = run_json("FORMAT yaml");
+    assert_string_equal(json_string_value(json_object_get(doc, "error")), "UNKNOWN");
+    json_decref(doc);
+    doc = run_json("PING");
+    assert_int_equal(json_integer_value(json_object_get(doc, "count")), 0);
+    assert_int_equal(json_array_size(json_object_get(doc, "records")), 0);
+    json_decref(doc);
+    expect("FORMAT text", "OK 1\ntext\n");
+}
+
+static void test_format_geojson_answers_feature_collections(void **state) {
+    (void)state;
+    json_decref(run_json("format GeoJSON"));
+    const struct fac *f = &fx->facs[77];
+    char request[256];
+    snprintf(request, sizeof request, "NEAREST * %.6f %.6f K 3", f->where.lat_deg,
+             f->where.lon_deg);
+    json_t *doc = run_json(request);
+    assert_string_equal(json_string_value(json_object_get(doc, "type")), "FeatureCollection");
+    json_t *features = json_object_get(doc, "features");
+    assert_int_equal(json_array_size(features), 3);
+    json_t *first = json_array_get(features, 0);
+    assert_string_equal(json_string_value(json_object_get(first, "type")), "Feature");
+    json_t *coords = json_object_get(json_object_get(first, "geometry"), "coordinates");
+    assert_true(json_num(json_array_get(coords, 0)) == f->where.lon_deg);
+    assert_true(json_num(json_array_get(coords, 1)) == f->where.lat_deg);
+    json_t *props = json_object_get(first, "properties");
+    assert_string_equal(json_string_value(json_object_get(props, "id")), f->id);
+    assert_true(json_num(json_object_get(props, "distance_m")) == 0.0);
+    json_decref(doc);
+    fx->session.format = REPLY_TEXT;
+}
+
 /* ---- Small commands --------------------------------------------------------------- */
 
 static void test_ping_and_quit_answer_ok_0(void **state) {
@@ -667,6 +777,8 @@ int main(void) {
         T(test_records_flatten_tabs_and_newlines_in_names),
         T(test_categories_counts_each_category),
         T(test_crs_gcj02_converts_queries_and_answers),
+        T(test_format_json_answers_one_object_a_line),
+        T(test_format_geojson_answers_feature_collections),
         T(test_ping_and_quit_answer_ok_0),
         T(test_blank_line_gets_no_answer),
         T(test_help_lists_every_command_from_the_table),
