@@ -888,7 +888,7 @@ int import_main(int argc, char **argv, FILE *errors)
     }
     struct import_stats stats = {0, 0};
     int status = 2;
-    rc = store_batch_begin(st);
+    rc = store_bulk_begin(st);
     if (rc != 0) {
         fprintf(errors, "nearest-import: %s: %s\n", db_path, store_errmsg(st));
         goto done;

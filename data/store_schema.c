@@ -27,7 +27,6 @@ static const char *const step1_sql =
     "  opening_hours TEXT NOT NULL DEFAULT '',"
     "  attrs TEXT NOT NULL DEFAULT '{}',"
     "  updated_unix INTEGER NOT NULL DEFAULT 0);"
-    "CREATE INDEX facilities_category ON facilities (category, id);"
     "CREATE TABLE areas ("
     "  id TEXT PRIMARY KEY NOT NULL,"
     "  kind INTEGER NOT NULL CHECK (kind BETWEEN 0 AND 4),"
@@ -142,7 +141,8 @@ int store_schema_create_file(const char *path, int version, char *err, size_t er
     }
     spatialite_init_ex(db, cache, 0);
     char sql[64];
-    snprintf(sql, sizeof sql, "PRAGMA application_id = %d", STORE_SCHEMA_APP_ID);
+    snprintf(sql, sizeof sql, "PRAGMA page_size = 8192; PRAGMA application_id = %d",
+             STORE_SCHEMA_APP_ID);
     rc = run_exec(db, sql, err, err_len);
     if (rc == SQLITE_OK) {
         rc = run_checked(db, "SELECT InitSpatialMetadata(1, 'WGS84_ONLY')", err, err_len);

@@ -11,3 +11,4 @@ target_compile_definitions(test_dataset PRIVATE
 # The catalogue, importer and exporter on real SpatiaLite files in /tmp.
 nearest_add_test(test_store LIBS nearest_data)
 target_compile_definitions(test_store PRIVATE NEAREST_DATASET_DIR="${NEARESTD_DATASET_DIR}")
+nearest_add_test(test_import LIBS nearest_data)

@@ -1,0 +1,654 @@
+/* test_import.c: nearest-import and nearest-export (data/import.h) on real
+ * SpatiaLite files in a temporary directory, through the same command-line
+ * functions the programs run.
+ *
+ * Round trips (CSV and GeoJSON, Chinese text byte for byte), one message per
+ * bad record with its line or feature number, --keep-going and the exit
+ * statuses, --map, --crs gcj02 against geo_crs, the spatial index after a bulk
+ * import that moves and adds rows, and an import killed with SIGKILL midway. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <signal.h>
+#include <sqlite3.h>
+#include <spatialite.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "geo_crs.h"
+#include "import.h"
+#include "store.h"
+
+/* ------------------------------------------------------------------------ */
+/* Helpers                                                                  */
+/* ------------------------------------------------------------------------ */
+
+struct fixture {
+    char dir[64];
+    char db[128];
+};
+
+static int setup(void **state)
+{
+    struct fixture *fx = calloc(1, sizeof *fx);
+    snprintf(fx->dir, sizeof fx->dir, "/tmp/test_import.XXXXXX");
+    if (!mkdtemp(fx->dir)) {
+        return -1;
+    }
+    snprintf(fx->db, sizeof fx->db, "%s/catalogue.db", fx->dir);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *fx = *state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->dir);
+    int rc = system(cmd);
+    free(fx);
+    return rc == 0 ? 0 : -1;
+}
+
+/* Writes text to dir/name and returns the path (static buffer, one of four). */
+static const char *write_file(const struct fixture *fx, const char *name, const char *text)
+{
+    static char paths[4][256];
+    static int next;
+    char *path = paths[next++ % 4];
+    snprintf(path, 256, "%s/%s", fx->dir, name);
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_true(fputs(text, fp) >= 0);
+    assert_int_equal(fclose(fp), 0);
+    return path;
+}
+
+/* Runs nearest-import with the given arguments (NULL-terminated); the
+ * messages it wrote are returned in *messages (caller frees). */
+static int run_import(char **messages, ...)
+{
+    char *argv[32] = {"nearest-import"};
+    int argc = 1;
+    va_list ap;
+    va_start(ap, messages);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) && argc < 31) {
+        argv[argc++] = strdup(a);
+    }
+    va_end(ap);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *err = open_memstream(&buf, &len);
+    assert_non_null(err);
+    int status = import_main(argc, argv, err);
+    fclose(err);
+    for (int i = 1; i < argc; i++) {
+        free(argv[i]);
+    }
+    if (messages) {
+        *messages = buf;
+    } else {
+        free(buf);
+    }
+    return status;
+}
+
+/* Exports to a malloc'ed string. */
+static char *export_text(const char *db, int format, int category, bool areas)
+{
+    struct store *st = NULL;
+    char err[256];
+    if (store_open(db, &st, err, sizeof err) != 0) {
+        fail_msg("store_open: %s", err);
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    assert_non_null(out);
+    assert_int_equal(export_write(st, out, format, category, areas), 0);
+    fclose(out);
+    store_close(st);
+    return buf;
+}
+
+static int64_t count_in(const char *db)
+{
+    struct store *st = NULL;
+    char err[256];
+    if (store_open(db, &st, err, sizeof err) != 0) {
+        fail_msg("store_open: %s", err);
+    }
+    int64_t n = -1;
+    assert_int_equal(store_facility_count(st, &n), 0);
+    store_close(st);
+    return n;
+}
+
+/* Runs one SQL query returning an integer, with SpatiaLite loaded. */
+static int64_t sql_int(const char *db_path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
+    void *cache = spatialite_alloc_connection();
+    spatialite_init_ex(db, cache, 0);
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK) {
+        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+    }
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    spatialite_cleanup_ex(cache);
+    return v;
+}
+
+static const char *sql_text(const char *db_path, const char *sql, char *out, size_t out_len)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
+    sqlite3_stmt *s = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    snprintf(out, out_len, "%s", (const char *)sqlite3_column_text(s, 0));
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return out;
+}
+
+/* The export's own format: core columns, then attribute columns in the order
+ * they first appear (rows in id order), cells quoted only when needed. */
+static const char *const canonical_csv =
+    "id,category,subtype,name,address,phone,opening_hours,lat,lon,station,team_size,serves,"
+    "stars,beds,dementia,capacity,free,price,shared_hours,level,ownership,group,status,"
+    "catchment\n"
+    "dt-001,doctor_team,family_doctor,明塘社区家庭医生团队1,青岛市李沧区宁苑路358号,"
+    "0532-0898-9583,\"Mo-Fr 08:00-12:00,13:30-17:30; Sa 08:00-12:00\",36.148458,120.378702,"
+    "明塘社区卫生服务站,5,cm-002;cm-003,,,,,,,,,,,,\n"
+    "ec-001,elder_care,institution,\"青岛市李沧区源庄康养中心, 北院\",青岛市李沧区兴华路368号,"
+    "0532-0091-2955,24/7,36.192482,120.394428,,,,2,75,false,,,,,,,,,\n"
+    "pk-001,parking,shared,\"李沧\"\"万达\"\"共享车位\",,,,36.1,120.4,,,,,,,40,12,2.5,"
+    "Mo-Fr 19:00-07:00,,,,,\n"
+    "sc-001,school,primary,源苑小学,,,,36.169284,120.388583,,,,,,,,,,,primary,public,,open,"
+    "ca-001\n";
+
+/* ------------------------------------------------------------------------ */
+/* Round trips                                                              */
+/* ------------------------------------------------------------------------ */
+
+static void test_csv_export_of_csv_import_is_byte_identical(void **state)
+{
+    struct fixture *fx = *state;
+    const char *csv = write_file(fx, "in.csv", canonical_csv);
+    char *msg = NULL;
+    int status = run_import(&msg, "--db", fx->db, csv, NULL);
+    if (status != 0) {
+        fail_msg("import failed: %s", msg);
+    }
+    assert_non_null(strstr(msg, "imported 4 records, rejected 0"));
+    free(msg);
+    char *out = export_text(fx->db, EXPORT_CSV, -1, false);
+    assert_string_equal(out, canonical_csv);
+    free(out);
+    /* Types survived: numbers are numbers, booleans booleans, "" stays "". */
+    char text[256];
+    assert_string_equal(sql_text(fx->db, "SELECT attrs FROM facilities WHERE id = 'ec-001'",
+                                 text, sizeof text),
+                        "{\"stars\":2,\"beds\":75,\"dementia\":false}");
+    assert_string_equal(sql_text(fx->db, "SELECT attrs FROM facilities WHERE id = 'sc-001'",
+                                 text, sizeof text),
+                        "{\"level\":\"primary\",\"ownership\":\"public\",\"group\":\"\","
+                        "\"status\":\"open\",\"catchment\":\"ca-001\"}");
+    assert_string_equal(sql_text(fx->db, "SELECT attrs FROM facilities WHERE id = 'dt-001'",
+                                 text, sizeof text),
+                        "{\"station\":\"明塘社区卫生服务站\",\"team_size\":5,"
+                        "\"serves\":[\"cm-002\",\"cm-003\"]}");
+    /* One category only. */
+    out = export_text(fx->db, EXPORT_CSV, STORE_CAT_PARKING, false);
+    assert_string_equal(out, "id,category,subtype,name,address,phone,opening_hours,lat,lon,"
+                             "capacity,free,price,shared_hours\n"
+                             "pk-001,parking,shared,\"李沧\"\"万达\"\"共享车位\",,,,36.1,120.4,"
+                             "40,12,2.5,Mo-Fr 19:00-07:00\n");
+    free(out);
+}
+
+static void test_geojson_round_trip_keeps_records_and_text(void **state)
+{
+    struct fixture *fx = *state;
+    const char *csv = write_file(fx, "in.csv", canonical_csv);
+    assert_int_equal(run_import(NULL, "--db", fx->db, csv, NULL), 0);
+    char *first = export_text(fx->db, EXPORT_GEOJSON, -1, false);
+    assert_non_null(strstr(first, "\"name\":\"青岛市李沧区源庄康养中心, 北院\""));
+    assert_non_null(strstr(first, "\"coordinates\":[120.394428,36.192482]"));
+    const char *gj = write_file(fx, "out.geojson", first);
+    char db2[160];
+    snprintf(db2, sizeof db2, "%s/second.db", fx->dir);
+    char *msg = NULL;
+    int status = run_import(&msg, "--db", db2, gj, NULL);
+    if (status != 0) {
+        fail_msg("re-import failed: %s", msg);
+    }
+    free(msg);
+    char *second = export_text(db2, EXPORT_GEOJSON, -1, false);
+    assert_string_equal(first, second);
+    char *csv2 = export_text(db2, EXPORT_CSV, -1, false);
+    assert_string_equal(csv2, canonical_csv);
+    free(csv2);
+    free(first);
+    free(second);
+}
+
+static const char *const areas_geojson =
+    "{\"type\":\"FeatureCollection\",\"features\":[\n"
+    "{\"type\":\"Feature\",\"geometry\":{\"type\":\"Polygon\",\"coordinates\":[[[120.37,36.15],"
+    "[120.39,36.15],[120.39,36.17],[120.37,36.17],[120.37,36.15]],[[120.38,36.16],"
+    "[120.381,36.16],[120.381,36.161],[120.38,36.16]]]},\"properties\":"
+    "{\"id\":\"cm-002\",\"kind\":\"community\",\"name\":\"明塘社区\",\"parent\":\"st-1\","
+    "\"population\":5200}},\n"
+    "{\"type\":\"Feature\",\"geometry\":{\"type\":\"MultiPolygon\",\"coordinates\":[[[[120.38,"
+    "36.16],[120.4,36.16],[120.4,36.18],[120.38,36.16]]],[[[121.0,36.0],[121.1,36.0],"
+    "[121.1,36.1],[121.0,36.0]]]]},\"properties\":"
+    "{\"id\":\"ca-001\",\"kind\":\"catchment\",\"name\":\"源苑小学学区\",\"parent\":null}}\n"
+    "]}\n";
+
+static void test_areas_round_trip_and_are_detected_from_geometry(void **state)
+{
+    struct fixture *fx = *state;
+    const char *gj = write_file(fx, "areas.geojson", areas_geojson);
+    assert_int_equal(run_import(NULL, "--db", fx->db, gj, NULL), 0);
+    assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM areas"), 2);
+    assert_int_equal(count_in(fx->db), 0);
+    char *first = export_text(fx->db, EXPORT_GEOJSON, -1, true);
+    assert_non_null(strstr(first, "[[[[120.37,36.15],[120.39,36.15],[120.39,36.17],[120.37,"
+                                  "36.17],[120.37,36.15]],[[120.38,36.16],[120.381,36.16],"
+                                  "[120.381,36.161],[120.38,36.16]]]]"));
+    assert_non_null(strstr(first, "\"name\":\"明塘社区\",\"parent\":\"st-1\","
+                                  "\"population\":5200"));
+    const char *again = write_file(fx, "again.geojson", first);
+    char db2[160];
+    snprintf(db2, sizeof db2, "%s/second.db", fx->dir);
+    assert_int_equal(run_import(NULL, "--db", db2, "--areas", again, NULL), 0);
+    char *second = export_text(db2, EXPORT_GEOJSON, -1, true);
+    assert_string_equal(first, second);
+    free(first);
+    free(second);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Bad records                                                              */
+/* ------------------------------------------------------------------------ */
+
+static void test_each_bad_csv_record_gets_one_message_with_its_line(void **state)
+{
+    struct fixture *fx = *state;
+    const char *csv = write_file(
+        fx, "bad.csv",
+        "id,category,name,opening_hours,lat,lon,stars\n"                 /* 1 */
+        "ok-1,elder_care,好,,36.1,120.3,3\n"                             /* 2 */
+        "no-lat,elder_care,x,,,120.3,\n"                                 /* 3 */
+        "far,elder_care,x,,95.5,120.3,\n"                                /* 4 */
+        "zoo-1,zoo,x,,36.1,120.3,\n"                                     /* 5 */
+        "\n"                                                             /* 6 */
+        "hrs,school,\"two\nlines\",Mo-Fx 08:00-12:00,36.1,120.3,\n"      /* 7-8 */
+        "ok-1,school,dup,,36.1,120.3,\n"                                 /* 9 */
+        "nan-lat,school,x,,abc,120.3,\n"                                 /* 10 */
+        "bad-stars,elder_care,x,,36.1,120.3,many\n"                      /* 11 */
+        "short,school\n"                                                 /* 12 */
+        "bad id!,school,x,,36.1,120.3,\n"                                /* 13 */
+        "ok-2,parking,x,,36.2,120.4,\n");                                /* 14 */
+    char *msg = NULL;
+    assert_int_equal(run_import(&msg, "--db", fx->db, csv, NULL), 2);
+    char expect[2048];
+    snprintf(expect, sizeof expect,
+             "%1$s:3: lat: missing coordinates\n"
+             "%1$s:4: lat/lon: out of range (95.5, 120.3); lat must be -90..90 and lon "
+             "-180..180\n"
+             "%1$s:5: category: unknown category 'zoo' (expected elder_care, meal_point, "
+             "doctor_team, school or parking)\n"
+             "%1$s:7: opening_hours: unknown weekday (expected Mo, Tu, We, Th, Fr, Sa or Su) "
+             "at byte 3\n"
+             "%1$s:9: id: duplicate id ok-1 in this file\n"
+             "%1$s:10: lat: bad number 'abc'\n"
+             "%1$s:11: stars: bad number 'many'\n"
+             "%1$s:12: row: 2 fields, but the header has 7\n"
+             "%1$s:13: id: must be 1..64 bytes of [A-Za-z0-9_.:-]\n"
+             "nearest-import: 9 bad records; nothing imported (--keep-going imports the good "
+             "ones)\n",
+             csv);
+    assert_string_equal(msg, expect);
+    free(msg);
+    /* Nothing was written: the database exists (it was new) but is empty. */
+    assert_int_equal(count_in(fx->db), 0);
+}
+
+static void test_each_bad_geojson_feature_gets_one_message_with_its_number(void **state)
+{
+    struct fixture *fx = *state;
+    const char *gj = write_file(
+        fx, "bad.geojson",
+        "{\"type\":\"FeatureCollection\",\"features\":["
+        "{\"type\":\"Feature\",\"geometry\":{\"type\":\"Point\",\"coordinates\":[120.3,36.1]},"
+        "\"properties\":{\"id\":\"a\",\"category\":\"school\"}},"
+        "{\"type\":\"Feature\",\"geometry\":null,\"properties\":{\"id\":\"b\","
+        "\"category\":\"school\"}},"
+        "{\"type\":\"Feature\",\"geometry\":{\"type\":\"Point\",\"coordinates\":[200,36.1]},"
+        "\"properties\":{\"id\":\"c\",\"category\":\"school\"}},"
+        "{\"type\":\"Feature\",\"geometry\":{\"type\":\"Point\",\"coordinates\":[120.3,\"x\"]},"
+        "\"properties\":{\"id\":\"d\",\"category\":\"school\"}},"
+        "{\"type\":\"Feature\",\"geometry\":{\"type\":\"Point\",\"coordinates\":[120.3,36.1]},"
+        "\"properties\":{\"id\":\"e\",\"category\":\"meal_point\",\"meal_hours\":\"lunch\"}},"
+        "{\"type\":\"Feature\",\"geometry\":{\"type\":\"Point\",\"coordinates\":[120.3,36.1]},"
+        "\"properties\":{\"id\":\"a\",\"category\":\"school\"}},"
+        "{\"type\":\"Feature\",\"geometry\":{\"type\":\"Polygon\",\"coordinates\":[[[120,36],"
+        "[121,36],[121,37],[120,37]]]},\"properties\":{\"id\":\"ar\",\"kind\":\"street\"}},"
+        "{\"type\":\"Feature\",\"geometry\":{\"type\":\"Polygon\",\"coordinates\":[[[120,36],"
+        "[121,36],[121,37],[120,36]]]},\"properties\":{\"id\":\"ar2\",\"kind\":\"county\"}}"
+        "]}");
+    char *msg = NULL;
+    assert_int_equal(run_import(&msg, "--db", fx->db, gj, NULL), 2);
+    char expect[2048];
+    snprintf(expect, sizeof expect,
+             "%1$s: feature 2: geometry: missing coordinates\n"
+             "%1$s: feature 3: geometry: out-of-range coordinates [200, 36.1] (lon -180..180, "
+             "lat -90..90)\n"
+             "%1$s: feature 4: geometry: bad number in coordinates\n"
+             "%1$s: feature 5: meal_hours: unknown weekday (expected Mo, Tu, We, Th, Fr, Sa or "
+             "Su) at byte 0\n"
+             "%1$s: feature 6: id: duplicate id a in this file\n"
+             "%1$s: feature 7: geometry: a ring must end where it starts\n"
+             "%1$s: feature 8: kind: unknown kind 'county' (expected district, street, "
+             "community, catchment or service_area)\n"
+             "nearest-import: 7 bad records; nothing imported (--keep-going imports the good "
+             "ones)\n",
+             gj);
+    assert_string_equal(msg, expect);
+    free(msg);
+    assert_int_equal(count_in(fx->db), 0);
+}
+
+static void test_keep_going_imports_the_good_records_and_exits_1(void **state)
+{
+    struct fixture *fx = *state;
+    const char *csv = write_file(fx, "mixed.csv",
+                                 "id,category,lat,lon\n"
+                                 "a,school,36.1,120.3\n"
+                                 "b,school,,120.3\n"
+                                 "c,parking,36.2,120.4\n");
+    char *msg = NULL;
+    assert_int_equal(run_import(&msg, "--db", fx->db, "--keep-going", csv, NULL), 1);
+    assert_non_null(strstr(msg, ":3: lat: missing coordinates\n"));
+    assert_non_null(strstr(msg, "imported 2 records, rejected 1"));
+    free(msg);
+    assert_int_equal(count_in(fx->db), 2);
+    /* All bad: nothing to import, even with --keep-going. */
+    const char *bad = write_file(fx, "bad.csv", "id,category,lat,lon\nz,zoo,1,2\n");
+    assert_int_equal(run_import(NULL, "--db", fx->db, "--keep-going", bad, NULL), 2);
+    assert_int_equal(count_in(fx->db), 2);
+}
+
+static void test_unterminated_quote_is_reported_and_nothing_written(void **state)
+{
+    struct fixture *fx = *state;
+    const char *csv = write_file(fx, "q.csv", "id,category,name,lat,lon\n"
+                                              "a,school,fine,36.1,120.3\n"
+                                              "b,school,\"open,36.1,120.3\n");
+    char *msg = NULL;
+    assert_int_equal(run_import(&msg, "--db", fx->db, "--keep-going", csv, NULL), 2);
+    assert_non_null(strstr(msg, ":3: csv: unterminated quoted field"));
+    free(msg);
+    assert_int_equal(count_in(fx->db), 0);
+}
+
+static void test_usage_errors_exit_2(void **state)
+{
+    struct fixture *fx = *state;
+    const char *csv = write_file(fx, "a.csv", "id,category,lat,lon\na,school,36.1,120.3\n");
+    char *msg = NULL;
+    assert_int_equal(run_import(&msg, csv, NULL), 2);
+    assert_non_null(strstr(msg, "usage: nearest-import"));
+    free(msg);
+    assert_int_equal(run_import(&msg, "--db", fx->db, "--crs", "mars", csv, NULL), 2);
+    assert_non_null(strstr(msg, "--crs: expected wgs84, gcj02 or bd09"));
+    free(msg);
+    assert_int_equal(run_import(&msg, "--db", fx->db, "--map", "novalue", csv, NULL), 2);
+    assert_non_null(strstr(msg, "--map: expected SRC=DST"));
+    free(msg);
+    assert_int_equal(run_import(&msg, "--db", fx->db, "--bogus", csv, NULL), 2);
+    assert_non_null(strstr(msg, "unknown or incomplete option --bogus"));
+    free(msg);
+    assert_int_equal(run_import(&msg, "--db", fx->db, "/nonexistent/x.csv", NULL), 2);
+    assert_non_null(strstr(msg, "/nonexistent/x.csv: file: No such file"));
+    free(msg);
+    assert_int_equal(access(fx->db, F_OK), 0); /* created empty, nothing in it */
+    assert_int_equal(count_in(fx->db), 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Options                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static void test_map_renames_columns_and_properties(void **state)
+{
+    struct fixture *fx = *state;
+    const char *csv = write_file(fx, "cn.csv",
+                                 "\xef\xbb\xbf编号,类别,名称,lat,lng,床位\n"
+                                 "ec-9,elder_care,颐养院,36.1,120.3,80\n");
+    char *msg = NULL;
+    int status = run_import(&msg, "--db", fx->db, "--map", "编号=id", "--map", "类别=category",
+                            "--map", "名称=name", "--map", "lng=lon", "--map", "床位=beds", csv,
+                            NULL);
+    if (status != 0) {
+        fail_msg("%s", msg);
+    }
+    free(msg);
+    char text[256];
+    assert_string_equal(sql_text(fx->db, "SELECT name || '|' || attrs FROM facilities", text,
+                                 sizeof text), "颐养院|{\"beds\":80}");
+    const char *gj = write_file(
+        fx, "cn.geojson",
+        "{\"type\":\"FeatureCollection\",\"features\":[{\"type\":\"Feature\",\"geometry\":"
+        "{\"type\":\"Point\",\"coordinates\":[120.3,36.1]},\"properties\":{\"编号\":\"ec-10\","
+        "\"category\":\"elder_care\",\"名称\":\"康乐园\"}}]}");
+    assert_int_equal(run_import(NULL, "--db", fx->db, "--map", "编号=id", "--map", "名称=name",
+                                gj, NULL), 0);
+    assert_string_equal(sql_text(fx->db, "SELECT name FROM facilities WHERE id = 'ec-10'", text,
+                                 sizeof text), "康乐园");
+}
+
+struct one_point {
+    struct geo_point p;
+};
+
+static int grab_point(const struct store_facility *f, void *ctx)
+{
+    ((struct one_point *)ctx)->p = f->where;
+    return 0;
+}
+
+static void test_crs_gcj02_and_bd09_are_converted_to_wgs84(void **state)
+{
+    struct fixture *fx = *state;
+    const struct geo_point given = {36.160123, 120.410456};
+    const char *csv = write_file(fx, "amap.csv",
+                                 "id,category,lat,lon\namap-1,school,36.160123,120.410456\n");
+    assert_int_equal(run_import(NULL, "--db", fx->db, "--crs", "gcj02", csv, NULL), 0);
+    const char *gj = write_file(
+        fx, "baidu.geojson",
+        "{\"type\":\"FeatureCollection\",\"features\":[{\"type\":\"Feature\",\"geometry\":"
+        "{\"type\":\"Point\",\"coordinates\":[120.410456,36.160123]},\"properties\":"
+        "{\"id\":\"bd-1\",\"category\":\"school\"}}]}");
+    assert_int_equal(run_import(NULL, "--db", fx->db, "--crs", "bd09", gj, NULL), 0);
+    struct store *st = NULL;
+    char err[256];
+    assert_int_equal(store_open(fx->db, &st, err, sizeof err), 0);
+    const struct {
+        const char *id;
+        enum geo_crs crs;
+    } cases[] = {{"amap-1", GEO_CRS_GCJ02}, {"bd-1", GEO_CRS_BD09}};
+    for (int i = 0; i < 2; i++) {
+        struct geo_point expect;
+        assert_int_equal(geo_crs_to_wgs84(cases[i].crs, given, &expect), 0);
+        struct one_point got = {{0, 0}};
+        assert_int_equal(store_facility_get(st, cases[i].id, grab_point, &got), 0);
+        assert_true(got.p.lat_deg == expect.lat_deg && got.p.lon_deg == expect.lon_deg);
+        /* The shift in Licang is hundreds of metres: about 0.002-0.01 degrees. */
+        assert_true(given.lon_deg - got.p.lon_deg > 0.002);
+    }
+    store_close(st);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Bulk import and the spatial index                                        */
+/* ------------------------------------------------------------------------ */
+
+/* Writes n rows with ids prefix-0..n-1 at pseudo-random places in Licang. */
+static const char *write_rows(const struct fixture *fx, const char *name, const char *prefix,
+                              int n, unsigned seed)
+{
+    static char path[256];
+    snprintf(path, sizeof path, "%s/%s", fx->dir, name);
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    fputs("id,category,name,opening_hours,lat,lon,serves\n", fp);
+    srand(seed);
+    for (int i = 0; i < n; i++) {
+        double lat = 36.10 + rand() / (double)RAND_MAX * 0.15;
+        double lon = 120.33 + rand() / (double)RAND_MAX * 0.15;
+        bool team = i % 7 == 0;
+        fprintf(fp, "%s-%d,%s,设施%d,Mo-Fr 08:00-17:00,%.6f,%.6f,%s\n", prefix, i,
+                team ? "doctor_team" : "parking", i, lat, lon, team ? "cm-1;cm-2" : "");
+    }
+    assert_int_equal(fclose(fp), 0);
+    return path;
+}
+
+static void test_bulk_import_that_moves_and_adds_rows_keeps_spatial_index_exact(void **state)
+{
+    struct fixture *fx = *state;
+    assert_int_equal(run_import(NULL, "--db", fx->db, write_rows(fx, "a.csv", "f", 3000, 1),
+                                NULL), 0);
+    /* b.csv moves f-0..1999 and adds f-3000..3999; c.csv moves f-0..999 again
+     * in the same run, so the last put of each row must win in the index. */
+    char b[256], c[256];
+    snprintf(b, sizeof b, "%s", write_rows(fx, "b.csv", "f", 4000, 2));
+    snprintf(c, sizeof c, "%s", write_rows(fx, "c.csv", "f", 1000, 3));
+    char *msg = NULL;
+    int status = run_import(&msg, "--db", fx->db, b, c, NULL);
+    if (status != 0) {
+        fail_msg("%s", msg);
+    }
+    free(msg);
+    assert_int_equal(count_in(fx->db), 4000);
+    assert_int_equal(sql_int(fx->db, "SELECT CheckSpatialIndex('facilities', 'geom')"), 1);
+    assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM idx_facilities_geom"), 4000);
+    /* Every row's point lies in its own index box (float32 boxes round outward). */
+    assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM facilities f JOIN "
+                                     "idx_facilities_geom i ON i.pkid = f.rowid WHERE "
+                                     "ST_X(f.geom) BETWEEN i.xmin AND i.xmax AND "
+                                     "ST_Y(f.geom) BETWEEN i.ymin AND i.ymax"), 4000);
+    /* The triggers came back: a single put after the bulk load is indexed too. */
+    struct store *st = NULL;
+    char err[256];
+    assert_int_equal(store_open(fx->db, &st, err, sizeof err), 0);
+    struct store_facility f = {.id = "solo", .category = STORE_CAT_SCHOOL,
+                               .where = {36.3, 120.6}, .attrs_json = "{}"};
+    assert_int_equal(store_facility_put(st, &f), 0);
+    store_close(st);
+    assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM idx_facilities_geom WHERE "
+                                     "xmin <= 120.6 AND xmax >= 120.6 AND ymin <= 36.3 AND "
+                                     "ymax >= 36.3"), 1);
+    assert_int_equal(sql_int(fx->db, "SELECT CheckSpatialIndex('facilities', 'geom')"), 1);
+    /* Links follow the last put: 1 in 7 rows of c.csv are teams serving 2 communities. */
+    assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM links"),
+                     sql_int(fx->db, "SELECT 2 * count(*) FROM facilities WHERE category = 2"));
+}
+
+static void test_killed_import_leaves_database_as_it_was(void **state)
+{
+    struct fixture *fx = *state;
+    const char *csv = write_file(fx, "in.csv", canonical_csv);
+    assert_int_equal(run_import(NULL, "--db", fx->db, csv, NULL), 0);
+    char *before = export_text(fx->db, EXPORT_CSV, -1, false);
+    char big[256];
+    snprintf(big, sizeof big, "%s", write_rows(fx, "big.csv", "big", 200000, 4));
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        FILE *null = fopen("/dev/null", "w");
+        char *argv[] = {"nearest-import", "--db", fx->db, big, NULL};
+        _exit(import_main(4, argv, null));
+    }
+    struct timespec nap = {0, 400 * 1000 * 1000};
+    nanosleep(&nap, NULL);
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    /* It really was killed midway, not finished. */
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    char *after = export_text(fx->db, EXPORT_CSV, -1, false);
+    assert_string_equal(before, after);
+    char text[64];
+    assert_string_equal(sql_text(fx->db, "PRAGMA integrity_check", text, sizeof text), "ok");
+    assert_int_equal(sql_int(fx->db, "SELECT CheckSpatialIndex('facilities', 'geom')"), 1);
+    free(before);
+    free(after);
+}
+
+static void test_export_command_line(void **state)
+{
+    struct fixture *fx = *state;
+    const char *csv = write_file(fx, "in.csv", canonical_csv);
+    assert_int_equal(run_import(NULL, "--db", fx->db, csv, NULL), 0);
+    char *out = NULL, *err = NULL;
+    size_t out_len = 0, err_len = 0;
+    FILE *o = open_memstream(&out, &out_len);
+    FILE *e = open_memstream(&err, &err_len);
+    char *ok[] = {"nearest-export", "--db", fx->db, "--format", "csv", NULL};
+    assert_int_equal(export_main(5, ok, o, e), 0);
+    char *areas_csv[] = {"nearest-export", "--db", fx->db, "--format", "csv", "--areas", NULL};
+    assert_int_equal(export_main(6, areas_csv, o, e), 2);
+    char *bad_cat[] = {"nearest-export", "--db", fx->db, "--category", "zoo", NULL};
+    assert_int_equal(export_main(5, bad_cat, o, e), 2);
+    char *missing[] = {"nearest-export", "--db", "/nonexistent.db", NULL};
+    assert_int_equal(export_main(3, missing, o, e), 2);
+    fclose(o);
+    fclose(e);
+    assert_string_equal(out, canonical_csv);
+    assert_non_null(strstr(err, "areas are exported as GeoJSON only"));
+    assert_non_null(strstr(err, "unknown category zoo"));
+    assert_non_null(strstr(err, "/nonexistent.db"));
+    free(out);
+    free(err);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_csv_export_of_csv_import_is_byte_identical),
+        T(test_geojson_round_trip_keeps_records_and_text),
+        T(test_areas_round_trip_and_are_detected_from_geometry),
+        T(test_each_bad_csv_record_gets_one_message_with_its_line),
+        T(test_each_bad_geojson_feature_gets_one_message_with_its_number),
+        T(test_keep_going_imports_the_good_records_and_exits_1),
+        T(test_unterminated_quote_is_reported_and_nothing_written),
+        T(test_usage_errors_exit_2),
+        T(test_map_renames_columns_and_properties),
+        T(test_crs_gcj02_and_bd09_are_converted_to_wgs84),
+        T(test_bulk_import_that_moves_and_adds_rows_keeps_spatial_index_exact),
+        T(test_killed_import_leaves_database_as_it_was),
+        T(test_export_command_line),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
