@@ -908,6 +908,10 @@ int import_main(int argc, char **argv, FILE *errors)
                 opts.keep_going ? "" : " (--keep-going imports the good ones)");
         goto done;
     }
+    if (opts.progress) {
+        fprintf(stderr, "nearest-import: committing %lld records (spatial index, fsync)\n",
+                (long long)stats.accepted);
+    }
     rc = store_batch_commit(st);
     if (rc != 0) {
         fprintf(errors, "nearest-import: commit failed: %s; nothing imported\n",
