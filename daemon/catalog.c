@@ -189,8 +189,8 @@ static bool record_is_valid(const struct store_facility *f) {
 
 /* Appends a new slot for f (whose id is not present). Does not touch the index. */
 static int slot_append(struct catalog *c, const struct store_facility *f, uint32_t *slot_out) {
-    if (c->n_slots >= UINT32_MAX - 1) {
-        return CATALOG_ERR_FULL;
+    if (c->n_slots > GEO_MAX_HANDLE) {
+        return CATALOG_ERR_FULL; /* slots are index handles */
     }
     if (c->n_slots == c->cap_slots) {
         uint32_t cap = c->cap_slots ? c->cap_slots * 2 : 1024;

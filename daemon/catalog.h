@@ -25,7 +25,7 @@ enum catalog_err {
     CATALOG_ERR_STORE = -2,    /* the store walk failed; the message says why */
     CATALOG_ERR_ARG = -3,      /* a record the index refuses (bad point, category) */
     CATALOG_ERR_NOTFOUND = -4,
-    CATALOG_ERR_FULL = -5,     /* more than 2^32 - 2 slots or 4 GiB of strings */
+    CATALOG_ERR_FULL = -5,     /* more than GEO_MAX_HANDLE + 1 slots or 4 GiB of strings */
 };
 
 /* One facility as the catalogue keeps it. Strings are borrowed from the

@@ -267,26 +267,31 @@ int cmd_execute(const struct cmd_env *env, struct cmd_session *session, char *li
 /* ---- Handlers ------------------------------------------------------------------ */
 
 /* Answers the hits as facility records, positions in the session's system. */
-static int reply_hits(struct cmd_call *call, const struct geo_hit *hits, size_t n) {
+static int answer_hits(const struct catalog *cat, const struct cmd_session *session,
+                       struct reply *out, const struct geo_hit *hits, size_t n) {
     /* Convert first, so a failure can still be a lone ERR line. */
     struct geo_point where[CMD_MAX_K];
     struct catalog_facility f[CMD_MAX_K];
     for (size_t i = 0; i < n; i++) {
-        if (catalog_get(call->env->catalog, hits[i].handle, &f[i]) < 0 ||
-            geo_crs_from_wgs84(call->session->crs, f[i].where, &where[i]) < 0) {
-            reply_err(call->out, CMD_ERR_INTERNAL, "cannot render facility handle %u",
+        if (catalog_get(cat, hits[i].handle, &f[i]) < 0 ||
+            geo_crs_from_wgs84(session->crs, f[i].where, &where[i]) < 0) {
+            reply_err(out, CMD_ERR_INTERNAL, "cannot render facility handle %u",
                       (unsigned)hits[i].handle);
             return CMD_ERR_INTERNAL;
         }
     }
-    reply_ok(call->out, n);
+    reply_ok(out, n);
     for (size_t i = 0; i < n; i++) {
         struct reply_facility rf = {.id = f[i].id, .category = store_category_name(f[i].category),
                                     .name = f[i].name, .where = where[i],
                                     .distance_m = hits[i].distance_m};
-        reply_facility(call->out, &rf);
+        reply_facility(out, &rf);
     }
     return 0;
+}
+
+static int reply_hits(struct cmd_call *call, const struct geo_hit *hits, size_t n) {
+    return answer_hits(call->env->catalog, call->session, call->out, hits, n);
 }
 
 static int run_query(struct cmd_call *call, const struct geo_query *q) {
@@ -373,6 +378,197 @@ int cmd_handle_get(struct cmd_call *call) {
     return reply_hits(call, &hit, 1);
 }
 
+/* ---- Writes ------------------------------------------------------------------------ */
+
+void cmd_write_free(struct cmd_write *w) {
+    if (w) {
+        free(w->text);
+        free(w);
+    }
+}
+
+/* Returns a write holding a deep copy of *src (NULL strings become ""), or
+ * NULL when out of memory. */
+static struct cmd_write *write_new(enum cmd_write_kind kind, const struct store_facility *src) {
+    struct cmd_write *w = calloc(1, sizeof *w);
+    if (!w) {
+        return NULL;
+    }
+    w->kind = kind;
+    w->rec = *src;
+    const char **fields[] = {&w->rec.id, &w->rec.subtype, &w->rec.name, &w->rec.address,
+                             &w->rec.phone, &w->rec.hours, &w->rec.attrs_json};
+    size_t n = sizeof fields / sizeof fields[0];
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        total += strlen(*fields[i] ? *fields[i] : "") + 1;
+    }
+    w->text = malloc(total);
+    if (!w->text) {
+        free(w);
+        return NULL;
+    }
+    char *p = w->text;
+    for (size_t i = 0; i < n; i++) {
+        const char *v = *fields[i] ? *fields[i] : "";
+        size_t len = strlen(v) + 1;
+        memcpy(p, v, len);
+        *fields[i] = p;
+        p += len;
+    }
+    return w;
+}
+
+static const char *const put_option_names[] = {"SUBTYPE", "ADDRESS", "PHONE", "HOURS", "ATTRS"};
+#define PUT_N_OPTIONS 5
+
+int cmd_handle_put(struct cmd_call *call) {
+    char echo_buf[REPLY_MAX_ECHO_BYTES + 1];
+    struct store_facility f = {0};
+    if (store_category_parse(call->argv[2], &f.category) < 0) {
+        reply_err(call->out, CMD_ERR_UNKNOWN, "unknown category '%s' (see CATEGORIES)",
+                  ECHO(call->argv[2]));
+        return CMD_ERR_UNKNOWN;
+    }
+    int ret = parse_position(call, call->argv[3], call->argv[4], &f.where);
+    if (ret < 0) {
+        return ret;
+    }
+    const char *opt[PUT_N_OPTIONS] = {NULL, NULL, NULL, NULL, NULL};
+    if ((call->argc - 6) % 2 != 0) {
+        reply_err(call->out, CMD_ERR_SYNTAX, "option '%s' has no value (usage: %s)",
+                  ECHO(call->argv[call->argc - 1]), call->spec->usage);
+        return CMD_ERR_SYNTAX;
+    }
+    for (size_t a = 6; a < call->argc; a += 2) {
+        size_t i = 0;
+        while (i < PUT_N_OPTIONS && strcasecmp(put_option_names[i], call->argv[a]) != 0) {
+            i++;
+        }
+        if (i == PUT_N_OPTIONS) {
+            reply_err(call->out, CMD_ERR_SYNTAX, "unknown option '%s' (usage: %s)",
+                      ECHO(call->argv[a]), call->spec->usage);
+            return CMD_ERR_SYNTAX;
+        }
+        if (opt[i]) {
+            reply_err(call->out, CMD_ERR_SYNTAX, "option %s given twice", put_option_names[i]);
+            return CMD_ERR_SYNTAX;
+        }
+        opt[i] = call->argv[a + 1];
+    }
+    f.id = call->argv[1];
+    f.name = call->argv[5];
+    f.subtype = opt[0] ? opt[0] : "";
+    f.address = opt[1] ? opt[1] : "";
+    f.phone = opt[2] ? opt[2] : "";
+    f.hours = opt[3] ? opt[3] : "";
+    f.attrs_json = opt[4] ? opt[4] : "{}";
+    f.updated_unix = (int64_t)time(NULL);
+    char why[256] = "";
+    if (store_facility_check(&f, why, sizeof why) < 0) {
+        reply_err(call->out, CMD_ERR_ARG, "%s", why);
+        return CMD_ERR_ARG;
+    }
+    struct cmd_write *w = write_new(CMD_WRITE_PUT, &f);
+    if (!w) {
+        reply_err(call->out, CMD_ERR_INTERNAL, "out of memory");
+        return CMD_ERR_INTERNAL;
+    }
+    call->session->pending = w;
+    return CMD_QUEUED;
+}
+
+int cmd_handle_del(struct cmd_call *call) {
+    struct store_facility f = {.id = call->argv[1]};
+    struct cmd_write *w = write_new(CMD_WRITE_DEL, &f);
+    if (!w) {
+        reply_err(call->out, CMD_ERR_INTERNAL, "out of memory");
+        return CMD_ERR_INTERNAL;
+    }
+    call->session->pending = w;
+    return CMD_QUEUED;
+}
+
+int cmd_writes_run(struct store *st, struct cmd_write *list) {
+    int ret = store_batch_begin(st);
+    if (ret == 0) {
+        for (struct cmd_write *w = list; w; w = w->next) {
+            w->result = w->kind == CMD_WRITE_PUT ? store_facility_put(st, &w->rec)
+                                                 : store_facility_delete(st, w->rec.id);
+            if (w->result != 0) {
+                snprintf(w->message, sizeof w->message, "%s", store_errmsg(st));
+            }
+        }
+        ret = store_batch_commit(st);
+    }
+    if (ret != 0) {
+        /* Nothing of the group is durable: every write fails with the reason. */
+        for (struct cmd_write *w = list; w; w = w->next) {
+            if (w->result == 0 || w->result == STORE_ERR_IO) {
+                w->result = ret;
+                snprintf(w->message, sizeof w->message, "%s", store_errmsg(st));
+            }
+        }
+    }
+    return ret;
+}
+
+/* The one place where store errors become wire errors. */
+static int wire_code_of_store(int store_err) {
+    switch (store_err) {
+    case STORE_ERR_ARG:
+        return CMD_ERR_ARG;
+    case STORE_ERR_NOTFOUND:
+        return CMD_ERR_NOTFOUND;
+    case STORE_ERR_BUSY:
+        return CMD_ERR_BUSY;
+    default:
+        return CMD_ERR_INTERNAL;
+    }
+}
+
+void cmd_write_finish(const struct cmd_env *env, const struct cmd_session *session,
+                      const struct cmd_write *w, struct reply *out) {
+    char echo_buf[REPLY_MAX_ECHO_BYTES + 1];
+    int code = 0;
+    if (w->result == 0) {
+        if (w->kind == CMD_WRITE_PUT) {
+            if (catalog_put(env->catalog, &w->rec) < 0) {
+                code = CMD_ERR_INTERNAL;
+            }
+        } else {
+            catalog_remove(env->catalog, w->rec.id); /* absent already: nothing to do */
+        }
+    } else {
+        code = wire_code_of_store(w->result);
+    }
+    if (env->stats) {
+        env->stats->writes++;
+        if (code < 0) {
+            env->stats->errors++;
+        }
+    }
+    if (!out) {
+        return;
+    }
+    out->format = session->format;
+    if (code == CMD_ERR_INTERNAL && w->result == 0) {
+        reply_err(out, code, "stored, but the catalogue is out of memory; restart the daemon");
+    } else if (code == CMD_ERR_NOTFOUND) {
+        reply_err(out, code, "no facility '%s'", ECHO(w->rec.id));
+    } else if (code < 0) {
+        reply_err(out, code, "%s: %s", store_strerror(w->result), w->message);
+    } else if (w->kind == CMD_WRITE_DEL) {
+        reply_ok(out, 0);
+    } else {
+        struct geo_hit hit = {.distance_m = NAN};
+        if (catalog_find(env->catalog, w->rec.id, &hit.handle) < 0) {
+            reply_err(out, CMD_ERR_INTERNAL, "stored, but not found in the catalogue");
+            return;
+        }
+        answer_hits(env->catalog, session, out, &hit, 1);
+    }
+}
 int cmd_handle_categories(struct cmd_call *call) {
     reply_ok(call->out, STORE_CAT_COUNT);
     for (int c = 0; c < STORE_CAT_COUNT; c++) {
@@ -462,6 +658,8 @@ int cmd_handle_stats(struct cmd_call *call) {
         {"connections_total", s->connections_total},
         {"requests", s->requests + 1}, /* this one included */
         {"errors", s->errors},
+        {"writes", s->writes},
+        {"write_groups", s->write_groups},
     };
     size_t n = sizeof rows / sizeof rows[0];
     reply_ok(call->out, n);

@@ -7,9 +7,13 @@
  * whole command layer with strings (tests/test_commands.c).
  *
  * Every function runs on the event-loop thread and may read the catalogue
- * directly. Writes (issue 5) will leave the loop: the dispatcher queues the
- * store call with uv_queue_work and applies the change to the catalogue on
- * the loop thread once it has committed, then answers. */
+ * directly, except cmd_writes_run(). Writes leave the loop: a write handler
+ * validates the request and leaves a struct cmd_write in the session
+ * (cmd_execute() returns CMD_QUEUED); the server collects the writes of all
+ * connections and hands each group to cmd_writes_run() on a worker thread,
+ * which commits it to the store in one transaction (one fsync for the
+ * group); back on the loop thread, cmd_write_finish() applies each committed
+ * change to the catalogue and answers. */
 #ifndef NEARESTD_CMD_H
 #define NEARESTD_CMD_H
 
@@ -25,12 +29,16 @@
 #define CMD_DEFAULT_K 5           /* NEAREST without K */
 #define CMD_MAX_K 1000            /* largest K of NEAREST and LIMIT of RADIUS */
 #define CMD_DEFAULT_LIMIT 100     /* RADIUS without LIMIT */
+#define CMD_QUEUED 2              /* cmd_execute(): a write was queued, its answer comes later */
 
 /* Counters the daemon shows in STATS. The server owns them and counts
- * connections; cmd_execute() counts requests and errors. */
+ * connections and write groups; cmd_execute() counts requests and errors,
+ * cmd_write_finish() writes. */
 struct cmd_stats {
     uint64_t requests;            /* request lines executed */
     uint64_t errors;              /* of which answered ERR */
+    uint64_t writes;              /* PUT and DEL sent to the store */
+    uint64_t write_groups;        /* group commits that carried them */
     uint64_t connections_total;   /* accepted since start */
     uint64_t connections_open;
     int64_t started_unix;         /* seconds since the epoch at start */
@@ -42,11 +50,30 @@ struct cmd_env {
     struct cmd_stats *stats;
 };
 
+enum cmd_write_kind {
+    CMD_WRITE_PUT = 0,            /* insert or replace rec */
+    CMD_WRITE_DEL = 1,            /* delete rec.id */
+};
+
+/* A validated write waiting for the group commit. Owned by whoever holds it:
+ * the session right after the handler, then the server, which frees it with
+ * cmd_write_free() after cmd_write_finish(). */
+struct cmd_write {
+    enum cmd_write_kind kind;
+    struct store_facility rec;    /* DEL: only rec.id is set; strings point into text */
+    char *text;                   /* owns every string of rec */
+    int result;                   /* set by cmd_writes_run(): 0 or a store_err */
+    char message[256];            /* the store's message when result != 0 */
+    void *owner;                  /* the server's connection; NULL once it is gone */
+    struct cmd_write *next;       /* the server's queue */
+};
+
 /* Per-connection state. Start it zeroed (cmd_session_init()). */
 struct cmd_session {
     enum geo_crs crs;             /* coordinates in and out; GEO_CRS_WGS84 by default */
     enum reply_format format;     /* of the answers; REPLY_TEXT by default */
     bool quit;                    /* set by QUIT: close once the answer is sent */
+    struct cmd_write *pending;    /* set by a write handler, taken by the server */
 };
 
 struct cmd_call;
@@ -58,7 +85,7 @@ struct cmd_spec {
     int min_args;                 /* arguments after the name */
     int max_args;
     cmd_handler_fn handler;
-    bool writes;                  /* changes the catalogue (none yet) */
+    bool writes;                  /* changes the catalogue: answered after the group commit */
     const char *usage;
     const char *summary;
 };
@@ -92,6 +119,23 @@ int cmd_execute(const struct cmd_env *env, struct cmd_session *session, char *li
  * cmd_execute(). argc must be at least 1. */
 int cmd_dispatch(const struct cmd_env *env, struct cmd_session *session, size_t argc,
                  char **argv, struct reply *out);
+
+/* Runs a group of writes (a list linked by `next`) against the store in one
+ * batch: each write's result and message are set; if the commit fails, every
+ * write of the group gets the commit's error. Safe on a worker thread as long
+ * as nothing else uses the store meanwhile. Returns 0 or the commit's error. */
+int cmd_writes_run(struct store *st, struct cmd_write *list);
+
+/* On the loop thread after cmd_writes_run(): applies a committed write to the
+ * catalogue, then, if `out` is not NULL, answers it there in the session's
+ * format and coordinate system (PUT: "OK 1" and the record; DEL: "OK 0"; or
+ * the ERR of a failed write). session and out are NULL when the client has
+ * gone; the catalogue is updated all the same. */
+void cmd_write_finish(const struct cmd_env *env, const struct cmd_session *session,
+                      const struct cmd_write *w, struct reply *out);
+
+/* Frees a write. NULL is a no-op. */
+void cmd_write_free(struct cmd_write *w);
 
 /* Handlers, one per commands.def row; called only through the dispatcher. */
 #define CMD_DEF(name, min, max, handler, writes, usage, summary) \

@@ -172,7 +172,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "nearestd: cannot create the event loop\n");
         goto done;
     }
-    ret = srv_open(loop, cat, opt.host, opt.port, &srv, err, sizeof err);
+    ret = srv_open(loop, cat, st, opt.host, opt.port, &srv, err, sizeof err);
     if (ret < 0) {
         fprintf(stderr, "nearestd: %s\n", err);
         goto done;

@@ -31,6 +31,7 @@ struct srv_conn {
     bool closing;                 /* srv_conn_close() was called */
     bool close_after_write;       /* QUIT, LIMIT or EOF: close once the writes are done */
     bool paused;                  /* reading stopped for backpressure */
+    struct cmd_write *waiting;    /* this connection's write in the group commit */
 };
 
 struct srv_write {
@@ -52,6 +53,12 @@ struct srv {
     struct srv_conn *conns;
     char read_buf[SRV_READ_BYTES]; /* every read lands here; proto_feed() copies */
     bool read_buf_busy;
+    /* Group commit: writes queue here while a group runs on the thread pool;
+     * when it completes, everything queued meanwhile becomes the next group. */
+    struct store *store;
+    struct cmd_write *queue_head, *queue_tail;
+    struct cmd_write *group;      /* running on the pool, NULL when idle */
+    uv_work_t work;
 };
 
 static void srv_conn_close(struct srv_conn *c);
@@ -61,6 +68,9 @@ static void srv_conn_resume(struct srv_conn *c);
 
 static void on_conn_closed(uv_handle_t *h) {
     struct srv_conn *c = h->data;
+    if (c->waiting) {
+        c->waiting->owner = NULL; /* the commit goes on; nobody to answer */
+    }
     proto_reader_free(c->reader);
     reply_close(&c->out);
     free(c);
@@ -98,11 +108,11 @@ static void on_write(uv_write_t *req, int status) {
         srv_conn_close(c);
         return;
     }
-    if (c->close_after_write && c->writes_pending == 0) {
+    if (c->close_after_write && c->writes_pending == 0 && !c->waiting) {
         srv_conn_close(c);
         return;
     }
-    if (c->paused &&
+    if (c->paused && !c->waiting &&
         uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) <= SRV_MAX_QUEUED_BYTES / 2) {
         srv_conn_resume(c);
     }
@@ -137,11 +147,16 @@ static void flush(struct srv_conn *c) {
         }
         c->writes_pending++;
     }
+    if (c->waiting) {
+        /* Later requests stay in the reader until the write is answered. */
+        uv_read_stop((uv_stream_t *)&c->tcp); /* cannot fail for TCP */
+        return;
+    }
     if (c->close_after_write) {
         if (c->writes_pending == 0) {
             srv_conn_close(c);
         } else {
-            uv_read_stop((uv_stream_t *)&c->tcp); /* cannot fail for TCP */
+            uv_read_stop((uv_stream_t *)&c->tcp);
         }
         return;
     }
@@ -167,7 +182,9 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     *buf = uv_buf_init(s->read_buf, sizeof s->read_buf);
 }
 
-/* Runs every whole request line the reader holds. */
+static void write_enqueue(struct srv_conn *c);
+
+/* Runs every whole request line the reader holds, up to the first write. */
 static void run_lines(struct srv_conn *c) {
     struct srv *s = c->srv;
     for (;;) {
@@ -178,7 +195,11 @@ static void run_lines(struct srv_conn *c) {
             return;
         }
         if (st == PROTO_LINE) {
-            cmd_execute(&s->env, &c->session, line, len, &c->out);
+            int ret = cmd_execute(&s->env, &c->session, line, len, &c->out);
+            if (ret == CMD_QUEUED) {
+                write_enqueue(c);
+                return;
+            }
             if (c->session.quit) {
                 c->close_after_write = true;
                 return;
@@ -204,7 +225,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
         return;
     }
     if (nread < 0) {
-        if (nread == UV_EOF && c->writes_pending > 0) {
+        if (nread == UV_EOF && (c->writes_pending > 0 || c->waiting)) {
             /* Half-closed: let the answers already queued reach the client. */
             c->close_after_write = true;
             uv_read_stop(stream);
@@ -232,6 +253,84 @@ static void srv_conn_resume(struct srv_conn *c) {
     if (ret < 0) {
         srv_conn_close(c);
     }
+}
+
+/* ---- Group commit ----------------------------------------------------------------- */
+
+static void group_start(struct srv *s);
+
+static void on_group_work(uv_work_t *req) {
+    struct srv *s = req->data;
+    cmd_writes_run(s->store, s->group); /* results are in each write */
+}
+
+static void on_group_done(uv_work_t *req, int status) {
+    struct srv *s = req->data;
+    struct cmd_write *w = s->group;
+    s->group = NULL;
+    while (w) {
+        struct cmd_write *next = w->next;
+        if (status < 0 && w->result == 0) {
+            w->result = STORE_ERR_IO; /* cancelled: cannot happen, nothing cancels */
+            snprintf(w->message, sizeof w->message, "%s", uv_strerror(status));
+        }
+        struct srv_conn *c = w->owner;
+        if (c && c->closing) {
+            c->waiting = NULL;
+            c = NULL;
+        }
+        cmd_write_finish(&s->env, c ? &c->session : NULL, w, c ? &c->out : NULL);
+        cmd_write_free(w);
+        if (c) {
+            c->waiting = NULL;
+            run_lines(c);  /* the rest of its pipeline, up to its next write */
+            flush(c);
+            if (!c->closing && !c->close_after_write && !c->waiting && !c->paused) {
+                srv_conn_resume(c);
+            }
+        }
+        w = next;
+    }
+    if (!s->stopping) {
+        group_start(s);
+    }
+}
+
+/* Sends everything queued to the pool as one group, unless one is running. */
+static void group_start(struct srv *s) {
+    if (s->group || !s->queue_head) {
+        return;
+    }
+    s->group = s->queue_head;
+    s->queue_head = s->queue_tail = NULL;
+    s->stats.write_groups++;
+    s->work.data = s;
+    int ret = uv_queue_work(s->loop, &s->work, on_group_work, on_group_done);
+    if (ret < 0) {
+        /* The callbacks will not run: fail the group here. */
+        for (struct cmd_write *w = s->group; w; w = w->next) {
+            w->result = STORE_ERR_IO;
+            snprintf(w->message, sizeof w->message, "uv_queue_work: %s", uv_strerror(ret));
+        }
+        on_group_done(&s->work, 0);
+    }
+}
+
+/* Takes the write the session just queued and adds it to the next group. */
+static void write_enqueue(struct srv_conn *c) {
+    struct srv *s = c->srv;
+    struct cmd_write *w = c->session.pending;
+    c->session.pending = NULL;
+    w->owner = c;
+    w->next = NULL;
+    c->waiting = w;
+    if (s->queue_tail) {
+        s->queue_tail->next = w;
+    } else {
+        s->queue_head = w;
+    }
+    s->queue_tail = w;
+    group_start(s);
 }
 
 /* ---- Accepting ------------------------------------------------------------------ */
@@ -305,6 +404,15 @@ void srv_close(struct srv *s) {
     uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
     uv_close((uv_handle_t *)&s->sigint, on_server_handle_closed);
     uv_close((uv_handle_t *)&s->sigterm, on_server_handle_closed);
+    while (s->queue_head) {
+        struct cmd_write *w = s->queue_head;
+        s->queue_head = w->next;
+        if (w->owner) {
+            ((struct srv_conn *)w->owner)->waiting = NULL;
+        }
+        cmd_write_free(w);
+    }
+    s->queue_tail = NULL;
     while (s->conns) {
         srv_conn_close(s->conns);
     }
@@ -331,8 +439,8 @@ int srv_port(const struct srv *s) {
     return ntohs(((struct sockaddr_in *)&addr)->sin_port);
 }
 
-int srv_open(uv_loop_t *loop, struct catalog *catalog, const char *host, int port,
-             struct srv **out, char *err, size_t err_len) {
+int srv_open(uv_loop_t *loop, struct catalog *catalog, struct store *store, const char *host,
+             int port, struct srv **out, char *err, size_t err_len) {
     struct sockaddr_storage addr;
     int ret = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
     if (ret < 0) {
@@ -349,6 +457,7 @@ int srv_open(uv_loop_t *loop, struct catalog *catalog, const char *host, int por
     }
     s->loop = loop;
     s->catalog = catalog;
+    s->store = store;
     s->env.catalog = catalog;
     s->env.stats = &s->stats;
     s->stats.started_unix = (int64_t)time(NULL);

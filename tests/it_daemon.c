@@ -560,6 +560,96 @@ static void test_half_closed_client_still_gets_its_answers(void **state) {
     close(c.fd);
 }
 
+/* ---- Writes ---------------------------------------------------------------------------- */
+
+static void test_pipelined_writes_and_reads_answer_in_order(void **state) {
+    (void)state;
+    struct conn c = {.fd = connect_daemon()};
+    send_str(c.fd, "PUT wr-1 school 36.3 120.6 \"新 学校\"\nGET wr-1\n"
+                   "NEAREST school 36.3 120.6 K 1\nDEL wr-1\nGET wr-1\nPING\n");
+    const char *want[] = {
+        "OK 1\nwr-1\tschool\t新 学校\t36.300000\t120.600000\t-\n",
+        "OK 1\nwr-1\tschool\t新 学校\t36.300000\t120.600000\t-\n",
+        "OK 1\nwr-1\tschool\t新 学校\t36.300000\t120.600000\t0.0\n",
+        "OK 0\n",
+        "ERR NOTFOUND no facility 'wr-1'\n",
+        "OK 0\n",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        char *got = read_answer(&c);
+        assert_string_equal(got, want[i]);
+        free(got);
+    }
+    close(c.fd);
+}
+
+/* Reads STATS and checks that write_groups < writes. */
+static void ask_stats_groups_below_writes(struct conn *c) {
+    send_str(c->fd, "STATS\n");
+    char *got = read_answer(c);
+    const char *w = strstr(got, "\nwrites\t"), *g = strstr(got, "\nwrite_groups\t");
+    assert_non_null(w);
+    assert_non_null(g);
+    unsigned long writes = strtoul(w + 8, NULL, 10), groups = strtoul(g + 14, NULL, 10);
+    if (!(groups > 0 && groups < writes)) {
+        fail_msg("expected shared commits: %lu writes in %lu groups", writes, groups);
+    }
+    free(got);
+}
+
+static void test_writes_of_many_clients_all_commit(void **state) {
+    (void)state;
+    enum { CLIENTS = 8, EACH = 25 };
+    struct conn *c = calloc(CLIENTS, sizeof *c);
+    for (int i = 0; i < CLIENTS; i++) {
+        c[i].fd = connect_daemon();
+        char batch[EACH * 96];
+        size_t len = 0;
+        for (int j = 0; j < EACH; j++) {
+            len += (size_t)snprintf(batch + len, sizeof batch - len,
+                                    "PUT mc-%d-%d parking 36.4%02d 120.6%02d lot\n", i, j, i, j);
+        }
+        send_all(c[i].fd, batch, len);
+    }
+    for (int i = 0; i < CLIENTS; i++) {
+        for (int j = 0; j < EACH; j++) {
+            char want[128];
+            snprintf(want, sizeof want,
+                     "OK 1\nmc-%d-%d\tparking\tlot\t36.4%02d000\t120.6%02d000\t-\n", i, j, i,
+                     j);
+            char *got = read_answer(&c[i]);
+            assert_string_equal(got, want);
+            free(got);
+        }
+    }
+    /* The writes shared commits: fewer groups than writes. */
+    ask_stats_groups_below_writes(&c[0]);
+    /* A second daemon opening the same file sees every write: they were committed. */
+    char log[400], listen[64];
+    int port = free_port();
+    snprintf(log, sizeof log, "%s/second.log", fx->dir);
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    const char *args[] = {"--db", fx->db, "--listen", listen, NULL};
+    pid_t pid = spawn_daemon(log, args);
+    int fd = wait_ready(pid, port);
+    assert_true(fd >= 0);
+    struct conn second = {.fd = fd};
+    ask(&second, "GET mc-7-24\n", "OK 1\nmc-7-24\tparking\tlot\t36.407000\t120.624000\t-\n");
+    ask(&second, "GET mc-0-0\n", "OK 1\nmc-0-0\tparking\tlot\t36.400000\t120.600000\t-\n");
+    close(fd);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    for (int i = 0; i < CLIENTS; i++) {
+        for (int j = 0; j < EACH; j++) {
+            char request[64];
+            snprintf(request, sizeof request, "DEL mc-%d-%d\n", i, j);
+            ask(&c[i], request, "OK 0\n");
+        }
+        close(c[i].fd);
+    }
+    free(c);
+}
+
 /* ---- Start-up and shut-down --------------------------------------------------------- */
 
 /* Reads the whole log file into a static buffer. */
@@ -641,7 +731,9 @@ static void test_sigterm_closes_connections_and_exits_0(void **state) {
     assert_int_equal(WEXITSTATUS(status), 0);
     assert_true(closes_soon(&c));
     close(fd);
-    assert_non_null(strstr(read_log(log), "serving 250 facilities on 127.0.0.1:"));
+    const char *text = read_log(log);
+    assert_non_null(strstr(text, "nearestd: serving "));
+    assert_non_null(strstr(text, " facilities on 127.0.0.1:"));
 }
 
 int main(void) {
@@ -656,6 +748,8 @@ int main(void) {
         cmocka_unit_test(test_quit_answers_then_closes),
         cmocka_unit_test(test_clients_leaving_with_requests_in_flight_do_not_hurt),
         cmocka_unit_test(test_half_closed_client_still_gets_its_answers),
+        cmocka_unit_test(test_pipelined_writes_and_reads_answer_in_order),
+        cmocka_unit_test(test_writes_of_many_clients_all_commit),
         cmocka_unit_test(test_missing_db_without_init_exits_1_with_one_line),
         cmocka_unit_test(test_start_up_failures_are_one_line_and_non_zero),
         cmocka_unit_test(test_sigterm_closes_connections_and_exits_0),

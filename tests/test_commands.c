@@ -576,7 +576,7 @@ static void test_stats_counts_requests_and_errors(void **state) {
     assert_non_null(strstr(got, want));
     assert_non_null(strstr(got, "requests\t3\n"));
     assert_non_null(strstr(got, "errors\t1\n"));
-    assert_true(strncmp(got, "OK 8\n", 5) == 0);
+    assert_true(strncmp(got, "OK 10\n", 6) == 0);
     free(got);
     assert_int_equal(fx->stats.requests, 3);
 }
@@ -611,8 +611,9 @@ static void test_errors_have_exact_lines(void **state) {
         {"NEAREST school \"\" 120.4", "ERR ARG latitude '' is not a number\n"},
         {"NEAREST school 36.1 120.4 K", "ERR SYNTAX option 'K' has no value (usage: NEAREST "
                                         "<category|*> <lat> <lon> [K <n>] [MAXDIST <metres>])\n"},
-        {"NEAREST school 36.1 120.4 N 5", "ERR SYNTAX unknown option 'N' (usage: NEAREST "
-                                          "<category|*> <lat> <lon> [K <n>] [MAXDIST <metres>])\n"},
+        {"NEAREST school 36.1 120.4 N 5",
+         "ERR SYNTAX unknown option 'N' (usage: NEAREST "
+         "<category|*> <lat> <lon> [K <n>] [MAXDIST <metres>])\n"},
         {"NEAREST school 36.1 120.4 K 2 k 3", "ERR SYNTAX option K given twice\n"},
         {"NEAREST school 36.1 120.4 K 0", "ERR RANGE K 0 is outside [1, 1000]\n"},
         {"NEAREST school 36.1 120.4 K 1001", "ERR RANGE K 1001 is outside [1, 1000]\n"},
@@ -723,6 +724,121 @@ static void test_catalog_put_and_remove_agree_with_a_plain_array(void **state) {
     catalog_free(c);
 }
 
+/* ---- Writes ------------------------------------------------------------------------- */
+
+/* Queues each request (all must be writes), runs them as one group against
+ * the real store, and returns the answers concatenated. */
+static char *run_group(size_t n, const char *const *requests) {
+    struct cmd_write *head = NULL, **tail = &head;
+    for (size_t i = 0; i < n; i++) {
+        char line[1024];
+        snprintf(line, sizeof line, "%s", requests[i]);
+        int ret = cmd_execute(&fx->env, &fx->session, line, strlen(line), &fx->out);
+        if (ret != CMD_QUEUED) {
+            fail_msg("\"%s\" was not queued (%d)", requests[i], ret);
+        }
+        struct cmd_write *w = fx->session.pending;
+        fx->session.pending = NULL;
+        assert_non_null(w);
+        *tail = w;
+        tail = &w->next;
+    }
+    assert_int_equal(reply_len(&fx->out), 0); /* no answer before the commit */
+    cmd_writes_run(fx->store, head);
+    while (head) {
+        struct cmd_write *next = head->next;
+        cmd_write_finish(&fx->env, &fx->session, head, &fx->out);
+        cmd_write_free(head);
+        head = next;
+    }
+    size_t len;
+    char *got = reply_take(&fx->out, &len);
+    return got ? got : strdup("");
+}
+
+static void expect_write(const char *request, const char *want) {
+    char *got = run_group(1, &request);
+    if (strcmp(got, want) != 0) {
+        fail_msg("request \"%s\"\n got: \"%s\"\nwant: \"%s\"", request, got, want);
+    }
+    free(got);
+}
+
+static int count_in_store(const struct store_facility *f, void *ctx) {
+    (void)f;
+    ++*(int *)ctx;
+    return 0;
+}
+
+static void test_put_and_del_are_durable_and_visible_to_queries(void **state) {
+    (void)state;
+    expect_write("PUT w-1 school 36.3 120.6 \"新 学校\" SUBTYPE primary "
+                 "HOURS \"Mo-Fr 08:00-17:00\"",
+                 "OK 1\nw-1\tschool\t新 学校\t36.300000\t120.600000\t-\n");
+    expect("NEAREST school 36.3 120.6 K 1",
+           "OK 1\nw-1\tschool\t新 学校\t36.300000\t120.600000\t0.0\n");
+    int found = 0;
+    assert_int_equal(store_facility_get(fx->store, "w-1", count_in_store, &found), 0);
+    assert_int_equal(found, 1);
+    /* Replacing moves it. */
+    expect_write("put w-1 parking 36.31 120.61 moved",
+                 "OK 1\nw-1\tparking\tmoved\t36.310000\t120.610000\t-\n");
+    expect("NEAREST school 36.3 120.6 K 1 MAXDIST 100", "OK 0\n");
+    expect_write("DEL w-1", "OK 0\n");
+    expect("GET w-1", "ERR NOTFOUND no facility 'w-1'\n");
+    assert_int_equal(store_facility_get(fx->store, "w-1", count_in_store, &found),
+                     STORE_ERR_NOTFOUND);
+    expect_write("DEL w-1", "ERR NOTFOUND no facility 'w-1'\n");
+}
+
+static void test_one_group_applies_its_writes_in_order(void **state) {
+    (void)state;
+    const char *group[] = {
+        "PUT w-2 school 36.3 120.6 first",
+        "PUT w-3 school 36.3 120.7 other",
+        "PUT w-2 school 36.3 120.6 second",
+        "DEL w-3",
+        "DEL w-404",
+    };
+    char *got = run_group(5, group);
+    assert_string_equal(got, "OK 1\nw-2\tschool\tfirst\t36.300000\t120.600000\t-\n"
+                             "OK 1\nw-3\tschool\tother\t36.300000\t120.700000\t-\n"
+                             "OK 1\nw-2\tschool\tsecond\t36.300000\t120.600000\t-\n"
+                             "OK 0\n"
+                             "ERR NOTFOUND no facility 'w-404'\n");
+    free(got);
+    expect("GET w-2", "OK 1\nw-2\tschool\tsecond\t36.300000\t120.600000\t-\n");
+    expect("GET w-3", "ERR NOTFOUND no facility 'w-3'\n");
+    expect_write("DEL w-2", "OK 0\n");
+    char want[64];
+    snprintf(want, sizeof want, "facilities\t%d\n", N_FACILITIES);
+    char *stats = run("STATS");
+    assert_non_null(strstr(stats, want));
+    free(stats);
+}
+
+static void test_put_refuses_bad_records_before_queueing(void **state) {
+    (void)state;
+    expect("PUT w-5 * 36.3 120.6 x", "ERR UNKNOWN unknown category '*' (see CATEGORIES)\n");
+    expect("PUT w-5 school 120.6 36.3 x",
+           "ERR RANGE latitude 120.6 is outside [-90, 90] (latitude comes first)\n");
+    expect("PUT w-5 school 36.3 120.6 x COLOR red",
+           "ERR SYNTAX unknown option 'COLOR' (usage: PUT <id> <category> <lat> <lon> <name> "
+           "[SUBTYPE <s>] [ADDRESS <s>] [PHONE <s>] [HOURS <s>] [ATTRS <json>])\n");
+    expect("PUT w-5 school 36.3 120.6 x PHONE 1 phone 2", "ERR SYNTAX option PHONE given twice\n");
+    char *got = run("PUT w/5 school 36.3 120.6 x");
+    assert_true(strncmp(got, "ERR ARG id: ", 12) == 0);
+    free(got);
+    got = run("PUT w-5 school 36.3 120.6 x HOURS \"Mo-Xx 08:00-09:00\"");
+    assert_true(strncmp(got, "ERR ARG opening_hours: ", 23) == 0);
+    free(got);
+    got = run("PUT w-5 parking 36.3 120.6 x SUBTYPE underwater");
+    assert_true(strncmp(got, "ERR ARG subtype: ", 17) == 0);
+    free(got);
+    assert_null(fx->session.pending);
+    expect("GET w-5", "ERR NOTFOUND no facility 'w-5'\n");
+}
+
 /* ---- Documentation in sync ------------------------------------------------------------ */
 
 static char *read_protocol_md(void) {
@@ -787,6 +903,9 @@ int main(void) {
         T(test_echoed_text_is_one_capped_line),
         T(test_reply_echo_cuts_at_a_character_boundary),
         T(test_catalog_put_and_remove_agree_with_a_plain_array),
+        T(test_put_and_del_are_durable_and_visible_to_queries),
+        T(test_one_group_applies_its_writes_in_order),
+        T(test_put_refuses_bad_records_before_queueing),
         T(test_protocol_md_error_table_matches_errors_def),
         T(test_protocol_md_shows_every_usage_line),
     };
