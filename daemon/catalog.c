@@ -275,6 +275,25 @@ static int load_one(const struct store_facility *f, void *ctx_) {
     return 0;
 }
 
+/* Gives back what the doubling growth over-allocated (up to half of the slot
+ * and string arrays) once a load is complete. Failure to shrink is harmless. */
+static void shrink_to_fit(struct catalog *c) {
+    if (c->n_slots > 0 && c->n_slots < c->cap_slots) {
+        struct slot *s = realloc(c->slots, (size_t)c->n_slots * sizeof *s);
+        if (s) {
+            c->slots = s;
+            c->cap_slots = c->n_slots;
+        }
+    }
+    if (c->arena_len > 0 && c->arena_len < c->arena_cap) {
+        char *a = realloc(c->arena, c->arena_len);
+        if (a) {
+            c->arena = a;
+            c->arena_cap = c->arena_len;
+        }
+    }
+}
+
 int catalog_load(struct catalog *c, struct store *st, char *err, size_t err_len) {
     catalog_clear(c);
     struct load_ctx ctx = {.c = c, .msg = err, .msg_len = err_len};
@@ -288,6 +307,7 @@ int catalog_load(struct catalog *c, struct store *st, char *err, size_t err_len)
         ret = CATALOG_ERR_STORE;
         goto done;
     }
+    shrink_to_fit(c);
     ret = geo_index_build(c->index, ctx.entries, ctx.n_entries);
     if (ret < 0) {
         snprintf(err, err_len, "building the index: %s", geo_strerror(ret));
