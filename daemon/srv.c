@@ -112,8 +112,7 @@ static void on_write(uv_write_t *req, int status) {
         srv_conn_close(c);
         return;
     }
-    if (c->paused && !c->waiting &&
-        uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) <= SRV_MAX_QUEUED_BYTES / 2) {
+    if (c->paused) {
         srv_conn_resume(c);
     }
 }
@@ -246,8 +245,18 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     flush(c);
 }
 
-/* Starts reading again once a paused client's output has drained. */
+/* Starts reading again a connection whose reading was stopped, for
+ * backpressure or behind a write, unless it must stay stopped: it is closing,
+ * waiting for a write, or still has over half the output limit queued (then
+ * it stays paused and the next write callback asks again). */
 static void srv_conn_resume(struct srv_conn *c) {
+    if (c->closing || c->close_after_write || c->waiting) {
+        return;
+    }
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > SRV_MAX_QUEUED_BYTES / 2) {
+        c->paused = true;
+        return;
+    }
     c->paused = false;
     int ret = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (ret < 0) {
@@ -285,9 +294,7 @@ static void on_group_done(uv_work_t *req, int status) {
             c->waiting = NULL;
             run_lines(c);  /* the rest of its pipeline, up to its next write */
             flush(c);
-            if (!c->closing && !c->close_after_write && !c->waiting && !c->paused) {
-                srv_conn_resume(c);
-            }
+            srv_conn_resume(c); /* reading stopped while the write waited */
         }
         w = next;
     }

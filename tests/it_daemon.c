@@ -545,6 +545,28 @@ static void test_clients_leaving_with_requests_in_flight_do_not_hurt(void **stat
     assert_int_equal(waitpid(fx->pid, &status, WNOHANG), 0); /* still running */
 }
 
+static void test_slow_reader_is_paused_and_gets_every_answer(void **state) {
+    (void)state;
+    enum { N = 300 }; /* about 6 MB of answers, far over the 1 MiB pause threshold */
+    struct conn c = {.fd = connect_daemon()};
+    static char batch[N * 40];
+    size_t len = 0;
+    for (int i = 0; i < N; i++) {
+        len += (size_t)snprintf(batch + len, sizeof batch - len, "NEAREST * 36.2 120.4 K 1000\n");
+    }
+    send_all(c.fd, batch, len);
+    usleep(300000); /* let the server fill the socket and pause */
+    char *want = expected_nearest(-1, (struct geo_point){36.2, 120.4}, 1000);
+    for (int i = 0; i < N; i++) {
+        char *got = read_answer(&c);
+        assert_string_equal(got, want);
+        free(got);
+    }
+    free(want);
+    ask(&c, "PING\n", "OK 0\n");
+    close(c.fd);
+}
+
 static void test_half_closed_client_still_gets_its_answers(void **state) {
     (void)state;
     struct conn c = {.fd = connect_daemon()};
@@ -747,6 +769,7 @@ int main(void) {
         cmocka_unit_test(test_line_of_exactly_the_limit_is_accepted),
         cmocka_unit_test(test_quit_answers_then_closes),
         cmocka_unit_test(test_clients_leaving_with_requests_in_flight_do_not_hurt),
+        cmocka_unit_test(test_slow_reader_is_paused_and_gets_every_answer),
         cmocka_unit_test(test_half_closed_client_still_gets_its_answers),
         cmocka_unit_test(test_pipelined_writes_and_reads_answer_in_order),
         cmocka_unit_test(test_writes_of_many_clients_all_commit),
