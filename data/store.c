@@ -696,7 +696,9 @@ static uint64_t morton(uint32_t x, uint32_t y)
 static int bulk_finish(struct store *st)
 {
     size_t n = 0;
-    qsort(st->bulk_rows, st->n_bulk_rows, sizeof st->bulk_rows[0], bulk_cmp_rowid);
+    if (st->n_bulk_rows > 0) {
+        qsort(st->bulk_rows, st->n_bulk_rows, sizeof st->bulk_rows[0], bulk_cmp_rowid);
+    }
     for (size_t i = 0; i < st->n_bulk_rows; i++) {
         if (i + 1 < st->n_bulk_rows && st->bulk_rows[i + 1].rowid == st->bulk_rows[i].rowid) {
             continue; /* a later put of the same row wins */
@@ -706,7 +708,9 @@ static int bulk_finish(struct store *st)
                           (uint32_t)((r.lat_deg + 90.0) / 180.0 * 4294967295.0));
         st->bulk_rows[n++] = r;
     }
-    qsort(st->bulk_rows, n, sizeof st->bulk_rows[0], bulk_cmp_zorder);
+    if (n > 0) {
+        qsort(st->bulk_rows, n, sizeof st->bulk_rows[0], bulk_cmp_zorder);
+    }
     sqlite3_stmt *del = NULL;
     sqlite3_stmt *ins = NULL;
     int rc = sqlite3_prepare_v2(st->db, "DELETE FROM idx_facilities_geom WHERE pkid = ?1", -1,

@@ -740,7 +740,10 @@ static void test_acknowledged_write_survives_kill_9(void **state)
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFSIGNALED(status));
     struct store *st = open_ok(fx->db);
-    assert_int_equal(store_facility_get(st, "acked", collect_fn, &(struct collect){0}), 0);
+    struct collect got = {0};
+    assert_int_equal(store_facility_get(st, "acked", collect_fn, &got), 0);
+    assert_int_equal(got.n, 1);
+    free(got.recs);
     assert_int_equal(count(st), 4);
     store_close(st);
 }
