@@ -6,6 +6,7 @@
  * stderr and exits non-zero: 2 for a bad command line, 1 for anything else
  * (missing or bad database, bad address, port in use). The daemon then runs
  * until SIGINT or SIGTERM, closes the store and exits 0. */
+#include <malloc.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -167,6 +168,19 @@ int main(int argc, char **argv) {
         fprintf(stderr, "nearestd: cannot load '%s': %s\n", opt.db, err);
         goto done;
     }
+    /* The store's page cache is sized for imports (hundreds of MB) and the
+     * walk above has just filled it: reopen the store to drop it, and hand
+     * the freed heap back, since the daemon reads only its catalogue. */
+    store_close(st);
+    st = NULL;
+    ret = store_open(opt.db, &st, err, sizeof err);
+    if (ret < 0) {
+        fprintf(stderr, "nearestd: cannot reopen '%s': %s\n", opt.db,
+                err[0] ? err : store_strerror(ret));
+        st = NULL;
+        goto done;
+    }
+    malloc_trim(0);
     loop = uv_default_loop();
     if (!loop) {
         fprintf(stderr, "nearestd: cannot create the event loop\n");
