@@ -22,6 +22,16 @@
 #define GEO_MAX_LAYERS 32   /* layers are 0..31; a query selects them by bitmask */
 #define GEO_MAX_K 100000    /* the largest k one query may ask for */
 
+/* The largest handle the index accepts. Handles are slot numbers: the index
+ * keeps a 4-byte position per handle up to the largest one in use, so they
+ * should be dense from 0 (the limit caps that table at 1 GiB). */
+#define GEO_MAX_HANDLE 0x0FFFFFFFu
+
+/* At most this many entries (removed ones not yet compacted included) live in
+ * one layer; beyond it geo_index_build() and geo_index_put() report
+ * GEO_ERR_NOMEM. */
+#define GEO_MAX_LAYER_ENTRIES 0x03FFFFFEu
+
 struct geo_index;
 
 /* One entry for geo_index_build(). */
@@ -32,7 +42,9 @@ struct geo_entry {
 };
 
 /* Return true to keep the entry with this handle. Called during the walk, so
- * entries it rejects never take a place in the result. */
+ * entries it rejects never take a place in the result. It is called at most
+ * once per entry and query, only for entries of the selected layers, in no
+ * particular order, and also for entries farther than the hits returned. */
 typedef bool (*geo_filter_fn)(uint32_t handle, void *ctx);
 
 struct geo_query {
@@ -57,13 +69,15 @@ void geo_index_free(struct geo_index *ix);
 
 /* Replaces the whole content with entries[0..n-1] in one bulk build, the fast
  * way to load at start-up. The entries array is read, not kept.
- * Returns 0; GEO_ERR_ARG on an invalid point, a layer out of range or a
- * duplicate handle; GEO_ERR_NOMEM. On error the index is unchanged. */
+ * Returns 0; GEO_ERR_ARG on an invalid point, a layer out of range, a handle
+ * above GEO_MAX_HANDLE or a duplicate handle; GEO_ERR_NOMEM (also when a layer
+ * would exceed GEO_MAX_LAYER_ENTRIES). On error the index is unchanged. */
 int geo_index_build(struct geo_index *ix, const struct geo_entry *entries, size_t n);
 
 /* Inserts an entry, or moves it (new layer and position) when the handle is
  * already present. The next query sees the change.
- * Returns 0, GEO_ERR_ARG on an invalid point or layer, GEO_ERR_NOMEM. */
+ * Returns 0, GEO_ERR_ARG on an invalid point or layer or a handle above
+ * GEO_MAX_HANDLE, GEO_ERR_NOMEM. On error the index is unchanged. */
 int geo_index_put(struct geo_index *ix, uint32_t handle, uint8_t layer, struct geo_point where);
 
 /* Removes the entry with this handle. Returns 0 or GEO_ERR_NOTFOUND. */
@@ -78,7 +92,9 @@ size_t geo_index_memory_bytes(const struct geo_index *ix);
 /* Writes up to q->k hits to out[0..], nearest first, ties by handle, and their
  * number to *n_out. `out` is caller-owned with room for q->k hits.
  * Returns 0, or GEO_ERR_ARG when q->k is 0 or above GEO_MAX_K, the point is
- * invalid, or max_distance_m is negative or NaN. */
+ * invalid, or max_distance_m is negative or NaN; GEO_ERR_NOMEM when the
+ * search's candidate queue outgrows its stack buffer (a few hundred
+ * candidates) and cannot be allocated. */
 int geo_index_nearest(const struct geo_index *ix, const struct geo_query *q,
                       struct geo_hit *out, size_t *n_out);
 

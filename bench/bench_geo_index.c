@@ -1,0 +1,309 @@
+/* bench_geo_index.c: what the spatial index costs from 10^3 to 10^7 entries.
+ *
+ * For each N it builds the index over N synthetic facilities and prints the
+ * build time, geo_index_memory_bytes() / N, and microseconds per k=5 query:
+ *   layer    one layer of five selected by the mask (a fifth of the entries);
+ *   filter   the same layer and a filter callback that keeps 1 % of entries;
+ *   all      all five layers, no filter;
+ *   put      one geo_index_put() moving a random entry (rebuilds included).
+ * The data: 300 "towns" in a 20 x 17 degree box of eastern China with
+ * Zipf-like sizes and 2 - 15 km spread hold 70 % of the entries, the other 30 %
+ * are uniform over the box; five layers of equal size; queries come 70 % from
+ * near a town and 30 % from anywhere in the box. The seed is fixed, so every
+ * run measures the same points.
+ * Before timing, a few queries per N (with and without the filter, and again
+ * after the moves) are compared with a brute-force scan over geo_distance_m();
+ * any difference prints the query and makes the program exit 1, so the CTest
+ * smoke run (--quick) fails on a wrong answer, never on a slow one.
+ * Usage: bench_geo_index [--quick] [--no-10m] [--queries Q]
+ *   --quick   N up to 10^5 and 20000 queries (a few seconds)
+ *   --no-10m  stop at 10^6 */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "geo_distance.h"
+#include "geo_index.h"
+
+#define N_TOWNS 300
+#define N_LAYERS 5
+#define K 5
+#define BOX_LAT 22.0, 39.0
+#define BOX_LON 102.0, 122.0
+
+static uint64_t rng_state = 0x62656e63685f6978ULL;
+
+static uint64_t rng_next(void) {
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static double rng_unit(void) {
+    return (double)(rng_next() >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static double rng_range(double lo, double hi) {
+    return lo + (hi - lo) * rng_unit();
+}
+
+static double rng_gauss(void) {
+    double u = rng_unit() + 1e-300, v = rng_unit();
+    return sqrt(-2.0 * log(u)) * cos(2.0 * M_PI * v);
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+struct town {
+    struct geo_point centre;
+    double spread_deg;
+    double cumulative_weight; /* for picking towns by size */
+};
+
+static struct town towns[N_TOWNS];
+
+static void make_towns(void) {
+    double total = 0.0;
+    for (int i = 0; i < N_TOWNS; i++) {
+        towns[i].centre.lat_deg = rng_range(BOX_LAT);
+        towns[i].centre.lon_deg = rng_range(BOX_LON);
+        towns[i].spread_deg = rng_range(2.0, 15.0) / 111.0;
+        total += 1.0 / (i + 1);
+        towns[i].cumulative_weight = total;
+    }
+    for (int i = 0; i < N_TOWNS; i++) {
+        towns[i].cumulative_weight /= total;
+    }
+}
+
+static struct geo_point clamp_point(struct geo_point p) {
+    p.lat_deg = fmax(-90.0, fmin(90.0, p.lat_deg));
+    p.lon_deg = fmax(-180.0, fmin(180.0, p.lon_deg));
+    return p;
+}
+
+static struct geo_point near_town(void) {
+    double w = rng_unit();
+    int lo = 0, hi = N_TOWNS - 1;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (towns[mid].cumulative_weight < w) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    const struct town *t = &towns[lo];
+    struct geo_point p = {t->centre.lat_deg + t->spread_deg * rng_gauss(),
+                          t->centre.lon_deg + t->spread_deg * rng_gauss()};
+    return clamp_point(p);
+}
+
+static struct geo_point anywhere(void) {
+    struct geo_point p = {rng_range(BOX_LAT), rng_range(BOX_LON)};
+    return p;
+}
+
+static struct geo_point facility_point(void) {
+    return rng_unit() < 0.7 ? near_town() : anywhere();
+}
+
+/* Keeps 1 % of handles, spread at random. */
+static bool keep_one_percent(uint32_t handle, void *ctx) {
+    (void)ctx;
+    uint32_t x = handle * 0x9e3779b1u;
+    x ^= x >> 15;
+    x *= 0x85ebca6bu;
+    x ^= x >> 13;
+    return x % 100 == 0;
+}
+
+/* ---- Brute-force cross-check --------------------------------------------- */
+
+static int hit_order(const void *pa, const void *pb) {
+    const struct geo_hit *a = pa, *b = pb;
+    if (a->distance_m != b->distance_m) {
+        return a->distance_m < b->distance_m ? -1 : 1;
+    }
+    return a->handle < b->handle ? -1 : a->handle > b->handle;
+}
+
+/* The K best by scanning every entry; entries[] holds the current content. */
+static size_t brute_nearest(const struct geo_entry *entries, size_t n, const struct geo_query *q,
+                            struct geo_hit *best) {
+    size_t n_best = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct geo_entry *e = &entries[i];
+        if (!(q->layer_mask >> e->layer & 1u) ||
+            (q->filter != NULL && !q->filter(e->handle, q->filter_ctx))) {
+            continue;
+        }
+        struct geo_hit h = {e->handle, geo_distance_m(q->from, e->where)};
+        if (h.distance_m > q->max_distance_m) {
+            continue;
+        }
+        if (n_best < q->k) {
+            best[n_best++] = h;
+            qsort(best, n_best, sizeof *best, hit_order);
+        } else if (hit_order(&h, &best[n_best - 1]) < 0) {
+            best[n_best - 1] = h;
+            qsort(best, n_best, sizeof *best, hit_order);
+        }
+    }
+    return n_best;
+}
+
+/* Returns the number of queries that disagreed with the scan. */
+static int cross_check(const struct geo_index *ix, const struct geo_entry *entries, size_t n,
+                       int n_queries) {
+    int bad = 0;
+    for (int i = 0; i < n_queries; i++) {
+        struct geo_query q = {
+            .from = rng_unit() < 0.7 ? near_town() : anywhere(),
+            .layer_mask = i % 3 == 2 ? 0x1f : 1u << (i % N_LAYERS),
+            .k = K,
+            .max_distance_m = INFINITY,
+            .filter = i % 2 ? keep_one_percent : NULL,
+        };
+        struct geo_hit got[K], want[K];
+        size_t n_got = 0;
+        int rc = geo_index_nearest(ix, &q, got, &n_got);
+        size_t n_want = brute_nearest(entries, n, &q, want);
+        bool same = rc == GEO_OK && n_got == n_want;
+        for (size_t j = 0; same && j < n_got; j++) {
+            same = got[j].handle == want[j].handle && got[j].distance_m == want[j].distance_m;
+        }
+        if (!same) {
+            fprintf(stderr, "MISMATCH at N=%zu: query (%.9f, %.9f) mask %x filter %s: "
+                    "rc %d, %zu hits, want %zu\n", n, q.from.lat_deg, q.from.lon_deg,
+                    q.layer_mask, q.filter ? "1%" : "none", rc, n_got, n_want);
+            bad++;
+        }
+    }
+    return bad;
+}
+
+/* ---- Timing ----------------------------------------------------------------- */
+
+/* Microseconds per query over the query points, with a checksum kept live. */
+static double time_queries(const struct geo_index *ix, const struct geo_point *from,
+                           size_t n_queries, uint32_t layer_mask, geo_filter_fn filter,
+                           double *sink) {
+    struct geo_hit hits[K];
+    double t0 = now_s();
+    for (size_t i = 0; i < n_queries; i++) {
+        struct geo_query q = {from[i], layer_mask, K, INFINITY, filter, NULL};
+        size_t n = 0;
+        if (geo_index_nearest(ix, &q, hits, &n) != GEO_OK) {
+            fprintf(stderr, "query failed\n");
+            exit(1);
+        }
+        *sink += n > 0 ? hits[n - 1].distance_m : 0.0;
+    }
+    return (now_s() - t0) * 1e6 / (double)n_queries;
+}
+
+int main(int argc, char **argv) {
+    bool quick = false, ten_million = true;
+    size_t n_queries = 100000;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--quick") == 0) {
+            quick = true;
+        } else if (strcmp(argv[i], "--no-10m") == 0) {
+            ten_million = false;
+        } else if (strcmp(argv[i], "--queries") == 0 && i + 1 < argc) {
+            n_queries = strtoul(argv[++i], NULL, 10);
+        } else {
+            fprintf(stderr, "usage: %s [--quick] [--no-10m] [--queries Q]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (quick) {
+        n_queries = n_queries < 20000 ? n_queries : 20000;
+    }
+    n_queries = n_queries > 0 ? n_queries : 1;
+    size_t max_n = quick ? 100000 : (ten_million ? 10000000 : 1000000);
+
+    make_towns();
+    struct geo_point *from = malloc(n_queries * sizeof *from);
+    struct geo_entry *entries = malloc(max_n * sizeof *entries);
+    if (from == NULL || entries == NULL) {
+        fprintf(stderr, "out of memory\n");
+        return 1;
+    }
+    for (size_t i = 0; i < n_queries; i++) {
+        from[i] = rng_unit() < 0.7 ? near_town() : anywhere();
+    }
+
+    printf("k=%d, %zu queries per figure, 5 layers of equal size\n\n", K, n_queries);
+    printf("| N | build ms | bytes/entry | layer us | filter 1%% us | all layers us | "
+           "put us |\n");
+    printf("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    int bad = 0;
+    double sink = 0.0;
+    for (size_t n = 1000; n <= max_n; n *= 10) {
+        for (size_t i = 0; i < n; i++) {
+            entries[i] = (struct geo_entry){(uint32_t)i, (uint8_t)(rng_next() % N_LAYERS),
+                                            facility_point()};
+        }
+        struct geo_index *ix = geo_index_new();
+        if (ix == NULL) {
+            fprintf(stderr, "out of memory\n");
+            return 1;
+        }
+        double t0 = now_s();
+        int rc = geo_index_build(ix, entries, n);
+        double build_ms = (now_s() - t0) * 1e3;
+        if (rc != GEO_OK) {
+            fprintf(stderr, "build of %zu failed: %s\n", n, geo_strerror(rc));
+            return 1;
+        }
+        int checks = n <= 100000 ? 20 : (n <= 1000000 ? 6 : 2);
+        bad += cross_check(ix, entries, n, checks);
+
+        double layer_us = time_queries(ix, from, n_queries, 1u << 2, NULL, &sink);
+        double filter_us = time_queries(ix, from, n_queries, 1u << 2, keep_one_percent, &sink);
+        double all_us = time_queries(ix, from, n_queries, 0x1f, NULL, &sink);
+        size_t bytes = geo_index_memory_bytes(ix);
+
+        /* Moves: each a short hop or a jump to a new place, in a new layer. */
+        size_t n_puts = quick ? 2000 : 20000;
+        t0 = now_s();
+        for (size_t i = 0; i < n_puts; i++) {
+            struct geo_entry *e = &entries[rng_next() % n];
+            e->where = rng_unit() < 0.5 ? facility_point()
+                                        : clamp_point((struct geo_point){
+                                              e->where.lat_deg + rng_range(-0.001, 0.001),
+                                              e->where.lon_deg + rng_range(-0.001, 0.001)});
+            e->layer = (uint8_t)(rng_next() % N_LAYERS);
+            if (geo_index_put(ix, e->handle, e->layer, e->where) != GEO_OK) {
+                fprintf(stderr, "put failed\n");
+                return 1;
+            }
+        }
+        double put_us = (now_s() - t0) * 1e6 / (double)n_puts;
+        bad += cross_check(ix, entries, n, checks);
+
+        printf("| %zu | %.1f | %.1f | %.2f | %.2f | %.2f | %.1f |\n", n, build_ms,
+               (double)bytes / (double)n, layer_us, filter_us, all_us, put_us);
+        fflush(stdout);
+        geo_index_free(ix);
+    }
+    printf("\n(checksum %.3f)\n", sink);
+    free(entries);
+    free(from);
+    if (bad > 0) {
+        fprintf(stderr, "%d queries disagreed with the brute-force scan\n", bad);
+        return 1;
+    }
+    printf("cross-check against brute force: all agreed\n");
+    return 0;
+}

@@ -1,0 +1,839 @@
+/* geo_index.c: the in-memory spatial index: exact k-nearest with filters.
+ *
+ * The workload: 10^3 to 10^7 facilities in up to 32 layers (categories), read
+ * by "nearest k of these layers that pass this filter" thousands of times a
+ * second, moved a few times a second, built in bulk at start-up. The targets
+ * that shaped it: under 64 bytes per entry, a bulk build of 10^6 entries in
+ * under 1 s, and a k=5 query at 10^6 entries (one layer of five, clustered data)
+ * in under 5 us, exact distances included, and within 2x of the time at 10^3.
+ * BENCHMARKS.md has the figures measured with bench/bench_geo_index.c.
+ *
+ * Layout. Each layer has a static packed tree (like flatbush, a packed Hilbert
+ * R-tree): its entries sorted by the Hilbert key of (lon, lat) on a 2^32 x 2^32
+ * grid (about 1 cm), cut into leaves of 16 consecutive entries, 16 leaves to a
+ * parent and so on up to one root. A node is only a box, because its children
+ * are found by arithmetic. The boxes are axis-aligned float boxes in 3D around
+ * the entries' unit vectors (geo_point_to_unit), which has no seam at the
+ * antimeridian and no singularity at the poles. An entry is 32 bytes: the
+ * double lat/lon (for the exact distance), the float unit vector (for bounds)
+ * and the handle. With the boxes (24 bytes per 15 entries) and a 4-byte
+ * handle -> location table that is about 38 bytes an entry.
+ *
+ * Updates. A removed or moved entry stays in its tree as a tombstone (handle
+ * GI_DEAD), and puts go to the layer's small "delta" tree: the same structure,
+ * kept sorted by inserting in place and relinked on every put, which costs
+ * O(delta) and is nothing at a few writes a second. When the delta and the
+ * tombstones together pass max(256, live/32) entries, the layer is rebuilt in
+ * one O(n) pass (radix sort), so queries never walk more than a few percent
+ * of dead or unsorted entries. A handle -> (layer, tree, position) table makes
+ * remove O(1) for the main tree and O(delta) for the delta.
+ *
+ * Search. Best-first, over one binary min-heap of nodes and entries from
+ * every selected layer's main and delta tree, keyed in metres. Boxes and
+ * entries enter with a lower bound; an entry gets its exact distance only when
+ * its bound reaches the front of the queue, and goes back in with it. When an
+ * exact entry is at the front, nothing left can be nearer, so it is the next
+ * hit. Equal keys pop boxes and bounded entries before exact ones, and exact
+ * ones by handle, which gives the ties-by-handle order. The filter and the
+ * tombstone check run as a leaf is opened, so rejected entries never enter the
+ * queue, however many there are.
+ *
+ * Why the lower bound is safe. Let c be the chord between the query's unit
+ * vector and an entry's (both of geodetic latitude and longitude). The normal
+ * of the ellipsoid turns by the central angle t >= c along any path between
+ * the two points, and it turns at most at the largest principal curvature,
+ * 1 / (a (1 - e^2)) = 1 / GEO_MIN_RADIUS_M, so the geodesic is at least
+ * GEO_MIN_RADIUS_M * c (geo_distance.h). For a box, c is at least the
+ * Euclidean distance from the query to the box, chordmin. Three corrections
+ * keep this true of the numbers we compare, not just of real arithmetic:
+ *   - the stored unit vectors are floats, each component within 2^-25 of the
+ *     double one, so within 5.2e-8 in length; we subtract GI_UNIT_EPS = 2e-7
+ *     (the double unit vectors themselves are within 1e-15);
+ *   - geo_distance_m() may be below the true geodesic by up to its promised
+ *     1 mm, and the doubles round by about 1e-9 m (GEO_BOUND_SLACK_M); we
+ *     subtract GI_DISTANCE_SLACK_M = 1 mm + GEO_BOUND_SLACK_M;
+ *   - chordmin is computed in doubles from the floats, which are exact in
+ *     double; its own rounding (1e-16 relative) is far inside the slack.
+ * So key(box) = max(0, GEO_MIN_RADIUS_M * (chordmin - GI_UNIT_EPS) -
+ * GI_DISTANCE_SLACK_M) <= geo_distance_m(query, e) for every e in the box, and
+ * likewise for one entry with its own float vector. The two corrections cost
+ * about 1.3 m of pruning, which only ever adds an exact distance or two.
+ *
+ * Exact distances come from geo_distance_ecef_m() with the query converted
+ * once, which geo_distance.h promises equals geo_distance_m() bit for bit;
+ * tests/test_geo_index.c compares the index with a scan over geo_distance_m()
+ * for equality, not within a tolerance.
+ *
+ * Not here: what the handles mean, attribute conditions (the filter callback),
+ * and any locking (geo_index.h: one writer, readers not concurrent with it). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "geo_distance.h"
+#include "geo_index.h"
+
+#define GI_NODE_SIZE 16   /* entries per leaf and children per inner node */
+#define GI_MAX_LEVELS 8   /* 16^7 leaves exceed GEO_MAX_LAYER_ENTRIES */
+#define GI_DEAD UINT32_MAX /* the handle of a tombstone */
+#define GI_NOWHERE UINT32_MAX /* location of a handle not in the index */
+#define GI_DELTA_MIN 256  /* rebuild a layer when delta + tombstones pass */
+#define GI_DELTA_SHIFT 5  /* ... max(GI_DELTA_MIN, live >> GI_DELTA_SHIFT) */
+#define GI_UNIT_EPS 2e-7  /* float rounding of a stored unit vector, with margin */
+#define GI_DISTANCE_SLACK_M (1e-3 + GEO_BOUND_SLACK_M)
+#define GI_STACK_ITEMS 256 /* queue items a query holds before it mallocs */
+
+/* Location of a handle: bits 0..25 position, bit 26 delta tree, 27..31 layer.
+ * GI_NOWHERE would be layer 31, delta, position 2^26 - 1, which no tree
+ * reaches because a tree holds at most GEO_MAX_LAYER_ENTRIES = 2^26 - 2. */
+#define GI_POS_BITS 26
+#define GI_POS_MASK ((1u << GI_POS_BITS) - 1)
+#define GI_LOC_DELTA (1u << GI_POS_BITS)
+#define GI_LOC_LAYER_SHIFT 27
+
+struct gi_entry {
+    double lat_deg, lon_deg; /* the WGS84 point as given */
+    float unit[3];           /* geo_point_to_unit(), rounded to float */
+    uint32_t handle;         /* GI_DEAD for a tombstone */
+};
+
+struct gi_box {
+    float lo[3], hi[3]; /* bounds of the unit vectors below this node */
+};
+
+/* A packed tree: entries in curve order, boxes of every level, leaves first. */
+struct gi_tree {
+    struct gi_entry *entries;
+    uint32_t n;         /* entries, tombstones included */
+    uint32_t cap;       /* allocated entries */
+    struct gi_box *boxes;
+    uint32_t box_cap;   /* allocated boxes */
+    uint32_t n_levels;  /* 0 for an empty tree; the last level is the root */
+    uint32_t level_start[GI_MAX_LEVELS + 1]; /* boxes of level l: [start[l], start[l+1]) */
+};
+
+struct gi_layer {
+    struct gi_tree main;  /* built in bulk; removed entries are tombstones */
+    struct gi_tree delta; /* recent puts, sorted in place, no tombstones */
+    uint32_t n_dead;      /* tombstones in main */
+};
+
+struct geo_index {
+    struct gi_layer layers[GEO_MAX_LAYERS];
+    uint32_t *where;  /* handle -> location, GI_NOWHERE when absent */
+    size_t where_len; /* handles the table covers */
+    size_t count;     /* live entries */
+};
+
+/* ---- Curve keys and sorting --------------------------------------------- */
+
+static uint32_t grid_coord(double v, double lo, double span) {
+    double f = (v - lo) * (4294967296.0 / span);
+    if (!(f > 0.0)) {
+        return 0;
+    }
+    return f >= 4294967295.0 ? UINT32_MAX : (uint32_t)f;
+}
+
+/* Position of (lon, lat) along a Hilbert curve over the 2^32 x 2^32 grid.
+ * Locality only matters for speed; any order would give correct answers. */
+static uint64_t hilbert_key(double lat_deg, double lon_deg) {
+    uint32_t x = grid_coord(lon_deg, -180.0, 360.0);
+    uint32_t y = grid_coord(lat_deg, -90.0, 180.0);
+    uint64_t d = 0;
+    for (int bit = 31; bit >= 0; bit--) {
+        uint32_t rx = (x >> bit) & 1u;
+        uint32_t ry = (y >> bit) & 1u;
+        d |= (uint64_t)((3u * rx) ^ ry) << (2 * bit);
+        if (ry == 0) {
+            if (rx == 1) {
+                x = ~x;
+                y = ~y;
+            }
+            uint32_t t = x;
+            x = y;
+            y = t;
+        }
+    }
+    return d;
+}
+
+struct gi_keyed {
+    uint64_t key;
+    uint32_t idx;
+};
+
+/* LSD radix sort of a[0..n-1] by key, 8 bits a pass, skipping the passes in
+ * which every key has the same byte (the high ones, for data in one city). */
+static void radix_sort(struct gi_keyed *a, struct gi_keyed *tmp, size_t n) {
+    size_t count[8][256];
+    memset(count, 0, sizeof count);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t k = a[i].key;
+        for (int p = 0; p < 8; p++) {
+            count[p][(k >> (8 * p)) & 255]++;
+        }
+    }
+    struct gi_keyed *src = a, *dst = tmp;
+    for (int p = 0; p < 8; p++) {
+        size_t *c = count[p];
+        if (n == 0 || c[(src[0].key >> (8 * p)) & 255] == n) {
+            continue;
+        }
+        size_t sum = 0;
+        for (int b = 0; b < 256; b++) {
+            size_t t = c[b];
+            c[b] = sum;
+            sum += t;
+        }
+        for (size_t i = 0; i < n; i++) {
+            dst[c[(src[i].key >> (8 * p)) & 255]++] = src[i];
+        }
+        struct gi_keyed *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != a) {
+        memcpy(a, src, n * sizeof *a);
+    }
+}
+
+/* ---- Packed trees --------------------------------------------------------- */
+
+static struct gi_entry entry_make(uint32_t handle, struct geo_point where) {
+    double u[3];
+    geo_point_to_unit(where, u);
+    struct gi_entry e = {
+        .lat_deg = where.lat_deg,
+        .lon_deg = where.lon_deg,
+        .unit = {(float)u[0], (float)u[1], (float)u[2]},
+        .handle = handle,
+    };
+    return e;
+}
+
+/* Boxes a tree of n entries needs, all levels. */
+static size_t boxes_for(size_t n) {
+    size_t total = 0;
+    while (n > 1 || total == 0) {
+        if (n == 0) {
+            return 0;
+        }
+        n = (n + GI_NODE_SIZE - 1) / GI_NODE_SIZE;
+        total += n;
+    }
+    return total;
+}
+
+static void box_of_entries(struct gi_box *b, const struct gi_entry *e, size_t n) {
+    for (int i = 0; i < 3; i++) {
+        b->lo[i] = b->hi[i] = e[0].unit[i];
+    }
+    for (size_t j = 1; j < n; j++) {
+        for (int i = 0; i < 3; i++) {
+            b->lo[i] = fminf(b->lo[i], e[j].unit[i]);
+            b->hi[i] = fmaxf(b->hi[i], e[j].unit[i]);
+        }
+    }
+}
+
+static void box_of_boxes(struct gi_box *b, const struct gi_box *c, size_t n) {
+    *b = c[0];
+    for (size_t j = 1; j < n; j++) {
+        for (int i = 0; i < 3; i++) {
+            b->lo[i] = fminf(b->lo[i], c[j].lo[i]);
+            b->hi[i] = fmaxf(b->hi[i], c[j].hi[i]);
+        }
+    }
+}
+
+/* Recomputes every box of t from its entries; t->box_cap must suffice. */
+static void tree_link(struct gi_tree *t) {
+    t->n_levels = 0;
+    if (t->n == 0) {
+        return;
+    }
+    uint32_t count = (t->n + GI_NODE_SIZE - 1) / GI_NODE_SIZE;
+    t->level_start[0] = 0;
+    for (uint32_t j = 0; j < count; j++) {
+        uint32_t first = j * GI_NODE_SIZE;
+        uint32_t m = t->n - first < GI_NODE_SIZE ? t->n - first : GI_NODE_SIZE;
+        box_of_entries(&t->boxes[j], &t->entries[first], m);
+    }
+    t->n_levels = 1;
+    t->level_start[1] = count;
+    while (count > 1) {
+        uint32_t below = t->level_start[t->n_levels - 1];
+        uint32_t start = t->level_start[t->n_levels];
+        uint32_t up = (count + GI_NODE_SIZE - 1) / GI_NODE_SIZE;
+        for (uint32_t j = 0; j < up; j++) {
+            uint32_t first = j * GI_NODE_SIZE;
+            uint32_t m = count - first < GI_NODE_SIZE ? count - first : GI_NODE_SIZE;
+            box_of_boxes(&t->boxes[start + j], &t->boxes[below + first], m);
+        }
+        count = up;
+        t->n_levels++;
+        t->level_start[t->n_levels] = start + up;
+    }
+}
+
+/* Makes room for n entries and their boxes. Changes nothing on failure. */
+static int tree_reserve(struct gi_tree *t, size_t n) {
+    if (n > GEO_MAX_LAYER_ENTRIES) {
+        return GEO_ERR_NOMEM;
+    }
+    if (n > t->cap) {
+        size_t cap = t->cap < 16 ? 16 : t->cap + t->cap / 2;
+        cap = cap < n ? n : cap;
+        cap = cap > GEO_MAX_LAYER_ENTRIES ? GEO_MAX_LAYER_ENTRIES : cap;
+        struct gi_entry *e = realloc(t->entries, cap * sizeof *e);
+        if (e == NULL) {
+            return GEO_ERR_NOMEM;
+        }
+        t->entries = e;
+        t->cap = (uint32_t)cap;
+    }
+    size_t nb = boxes_for(n);
+    if (nb > t->box_cap) {
+        size_t cap = boxes_for(t->cap);
+        struct gi_box *b = realloc(t->boxes, cap * sizeof *b);
+        if (b == NULL) {
+            return GEO_ERR_NOMEM;
+        }
+        t->boxes = b;
+        t->box_cap = (uint32_t)cap;
+    }
+    return GEO_OK;
+}
+
+static void tree_clear(struct gi_tree *t) {
+    free(t->entries);
+    free(t->boxes);
+    memset(t, 0, sizeof *t);
+}
+
+/* Builds *out (empty on entry) from src[0..n-1], in curve order. src is read,
+ * not kept. Returns 0 or GEO_ERR_NOMEM, leaving *out empty. */
+static int tree_make(struct gi_tree *out, const struct gi_entry *src, size_t n) {
+    int rc = GEO_ERR_NOMEM;
+    struct gi_keyed *keyed = malloc((n ? n : 1) * sizeof *keyed);
+    struct gi_keyed *tmp = malloc((n ? n : 1) * sizeof *tmp);
+    if (keyed == NULL || tmp == NULL || tree_reserve(out, n) != GEO_OK) {
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        keyed[i].key = hilbert_key(src[i].lat_deg, src[i].lon_deg);
+        keyed[i].idx = (uint32_t)i;
+    }
+    radix_sort(keyed, tmp, n);
+    for (size_t i = 0; i < n; i++) {
+        out->entries[i] = src[keyed[i].idx];
+    }
+    out->n = (uint32_t)n;
+    tree_link(out);
+    rc = GEO_OK;
+done:
+    if (rc != GEO_OK) {
+        tree_clear(out);
+    }
+    free(tmp);
+    free(keyed);
+    return rc;
+}
+
+/* ---- Locations and updates ------------------------------------------------ */
+
+static uint32_t loc_make(unsigned layer, bool delta, uint32_t pos) {
+    return (uint32_t)layer << GI_LOC_LAYER_SHIFT | (delta ? GI_LOC_DELTA : 0) | pos;
+}
+
+/* Points the handles of t's entries from `first` on at their positions. */
+static void tree_relocate(struct geo_index *ix, unsigned layer, bool delta, uint32_t first) {
+    struct gi_tree *t = delta ? &ix->layers[layer].delta : &ix->layers[layer].main;
+    for (uint32_t i = first; i < t->n; i++) {
+        if (t->entries[i].handle != GI_DEAD) {
+            ix->where[t->entries[i].handle] = loc_make(layer, delta, i);
+        }
+    }
+}
+
+static size_t layer_live(const struct gi_layer *l) {
+    return (size_t)l->main.n - l->n_dead + l->delta.n;
+}
+
+/* Merges the delta and drops the tombstones of `layer` into a new main tree.
+ * On GEO_ERR_NOMEM nothing changes (the layer just stays slower). */
+static int layer_rebuild(struct geo_index *ix, unsigned layer) {
+    struct gi_layer *l = &ix->layers[layer];
+    size_t n = layer_live(l);
+    struct gi_entry *live = malloc((n ? n : 1) * sizeof *live);
+    if (live == NULL) {
+        return GEO_ERR_NOMEM;
+    }
+    size_t m = 0;
+    for (uint32_t i = 0; i < l->main.n; i++) {
+        if (l->main.entries[i].handle != GI_DEAD) {
+            live[m++] = l->main.entries[i];
+        }
+    }
+    if (l->delta.n > 0) {
+        memcpy(&live[m], l->delta.entries, l->delta.n * sizeof *live);
+    }
+    struct gi_tree fresh = {0};
+    int rc = tree_make(&fresh, live, n);
+    free(live);
+    if (rc != GEO_OK) {
+        return rc;
+    }
+    tree_clear(&l->main);
+    l->main = fresh;
+    l->n_dead = 0;
+    l->delta.n = 0;
+    tree_link(&l->delta);
+    tree_relocate(ix, layer, false, 0);
+    return GEO_OK;
+}
+
+static void layer_maybe_rebuild(struct geo_index *ix, unsigned layer) {
+    struct gi_layer *l = &ix->layers[layer];
+    size_t limit = layer_live(l) >> GI_DELTA_SHIFT;
+    limit = limit < GI_DELTA_MIN ? GI_DELTA_MIN : limit;
+    if ((size_t)l->delta.n + l->n_dead > limit) {
+        (void)layer_rebuild(ix, layer); /* on failure, retried at the next write */
+    }
+}
+
+/* Takes the entry at `loc` out of its tree; the handle's location is left to
+ * the caller. Cannot fail. */
+static void detach(struct geo_index *ix, uint32_t loc) {
+    unsigned layer = loc >> GI_LOC_LAYER_SHIFT;
+    uint32_t pos = loc & GI_POS_MASK;
+    struct gi_layer *l = &ix->layers[layer];
+    if (!(loc & GI_LOC_DELTA)) {
+        l->main.entries[pos].handle = GI_DEAD;
+        l->n_dead++;
+        return;
+    }
+    struct gi_tree *t = &l->delta;
+    memmove(&t->entries[pos], &t->entries[pos + 1], (t->n - pos - 1) * sizeof *t->entries);
+    t->n--;
+    tree_relocate(ix, layer, true, pos);
+    tree_link(t);
+}
+
+/* Inserts e into the delta of `layer` at its curve position; room must have
+ * been reserved. */
+static void delta_insert(struct geo_index *ix, unsigned layer, struct gi_entry e) {
+    struct gi_tree *t = &ix->layers[layer].delta;
+    uint64_t key = hilbert_key(e.lat_deg, e.lon_deg);
+    uint32_t lo = 0, hi = t->n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (hilbert_key(t->entries[mid].lat_deg, t->entries[mid].lon_deg) <= key) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    memmove(&t->entries[lo + 1], &t->entries[lo], (t->n - lo) * sizeof *t->entries);
+    t->entries[lo] = e;
+    t->n++;
+    tree_relocate(ix, layer, true, lo);
+    tree_link(t);
+}
+
+/* Makes the location table cover `handle`. Changes nothing on failure. */
+static int where_cover(struct geo_index *ix, uint32_t handle) {
+    if (handle < ix->where_len) {
+        return GEO_OK;
+    }
+    size_t len = ix->where_len + ix->where_len / 4 + 16;
+    len = len <= handle ? (size_t)handle + 1 : len;
+    len = len > (size_t)GEO_MAX_HANDLE + 1 ? (size_t)GEO_MAX_HANDLE + 1 : len;
+    uint32_t *w = realloc(ix->where, len * sizeof *w);
+    if (w == NULL) {
+        return GEO_ERR_NOMEM;
+    }
+    memset(&w[ix->where_len], 0xff, (len - ix->where_len) * sizeof *w);
+    ix->where = w;
+    ix->where_len = len;
+    return GEO_OK;
+}
+
+/* ---- Life cycle and updates ---------------------------------------------- */
+
+struct geo_index *geo_index_new(void) {
+    return calloc(1, sizeof(struct geo_index));
+}
+
+static void layers_clear(struct gi_layer *layers) {
+    for (int i = 0; i < GEO_MAX_LAYERS; i++) {
+        tree_clear(&layers[i].main);
+        tree_clear(&layers[i].delta);
+        layers[i].n_dead = 0;
+    }
+}
+
+void geo_index_free(struct geo_index *ix) {
+    if (ix == NULL) {
+        return;
+    }
+    layers_clear(ix->layers);
+    free(ix->where);
+    free(ix);
+}
+
+int geo_index_build(struct geo_index *ix, const struct geo_entry *entries, size_t n) {
+    if (ix == NULL || (entries == NULL && n > 0)) {
+        return GEO_ERR_ARG;
+    }
+    int rc = GEO_ERR_ARG;
+    size_t per_layer[GEO_MAX_LAYERS] = {0};
+    uint32_t max_handle = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct geo_entry *e = &entries[i];
+        if (e->layer >= GEO_MAX_LAYERS || e->handle > GEO_MAX_HANDLE ||
+            !geo_point_is_valid(e->where)) {
+            return GEO_ERR_ARG;
+        }
+        per_layer[e->layer]++;
+        max_handle = e->handle > max_handle ? e->handle : max_handle;
+    }
+    for (int l = 0; l < GEO_MAX_LAYERS; l++) {
+        if (per_layer[l] > GEO_MAX_LAYER_ENTRIES) {
+            return GEO_ERR_NOMEM;
+        }
+    }
+
+    struct gi_layer fresh[GEO_MAX_LAYERS];
+    memset(fresh, 0, sizeof fresh);
+    struct gi_entry *staged[GEO_MAX_LAYERS] = {0};
+    size_t where_len = n > 0 ? (size_t)max_handle + 1 : 0;
+    uint32_t *where = malloc((where_len ? where_len : 1) * sizeof *where);
+    if (where == NULL) {
+        rc = GEO_ERR_NOMEM;
+        goto done;
+    }
+    memset(where, 0xff, where_len * sizeof *where);
+    for (size_t i = 0; i < n; i++) {
+        if (where[entries[i].handle] != GI_NOWHERE) {
+            rc = GEO_ERR_ARG; /* duplicate handle */
+            goto done;
+        }
+        where[entries[i].handle] = 0;
+    }
+
+    /* Stage each layer's entries, then sort and link them. */
+    size_t filled[GEO_MAX_LAYERS] = {0};
+    for (int l = 0; l < GEO_MAX_LAYERS; l++) {
+        if (per_layer[l] > 0 && (staged[l] = malloc(per_layer[l] * sizeof **staged)) == NULL) {
+            rc = GEO_ERR_NOMEM;
+            goto done;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned l = entries[i].layer;
+        staged[l][filled[l]++] = entry_make(entries[i].handle, entries[i].where);
+    }
+    for (int l = 0; l < GEO_MAX_LAYERS; l++) {
+        if (per_layer[l] == 0) {
+            continue;
+        }
+        if (tree_make(&fresh[l].main, staged[l], per_layer[l]) != GEO_OK) {
+            rc = GEO_ERR_NOMEM;
+            goto done;
+        }
+        free(staged[l]);
+        staged[l] = NULL;
+    }
+
+    /* Nothing can fail any more: swap the new content in. */
+    layers_clear(ix->layers);
+    memcpy(ix->layers, fresh, sizeof fresh);
+    memset(fresh, 0, sizeof fresh);
+    free(ix->where);
+    ix->where = where;
+    ix->where_len = where_len;
+    where = NULL;
+    ix->count = n;
+    for (unsigned l = 0; l < GEO_MAX_LAYERS; l++) {
+        tree_relocate(ix, l, false, 0);
+    }
+    rc = GEO_OK;
+done:
+    for (int l = 0; l < GEO_MAX_LAYERS; l++) {
+        free(staged[l]);
+    }
+    layers_clear(fresh);
+    free(where);
+    return rc;
+}
+
+int geo_index_put(struct geo_index *ix, uint32_t handle, uint8_t layer, struct geo_point where) {
+    if (ix == NULL || handle > GEO_MAX_HANDLE || layer >= GEO_MAX_LAYERS ||
+        !geo_point_is_valid(where)) {
+        return GEO_ERR_ARG;
+    }
+    struct gi_layer *l = &ix->layers[layer];
+    if (where_cover(ix, handle) != GEO_OK || tree_reserve(&l->delta, l->delta.n + 1) != GEO_OK) {
+        return GEO_ERR_NOMEM;
+    }
+    uint32_t loc = ix->where[handle];
+    if (loc != GI_NOWHERE) {
+        detach(ix, loc);
+    } else {
+        ix->count++;
+    }
+    delta_insert(ix, layer, entry_make(handle, where));
+    if (loc != GI_NOWHERE && loc >> GI_LOC_LAYER_SHIFT != layer) {
+        layer_maybe_rebuild(ix, loc >> GI_LOC_LAYER_SHIFT);
+    }
+    layer_maybe_rebuild(ix, layer);
+    return GEO_OK;
+}
+
+int geo_index_remove(struct geo_index *ix, uint32_t handle) {
+    if (ix == NULL || handle >= ix->where_len || ix->where[handle] == GI_NOWHERE) {
+        return GEO_ERR_NOTFOUND;
+    }
+    uint32_t loc = ix->where[handle];
+    detach(ix, loc);
+    ix->where[handle] = GI_NOWHERE;
+    ix->count--;
+    layer_maybe_rebuild(ix, loc >> GI_LOC_LAYER_SHIFT);
+    return GEO_OK;
+}
+
+size_t geo_index_count(const struct geo_index *ix) {
+    return ix == NULL ? 0 : ix->count;
+}
+
+size_t geo_index_memory_bytes(const struct geo_index *ix) {
+    if (ix == NULL) {
+        return 0;
+    }
+    size_t bytes = sizeof *ix + ix->where_len * sizeof *ix->where;
+    for (int l = 0; l < GEO_MAX_LAYERS; l++) {
+        const struct gi_tree *trees[2] = {&ix->layers[l].main, &ix->layers[l].delta};
+        for (int t = 0; t < 2; t++) {
+            bytes += (size_t)trees[t]->cap * sizeof(struct gi_entry) +
+                     (size_t)trees[t]->box_cap * sizeof(struct gi_box);
+        }
+    }
+    return bytes;
+}
+
+/* ---- Search ------------------------------------------------------------- */
+
+/* A queue item's tag. Exact entries: bit 63 and the handle in bits 0..31, so
+ * that at equal keys they come after everything else and in handle order.
+ * Others: bits 0..31 the index (of a node within its level, or of an entry),
+ * 32..35 the level, bit 36 set for an entry, bit 37 for the delta tree, and
+ * 38..42 the layer. */
+#define TAG_EXACT (1ull << 63)
+#define TAG_ENTRY (1ull << 36)
+#define TAG_DELTA (1ull << 37)
+#define TAG_LEVEL_SHIFT 32
+#define TAG_LAYER_SHIFT 38
+
+struct gi_item {
+    double key_m; /* lower bound, or the exact distance when TAG_EXACT */
+    uint64_t tag;
+};
+
+struct gi_search {
+    const struct geo_index *ix;
+    const struct geo_query *q;
+    double unit[3];            /* the query's unit vector */
+    struct geo_ecef_point from; /* the query point, converted once */
+    struct gi_item *heap;
+    size_t n, cap;
+    bool heap_owned;           /* heap was malloc'd, not the stack buffer */
+};
+
+static inline bool item_less(const struct gi_item *a, const struct gi_item *b) {
+    return a->key_m < b->key_m || (a->key_m == b->key_m && a->tag < b->tag);
+}
+
+static int heap_push(struct gi_search *s, double key_m, uint64_t tag) {
+    if (s->n == s->cap) {
+        size_t cap = s->cap * 2;
+        struct gi_item *h = s->heap_owned ? realloc(s->heap, cap * sizeof *h)
+                                          : malloc(cap * sizeof *h);
+        if (h == NULL) {
+            return GEO_ERR_NOMEM;
+        }
+        if (!s->heap_owned) {
+            memcpy(h, s->heap, s->n * sizeof *h);
+        }
+        s->heap = h;
+        s->cap = cap;
+        s->heap_owned = true;
+    }
+    struct gi_item it = {key_m, tag};
+    size_t i = s->n++;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!item_less(&it, &s->heap[parent])) {
+            break;
+        }
+        s->heap[i] = s->heap[parent];
+        i = parent;
+    }
+    s->heap[i] = it;
+    return GEO_OK;
+}
+
+static struct gi_item heap_pop(struct gi_search *s) {
+    struct gi_item top = s->heap[0];
+    struct gi_item last = s->heap[--s->n];
+    size_t i = 0;
+    for (;;) {
+        size_t child = 2 * i + 1;
+        if (child >= s->n) {
+            break;
+        }
+        if (child + 1 < s->n && item_less(&s->heap[child + 1], &s->heap[child])) {
+            child++;
+        }
+        if (!item_less(&s->heap[child], &last)) {
+            break;
+        }
+        s->heap[i] = s->heap[child];
+        i = child;
+    }
+    if (s->n > 0) {
+        s->heap[i] = last;
+    }
+    return top;
+}
+
+/* The safe lower bound, in metres, for a chord (on the unit sphere) that is
+ * at least `chord` up to the float rounding of stored unit vectors. */
+static inline double bound_m(double chord) {
+    double lb = GEO_MIN_RADIUS_M * (chord - GI_UNIT_EPS) - GI_DISTANCE_SLACK_M;
+    return lb > 0.0 ? lb : 0.0;
+}
+
+static inline double box_bound_m(const double q[3], const struct gi_box *b) {
+    double d2 = 0.0;
+    for (int i = 0; i < 3; i++) {
+        double lo = b->lo[i], hi = b->hi[i];
+        double d = q[i] < lo ? lo - q[i] : (q[i] > hi ? q[i] - hi : 0.0);
+        d2 += d * d;
+    }
+    return bound_m(sqrt(d2));
+}
+
+static inline double entry_bound_m(const double q[3], const struct gi_entry *e) {
+    double dx = (double)e->unit[0] - q[0];
+    double dy = (double)e->unit[1] - q[1];
+    double dz = (double)e->unit[2] - q[2];
+    return bound_m(sqrt(dx * dx + dy * dy + dz * dz));
+}
+
+/* Queues the children of node j at `level` of tree t: boxes, or for a leaf
+ * the live entries that pass the filter. */
+static int expand(struct gi_search *s, const struct gi_tree *t, uint64_t tree_tag,
+                  unsigned level, uint32_t j) {
+    const struct geo_query *q = s->q;
+    uint32_t first = j * GI_NODE_SIZE;
+    if (level == 0) {
+        uint32_t end = t->n - first < GI_NODE_SIZE ? t->n : first + GI_NODE_SIZE;
+        for (uint32_t i = first; i < end; i++) {
+            const struct gi_entry *e = &t->entries[i];
+            if (e->handle == GI_DEAD || (q->filter && !q->filter(e->handle, q->filter_ctx))) {
+                continue;
+            }
+            double key_m = entry_bound_m(s->unit, e);
+            if (key_m <= q->max_distance_m &&
+                heap_push(s, key_m, tree_tag | TAG_ENTRY | i) != GEO_OK) {
+                return GEO_ERR_NOMEM;
+            }
+        }
+        return GEO_OK;
+    }
+    uint32_t below = t->level_start[level - 1];
+    uint32_t count = t->level_start[level] - below;
+    uint32_t end = count - first < GI_NODE_SIZE ? count : first + GI_NODE_SIZE;
+    uint64_t level_tag = tree_tag | (uint64_t)(level - 1) << TAG_LEVEL_SHIFT;
+    for (uint32_t c = first; c < end; c++) {
+        double key_m = box_bound_m(s->unit, &t->boxes[below + c]);
+        if (key_m <= q->max_distance_m && heap_push(s, key_m, level_tag | c) != GEO_OK) {
+            return GEO_ERR_NOMEM;
+        }
+    }
+    return GEO_OK;
+}
+
+static const struct gi_tree *tag_tree(const struct geo_index *ix, uint64_t tag) {
+    const struct gi_layer *l = &ix->layers[(tag >> TAG_LAYER_SHIFT) & 31];
+    return (tag & TAG_DELTA) ? &l->delta : &l->main;
+}
+
+int geo_index_nearest(const struct geo_index *ix, const struct geo_query *q,
+                      struct geo_hit *out, size_t *n_out) {
+    if (ix == NULL || q == NULL || out == NULL || n_out == NULL || q->k == 0 ||
+        q->k > GEO_MAX_K || !geo_point_is_valid(q->from) || !(q->max_distance_m >= 0.0)) {
+        return GEO_ERR_ARG;
+    }
+    struct gi_item stack_items[GI_STACK_ITEMS];
+    struct gi_search s = {.ix = ix, .q = q, .heap = stack_items, .cap = GI_STACK_ITEMS};
+    geo_point_to_unit(q->from, s.unit);
+    geo_ecef_point_init(&s.from, q->from);
+    size_t found = 0;
+    int rc = GEO_OK;
+
+    for (unsigned layer = 0; layer < GEO_MAX_LAYERS; layer++) {
+        if (!(q->layer_mask >> layer & 1u)) {
+            continue;
+        }
+        for (int d = 0; d < 2; d++) {
+            const struct gi_tree *t = d ? &ix->layers[layer].delta : &ix->layers[layer].main;
+            if (t->n_levels == 0) {
+                continue;
+            }
+            unsigned root_level = t->n_levels - 1;
+            double key_m = box_bound_m(s.unit, &t->boxes[t->level_start[root_level]]);
+            uint64_t tag = (uint64_t)layer << TAG_LAYER_SHIFT | (d ? TAG_DELTA : 0) |
+                           (uint64_t)root_level << TAG_LEVEL_SHIFT;
+            if (key_m <= q->max_distance_m && (rc = heap_push(&s, key_m, tag)) != GEO_OK) {
+                goto done;
+            }
+        }
+    }
+
+    while (s.n > 0 && found < q->k) {
+        struct gi_item it = heap_pop(&s);
+        if (it.tag & TAG_EXACT) {
+            out[found].handle = (uint32_t)it.tag;
+            out[found].distance_m = it.key_m;
+            found++;
+            continue;
+        }
+        const struct gi_tree *t = tag_tree(ix, it.tag);
+        uint32_t index = (uint32_t)it.tag;
+        if (it.tag & TAG_ENTRY) {
+            const struct gi_entry *e = &t->entries[index];
+            struct geo_ecef_point p;
+            geo_ecef_point_init(&p, (struct geo_point){e->lat_deg, e->lon_deg});
+            double d_m = geo_distance_ecef_m(&s.from, &p);
+            if (d_m <= q->max_distance_m &&
+                (rc = heap_push(&s, d_m, TAG_EXACT | e->handle)) != GEO_OK) {
+                goto done;
+            }
+            continue;
+        }
+        unsigned level = (unsigned)(it.tag >> TAG_LEVEL_SHIFT) & 15u;
+        uint64_t tree_tag = it.tag & ((31ull << TAG_LAYER_SHIFT) | TAG_DELTA);
+        if ((rc = expand(&s, t, tree_tag, level, index)) != GEO_OK) {
+            goto done;
+        }
+    }
+done:
+    if (s.heap_owned) {
+        free(s.heap);
+    }
+    *n_out = rc == GEO_OK ? found : 0;
+    return rc;
+}
