@@ -672,6 +672,85 @@ static void test_reply_echo_cuts_at_a_character_boundary(void **state) {
     assert_memory_equal(out, text, n - 3);
 }
 
+/* Checks that `got` is exactly one well-formed answer: "OK n" and n lines
+ * without control characters other than tabs, or one ERR line with a code
+ * from errors.def. */
+static void assert_one_answer(const char *request, const char *got) {
+    if (strncmp(got, "ERR ", 4) == 0) {
+        const char *nl = strchr(got, '\n');
+        bool known = false;
+        for (int code = -1; code >= -CMD_ERR_COUNT; code--) {
+            size_t n = strlen(cmd_err_word(code));
+            known |= strncmp(got + 4, cmd_err_word(code), n) == 0 && got[4 + n] == ' ';
+        }
+        if (!known || !nl || nl[1] != '\0' || strlen(got) > REPLY_MAX_ERR_BYTES) {
+            fail_msg("\"%s\": malformed ERR answer \"%s\"", request, got);
+        }
+        return;
+    }
+    char *end = NULL;
+    if (strncmp(got, "OK ", 3) != 0) {
+        fail_msg("\"%s\": answer \"%s\" is neither OK nor ERR", request, got);
+    }
+    unsigned long n = strtoul(got + 3, &end, 10);
+    if (*end != '\n') {
+        fail_msg("\"%s\": bad OK line in \"%s\"", request, got);
+    }
+    const char *p = end + 1;
+    for (unsigned long i = 0; i < n; i++) {
+        const char *nl = strchr(p, '\n');
+        if (!nl) {
+            fail_msg("\"%s\": %lu records announced, %lu sent", request, n, i);
+        }
+        for (const char *q = p; q < nl; q++) {
+            if ((unsigned char)*q < 0x20 && *q != '\t') {
+                fail_msg("\"%s\": control character in a record", request);
+            }
+        }
+        p = nl + 1;
+    }
+    if (*p != '\0') {
+        fail_msg("\"%s\": bytes after the announced records: \"%s\"", request, p);
+    }
+}
+
+static void test_random_requests_get_exactly_one_answer(void **state) {
+    (void)state;
+    static const char *const words[] = {
+        "NEAREST", "nearest", "RADIUS", "GET", "CATEGORIES", "CRS", "FORMAT", "HELP", "STATS",
+        "PING", "QUIT", "K", "k", "MAXDIST", "LIMIT", "school", "*", "parking", "zoo", "36.2",
+        "120.4", "-91", "1e3", "0x1p3", "nan", "inf", "5", "0", "1001", "\"quoted word\"",
+        "\"", "\\", "gcj02", "json", "text", "f-0001", "\t", "\r", "\x01", "李沧", "",
+    };
+    size_t n_words = sizeof words / sizeof words[0];
+    for (int round = 0; round < 5000; round++) {
+        char request[512] = "";
+        size_t n = rng_next() % 9;
+        for (size_t i = 0; i < n; i++) {
+            strcat(request, words[rng_next() % n_words]);
+            strcat(request, rng_next() % 5 ? " " : "  ");
+        }
+        char *got = run(request);
+        bool blank = strspn(request, " \t") == strlen(request);
+        if (blank) {
+            assert_string_equal(got, "");
+        } else if (fx->session.format == REPLY_TEXT) {
+            assert_one_answer(request, got);
+        } else {
+            /* A JSON format was switched on: one line of valid JSON. */
+            size_t len = strlen(got);
+            assert_true(len > 0 && got[len - 1] == '\n' && strchr(got, '\n') == got + len - 1);
+            json_t *doc = json_loads(got, 0, NULL);
+            assert_non_null(doc);
+            json_decref(doc);
+        }
+        free(got);
+        if (rng_next() % 50 == 0) {
+            cmd_session_init(&fx->session); /* back to text and WGS84 now and then */
+        }
+    }
+}
+
 /* ---- Catalogue -------------------------------------------------------------------- */
 
 static void test_catalog_put_and_remove_agree_with_a_plain_array(void **state) {
@@ -902,6 +981,7 @@ int main(void) {
         T(test_errors_have_exact_lines),
         T(test_echoed_text_is_one_capped_line),
         T(test_reply_echo_cuts_at_a_character_boundary),
+        T(test_random_requests_get_exactly_one_answer),
         T(test_catalog_put_and_remove_agree_with_a_plain_array),
         T(test_put_and_del_are_durable_and_visible_to_queries),
         T(test_one_group_applies_its_writes_in_order),
