@@ -21,7 +21,7 @@
 
 enum proto_status {
     PROTO_MORE = 0,         /* no whole line yet: feed more bytes */
-    PROTO_LINE = 1,         /* *line/*len hold one line */
+    PROTO_LINE = 1,         /* *line and *len hold one line */
     PROTO_ERR_LIMIT = -1,   /* a line exceeded the limit: sticky until reset */
     PROTO_ERR_NOMEM = -2,
     PROTO_ERR_SYNTAX = -3,  /* tokenizer: unbalanced quote, bad escape, too many tokens */
@@ -52,10 +52,26 @@ int proto_next(struct proto_reader *r, char **line, size_t *len);
 /* Forgets buffered bytes and any error. */
 void proto_reader_reset(struct proto_reader *r);
 
+/* Bytes held and not yet taken out as lines (whole lines and a partial one).
+ * After every whole line is taken out, this is at most max_line_bytes + 1. */
+size_t proto_reader_buffered(const struct proto_reader *r);
+
+/* Bytes allocated for the buffer; bounded by about twice
+ * max_line_bytes + 1 plus the largest single feed, when each feed is followed
+ * by taking out every whole line. */
+size_t proto_reader_capacity(const struct proto_reader *r);
+
 /* Splits line[0..len-1] in place into at most max_args tokens, storing
  * pointers into `line` in argv[] and their count in *argc. Quoted tokens are
  * unquoted in place. Returns 0, or PROTO_ERR_SYNTAX (unbalanced quote, bad
- * escape, more than max_args tokens); on error argv is unspecified. */
+ * escape, more than max_args tokens); on error argv is unspecified.
+ * Details: a quoted token starts with '"' at a token start and its closing
+ * '"' must be followed by a blank or the end of the line; a '"' inside a bare
+ * token is PROTO_ERR_SYNTAX; a backslash in a bare token is an ordinary byte;
+ * `""` is an empty token. line[len] is written (set to NUL), so `line` must
+ * hold len + 1 bytes, as lines from proto_next() do. A NUL byte inside the
+ * line is an ordinary token byte, so the C string of a token holding one ends
+ * there; it never ends the line or crashes the split. */
 int proto_split(char *line, size_t len, char **argv, size_t max_args, size_t *argc);
 
 #endif

@@ -1,0 +1,2 @@
+# Tests of the protocol library and the clients: no daemon needed except for it_cli.
+nearest_add_test(test_proto LIBS nearest_proto)
