@@ -893,12 +893,15 @@ int import_main(int argc, char **argv, FILE *errors)
         fprintf(errors, "nearest-import: %s: %s\n", db_path, store_errmsg(st));
         goto done;
     }
+    const char *stopped_at = NULL;
     for (int i = first_file; rc == 0 && i < argc; i++) {
         rc = import_file(st, argv[i], &opts, &stats);
+        stopped_at = argv[i];
     }
     if (rc != 0) {
         store_batch_rollback(st);
-        fprintf(errors, "nearest-import: stopped: %s; nothing imported\n", store_strerror(rc));
+        fprintf(errors, "nearest-import: stopped at %s: %s; nothing imported\n", stopped_at,
+                rc == STORE_ERR_ARG ? "the file is malformed" : store_strerror(rc));
         goto done;
     }
     if (stats.rejected > 0 && (!opts.keep_going || stats.accepted == 0)) {

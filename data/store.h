@@ -100,6 +100,17 @@ const char *store_strerror(int err);
  * that finds the file locked waits up to STORE_BUSY_TIMEOUT_MS, then fails
  * with STORE_ERR_BUSY. */
 
+/* Details of the calls above, settled by the implementation:
+ *  - store_facility_put() stores f->updated_unix when it is > 0 (an import
+ *    keeps the stamp it was given) and the current time otherwise. attrs_json
+ *    is stored re-serialised compactly, keys in their given order.
+ *  - store_facility_each() and the other walks may not write to the same
+ *    store from inside fn.
+ *  - store_create() loads the dataset with the importer (import.h); its error
+ *    message is the first bad record, as nearest-import would print it.
+ *  - store_open() of a file with no write permission bits is
+ *    STORE_ERR_READONLY even for root. */
+
 /* How long a statement waits for another process's write lock. */
 #define STORE_BUSY_TIMEOUT_MS 2000
 
