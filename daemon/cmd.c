@@ -387,7 +387,7 @@ void cmd_write_free(struct cmd_write *w) {
     }
 }
 
-/* Returns a write holding a deep copy of *src (NULL strings become ""), or
+/* Returns a write holding a deep copy of *src (NULL strings stay NULL), or
  * NULL when out of memory. */
 static struct cmd_write *write_new(enum cmd_write_kind kind, const struct store_facility *src) {
     struct cmd_write *w = calloc(1, sizeof *w);
@@ -401,22 +401,113 @@ static struct cmd_write *write_new(enum cmd_write_kind kind, const struct store_
     size_t n = sizeof fields / sizeof fields[0];
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
-        total += strlen(*fields[i] ? *fields[i] : "") + 1;
+        total += *fields[i] ? strlen(*fields[i]) + 1 : 0;
     }
-    w->text = malloc(total);
+    w->text = malloc(total + 1);
     if (!w->text) {
         free(w);
         return NULL;
     }
     char *p = w->text;
     for (size_t i = 0; i < n; i++) {
-        const char *v = *fields[i] ? *fields[i] : "";
-        size_t len = strlen(v) + 1;
-        memcpy(p, v, len);
-        *fields[i] = p;
-        p += len;
+        if (*fields[i]) {
+            size_t len = strlen(*fields[i]) + 1;
+            memcpy(p, *fields[i], len);
+            *fields[i] = p;
+            p += len;
+        }
     }
     return w;
+}
+
+/* SET's field names, in the order of set_fields_of(). */
+static const char *const set_field_names[] = {"NAME",  "SUBTYPE", "ADDRESS", "PHONE",
+                                              "HOURS", "ATTRS",   "CATEGORY", "LAT", "LON"};
+#define SET_N_STRINGS 6
+#define SET_N_FIELDS 9
+
+int cmd_handle_set(struct cmd_call *call) {
+    char echo_buf[REPLY_MAX_ECHO_BYTES + 1];
+    const char *value[SET_N_FIELDS] = {NULL};
+    if ((call->argc - 2) % 2 != 0) {
+        reply_err(call->out, CMD_ERR_SYNTAX, "field '%s' has no value (usage: %s)",
+                  ECHO(call->argv[call->argc - 1]), call->spec->usage);
+        return CMD_ERR_SYNTAX;
+    }
+    for (size_t a = 2; a < call->argc; a += 2) {
+        size_t i = 0;
+        while (i < SET_N_FIELDS && strcasecmp(set_field_names[i], call->argv[a]) != 0) {
+            i++;
+        }
+        if (i == SET_N_FIELDS) {
+            reply_err(call->out, CMD_ERR_SYNTAX, "unknown field '%s' (usage: %s)",
+                      ECHO(call->argv[a]), call->spec->usage);
+            return CMD_ERR_SYNTAX;
+        }
+        if (value[i]) {
+            reply_err(call->out, CMD_ERR_SYNTAX, "field %s given twice", set_field_names[i]);
+            return CMD_ERR_SYNTAX;
+        }
+        value[i] = call->argv[a + 1];
+    }
+    struct store_facility f = {.id = call->argv[1], .name = value[0], .subtype = value[1],
+                               .address = value[2], .phone = value[3], .hours = value[4],
+                               .attrs_json = value[5], .category = -1,
+                               .where = {NAN, NAN}};
+    if (value[6] && store_category_parse(value[6], &f.category) < 0) {
+        reply_err(call->out, CMD_ERR_UNKNOWN, "unknown category '%s' (see CATEGORIES)",
+                  ECHO(value[6]));
+        return CMD_ERR_UNKNOWN;
+    }
+    if (!value[7] != !value[8]) {
+        reply_err(call->out, CMD_ERR_SYNTAX, "LAT and LON are set together");
+        return CMD_ERR_SYNTAX;
+    }
+    if (value[7]) {
+        int ret = parse_position(call, value[7], value[8], &f.where);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    struct cmd_write *w = write_new(CMD_WRITE_SET, &f);
+    if (!w) {
+        reply_err(call->out, CMD_ERR_INTERNAL, "out of memory");
+        return CMD_ERR_INTERNAL;
+    }
+    call->session->pending = w;
+    return CMD_QUEUED;
+}
+
+/* store_facility_get() callback of SET: replaces the write's changes with
+ * the whole new record, the stored one with the changes applied. */
+static int set_merge(const struct store_facility *old, void *ctx) {
+    struct cmd_write *w = ctx;
+    struct store_facility merged = *old;
+    const char **mine[] = {&w->rec.name, &w->rec.subtype, &w->rec.address, &w->rec.phone,
+                           &w->rec.hours, &w->rec.attrs_json};
+    const char **theirs[] = {&merged.name, &merged.subtype, &merged.address, &merged.phone,
+                             &merged.hours, &merged.attrs_json};
+    for (int i = 0; i < SET_N_STRINGS; i++) {
+        if (*mine[i]) {
+            *theirs[i] = *mine[i];
+        }
+    }
+    if (w->rec.category >= 0) {
+        merged.category = w->rec.category;
+    }
+    if (!isnan(w->rec.where.lat_deg)) {
+        merged.where = w->rec.where;
+    }
+    merged.updated_unix = (int64_t)time(NULL);
+    struct cmd_write *copy = write_new(CMD_WRITE_SET, &merged);
+    if (!copy) {
+        return STORE_ERR_NOMEM;
+    }
+    free(w->text); /* the changes now live in the copy */
+    w->text = copy->text;
+    w->rec = copy->rec;
+    free(copy);
+    return 0;
 }
 
 static const char *const put_option_names[] = {"SUBTYPE", "ADDRESS", "PHONE", "HOURS", "ATTRS"};
@@ -493,8 +584,16 @@ int cmd_writes_run(struct store *st, struct cmd_write *list) {
     int ret = store_batch_begin(st);
     if (ret == 0) {
         for (struct cmd_write *w = list; w; w = w->next) {
-            w->result = w->kind == CMD_WRITE_PUT ? store_facility_put(st, &w->rec)
-                                                 : store_facility_delete(st, w->rec.id);
+            if (w->kind == CMD_WRITE_SET) {
+                /* Read, merge and write in the same transaction. */
+                w->result = store_facility_get(st, w->rec.id, set_merge, w);
+                if (w->result == 0) {
+                    w->result = store_facility_put(st, &w->rec);
+                }
+            } else {
+                w->result = w->kind == CMD_WRITE_PUT ? store_facility_put(st, &w->rec)
+                                                     : store_facility_delete(st, w->rec.id);
+            }
             if (w->result != 0) {
                 snprintf(w->message, sizeof w->message, "%s", store_errmsg(st));
             }
@@ -532,7 +631,7 @@ void cmd_write_finish(const struct cmd_env *env, const struct cmd_session *sessi
     char echo_buf[REPLY_MAX_ECHO_BYTES + 1];
     int code = 0;
     if (w->result == 0) {
-        if (w->kind == CMD_WRITE_PUT) {
+        if (w->kind != CMD_WRITE_DEL) {
             if (catalog_put(env->catalog, &w->rec) < 0) {
                 code = CMD_ERR_INTERNAL;
             }
@@ -556,6 +655,8 @@ void cmd_write_finish(const struct cmd_env *env, const struct cmd_session *sessi
         reply_err(out, code, "stored, but the catalogue is out of memory; restart the daemon");
     } else if (code == CMD_ERR_NOTFOUND) {
         reply_err(out, code, "no facility '%s'", ECHO(w->rec.id));
+    } else if (code == CMD_ERR_ARG) {
+        reply_err(out, code, "%s", w->message); /* "field: reason" */
     } else if (code < 0) {
         reply_err(out, code, "%s: %s", store_strerror(w->result), w->message);
     } else if (w->kind == CMD_WRITE_DEL) {

@@ -53,6 +53,7 @@ struct cmd_env {
 enum cmd_write_kind {
     CMD_WRITE_PUT = 0,            /* insert or replace rec */
     CMD_WRITE_DEL = 1,            /* delete rec.id */
+    CMD_WRITE_SET = 2,            /* change the fields of rec.id that are set in rec */
 };
 
 /* A validated write waiting for the group commit. Owned by whoever holds it:
@@ -60,7 +61,11 @@ enum cmd_write_kind {
  * cmd_write_free() after cmd_write_finish(). */
 struct cmd_write {
     enum cmd_write_kind kind;
-    struct store_facility rec;    /* DEL: only rec.id is set; strings point into text */
+    struct store_facility rec;    /* DEL: only rec.id is set; strings point into text.
+                                   * SET: the changes (NULL string, category -1 and
+                                   * NAN position mean unchanged) until
+                                   * cmd_writes_run() replaces them with the whole
+                                   * new record */
     char *text;                   /* owns every string of rec */
     int result;                   /* set by cmd_writes_run(): 0 or a store_err */
     char message[256];            /* the store's message when result != 0 */

@@ -849,6 +849,18 @@ static int count_in_store(const struct store_facility *f, void *ctx) {
     return 0;
 }
 
+struct kept {
+    char address[64];
+    char phone[64];
+};
+
+static int copy_address_phone(const struct store_facility *f, void *ctx) {
+    struct kept *keep = ctx;
+    snprintf(keep->address, sizeof keep->address, "%s", f->address);
+    snprintf(keep->phone, sizeof keep->phone, "%s", f->phone);
+    return 0;
+}
+
 static void test_put_and_del_are_durable_and_visible_to_queries(void **state) {
     (void)state;
     expect_write("PUT w-1 school 36.3 120.6 \"新 学校\" SUBTYPE primary "
@@ -894,6 +906,34 @@ static void test_one_group_applies_its_writes_in_order(void **state) {
     char *stats = run("STATS");
     assert_non_null(strstr(stats, want));
     free(stats);
+}
+
+static void test_set_changes_only_the_given_fields(void **state) {
+    (void)state;
+    expect_write("PUT w-6 school 36.3 120.6 orig ADDRESS \"1 Road\" PHONE 123",
+                 "OK 1\nw-6\tschool\torig\t36.300000\t120.600000\t-\n");
+    expect_write("SET w-6 name renamed",
+                 "OK 1\nw-6\tschool\trenamed\t36.300000\t120.600000\t-\n");
+    expect_write("set w-6 lat 36.31 LON 120.61 category parking",
+                 "OK 1\nw-6\tparking\trenamed\t36.310000\t120.610000\t-\n");
+    expect("NEAREST parking 36.31 120.61 K 1",
+           "OK 1\nw-6\tparking\trenamed\t36.310000\t120.610000\t0.0\n");
+    /* The fields SET did not name are still what PUT stored. */
+    struct kept keep = {"", ""};
+    assert_int_equal(store_facility_get(fx->store, "w-6", copy_address_phone, &keep), 0);
+    assert_string_equal(keep.address, "1 Road");
+    assert_string_equal(keep.phone, "123");
+    const char *bad_hours = "SET w-6 HOURS \"Mo-Xx 08:00-09:00\"";
+    char *got = run_group(1, &bad_hours);
+    assert_true(strncmp(got, "ERR ARG opening_hours: ", 23) == 0);
+    free(got);
+    expect_write("SET w-404 name x", "ERR NOTFOUND no facility 'w-404'\n");
+    expect("SET w-6 lat 36.3", "ERR SYNTAX LAT and LON are set together\n");
+    expect("SET w-6 name a NAME b", "ERR SYNTAX field NAME given twice\n");
+    expect("SET w-6 colour red", "ERR SYNTAX unknown field 'colour' (usage: SET <id> <field> "
+                                 "<value> [<field> <value> ...])\n");
+    expect("SET w-6 category zoo", "ERR UNKNOWN unknown category 'zoo' (see CATEGORIES)\n");
+    expect_write("DEL w-6", "OK 0\n");
 }
 
 static void test_put_refuses_bad_records_before_queueing(void **state) {
@@ -985,6 +1025,7 @@ int main(void) {
         T(test_catalog_put_and_remove_agree_with_a_plain_array),
         T(test_put_and_del_are_durable_and_visible_to_queries),
         T(test_one_group_applies_its_writes_in_order),
+        T(test_set_changes_only_the_given_fields),
         T(test_put_refuses_bad_records_before_queueing),
         T(test_protocol_md_error_table_matches_errors_def),
         T(test_protocol_md_shows_every_usage_line),
