@@ -1,0 +1,217 @@
+/* cli_table.c: the table, TSV and raw views of answers for the `nearest` CLI.
+ * Answers hold at most 1000 records, so the table is laid out in two passes
+ * over the reply (measure, then print) without copying anything. */
+#include "cli_table.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ---- Display width ---------------------------------------------------------- */
+
+struct cp_range {
+    unsigned long first, last;
+};
+
+/* Combining marks and zero-width format characters. */
+static const struct cp_range zero_width[] = {
+    {0x0300, 0x036F}, {0x0483, 0x0489}, {0x0591, 0x05BD}, {0x0610, 0x061A},
+    {0x064B, 0x065F}, {0x1AB0, 0x1AFF}, {0x1DC0, 0x1DFF}, {0x200B, 0x200F},
+    {0x202A, 0x202E}, {0x2060, 0x2064}, {0x20D0, 0x20FF}, {0xFE00, 0xFE0F},
+    {0xFE20, 0xFE2F}, {0xFEFF, 0xFEFF}, {0xE0100, 0xE01EF},
+};
+
+/* East Asian Wide and Fullwidth blocks (Unicode EastAsianWidth.txt W/F). */
+static const struct cp_range wide[] = {
+    {0x1100, 0x115F},   {0x231A, 0x231B},   {0x2329, 0x232A},   {0x2E80, 0x303E},
+    {0x3041, 0x33FF},   {0x3400, 0x4DBF},   {0x4E00, 0x9FFF},   {0xA000, 0xA4CF},
+    {0xA960, 0xA97F},   {0xAC00, 0xD7A3},   {0xF900, 0xFAFF},   {0xFE10, 0xFE19},
+    {0xFE30, 0xFE6F},   {0xFF00, 0xFF60},   {0xFFE0, 0xFFE6},   {0x1F300, 0x1F64F},
+    {0x1F900, 0x1F9FF}, {0x20000, 0x2FFFD}, {0x30000, 0x3FFFD},
+};
+
+static bool in_ranges(unsigned long cp, const struct cp_range *r, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        if (cp >= r[i].first && cp <= r[i].last) {
+            return true;
+        }
+    }
+    return false;
+}
+
+int cli_codepoint_width(unsigned long cp) {
+    if (cp < 0x20 || (cp >= 0x7F && cp < 0xA0)) {
+        return 0;
+    }
+    if (in_ranges(cp, zero_width, sizeof zero_width / sizeof zero_width[0])) {
+        return 0;
+    }
+    if (in_ranges(cp, wide, sizeof wide / sizeof wide[0])) {
+        return 2;
+    }
+    return 1;
+}
+
+/* Decodes one UTF-8 sequence at s. Returns its length in bytes (0 if invalid:
+ * bad lead or continuation byte, overlong form, surrogate, beyond U+10FFFF). */
+static size_t utf8_decode(const unsigned char *s, unsigned long *cp) {
+    size_t n;
+    unsigned long v, min;
+    if (s[0] < 0x80) {
+        *cp = s[0];
+        return 1;
+    } else if ((s[0] & 0xE0) == 0xC0) {
+        n = 2, v = s[0] & 0x1F, min = 0x80;
+    } else if ((s[0] & 0xF0) == 0xE0) {
+        n = 3, v = s[0] & 0x0F, min = 0x800;
+    } else if ((s[0] & 0xF8) == 0xF0) {
+        n = 4, v = s[0] & 0x07, min = 0x10000;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80) {
+            return 0; /* also stops at the NUL */
+        }
+        v = (v << 6) | (s[i] & 0x3F);
+    }
+    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) {
+        return 0;
+    }
+    *cp = v;
+    return n;
+}
+
+size_t cli_display_width(const char *utf8) {
+    const unsigned char *s = (const unsigned char *)utf8;
+    size_t width = 0;
+    while (*s) {
+        unsigned long cp = 0;
+        size_t n = utf8_decode(s, &cp);
+        if (n == 0) {
+            width++;
+            s++;
+            continue;
+        }
+        width += (size_t)cli_codepoint_width(cp);
+        s += n;
+    }
+    return width;
+}
+
+/* ---- Values ----------------------------------------------------------------- */
+
+void cli_format_distance(bool has_distance, double distance_m, char *buf, size_t cap) {
+    if (!has_distance || !isfinite(distance_m)) {
+        snprintf(buf, cap, "-");
+    } else if (distance_m < 999.5) {
+        snprintf(buf, cap, "%.0f m", distance_m < 0 ? 0.0 : distance_m);
+    } else if (distance_m < 99995.0) {
+        snprintf(buf, cap, "%.2f km", distance_m / 1000.0);
+    } else {
+        snprintf(buf, cap, "%.1f km", distance_m / 1000.0);
+    }
+}
+
+/* ---- Views ------------------------------------------------------------------ */
+
+static void pad(FILE *out, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        fputc(' ', out);
+    }
+}
+
+/* Prints s left-aligned in a column of `width` display columns. */
+static void print_left(FILE *out, const char *s, size_t width) {
+    size_t w = cli_display_width(s);
+    fputs(s, out);
+    pad(out, width > w ? width - w : 0);
+}
+
+static void print_right(FILE *out, const char *s, size_t width) {
+    size_t w = cli_display_width(s);
+    pad(out, width > w ? width - w : 0);
+    fputs(s, out);
+}
+
+struct row_text {
+    char number[24];
+    char distance[32];
+    char position[64];
+};
+
+static void row_text(size_t i, const struct cli_facility *f, struct row_text *t) {
+    snprintf(t->number, sizeof t->number, "%zu", i + 1);
+    cli_format_distance(f->has_distance, f->distance_m, t->distance, sizeof t->distance);
+    snprintf(t->position, sizeof t->position, "%.6f, %.6f", f->lat_deg, f->lon_deg);
+}
+
+static size_t max_size(size_t a, size_t b) {
+    return a > b ? a : b;
+}
+
+void cli_table_print(FILE *out, const struct cli_reply *reply) {
+    static const char *const head[] = {"#", "name", "distance", "lat, lon", "id"};
+    size_t width[5];
+    for (size_t c = 0; c < 5; c++) {
+        width[c] = cli_display_width(head[c]);
+    }
+    for (size_t i = 0; i < reply->n_records; i++) {
+        struct cli_facility f;
+        if (cli_record_facility(&reply->records[i], &f) < 0) {
+            continue;
+        }
+        struct row_text t;
+        row_text(i, &f, &t);
+        width[0] = max_size(width[0], strlen(t.number));
+        width[1] = max_size(width[1], cli_display_width(f.name));
+        width[2] = max_size(width[2], strlen(t.distance));
+        width[3] = max_size(width[3], strlen(t.position));
+    }
+    print_right(out, head[0], width[0]);
+    fputs("  ", out);
+    print_left(out, head[1], width[1]);
+    fputs("  ", out);
+    print_right(out, head[2], width[2]);
+    fputs("  ", out);
+    print_left(out, head[3], width[3]);
+    fputs("  ", out);
+    fputs(head[4], out);
+    fputc('\n', out);
+    for (size_t i = 0; i < reply->n_records; i++) {
+        const struct cli_record *rec = &reply->records[i];
+        struct cli_facility f;
+        if (cli_record_facility(rec, &f) < 0) {
+            for (size_t k = 0; k < rec->n_fields; k++) {
+                fputs(k ? "  " : "", out);
+                fputs(rec->fields[k], out);
+            }
+            fputc('\n', out);
+            continue;
+        }
+        struct row_text t;
+        row_text(i, &f, &t);
+        print_right(out, t.number, width[0]);
+        fputs("  ", out);
+        print_left(out, f.name, width[1]);
+        fputs("  ", out);
+        print_right(out, t.distance, width[2]);
+        fputs("  ", out);
+        print_left(out, t.position, width[3]);
+        fputs("  ", out);
+        fputs(f.id, out);
+        fputc('\n', out);
+    }
+}
+
+void cli_tsv_print(FILE *out, const struct cli_reply *reply) {
+    for (size_t i = 0; i < reply->n_records; i++) {
+        fputs(reply->records[i].line, out);
+        fputc('\n', out);
+    }
+}
+
+void cli_raw_print(FILE *out, const struct cli_reply *reply) {
+    fputs(reply->header, out);
+    fputc('\n', out);
+    cli_tsv_print(out, reply);
+}

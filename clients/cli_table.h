@@ -1,0 +1,40 @@
+/* cli_table.h: how the `nearest` CLI shows answers to people and scripts.
+ *
+ * Kept apart from main() so tests can check the output without a terminal.
+ * Widths are display columns of UTF-8 text: CJK and other East Asian wide
+ * characters take two, combining marks none, computed here from Unicode
+ * ranges rather than wcwidth(), so the table lines up whatever the locale. */
+#ifndef NEARESTD_CLI_TABLE_H
+#define NEARESTD_CLI_TABLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "cli_reply.h"
+
+/* Columns the code point takes on a terminal: 0, 1 or 2 (control
+ * characters 0). */
+int cli_codepoint_width(unsigned long cp);
+
+/* Display columns of a NUL-terminated UTF-8 string. A byte that does not
+ * start a valid sequence counts as one column (it prints as a replacement). */
+size_t cli_display_width(const char *utf8);
+
+/* Writes a distance for people into buf (cap bytes, NUL-terminated, cut if
+ * short): "850 m" below 1 km, "1.24 km" below 100 km, "123.4 km" beyond,
+ * "-" without a distance. */
+void cli_format_distance(bool has_distance, double distance_m, char *buf, size_t cap);
+
+/* Prints an OK answer as an aligned table with the columns
+ * "#  name  distance  lat, lon  id", one row per facility record; records
+ * that are not facilities are printed as their fields joined by two spaces. */
+void cli_table_print(FILE *out, const struct cli_reply *reply);
+
+/* Prints the records of an OK answer as received: one tab-separated line each. */
+void cli_tsv_print(FILE *out, const struct cli_reply *reply);
+
+/* Prints an answer as received: the header line, then the record lines. */
+void cli_raw_print(FILE *out, const struct cli_reply *reply);
+
+#endif
