@@ -51,7 +51,7 @@ struct store {
     struct bulk_row *bulk_rows; /* rows put during the bulk load, for the R*Tree */
     int64_t bulk_max_rowid;  /* largest rowid before the bulk load began */
     size_t n_bulk_rows, cap_bulk_rows;
-    sqlite3_stmt *put_bulk;  /* put_sql ... RETURNING rowid */
+    sqlite3_stmt *rowid_of;  /* the rowid of a facility id, for bulk loads */
     sqlite3_stmt *put;       /* cached statements, prepared at open */
     sqlite3_stmt *del;
     sqlite3_stmt *link_del;
@@ -240,16 +240,6 @@ static const char *const put_sql =
     " phone = excluded.phone, opening_hours = excluded.opening_hours,"
     " attrs = excluded.attrs, updated_unix = excluded.updated_unix, geom = excluded.geom";
 
-static const char *const put_bulk_sql =
-    "INSERT INTO facilities (id, category, subtype, name, address, phone, opening_hours,"
-    " attrs, updated_unix, geom) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,"
-    " MakePoint(?10, ?11, 4326))"
-    " ON CONFLICT (id) DO UPDATE SET category = excluded.category,"
-    " subtype = excluded.subtype, name = excluded.name, address = excluded.address,"
-    " phone = excluded.phone, opening_hours = excluded.opening_hours,"
-    " attrs = excluded.attrs, updated_unix = excluded.updated_unix, geom = excluded.geom"
-    " RETURNING rowid";
-
 static const char *const area_put_sql =
     "INSERT INTO areas (id, kind, name, parent, attrs, geom) VALUES (?1, ?2, ?3, ?4, ?5,"
     " CastToMultiPolygon(SetSRID(CASE WHEN ?6 IS NOT NULL THEN GeomFromGeoJSON(?6)"
@@ -270,7 +260,7 @@ static int prepare_all(struct store *st)
         const char *sql;
     } list[] = {
         {&st->put, put_sql},
-        {&st->put_bulk, put_bulk_sql},
+        {&st->rowid_of, "SELECT rowid FROM facilities WHERE id = ?1"},
         {&st->del, "DELETE FROM facilities WHERE id = ?1"},
         {&st->link_del, "DELETE FROM links WHERE facility_id = ?1"},
         {&st->link_put, "INSERT OR IGNORE INTO links (kind, facility_id, area_id)"
@@ -295,7 +285,7 @@ void store_close(struct store *st)
     }
     store_batch_rollback(st);
     sqlite3_finalize(st->put);
-    sqlite3_finalize(st->put_bulk);
+    sqlite3_finalize(st->rowid_of);
     sqlite3_finalize(st->del);
     sqlite3_finalize(st->link_del);
     sqlite3_finalize(st->link_put);
@@ -869,34 +859,47 @@ static int links_put(struct store *st, const struct store_facility *f, json_t *a
     return ret;
 }
 
-/* Steps put_bulk and remembers the rowid it wrote. */
-static int step_bulk_put(struct store *st, struct geo_point where)
+/* Steps the put statement in a bulk load and remembers the rowid it wrote
+ * and where. An insert moves last_insert_rowid; an upsert that updated does
+ * not, and then the rowid is looked up (rare in a bulk load, and always
+ * right). */
+static int step_bulk_put(struct store *st, const char *id, struct geo_point where)
 {
-    sqlite3_stmt *s = st->put_bulk;
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        if (st->n_bulk_rows == st->cap_bulk_rows) {
-            size_t cap = st->cap_bulk_rows ? 2 * st->cap_bulk_rows : 4096;
-            struct bulk_row *rows = realloc(st->bulk_rows, cap * sizeof *rows);
-            if (!rows) {
-                sqlite3_reset(s);
-                sqlite3_clear_bindings(s);
-                return STORE_ERR_NOMEM;
-            }
-            st->bulk_rows = rows;
-            st->cap_bulk_rows = cap;
-        }
-        struct bulk_row *r = &st->bulk_rows[st->n_bulk_rows];
-        r->rowid = sqlite3_column_int64(s, 0);
-        r->seq = st->n_bulk_rows++;
-        r->lon_deg = where.lon_deg;
-        r->lat_deg = where.lat_deg;
-        rc = sqlite3_step(s);
+    sqlite3_int64 before = sqlite3_last_insert_rowid(st->db);
+    int ret = step_done(st, st->put, "writing facility");
+    if (ret != 0) {
+        return ret;
     }
-    int ret = rc == SQLITE_DONE ? 0 : db_fail(st, rc, "writing facility");
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
-    return ret;
+    sqlite3_int64 rowid = sqlite3_last_insert_rowid(st->db);
+    if (rowid == before) {
+        sqlite3_bind_text(st->rowid_of, 1, id, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(st->rowid_of);
+        if (rc == SQLITE_ROW) {
+            rowid = sqlite3_column_int64(st->rowid_of, 0);
+        } else {
+            ret = db_fail(st, rc == SQLITE_DONE ? SQLITE_ERROR : rc, "finding facility");
+        }
+        sqlite3_reset(st->rowid_of);
+        sqlite3_clear_bindings(st->rowid_of);
+        if (ret != 0) {
+            return ret;
+        }
+    }
+    if (st->n_bulk_rows == st->cap_bulk_rows) {
+        size_t cap = st->cap_bulk_rows ? 2 * st->cap_bulk_rows : 4096;
+        struct bulk_row *rows = realloc(st->bulk_rows, cap * sizeof *rows);
+        if (!rows) {
+            return STORE_ERR_NOMEM;
+        }
+        st->bulk_rows = rows;
+        st->cap_bulk_rows = cap;
+    }
+    struct bulk_row *r = &st->bulk_rows[st->n_bulk_rows];
+    r->rowid = rowid;
+    r->seq = st->n_bulk_rows++;
+    r->lon_deg = where.lon_deg;
+    r->lat_deg = where.lat_deg;
+    return 0;
 }
 
 int store_facility_put(struct store *st, const struct store_facility *f)
@@ -918,7 +921,7 @@ int store_facility_put(struct store *st, const struct store_facility *f)
     if ((ret = write_begin(st)) != 0) {
         goto done;
     }
-    sqlite3_stmt *s = st->bulk ? st->put_bulk : st->put;
+    sqlite3_stmt *s = st->put;
     sqlite3_bind_text(s, 1, f->id, -1, SQLITE_STATIC);
     sqlite3_bind_int(s, 2, f->category);
     sqlite3_bind_text(s, 3, nz(f->subtype), -1, SQLITE_STATIC);
@@ -930,7 +933,7 @@ int store_facility_put(struct store *st, const struct store_facility *f)
     sqlite3_bind_int64(s, 9, f->updated_unix > 0 ? f->updated_unix : (int64_t)time(NULL));
     sqlite3_bind_double(s, 10, f->where.lon_deg);
     sqlite3_bind_double(s, 11, f->where.lat_deg);
-    ret = st->bulk ? step_bulk_put(st, f->where) : step_done(st, s, "writing facility");
+    ret = st->bulk ? step_bulk_put(st, f->id, f->where) : step_done(st, s, "writing facility");
     if (ret == 0) {
         ret = links_put(st, f, attrs);
     }
