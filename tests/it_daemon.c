@@ -672,6 +672,68 @@ static void test_writes_of_many_clients_all_commit(void **state) {
     free(c);
 }
 
+static void test_acknowledged_writes_survive_kill_9(void **state) {
+    (void)state;
+    enum { N = 400 };
+    char log[400], listen[64];
+    int port = free_port();
+    snprintf(log, sizeof log, "%s/kill.log", fx->dir);
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    const char *args[] = {"--db", fx->db, "--listen", listen, NULL};
+    pid_t pid = spawn_daemon(log, args);
+    int fd = wait_ready(pid, port);
+    assert_true(fd >= 0);
+    struct conn c = {.fd = fd};
+    static char batch[N * 64];
+    size_t len = 0;
+    for (int i = 0; i < N; i++) {
+        len += (size_t)snprintf(batch + len, sizeof batch - len,
+                                "PUT k9-%03d meal_point 36.2 120.4 k9\n", i);
+    }
+    send_all(fd, batch, len);
+    /* Read some answers, then kill the daemon in the middle of the stream. */
+    int acked = 0;
+    for (; acked < N / 4; acked++) {
+        char *got = read_answer(&c);
+        assert_true(strncmp(got, "OK 1\n", 5) == 0);
+        free(got);
+    }
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    waitpid(pid, NULL, 0);
+    /* Answers already on their way were acknowledged too. */
+    for (char *got; acked < N && (got = read_line(&c)) != NULL; free(got)) {
+        if (strncmp(got, "OK 1\n", 5) == 0) {
+            acked++;
+        }
+    }
+    close(fd);
+    /* A new daemon on the same file has every acknowledged write. */
+    port = free_port();
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    pid = spawn_daemon(log, args);
+    fd = wait_ready(pid, port);
+    assert_true(fd >= 0);
+    struct conn again = {.fd = fd};
+    for (int i = 0; i < acked; i++) {
+        char request[64], want[128];
+        snprintf(request, sizeof request, "GET k9-%03d\n", i);
+        snprintf(want, sizeof want, "OK 1\nk9-%03d\tmeal_point\tk9\t36.200000\t120.400000\t-\n",
+                 i);
+        ask(&again, request, want);
+    }
+    for (int i = 0; i < N; i++) {
+        char request[64];
+        snprintf(request, sizeof request, "DEL k9-%03d\n", i);
+        send_str(fd, request);
+        char *got = read_answer(&again);
+        assert_true(strcmp(got, "OK 0\n") == 0 || strncmp(got, "ERR NOTFOUND ", 13) == 0);
+        free(got);
+    }
+    close(fd);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
 /* ---- Start-up and shut-down --------------------------------------------------------- */
 
 /* Reads the whole log file into a static buffer. */
@@ -773,6 +835,7 @@ int main(void) {
         cmocka_unit_test(test_half_closed_client_still_gets_its_answers),
         cmocka_unit_test(test_pipelined_writes_and_reads_answer_in_order),
         cmocka_unit_test(test_writes_of_many_clients_all_commit),
+        cmocka_unit_test(test_acknowledged_writes_survive_kill_9),
         cmocka_unit_test(test_missing_db_without_init_exits_1_with_one_line),
         cmocka_unit_test(test_start_up_failures_are_one_line_and_non_zero),
         cmocka_unit_test(test_sigterm_closes_connections_and_exits_0),
