@@ -483,6 +483,25 @@ static void test_max_distance_keeps_hits_at_or_within_it(void **state) {
     q.from = all[0].distance_m == 0.0 ? q.from : model[all[0].handle].where;
     assert_true(check_query(ix, &q) >= 1);
     geo_index_free(ix);
+
+    /* Along a meridian at the equator the lower bound is tightest (the
+     * curvature radius there is the smallest): a limit at an entry's exact
+     * distance must still keep it. */
+    model_clear();
+    struct geo_entry line[200];
+    for (uint32_t h = 0; h < 200; h++) {
+        line[h] = (struct geo_entry){h, 0, {0.0005 * (h + 0.5 * rng_unit()), 10.0}};
+        model[h] = (struct model_entry){true, 0, line[h].where};
+    }
+    ix = geo_index_new();
+    assert_int_equal(geo_index_build(ix, line, 200), GEO_OK);
+    q = (struct geo_query){.from = {0.0, 10.0}, .layer_mask = 1, .k = 200};
+    for (uint32_t h = 1; h < 200; h += 7) {
+        q.max_distance_m = geo_distance_m(q.from, line[h].where);
+        check_query(ix, &q);
+        assert_true(got[h].handle == h && got[h].distance_m == q.max_distance_m);
+    }
+    geo_index_free(ix);
 }
 
 static void test_empty_index_returns_no_hits(void **state) {
