@@ -780,7 +780,14 @@ static void test_start_up_failures_are_one_line_and_non_zero(void **state) {
     const char *bad_port[] = {"--db", fx->db, "--listen", "127.0.0.1:99999", NULL};
     const char *bad_flag[] = {"--db", fx->db, "--fast", NULL};
     const char *no_value[] = {"--db", NULL};
-    const char *const *cases[] = {in_use, bad_addr, bad_port, bad_flag, no_value};
+    char garbage[400];
+    snprintf(garbage, sizeof garbage, "%s/garbage.db", fx->dir);
+    FILE *f = fopen(garbage, "w");
+    assert_non_null(f);
+    fputs("this is not a database\n", f);
+    assert_int_equal(fclose(f), 0);
+    const char *bad_db[] = {"--db", garbage, "--listen", "127.0.0.1:0", NULL};
+    const char *const *cases[] = {in_use, bad_addr, bad_port, bad_flag, no_value, bad_db};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int status = wait_exit(spawn_daemon(log, cases[i]), WAIT_MS);
         assert_true(WIFEXITED(status));
