@@ -421,7 +421,13 @@ static int scalar_text(const json_t *v, char **buf)
     case JSON_STRING: s = json_string_value(v); break;
     case JSON_INTEGER: snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT,
                                 json_integer_value(v)); break;
-    case JSON_REAL: store_format_double(json_real_value(v), num); break;
+    case JSON_REAL:
+        /* "3.0", not "3": a real must read back as a real, not an integer. */
+        store_format_double(json_real_value(v), num);
+        if (!strpbrk(num, ".eEn")) {
+            strcat(num, ".0");
+        }
+        break;
     case JSON_TRUE: s = "true"; break;
     case JSON_FALSE: s = "false"; break;
     case JSON_NULL: s = ""; break;

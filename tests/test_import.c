@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include <jansson.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <spatialite.h>
@@ -282,6 +283,209 @@ static void test_areas_round_trip_and_are_detected_from_geometry(void **state)
     assert_string_equal(first, second);
     free(first);
     free(second);
+}
+
+/* Random text from pieces that stress CSV quoting and UTF-8. */
+static void random_text(char *out, size_t out_len)
+{
+    static const char *const pieces[] = {
+        "青岛", "李沧区", "路", ",", "\"", " ", "a", "Z", "\n", "é", ";", "'", "\t", "\r\n",
+        "0", "12", "养老", "#",
+    };
+    size_t n = (size_t)(rand() % 6);
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        const char *p = pieces[rand() % (int)(sizeof pieces / sizeof pieces[0])];
+        if (strlen(out) + strlen(p) + 1 < out_len) {
+            strcat(out, p);
+        }
+    }
+}
+
+static double random_double(double lo, double hi)
+{
+    /* 53 random bits, so the shortest round-trip text needs up to 17 digits. */
+    uint64_t bits = ((uint64_t)rand() << 31 ^ (uint64_t)rand()) & ((1ull << 53) - 1);
+    return lo + (hi - lo) * ((double)bits / (double)(1ull << 53));
+}
+
+/* Random attributes of the category, every key always present, in one order. */
+static json_t *random_attrs(int category)
+{
+    static const char *const levels[] = {"kindergarten", "primary", "middle", "nine_year"};
+    char text[64];
+    json_t *a = json_object();
+    switch (category) {
+    case STORE_CAT_ELDER_CARE:
+        json_object_set_new(a, "stars", json_integer(1 + rand() % 5));
+        json_object_set_new(a, "beds", json_integer(rand() % 500));
+        json_object_set_new(a, "dementia", json_boolean(rand() % 2));
+        break;
+    case STORE_CAT_MEAL_POINT:
+        json_object_set_new(a, "meal_hours", json_string("Mo-Fr 11:00-13:00; Sa off"));
+        json_object_set_new(a, "price_60", json_real(rand() % 2 ? 3.0 : random_double(0, 30)));
+        json_object_set_new(a, "price_80", json_integer(rand() % 10));
+        json_object_set_new(a, "delivery", json_boolean(rand() % 2));
+        break;
+    case STORE_CAT_DOCTOR_TEAM: {
+        random_text(text, sizeof text);
+        json_object_set_new(a, "station", json_string(text));
+        json_object_set_new(a, "team_size", json_integer(rand() % 9));
+        json_t *serves = json_array();
+        for (int i = 0, n = 1 + rand() % 3; i < n; i++) {
+            snprintf(text, sizeof text, "cm-%03d", rand() % 150);
+            json_array_append_new(serves, json_string(text));
+        }
+        json_object_set_new(a, "serves", serves);
+        break;
+    }
+    case STORE_CAT_SCHOOL:
+        json_object_set_new(a, "level", json_string(levels[rand() % 4]));
+        json_object_set_new(a, "ownership", json_string(rand() % 2 ? "public" : "private"));
+        random_text(text, sizeof text);
+        json_object_set_new(a, "group", json_string(text));
+        json_object_set_new(a, "status", json_string(rand() % 2 ? "open" : "under_construction"));
+        snprintf(text, sizeof text, "ca-%03d", rand() % 56);
+        json_object_set_new(a, "catchment", json_string(text));
+        break;
+    default:
+        json_object_set_new(a, "capacity", json_integer(rand() % 900));
+        json_object_set_new(a, "free", json_integer(rand() % 50));
+        json_object_set_new(a, "price", json_real(random_double(0, 10)));
+        json_object_set_new(a, "shared_hours", json_string("Mo-Fr 19:00-07:00"));
+        break;
+    }
+    return a;
+}
+
+/* A facility as owned copies, for comparing two catalogues. */
+struct frec {
+    char id[16];
+    int category;
+    char text[5][64]; /* subtype, name, address, phone, hours */
+    struct geo_point where;
+    json_t *attrs;
+};
+
+struct frecs {
+    struct frec r[256];
+    size_t n;
+};
+
+static int frec_collect(const struct store_facility *f, void *ctx)
+{
+    struct frecs *c = ctx;
+    assert_true(c->n < 256);
+    struct frec *r = &c->r[c->n++];
+    snprintf(r->id, sizeof r->id, "%s", f->id);
+    r->category = f->category;
+    const char *text[5] = {f->subtype, f->name, f->address, f->phone, f->hours};
+    for (int i = 0; i < 5; i++) {
+        snprintf(r->text[i], sizeof r->text[i], "%s", text[i]);
+    }
+    r->where = f->where;
+    r->attrs = json_loads(f->attrs_json, 0, NULL);
+    assert_non_null(r->attrs);
+    return 0;
+}
+
+static void frecs_load(const char *db, struct frecs *c)
+{
+    struct store *st = NULL;
+    char err[256];
+    assert_int_equal(store_open(db, &st, err, sizeof err), 0);
+    c->n = 0;
+    assert_int_equal(store_facility_each(st, frec_collect, c), 0);
+    store_close(st);
+}
+
+static void frecs_free(struct frecs *c)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        json_decref(c->r[i].attrs);
+    }
+}
+
+static void frecs_assert_equal(const struct frecs *a, const struct frecs *b)
+{
+    assert_int_equal(a->n, b->n);
+    for (size_t i = 0; i < a->n; i++) {
+        assert_string_equal(a->r[i].id, b->r[i].id);
+        assert_int_equal(a->r[i].category, b->r[i].category);
+        for (int k = 0; k < 5; k++) {
+            assert_string_equal(a->r[i].text[k], b->r[i].text[k]);
+        }
+        assert_true(a->r[i].where.lat_deg == b->r[i].where.lat_deg);
+        assert_true(a->r[i].where.lon_deg == b->r[i].where.lon_deg);
+        if (!json_equal(a->r[i].attrs, b->r[i].attrs)) {
+            char *x = json_dumps(a->r[i].attrs, JSON_COMPACT);
+            char *y = json_dumps(b->r[i].attrs, JSON_COMPACT);
+            fail_msg("%s: attrs %s became %s", a->r[i].id, x, y);
+        }
+    }
+}
+
+static void test_random_records_survive_csv_and_geojson_round_trips(void **state)
+{
+    struct fixture *fx = *state;
+    char err[256];
+    const char *empty = write_file(fx, "empty.csv", "id,category,lat,lon\n");
+    assert_int_equal(run_import(NULL, "--db", fx->db, empty, NULL), 0);
+    struct store *st = NULL;
+    assert_int_equal(store_open(fx->db, &st, err, sizeof err), 0);
+    srand(2026);
+    for (int i = 0; i < 200; i++) {
+        char id[16], text[5][64];
+        snprintf(id, sizeof id, "r-%04d", i);
+        for (int k = 0; k < 4; k++) {
+            random_text(text[k], sizeof text[k]);
+        }
+        int category = rand() % STORE_CAT_COUNT;
+        json_t *attrs = random_attrs(category);
+        char *attrs_text = json_dumps(attrs, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        struct store_facility f = {
+            .id = id, .category = category,
+            .subtype = category == STORE_CAT_PARKING ? "shared" : text[0],
+            .name = text[1], .address = text[2], .phone = text[3],
+            .hours = rand() % 2 ? "" : "Mo-Su 08:00-20:00",
+            .where = {random_double(-90, 90), random_double(-180, 180)},
+            .attrs_json = attrs_text,
+        };
+        if (store_facility_put(st, &f) != 0) {
+            fail_msg("put %s: %s", id, store_errmsg(st));
+        }
+        free(attrs_text);
+        json_decref(attrs);
+    }
+    store_close(st);
+    static struct frecs original, via_csv, via_geojson;
+    frecs_load(fx->db, &original);
+    assert_int_equal(original.n, 200);
+
+    const int formats[2] = {EXPORT_CSV, EXPORT_GEOJSON};
+    struct frecs *results[2] = {&via_csv, &via_geojson};
+    for (int k = 0; k < 2; k++) {
+        char *text = export_text(fx->db, formats[k], -1, false);
+        const char *path = write_file(fx, k == 0 ? "r.csv" : "r.geojson", text);
+        char db[160];
+        snprintf(db, sizeof db, "%s/r%d.db", fx->dir, k);
+        char *msg = NULL;
+        int status = run_import(&msg, "--db", db, path, NULL);
+        if (status != 0) {
+            fail_msg("re-import %d: %s", k, msg);
+        }
+        free(msg);
+        frecs_load(db, results[k]);
+        frecs_assert_equal(&original, results[k]);
+        /* And the second export is the same text as the first. */
+        char *again = export_text(db, formats[k], -1, false);
+        assert_string_equal(text, again);
+        free(again);
+        free(text);
+    }
+    frecs_free(&original);
+    frecs_free(&via_csv);
+    frecs_free(&via_geojson);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -639,6 +843,7 @@ int main(void)
         T(test_csv_export_of_csv_import_is_byte_identical),
         T(test_geojson_round_trip_keeps_records_and_text),
         T(test_areas_round_trip_and_are_detected_from_geometry),
+        T(test_random_records_survive_csv_and_geojson_round_trips),
         T(test_each_bad_csv_record_gets_one_message_with_its_line),
         T(test_each_bad_geojson_feature_gets_one_message_with_its_number),
         T(test_keep_going_imports_the_good_records_and_exits_1),

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <jansson.h>
 #include <math.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -343,6 +344,20 @@ static void test_create_from_bad_dataset_leaves_no_file(void **state)
     assert_int_equal(count_dir_entries(fx->dir), 1);
 }
 
+static int count_area_fn(const struct store_area *a, void *ctx)
+{
+    assert_null(a->wkb);
+    ++*(int *)ctx;
+    return 0;
+}
+
+static int count_link_fn(const struct store_link *l, void *ctx)
+{
+    (void)l;
+    ++*(int *)ctx;
+    return 0;
+}
+
 static void test_create_loads_bundled_licang_dataset(void **state)
 {
     struct fixture *fx = *state;
@@ -351,8 +366,33 @@ static void test_create_loads_bundled_licang_dataset(void **state)
     if (rc != 0) {
         fail_msg("store_create(licang): %s", err);
     }
+    /* The oracle: the files themselves, read with jansson. */
+    char path[512];
+    snprintf(path, sizeof path, "%s/facilities.geojson", NEAREST_DATASET_DIR);
+    json_t *facilities = json_load_file(path, 0, NULL);
+    assert_non_null(facilities);
+    snprintf(path, sizeof path, "%s/areas.geojson", NEAREST_DATASET_DIR);
+    json_t *areas = json_load_file(path, 0, NULL);
+    assert_non_null(areas);
+    json_t *features = json_object_get(facilities, "features");
+    size_t n_links = 0;
+    for (size_t i = 0; i < json_array_size(features); i++) {
+        json_t *props = json_object_get(json_array_get(features, i), "properties");
+        n_links += json_array_size(json_object_get(props, "serves"));
+        n_links += json_is_string(json_object_get(props, "catchment"));
+    }
     struct store *st = open_ok(fx->db);
     assert_true(count(st) > 100);
+    assert_int_equal(count(st), json_array_size(features));
+    int n_areas = 0;
+    assert_int_equal(store_area_each(st, 0, count_area_fn, &n_areas), 0);
+    assert_int_equal(n_areas, json_array_size(json_object_get(areas, "features")));
+    int n_stored_links = 0;
+    assert_int_equal(store_link_each(st, -1, NULL, count_link_fn, &n_stored_links), 0);
+    assert_int_equal(n_stored_links, n_links);
+    assert_true(n_links > 0);
+    json_decref(facilities);
+    json_decref(areas);
     struct collect c = {0};
     assert_int_equal(store_facility_each(st, collect_fn, &c), 0);
     assert_int_equal((int64_t)c.n, count(st));
