@@ -1,10 +1,13 @@
-/* cmd.c: the dispatcher and the read-only command handlers.
+/* cmd.c: the dispatcher, the handlers, and the write path's store side.
  *
- * Sections: the table, argument parsing, the dispatcher, then one handler per
- * command in commands.def order. Handlers validate everything before they
- * write the first byte of an answer, so an answer is either a whole OK with
- * its records or one ERR line. A NEAREST with K 1000 keeps its hits on the
- * stack (16 KB), so no handler allocates on the request path. */
+ * Sections, from primitives up: the table, argument parsing, the dispatcher,
+ * the query handlers, the writes (handlers that queue, the group run on the
+ * worker thread, the finish on the loop thread), then the small commands.
+ * Handlers validate everything before they write the first byte of an
+ * answer, so an answer is either a whole OK with its records or one ERR line.
+ * A NEAREST with K 1000 keeps its hits and their records on the stack (about
+ * 70 KB), so queries do not allocate in text format; a write allocates one
+ * cmd_write (its strings in one block). */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -264,7 +267,7 @@ int cmd_execute(const struct cmd_env *env, struct cmd_session *session, char *li
     return cmd_dispatch(env, session, argc, argv, out);
 }
 
-/* ---- Handlers ------------------------------------------------------------------ */
+/* ---- Query handlers ------------------------------------------------------------ */
 
 /* Answers the hits as facility records, positions in the session's system. */
 static int answer_hits(const struct catalog *cat, const struct cmd_session *session,
@@ -670,6 +673,8 @@ void cmd_write_finish(const struct cmd_env *env, const struct cmd_session *sessi
         answer_hits(env->catalog, session, out, &hit, 1);
     }
 }
+/* ---- Small commands ------------------------------------------------------------ */
+
 int cmd_handle_categories(struct cmd_call *call) {
     reply_ok(call->out, STORE_CAT_COUNT);
     for (int c = 0; c < STORE_CAT_COUNT; c++) {
