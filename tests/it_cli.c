@@ -1,0 +1,549 @@
+/* it_cli.c: the `nearest` CLI against the real nearestd.
+ *
+ * The group setup writes a small dataset (GeoJSON Points with every property
+ * the importer reads) into a temporary directory, starts the build's nearestd
+ * with --init on a new database and a free port, and waits until it accepts.
+ * Facilities sit at distances from the query point that differ by at least
+ * 30 %, so a flat-earth approximation is an exact oracle for their order. Each
+ * test runs the build's `nearest` binary as a child process, with its own
+ * environment, and checks stdout, stderr and the exit status. The daemon is
+ * always killed in the teardown. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "cli_table.h"
+
+#define START_WAIT_MS 20000
+#define QUERY_LAT 36.16
+#define QUERY_LON 120.41
+
+struct site {
+    const char *id;
+    const char *category;
+    const char *name;
+    double dlat_deg, dlon_deg;   /* offset from the query point */
+};
+
+/* Names mix Chinese and ASCII so the table's widths are exercised. */
+static const struct site sites[] = {
+    {"mp-a", "meal_point", "虎山路街道新埠社区长者食堂", 0.003, 0.0},
+    {"mp-b", "meal_point", "兴溪 canteen", -0.001, 0.0},
+    {"mp-c", "meal_point", "祥洼食堂", 0.0, 0.02},
+    {"mp-d", "meal_point", "Licun \"east\" kitchen", 0.05, 0.0},
+    {"mp-e", "meal_point", "嘉屯社区长者食堂", -0.0075, 0.0},
+    {"mp-f", "meal_point", "far away", 0.2, 0.0},
+    {"sc-a", "school", "青岛市李沧区泰塘小学", 0.0, -0.004},
+    {"sc-b", "school", "泰塘第二小学", 0.01, 0.01},
+    {"ec-a", "elder_care", "泰塘社区居家养老服务站", 0.0005, 0.0005},
+};
+#define N_SITES (sizeof sites / sizeof sites[0])
+
+struct fixture {
+    char dir[64];
+    char db[128];
+    char log[128];
+    int port;
+    pid_t pid;
+};
+
+static struct fixture *fx;
+
+/* ---- Dataset and daemon ----------------------------------------------------- */
+
+static int write_dataset(void) {
+    json_t *features = json_array();
+    for (size_t i = 0; i < N_SITES; i++) {
+        const struct site *s = &sites[i];
+        json_array_append_new(
+            features,
+            json_pack("{s:s, s:{s:s, s:s, s:s, s:s, s:s, s:s, s:s}, s:{s:s, s:[f, f]}}",
+                      "type", "Feature", "properties", "id", s->id, "category", s->category,
+                      "subtype", "", "name", s->name, "address", "李沧区 test road",
+                      "phone", "0532-0000000", "opening_hours", "Mo-Su 08:00-18:00",
+                      "geometry", "type", "Point", "coordinates", QUERY_LON + s->dlon_deg,
+                      QUERY_LAT + s->dlat_deg));
+    }
+    json_t *fc = json_pack("{s:s, s:o}", "type", "FeatureCollection", "features", features);
+    char path[256];
+    snprintf(path, sizeof path, "%s/facilities.geojson", fx->dir);
+    int ret = json_dump_file(fc, path, JSON_REAL_PRECISION(17));
+    json_decref(fc);
+    snprintf(path, sizeof path, "%s/areas.geojson", fx->dir);
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        return -1;
+    }
+    fputs("{\"type\": \"FeatureCollection\", \"features\": []}\n", f);
+    return fclose(f) == 0 ? ret : -1;
+}
+
+/* A port nothing listens on right now (bound to port 0, read back, closed). */
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int port = -1;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0) {
+        port = ntohs(a.sin_port);
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    return port;
+}
+
+static bool accepts(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    if (fd >= 0) {
+        close(fd);
+    }
+    return ok;
+}
+
+static int group_setup(void **state) {
+    (void)state;
+    fx = calloc(1, sizeof *fx);
+    if (fx == NULL) {
+        return -1;
+    }
+    snprintf(fx->dir, sizeof fx->dir, "/tmp/it_cli-XXXXXX");
+    if (mkdtemp(fx->dir) == NULL || write_dataset() != 0) {
+        return -1;
+    }
+    snprintf(fx->db, sizeof fx->db, "%s/cli.db", fx->dir);
+    snprintf(fx->log, sizeof fx->log, "%s/nearestd.log", fx->dir);
+    fx->port = free_port();
+    char listen[64];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", fx->port);
+    fx->pid = fork();
+    if (fx->pid == 0) {
+        int fd = open(fx->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || dup2(fd, 2) < 0 || dup2(fd, 1) < 0) {
+            _exit(126);
+        }
+        execl(NEARESTD_BIN, NEARESTD_BIN, "--listen", listen, "--db", fx->db, "--init",
+              "--dataset", fx->dir, (char *)NULL);
+        _exit(127);
+    }
+    for (int waited = 0; waited < START_WAIT_MS; waited += 20) {
+        if (accepts(fx->port)) {
+            return 0;
+        }
+        if (waitpid(fx->pid, NULL, WNOHANG) == fx->pid) {
+            break;
+        }
+        usleep(20000);
+    }
+    fprintf(stderr, "nearestd did not start; see %s\n", fx->log);
+    return -1;
+}
+
+static int group_teardown(void **state) {
+    (void)state;
+    if (fx->pid > 0) {
+        kill(fx->pid, SIGKILL);
+        waitpid(fx->pid, NULL, 0);
+    }
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "could not remove %s\n", fx->dir);
+    }
+    free(fx);
+    return 0;
+}
+
+/* ---- Running the CLI -------------------------------------------------------- */
+
+struct run {
+    int status;     /* exit status, or -1 if it did not exit normally */
+    char *out;      /* stdout, NUL-terminated */
+    char *err;      /* stderr */
+};
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    char *buf = malloc(1 << 16);
+    size_t n = fread(buf, 1, (1 << 16) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+/* Runs `nearest args...` (NULL-terminated) with NEAREST_PORT set to
+ * env_port (unset if NULL) and NEAREST_HOST unset, or set to env_host. */
+static struct run run_cli_env(const char *env_host, const char *env_port,
+                              const char *const *args) {
+    const char *argv[24] = {NEAREST_CLI_BIN};
+    size_t n = 1;
+    while (args[n - 1] != NULL && n < 23) {
+        argv[n] = args[n - 1];
+        n++;
+    }
+    argv[n] = NULL;
+    char out_path[160], err_path[160];
+    snprintf(out_path, sizeof out_path, "%s/out", fx->dir);
+    snprintf(err_path, sizeof err_path, "%s/err", fx->dir);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (out < 0 || err < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) {
+            _exit(126);
+        }
+        unsetenv("NEAREST_HOST");
+        unsetenv("NEAREST_PORT");
+        if (env_host != NULL) {
+            setenv("NEAREST_HOST", env_host, 1);
+        }
+        if (env_port != NULL) {
+            setenv("NEAREST_PORT", env_port, 1);
+        }
+        execv(NEAREST_CLI_BIN, (char *const *)argv);
+        _exit(127);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    struct run r = {.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1};
+    r.out = slurp(out_path);
+    r.err = slurp(err_path);
+    return r;
+}
+
+/* Runs nearest against the fixture's daemon through NEAREST_PORT. */
+static struct run run_cli(const char *const *args) {
+    char port[16];
+    snprintf(port, sizeof port, "%d", fx->port);
+    return run_cli_env(NULL, port, args);
+}
+
+static void run_free(struct run *r) {
+    free(r->out);
+    free(r->err);
+}
+
+/* ---- The oracle -------------------------------------------------------------- */
+
+/* Approximate metres from the query point; good enough to order the sites,
+ * whose distances differ by far more than its error. */
+static double approx_distance_m(const struct site *s) {
+    double dy = s->dlat_deg * 110950.0;
+    double dx = s->dlon_deg * 111320.0 * cos(QUERY_LAT * M_PI / 180.0);
+    return sqrt(dx * dx + dy * dy);
+}
+
+static int by_distance(const void *a, const void *b) {
+    double da = approx_distance_m(*(const struct site *const *)a);
+    double db = approx_distance_m(*(const struct site *const *)b);
+    return (da > db) - (da < db);
+}
+
+/* The sites of a category ("*" for all), nearest first. */
+static size_t expected(const char *category, const struct site **out) {
+    size_t n = 0;
+    for (size_t i = 0; i < N_SITES; i++) {
+        if (strcmp(category, "*") == 0 || strcmp(category, sites[i].category) == 0) {
+            out[n++] = &sites[i];
+        }
+    }
+    qsort(out, n, sizeof *out, by_distance);
+    return n;
+}
+
+/* Splits text into lines in place. */
+static size_t split_lines(char *text, char **lines, size_t max) {
+    size_t n = 0;
+    for (char *save = NULL, *l = strtok_r(text, "\n", &save); l && n < max;
+         l = strtok_r(NULL, "\n", &save)) {
+        lines[n++] = l;
+    }
+    return n;
+}
+
+/* ---- Tests ------------------------------------------------------------------- */
+
+static void check_table(const char *category, const char *k, size_t want_rows) {
+    const struct site *want[N_SITES];
+    size_t n_want = expected(category, want);
+    assert_true(want_rows <= n_want);
+    const char *args[] = {category, "36.16", "120.41", k ? "-k" : NULL, k, NULL};
+    struct run r = run_cli(args);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.err, "");
+    char *lines[32];
+    size_t n = split_lines(r.out, lines, 32);
+    assert_int_equal(n, want_rows + 1);
+    assert_non_null(strstr(lines[0], "name"));
+    assert_non_null(strstr(lines[0], "distance"));
+    for (size_t i = 0; i < want_rows; i++) {
+        const char *row = lines[i + 1];
+        /* The row ends with the id, starts with its number, and names the facility. */
+        size_t id_len = strlen(want[i]->id);
+        assert_true(strlen(row) > id_len);
+        assert_string_equal(row + strlen(row) - id_len, want[i]->id);
+        assert_int_equal(atoi(row), (int)i + 1);
+        assert_non_null(strstr(row, want[i]->name));
+        /* The id starts in the header's "id" column. */
+        char head_prefix[256], row_prefix[512];
+        size_t hp = (size_t)(strstr(lines[0], " id") + 1 - lines[0]);
+        size_t rp = strlen(row) - id_len;
+        memcpy(head_prefix, lines[0], hp);
+        head_prefix[hp] = '\0';
+        memcpy(row_prefix, row, rp);
+        row_prefix[rp] = '\0';
+        assert_int_equal(cli_display_width(row_prefix), cli_display_width(head_prefix));
+    }
+    run_free(&r);
+}
+
+static void test_table_lists_nearest_ids_in_order(void **state) {
+    (void)state;
+    check_table("meal_point", "3", 3);
+    check_table("meal_point", "6", 6);
+    check_table("*", "9", 9);
+    check_table("school", "5", 2);
+}
+
+static void test_default_k_is_five(void **state) {
+    (void)state;
+    check_table("meal_point", NULL, 5);
+}
+
+static void test_tsv_prints_records_and_table_shows_their_distances(void **state) {
+    (void)state;
+    const struct site *want[N_SITES];
+    size_t n_want = expected("*", want);
+    const char *args[] = {"--tsv", "*", "36.16", "120.41", "-k", "20", NULL};
+    struct run tsv = run_cli(args);
+    assert_int_equal(tsv.status, 0);
+    char *lines[32];
+    size_t n = split_lines(tsv.out, lines, 32);
+    assert_int_equal(n, n_want);
+
+    const char *table_args[] = {"*", "36.16", "120.41", "-k", "20", NULL};
+    struct run table = run_cli(table_args);
+    assert_int_equal(table.status, 0);
+    char *rows[32];
+    assert_int_equal(split_lines(table.out, rows, 32), n_want + 1);
+
+    for (size_t i = 0; i < n; i++) {
+        char *fields[8];
+        size_t nf = 0;
+        for (char *save = NULL, *f = strtok_r(lines[i], "\t", &save); f && nf < 8;
+             f = strtok_r(NULL, "\t", &save)) {
+            fields[nf++] = f;
+        }
+        assert_int_equal(nf, 6);
+        assert_string_equal(fields[0], want[i]->id);
+        assert_string_equal(fields[1], want[i]->category);
+        assert_string_equal(fields[2], want[i]->name);
+        double d = strtod(fields[5], NULL);
+        double approx = approx_distance_m(want[i]);
+        assert_true(fabs(d - approx) <= 0.01 * approx + 1.0);
+        char shown[32];
+        cli_format_distance(true, d, shown, sizeof shown);
+        assert_non_null(strstr(rows[i + 1], shown));
+    }
+    run_free(&tsv);
+    run_free(&table);
+}
+
+static void test_nothing_matched_exits_1(void **state) {
+    (void)state;
+    const char *args[] = {"parking", "36.16", "120.41", NULL};
+    struct run r = run_cli(args);
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.out, "");
+    run_free(&r);
+    const char *tsv_args[] = {"--tsv", "parking", "36.16", "120.41", NULL};
+    r = run_cli(tsv_args);
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.out, "");
+    run_free(&r);
+}
+
+static void test_server_errors_exit_2_with_code_and_message(void **state) {
+    (void)state;
+    const char *swapped[] = {"school", "120.41", "36.16", NULL};
+    struct run r = run_cli(swapped);
+    assert_int_equal(r.status, 2);
+    assert_string_equal(r.out, "");
+    assert_true(strncmp(r.err, "nearest: RANGE: latitude 120.41", 31) == 0);
+    assert_non_null(strchr(r.err, '\n'));
+    run_free(&r);
+
+    const char *unknown[] = {"hospital", "36.16", "120.41", NULL};
+    r = run_cli(unknown);
+    assert_int_equal(r.status, 2);
+    assert_true(strncmp(r.err, "nearest: UNKNOWN: ", 18) == 0);
+    run_free(&r);
+
+    const char *big_k[] = {"school", "36.16", "120.41", "-k", "1001", NULL};
+    r = run_cli(big_k);
+    assert_int_equal(r.status, 2);
+    assert_true(strncmp(r.err, "nearest: RANGE: ", 16) == 0);
+    run_free(&r);
+}
+
+static void test_no_daemon_says_cannot_connect_and_exits_2(void **state) {
+    (void)state;
+    int port = free_port();
+    char port_arg[16], want[160];
+    snprintf(port_arg, sizeof port_arg, "%d", port);
+    snprintf(want, sizeof want,
+             "nearest: cannot connect to 127.0.0.1:%d: Connection refused "
+             "(is nearestd running?)\n", port);
+    const char *args[] = {"--port", port_arg, "school", "36.16", "120.41", NULL};
+    struct run r = run_cli_env(NULL, NULL, args);
+    assert_int_equal(r.status, 2);
+    assert_string_equal(r.err, want);
+    assert_string_equal(r.out, "");
+    run_free(&r);
+}
+
+static void test_host_and_port_come_from_environment_unless_given(void **state) {
+    (void)state;
+    char port[16], bad_port[16];
+    snprintf(port, sizeof port, "%d", fx->port);
+    snprintf(bad_port, sizeof bad_port, "%d", free_port());
+    const char *args[] = {"school", "36.16", "120.41", NULL};
+    struct run r = run_cli_env("127.0.0.1", port, args);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    /* --port wins over NEAREST_PORT. */
+    const char *with_port[] = {"--port", port, "school", "36.16", "120.41", NULL};
+    r = run_cli_env(NULL, bad_port, with_port);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    /* --host wins over NEAREST_HOST. */
+    const char *with_host[] = {"--host", "127.0.0.1", "school", "36.16", "120.41", NULL};
+    r = run_cli_env("127.0.0.2.invalid", port, with_host);
+    assert_int_equal(r.status, 0);
+    run_free(&r);
+    r = run_cli_env(NULL, bad_port, args);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, bad_port));
+    run_free(&r);
+}
+
+static void test_raw_prints_the_answer_as_received(void **state) {
+    (void)state;
+    const char *get[] = {"--raw", "GET mp-b", NULL};
+    struct run r = run_cli(get);
+    assert_int_equal(r.status, 0);
+    char want[256];
+    snprintf(want, sizeof want, "OK 1\nmp-b\tmeal_point\t兴溪 canteen\t%.6f\t%.6f\t-\n",
+             QUERY_LAT - 0.001, QUERY_LON);
+    assert_string_equal(r.out, want);
+    run_free(&r);
+
+    const char *ping[] = {"--raw", "PING", NULL};
+    r = run_cli(ping);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "OK 0\n");
+    run_free(&r);
+
+    const char *missing[] = {"--raw", "GET nope", NULL};
+    r = run_cli(missing);
+    assert_int_equal(r.status, 2);
+    assert_true(strncmp(r.out, "ERR NOTFOUND", 12) == 0);
+    assert_true(strncmp(r.err, "nearest: NOTFOUND: ", 19) == 0);
+    run_free(&r);
+
+    const char *two_lines[] = {"--raw", "PING\nPING", NULL};
+    r = run_cli(two_lines);
+    assert_int_equal(r.status, 2);
+    run_free(&r);
+}
+
+static void test_names_with_quotes_and_spaces_reach_the_server_intact(void **state) {
+    (void)state;
+    /* mp-d's name holds quotes; asking for it by position must find it. */
+    const char *args[] = {"--tsv", "meal_point", "36.21", "120.41", "-k", "1", NULL};
+    struct run r = run_cli(args);
+    assert_int_equal(r.status, 0);
+    assert_true(strncmp(r.out, "mp-d\tmeal_point\tLicun \"east\" kitchen\t", 37) == 0);
+    run_free(&r);
+    /* A category with a space is one token, refused by the server, not split. */
+    const char *spaced[] = {"meal point", "36.16", "120.41", NULL};
+    r = run_cli(spaced);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "UNKNOWN"));
+    assert_non_null(strstr(r.err, "meal point"));
+    run_free(&r);
+}
+
+static void test_bad_command_lines_exit_2_with_usage_hint(void **state) {
+    (void)state;
+    const char *cases[][6] = {
+        {"school", "36.16", NULL},
+        {"--port", "0", "school", "36.16", "120.41", NULL},
+        {"--bogus", "school", "36.16", "120.41", NULL},
+        {"-k", NULL},
+        {"--raw", "PING", "extra", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct run r = run_cli(cases[i]);
+        assert_int_equal(r.status, 2);
+        assert_true(strncmp(r.err, "nearest: ", 9) == 0);
+        assert_string_equal(r.out, "");
+        run_free(&r);
+    }
+    const char *help[] = {"--help", NULL};
+    struct run r = run_cli(help);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "usage: nearest"));
+    assert_non_null(strstr(r.out, "--tsv"));
+    run_free(&r);
+}
+
+static void test_negative_coordinates_are_arguments_not_options(void **state) {
+    (void)state;
+    const char *args[] = {"school", "-36.16", "-120.41", NULL};
+    struct run r = run_cli(args);
+    /* Far from every site but still an answer: the nearest schools. */
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "sc-a"));
+    run_free(&r);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_table_lists_nearest_ids_in_order),
+        cmocka_unit_test(test_default_k_is_five),
+        cmocka_unit_test(test_tsv_prints_records_and_table_shows_their_distances),
+        cmocka_unit_test(test_nothing_matched_exits_1),
+        cmocka_unit_test(test_server_errors_exit_2_with_code_and_message),
+        cmocka_unit_test(test_no_daemon_says_cannot_connect_and_exits_2),
+        cmocka_unit_test(test_host_and_port_come_from_environment_unless_given),
+        cmocka_unit_test(test_raw_prints_the_answer_as_received),
+        cmocka_unit_test(test_names_with_quotes_and_spaces_reach_the_server_intact),
+        cmocka_unit_test(test_bad_command_lines_exit_2_with_usage_hint),
+        cmocka_unit_test(test_negative_coordinates_are_arguments_not_options),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
