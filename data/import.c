@@ -28,7 +28,6 @@
 
 #include "geo_crs.h"
 #include "store_attrs.h"
-#include "store_schema.h"
 
 /* ------------------------------------------------------------------------ */
 /* A set of ids seen in one file, for duplicate detection                   */
@@ -815,6 +814,43 @@ int import_file(struct store *st, const char *path, const struct import_opts *op
 /* nearest-import                                                           */
 /* ------------------------------------------------------------------------ */
 
+/* One run of nearest-import over its files, as a store_load_fn. */
+struct import_run {
+    const struct import_opts *opts;
+    char **files;
+    int n_files;
+    struct import_stats stats;
+    const char *stopped_at;  /* the file that could not be read to the end */
+    int file_err;            /* its store_err, or 0 */
+    bool rejected_all;       /* bad records and no --keep-going, or nothing good */
+};
+
+/* Imports every file into the open batch; returns non-zero to abandon it. */
+static int import_run_files(struct store *st, void *ctx, char *err, size_t err_len)
+{
+    struct import_run *run = ctx;
+    for (int i = 0; i < run->n_files; i++) {
+        int rc = import_file(st, run->files[i], run->opts, &run->stats);
+        if (rc != 0) {
+            run->stopped_at = run->files[i];
+            run->file_err = rc;
+            snprintf(err, err_len, "%s: %s", run->files[i], store_strerror(rc));
+            return rc;
+        }
+    }
+    const struct import_stats *stats = &run->stats;
+    if (stats->rejected > 0 && (!run->opts->keep_going || stats->accepted == 0)) {
+        run->rejected_all = true;
+        snprintf(err, err_len, "bad records");
+        return STORE_ERR_ARG;
+    }
+    if (run->opts->progress) {
+        fprintf(stderr, "nearest-import: committing %lld records (spatial index, fsync)\n",
+                (long long)stats->accepted);
+    }
+    return 0;
+}
+
 static const char *const import_usage =
     "usage: nearest-import --db PATH [--crs wgs84|gcj02|bd09] [--map SRC=DST]...\n"
     "                      [--keep-going] [--areas] FILE...\n";
@@ -871,61 +907,49 @@ int import_main(int argc, char **argv, FILE *errors)
     }
     opts.progress = isatty(STDERR_FILENO) == 1;
 
-    char err[512];
+    struct import_run run = {.opts = &opts, .files = argv + first_file,
+                             .n_files = argc - first_file};
+    char err[512] = "";
     struct store *st = NULL;
     int rc = store_open(db_path, &st, err, sizeof err);
     if (rc == STORE_ERR_MISSING) {
-        /* A new catalogue: an empty database, then the import as usual. */
-        rc = store_schema_create_file(db_path, STORE_SCHEMA_VERSION, err, sizeof err);
-        rc = rc == 0 ? 0 : STORE_ERR_IO;
+        /* A new catalogue appears only complete: built beside, then linked. */
+        err[0] = '\0';
+        rc = store_create_with(db_path, import_run_files, &run, err, sizeof err);
+    } else if (rc == 0) {
+        rc = store_bulk_begin(st);
+        snprintf(err, sizeof err, "%s: %s", db_path, store_errmsg(st));
         if (rc == 0) {
-            rc = store_open(db_path, &st, err, sizeof err);
+            rc = import_run_files(st, &run, err, sizeof err);
+            if (rc == 0) {
+                rc = store_batch_commit(st);
+                snprintf(err, sizeof err, "%s", store_errmsg(st));
+            } else {
+                store_batch_rollback(st);
+            }
         }
     }
-    if (rc != 0) {
-        fprintf(errors, "nearest-import: %s\n", err);
+    store_close(st);
+
+    const struct import_stats *stats = &run.stats;
+    if (run.file_err != 0) {
+        fprintf(errors, "nearest-import: stopped at %s: %s; nothing imported\n", run.stopped_at,
+                run.file_err == STORE_ERR_ARG ? "the file is malformed"
+                                              : store_strerror(run.file_err));
         return 2;
     }
-    struct import_stats stats = {0, 0};
-    int status = 2;
-    rc = store_bulk_begin(st);
-    if (rc != 0) {
-        fprintf(errors, "nearest-import: %s: %s\n", db_path, store_errmsg(st));
-        goto done;
-    }
-    const char *stopped_at = NULL;
-    for (int i = first_file; rc == 0 && i < argc; i++) {
-        rc = import_file(st, argv[i], &opts, &stats);
-        stopped_at = argv[i];
-    }
-    if (rc != 0) {
-        store_batch_rollback(st);
-        fprintf(errors, "nearest-import: stopped at %s: %s; nothing imported\n", stopped_at,
-                rc == STORE_ERR_ARG ? "the file is malformed" : store_strerror(rc));
-        goto done;
-    }
-    if (stats.rejected > 0 && (!opts.keep_going || stats.accepted == 0)) {
-        store_batch_rollback(st);
+    if (run.rejected_all) {
         fprintf(errors, "nearest-import: %lld bad record%s; nothing imported%s\n",
-                (long long)stats.rejected, stats.rejected == 1 ? "" : "s",
+                (long long)stats->rejected, stats->rejected == 1 ? "" : "s",
                 opts.keep_going ? "" : " (--keep-going imports the good ones)");
-        goto done;
+        return 2;
     }
-    if (opts.progress) {
-        fprintf(stderr, "nearest-import: committing %lld records (spatial index, fsync)\n",
-                (long long)stats.accepted);
-    }
-    rc = store_batch_commit(st);
     if (rc != 0) {
-        fprintf(errors, "nearest-import: commit failed: %s; nothing imported\n",
-                store_errmsg(st));
-        goto done;
+        fprintf(errors, "nearest-import: %s; nothing imported\n", err);
+        return 2;
     }
     fprintf(errors, "nearest-import: imported %lld record%s, rejected %lld\n",
-            (long long)stats.accepted, stats.accepted == 1 ? "" : "s",
-            (long long)stats.rejected);
-    status = stats.rejected > 0 ? 1 : 0;
-done:
-    store_close(st);
-    return status;
+            (long long)stats->accepted, stats->accepted == 1 ? "" : "s",
+            (long long)stats->rejected);
+    return stats->rejected > 0 ? 1 : 0;
 }

@@ -484,7 +484,8 @@ static int fsync_path(const char *path, bool dir)
     return rc;
 }
 
-int store_create(const char *path, const char *dataset_dir, char *err, size_t err_len)
+int store_create_with(const char *path, store_load_fn fn, void *ctx, char *err,
+                      size_t err_len)
 {
     struct store *st = NULL;
     int ret = 0;
@@ -519,15 +520,11 @@ int store_create(const char *path, const char *dataset_dir, char *err, size_t er
         set_err(err, err_len, "%s", why);
         goto done;
     }
-    if ((ret = store_batch_begin(st)) != 0) {
+    if ((ret = store_bulk_begin(st)) != 0) {
         set_err(err, err_len, "%s: %s", path, st->errmsg);
         goto done;
     }
-    ret = load_dataset_file(st, dataset_dir, "facilities.geojson", IMPORT_FACILITIES, err,
-                            err_len);
-    if (ret == 0) {
-        ret = load_dataset_file(st, dataset_dir, "areas.geojson", IMPORT_AREAS, err, err_len);
-    }
+    ret = fn(st, ctx, err, err_len);
     if (ret != 0) {
         store_batch_rollback(st);
         goto done;
@@ -574,6 +571,27 @@ done:
         unlink(side);
     }
     return ret;
+}
+
+struct dataset {
+    const char *dir;
+};
+
+static int load_dataset(struct store *st, void *ctx, char *err, size_t err_len)
+{
+    const struct dataset *d = ctx;
+    int ret = load_dataset_file(st, d->dir, "facilities.geojson", IMPORT_FACILITIES, err,
+                                err_len);
+    if (ret == 0) {
+        ret = load_dataset_file(st, d->dir, "areas.geojson", IMPORT_AREAS, err, err_len);
+    }
+    return ret;
+}
+
+int store_create(const char *path, const char *dataset_dir, char *err, size_t err_len)
+{
+    struct dataset d = {dataset_dir};
+    return store_create_with(path, load_dataset, &d, err, err_len);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -141,6 +141,17 @@ int store_facility_count(struct store *st, int64_t *n);
  * Borrowed; valid until the next call on st. */
 const char *store_errmsg(const struct store *st);
 
+/* Like store_create(), but the records come from fn: it is called once with
+ * the new store (a temporary file beside `path`) inside an open bulk batch
+ * (store_bulk_begin), puts what it likes, and returns 0 to keep it or a
+ * non-zero value to abandon the file, which store_create_with() then returns.
+ * On success the file appears at `path` complete; on any failure, or if the
+ * process dies, nothing is left at `path`. nearest-import uses this to build a
+ * catalogue that does not exist yet. */
+typedef int (*store_load_fn)(struct store *st, void *ctx, char *err, size_t err_len);
+int store_create_with(const char *path, store_load_fn fn, void *ctx, char *err,
+                      size_t err_len);
+
 /* --- Group commit ----------------------------------------------------------
  *
  * Between store_batch_begin() and store_batch_commit(), store_facility_put()

@@ -135,6 +135,15 @@ static int64_t count_in(const char *db)
     return n;
 }
 
+/* A failed import into a new catalogue leaves nothing: no file, no temporary. */
+static void assert_no_catalogue(const struct fixture *fx)
+{
+    assert_int_equal(access(fx->db, F_OK), -1);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "ls '%s' | grep -q 'catalogue.db'", fx->dir);
+    assert_int_not_equal(system(cmd), 0);
+}
+
 /* Runs one SQL query returning an integer, with SpatiaLite loaded. */
 static int64_t sql_int(const char *db_path, const char *sql)
 {
@@ -531,8 +540,13 @@ static void test_each_bad_csv_record_gets_one_message_with_its_line(void **state
              csv);
     assert_string_equal(msg, expect);
     free(msg);
-    /* Nothing was written: the database exists (it was new) but is empty. */
-    assert_int_equal(count_in(fx->db), 0);
+    /* Nothing was written: the catalogue was new, so there is none. */
+    assert_no_catalogue(fx);
+    /* Into an existing catalogue, nothing changes. */
+    const char *good = write_file(fx, "good.csv", "id,category,lat,lon\na,school,36.1,120.3\n");
+    assert_int_equal(run_import(NULL, "--db", fx->db, good, NULL), 0);
+    assert_int_equal(run_import(NULL, "--db", fx->db, csv, NULL), 2);
+    assert_int_equal(count_in(fx->db), 1);
 }
 
 static void test_each_bad_geojson_feature_gets_one_message_with_its_number(void **state)
@@ -577,7 +591,7 @@ static void test_each_bad_geojson_feature_gets_one_message_with_its_number(void 
              gj);
     assert_string_equal(msg, expect);
     free(msg);
-    assert_int_equal(count_in(fx->db), 0);
+    assert_no_catalogue(fx);
 }
 
 static void test_keep_going_imports_the_good_records_and_exits_1(void **state)
@@ -610,7 +624,7 @@ static void test_unterminated_quote_is_reported_and_nothing_written(void **state
     assert_int_equal(run_import(&msg, "--db", fx->db, "--keep-going", csv, NULL), 2);
     assert_non_null(strstr(msg, ":3: csv: unterminated quoted field"));
     free(msg);
-    assert_int_equal(count_in(fx->db), 0);
+    assert_no_catalogue(fx);
 }
 
 static void test_usage_errors_exit_2(void **state)
@@ -633,8 +647,7 @@ static void test_usage_errors_exit_2(void **state)
     assert_int_equal(run_import(&msg, "--db", fx->db, "/nonexistent/x.csv", NULL), 2);
     assert_non_null(strstr(msg, "/nonexistent/x.csv: file: No such file"));
     free(msg);
-    assert_int_equal(access(fx->db, F_OK), 0); /* created empty, nothing in it */
-    assert_int_equal(count_in(fx->db), 0);
+    assert_no_catalogue(fx);
 }
 
 /* ------------------------------------------------------------------------ */
