@@ -232,6 +232,7 @@ struct csv_state {
     long line;               /* line number of the text line being fed */
     long row_line;           /* line the current row started on */
     bool in_row;
+    bool header_bad;         /* a required column is missing: stop reading */
 };
 
 static void csv_field_cb(void *s, size_t len, void *data)
@@ -287,6 +288,17 @@ static void csv_take_header(struct csv_state *cs)
             if (strcmp(cs->header[i], core_names[c]) == 0 && cs->core_col[c] < 0) {
                 cs->core_col[c] = (int)i;
             }
+        }
+    }
+    const int required[] = {C_ID, C_CATEGORY, C_LAT, C_LON};
+    for (int k = 0; k < 4; k++) {
+        if (cs->core_col[required[k]] < 0) {
+            char where[600];
+            snprintf(where, sizeof where, "%s:%ld", cs->im->path, cs->row_line);
+            reject(cs->im, where, "header: no '%s' column (rename one with --map SRC=%s)",
+                   core_names[required[k]], core_names[required[k]]);
+            cs->header_bad = true;
+            return;
         }
     }
 }
@@ -385,7 +397,7 @@ static void csv_row_cb(int c, void *data)
     (void)c;
     struct csv_state *cs = data;
     cs->in_row = false;
-    if (!cs->im->fatal) {
+    if (!cs->im->fatal && !cs->header_bad) {
         if (!cs->header) {
             csv_take_header(cs);
         } else {
@@ -420,7 +432,7 @@ static int import_csv(struct importer *im, FILE *fp)
     size_t cap = 0;
     ssize_t n;
     int ret = 0;
-    while (!im->fatal && (n = getline(&line, &cap, fp)) > 0) {
+    while (!im->fatal && !cs.header_bad && (n = getline(&line, &cap, fp)) > 0) {
         cs.line++;
         im->bytes_done += n;
         if (!cs.in_row && !line_is_blank(line, (size_t)n)) {
@@ -435,6 +447,9 @@ static int import_csv(struct importer *im, FILE *fp)
             ret = STORE_ERR_ARG;
             break;
         }
+    }
+    if (cs.header_bad) {
+        ret = STORE_ERR_ARG;
     }
     if (ret == 0 && !im->fatal && ferror(fp)) {
         reject(im, im->path, "file: read error: %s", strerror(errno));

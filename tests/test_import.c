@@ -627,6 +627,25 @@ static void test_unterminated_quote_is_reported_and_nothing_written(void **state
     assert_no_catalogue(fx);
 }
 
+static void test_missing_required_column_is_one_message_for_the_file(void **state)
+{
+    struct fixture *fx = *state;
+    const char *csv = write_file(fx, "nolat.csv", "\nid,category,纬度,lon\n"
+                                                  "a,school,36.1,120.3\nb,school,36.2,120.3\n");
+    char *msg = NULL;
+    assert_int_equal(run_import(&msg, "--db", fx->db, "--keep-going", csv, NULL), 2);
+    char expect[512];
+    snprintf(expect, sizeof expect,
+             "%s:2: header: no 'lat' column (rename one with --map SRC=lat)\n"
+             "nearest-import: stopped at %s: the file is malformed; nothing imported\n",
+             csv, csv);
+    assert_string_equal(msg, expect);
+    free(msg);
+    assert_no_catalogue(fx);
+    assert_int_equal(run_import(NULL, "--db", fx->db, "--map", "纬度=lat", csv, NULL), 0);
+    assert_int_equal(count_in(fx->db), 2);
+}
+
 static void test_usage_errors_exit_2(void **state)
 {
     struct fixture *fx = *state;
@@ -861,6 +880,7 @@ int main(void)
         T(test_each_bad_geojson_feature_gets_one_message_with_its_number),
         T(test_keep_going_imports_the_good_records_and_exits_1),
         T(test_unterminated_quote_is_reported_and_nothing_written),
+        T(test_missing_required_column_is_one_message_for_the_file),
         T(test_usage_errors_exit_2),
         T(test_map_renames_columns_and_properties),
         T(test_crs_gcj02_and_bd09_are_converted_to_wgs84),
