@@ -840,6 +840,53 @@ static void test_killed_import_leaves_database_as_it_was(void **state)
     free(after);
 }
 
+/* Kills an import after 30 ms, 90 ms, 150 ms, ... until one is quick enough
+ * to finish: whenever it dies, parsing or committing, the catalogue is exactly
+ * as before; when it finishes, all of it is there. */
+static void test_import_killed_at_any_moment_is_all_or_nothing(void **state)
+{
+    struct fixture *fx = *state;
+    const char *csv = write_file(fx, "in.csv", canonical_csv);
+    assert_int_equal(run_import(NULL, "--db", fx->db, csv, NULL), 0);
+    char *before = export_text(fx->db, EXPORT_CSV, -1, false);
+    char rows[256];
+    snprintf(rows, sizeof rows, "%s", write_rows(fx, "rows.csv", "k", 15000, 5));
+    int kills = 0;
+    for (int ms = 30;; ms += 60) {
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            FILE *null = fopen("/dev/null", "w");
+            char *argv[] = {"nearest-import", "--db", fx->db, rows, NULL};
+            _exit(import_main(4, argv, null));
+        }
+        struct timespec nap = {ms / 1000, (long)(ms % 1000) * 1000 * 1000};
+        nanosleep(&nap, NULL);
+        kill(pid, SIGKILL);
+        int status = 0;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        char text[64];
+        assert_string_equal(sql_text(fx->db, "PRAGMA integrity_check", text, sizeof text),
+                            "ok");
+        assert_int_equal(sql_int(fx->db, "SELECT CheckSpatialIndex('facilities', 'geom')"), 1);
+        if (WIFEXITED(status)) {
+            assert_int_equal(WEXITSTATUS(status), 0);
+            assert_int_equal(count_in(fx->db), 4 + 15000);
+            break;
+        }
+        kills++;
+        char *after = export_text(fx->db, EXPORT_CSV, -1, false);
+        assert_string_equal(before, after);
+        free(after);
+        if (ms > 15000) {
+            fail_msg("the import never finished");
+        }
+    }
+    assert_true(kills >= 1);
+    print_message("killed %d times before an import finished\n", kills);
+    free(before);
+}
+
 static void test_export_command_line(void **state)
 {
     struct fixture *fx = *state;
@@ -886,6 +933,7 @@ int main(void)
         T(test_crs_gcj02_and_bd09_are_converted_to_wgs84),
         T(test_bulk_import_that_moves_and_adds_rows_keeps_spatial_index_exact),
         T(test_killed_import_leaves_database_as_it_was),
+        T(test_import_killed_at_any_moment_is_all_or_nothing),
         T(test_export_command_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
