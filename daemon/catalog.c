@@ -407,7 +407,15 @@ int catalog_get(const struct catalog *c, uint32_t slot, struct catalog_facility 
     out->name = c->arena + s->name_off;
     out->category = s->category;
     out->where = (struct geo_point){s->lat_e6 / 1e6, s->lon_e6 / 1e6};
+    out->lat_e6 = s->lat_e6;
+    out->lon_e6 = s->lon_e6;
     return 0;
+}
+
+void catalog_prefetch(const struct catalog *c, uint32_t slot) {
+    if (slot < c->n_slots) {
+        __builtin_prefetch(&c->slots[slot]);
+    }
 }
 
 size_t catalog_count(const struct catalog *c) {

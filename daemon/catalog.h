@@ -36,6 +36,8 @@ struct catalog_facility {
     const char *name;
     int category;            /* enum store_category */
     struct geo_point where;  /* WGS84, to 1e-6 degree (0.11 m) */
+    int32_t lat_e6;          /* the same position in integer microdegrees */
+    int32_t lon_e6;
 };
 
 struct catalog;
@@ -66,6 +68,11 @@ int catalog_find(const struct catalog *c, const char *id, uint32_t *slot);
 /* Fills *out with the facility in `slot` (a handle from the index or from
  * catalog_find()). Returns 0 or CATALOG_ERR_NOTFOUND for a free slot. */
 int catalog_get(const struct catalog *c, uint32_t slot, struct catalog_facility *out);
+
+/* Hints that `slot` will be read soon. Replies touch a few slots and strings
+ * scattered over tens of MB; asking for all of them before reading any lets
+ * the cache misses overlap instead of queueing one behind another. */
+void catalog_prefetch(const struct catalog *c, uint32_t slot);
 
 /* Number of facilities, in all categories or in one (enum store_category). */
 size_t catalog_count(const struct catalog *c);

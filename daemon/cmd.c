@@ -276,6 +276,15 @@ static int answer_hits(const struct catalog *cat, const struct cmd_session *sess
     struct geo_point where[CMD_MAX_K];
     struct catalog_facility f[CMD_MAX_K];
     for (size_t i = 0; i < n; i++) {
+        catalog_prefetch(cat, hits[i].handle);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (catalog_get(cat, hits[i].handle, &f[i]) == 0) {
+            __builtin_prefetch(f[i].id);
+            __builtin_prefetch(f[i].name);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
         if (catalog_get(cat, hits[i].handle, &f[i]) < 0 ||
             geo_crs_from_wgs84(session->crs, f[i].where, &where[i]) < 0) {
             reply_err(out, CMD_ERR_INTERNAL, "cannot render facility handle %u",
@@ -287,7 +296,9 @@ static int answer_hits(const struct catalog *cat, const struct cmd_session *sess
     for (size_t i = 0; i < n; i++) {
         struct reply_facility rf = {.id = f[i].id, .category = store_category_name(f[i].category),
                                     .name = f[i].name, .where = where[i],
-                                    .distance_m = hits[i].distance_m};
+                                    .distance_m = hits[i].distance_m,
+                                    .has_e6 = session->crs == GEO_CRS_WGS84,
+                                    .lat_e6 = f[i].lat_e6, .lon_e6 = f[i].lon_e6};
         reply_facility(out, &rf);
     }
     return 0;

@@ -223,6 +223,27 @@ static json_t *json_facility(const struct reply *r, const struct reply_facility 
 
 /* ---- Answers ------------------------------------------------------------------ */
 
+/* Appends "\t" and v / 10^6 with exactly 6 decimals, as "%.6f" prints it. */
+static void put_e6(struct reply *r, int32_t v) {
+    char tmp[24];
+    char *p = tmp + sizeof tmp;
+    int64_t a = v < 0 ? -(int64_t)v : v;
+    for (int digit = 0; digit < 6; digit++) {
+        *--p = (char)('0' + a % 10);
+        a /= 10;
+    }
+    *--p = '.';
+    do {
+        *--p = (char)('0' + a % 10);
+        a /= 10;
+    } while (a > 0);
+    if (v < 0) {
+        *--p = '-';
+    }
+    *--p = '\t';
+    put_bytes(r, p, (size_t)(tmp + sizeof tmp - p));
+}
+
 void reply_ok(struct reply *r, size_t n) {
     if (is_json(r)) {
         json_begin(r, n);
@@ -243,7 +264,13 @@ void reply_facility(struct reply *r, const struct reply_facility *f) {
     put_bytes(r, "\t", 1);
     put_field(r, f->name);
     /* 6 decimals of a degree is 0.11 m, finer than any position we hold. */
-    put_fmt(r, "\t%.6f\t%.6f\t", f->where.lat_deg, f->where.lon_deg);
+    if (f->has_e6) {
+        put_e6(r, f->lat_e6);
+        put_e6(r, f->lon_e6);
+        put_bytes(r, "\t", 1);
+    } else {
+        put_fmt(r, "\t%.6f\t%.6f\t", f->where.lat_deg, f->where.lon_deg);
+    }
     if (isnan(f->distance_m)) {
         put_bytes(r, "-\n", 2);
     } else {

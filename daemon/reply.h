@@ -18,6 +18,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "geo.h"
 
@@ -53,6 +54,11 @@ struct reply_facility {
     const char *name;
     struct geo_point where;  /* in the connection's coordinate system */
     double distance_m;       /* NAN when the reply has no distance (GET): printed "-" */
+    bool has_e6;             /* where is exactly lat_e6 / 1e6, lon_e6 / 1e6: the text
+                              * format prints these integers (same digits as %.6f,
+                              * without printf's cost) */
+    int32_t lat_e6;
+    int32_t lon_e6;
 };
 
 /* Returns the format named "text", "json" or "geojson" (ASCII case ignored)

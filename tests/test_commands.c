@@ -656,6 +656,36 @@ static void test_echoed_text_is_one_capped_line(void **state) {
     free(got);
 }
 
+static void test_microdegree_records_print_as_printf_would(void **state) {
+    (void)state;
+    for (int i = 0; i < 20000; i++) {
+        int32_t lat_e6 = (int32_t)(rng_next() % 180000001) - 90000000;
+        int32_t lon_e6 = (int32_t)(rng_next() % 360000001) - 180000000;
+        if (i < 9) { /* the edges: zero, one microdegree either side, the limits */
+            static const int32_t edge[9] = {0, 1, -1, 999999, -999999, 1000000, -1000000,
+                                            90000000, -90000000};
+            lat_e6 = edge[i];
+            lon_e6 = edge[8 - i] * 2;
+        }
+        struct geo_point where = {lat_e6 / 1e6, lon_e6 / 1e6};
+        struct reply_facility fast = {.id = "x", .category = "school", .name = "n",
+                                      .where = where, .distance_m = 12.25, .has_e6 = true,
+                                      .lat_e6 = lat_e6, .lon_e6 = lon_e6};
+        struct reply_facility slow = fast;
+        slow.has_e6 = false;
+        struct reply a, b;
+        reply_init(&a);
+        reply_init(&b);
+        reply_facility(&a, &fast);
+        reply_facility(&b, &slow);
+        size_t la, lb;
+        char *ta = reply_take(&a, &la), *tb = reply_take(&b, &lb);
+        assert_string_equal(ta, tb);
+        free(ta);
+        free(tb);
+    }
+}
+
 static void test_reply_echo_cuts_at_a_character_boundary(void **state) {
     (void)state;
     char text[400] = "";
@@ -1020,6 +1050,7 @@ int main(void) {
         T(test_stats_counts_requests_and_errors),
         T(test_errors_have_exact_lines),
         T(test_echoed_text_is_one_capped_line),
+        T(test_microdegree_records_print_as_printf_would),
         T(test_reply_echo_cuts_at_a_character_boundary),
         T(test_random_requests_get_exactly_one_answer),
         T(test_catalog_put_and_remove_agree_with_a_plain_array),
