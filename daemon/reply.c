@@ -244,6 +244,42 @@ static void put_e6(struct reply *r, int32_t v) {
     put_bytes(r, p, (size_t)(tmp + sizeof tmp - p));
 }
 
+/* Appends d >= 0 with one decimal, exactly as printf's "%.1f" does (the
+ * exact binary value rounded to tenths, ties to even), without printf's
+ * arbitrary-precision arithmetic, which cost more than the rest of a
+ * record. fma() gives the exact sign of 10d - q and 20d - (2q + 1), so the
+ * rounding decision is made on the exact value, not on a rounded d * 10.
+ * Distances of 10^15 m and more, or negative ones, go through printf. */
+static void put_tenths(struct reply *r, double d) {
+    if (!(d >= 0.0 && d < 1e15)) {
+        put_fmt(r, "%.1f", d);
+        return;
+    }
+    double q = floor(d * 10.0);
+    while (q > 0.0 && fma(10.0, d, -q) < 0.0) {
+        q -= 1.0; /* d * 10 was rounded up across an integer */
+    }
+    while (fma(10.0, d, -(q + 1.0)) >= 0.0) {
+        q += 1.0; /* ... or down */
+    }
+    /* Now q <= 10d < q + 1 exactly; round to nearest, ties to even. */
+    double half = fma(20.0, d, -(2.0 * q + 1.0));
+    int64_t tenths = (int64_t)q;
+    if (half > 0.0 || (half == 0.0 && (tenths & 1))) {
+        tenths++;
+    }
+    char tmp[32];
+    char *p = tmp + sizeof tmp;
+    *--p = (char)('0' + tenths % 10);
+    *--p = '.';
+    tenths /= 10;
+    do {
+        *--p = (char)('0' + tenths % 10);
+        tenths /= 10;
+    } while (tenths > 0);
+    put_bytes(r, p, (size_t)(tmp + sizeof tmp - p));
+}
+
 void reply_ok(struct reply *r, size_t n) {
     if (is_json(r)) {
         json_begin(r, n);
@@ -274,7 +310,8 @@ void reply_facility(struct reply *r, const struct reply_facility *f) {
     if (isnan(f->distance_m)) {
         put_bytes(r, "-\n", 2);
     } else {
-        put_fmt(r, "%.1f\n", f->distance_m);
+        put_tenths(r, f->distance_m);
+        put_bytes(r, "\n", 1);
     }
     if (r->expected > 0) {
         r->expected--;

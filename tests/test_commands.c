@@ -686,6 +686,54 @@ static void test_microdegree_records_print_as_printf_would(void **state) {
     }
 }
 
+/* The distance field of a record, as the builder writes it. */
+static void distance_text(double d, char *out, size_t out_len) {
+    struct reply r;
+    reply_init(&r);
+    struct reply_facility f = {.id = "x", .category = "c", .name = "n", .distance_m = d};
+    reply_facility(&r, &f);
+    size_t len;
+    char *text = reply_take(&r, &len);
+    const char *field = strrchr(text, '\t') + 1;
+    snprintf(out, out_len, "%.*s", (int)(strlen(field) - 1), field);
+    free(text);
+}
+
+static void test_distances_print_as_printf_would(void **state) {
+    (void)state;
+    char got[64], want[64];
+    for (int i = 0; i < 300000; i++) {
+        double d;
+        switch (i % 4) {
+        case 0: /* anywhere up to 20,000 km */
+            d = (double)(rng_next() >> 11) / (double)(1ull << 53) * 2e7;
+            break;
+        case 1: /* exact ties: multiples of 0.05 that a double holds exactly */
+            d = (double)(rng_next() % 4000000) * 0.25 + (i % 8 == 1 ? 0.25 : 0.75);
+            break;
+        case 2: { /* a step either side of a tie or of a tenth */
+            double base = (double)(rng_next() % 1000000) / 20.0;
+            d = (rng_next() & 1) ? nextafter(base, INFINITY) : nextafter(base, 0.0);
+            break;
+        }
+        default: /* small */
+            d = (double)(rng_next() % 100000) / 997.0;
+            break;
+        }
+        distance_text(d, got, sizeof got);
+        snprintf(want, sizeof want, "%.1f", d);
+        if (strcmp(got, want) != 0) {
+            fail_msg("distance %.17g: got %s, printf says %s", d, got, want);
+        }
+    }
+    distance_text(0.0, got, sizeof got);
+    assert_string_equal(got, "0.0");
+    distance_text(0.05, got, sizeof got);
+    assert_string_equal(got, "0.1"); /* 0.05 is slightly above 1/20 in binary */
+    distance_text(0.25, got, sizeof got);
+    assert_string_equal(got, "0.2"); /* an exact tie goes to even */
+}
+
 static void test_reply_echo_cuts_at_a_character_boundary(void **state) {
     (void)state;
     char text[400] = "";
@@ -1051,6 +1099,7 @@ int main(void) {
         T(test_errors_have_exact_lines),
         T(test_echoed_text_is_one_capped_line),
         T(test_microdegree_records_print_as_printf_would),
+        T(test_distances_print_as_printf_would),
         T(test_reply_echo_cuts_at_a_character_boundary),
         T(test_random_requests_get_exactly_one_answer),
         T(test_catalog_put_and_remove_agree_with_a_plain_array),
