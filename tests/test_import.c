@@ -840,7 +840,7 @@ static void test_killed_import_leaves_database_as_it_was(void **state)
     free(after);
 }
 
-/* Kills an import after 30 ms, 90 ms, 150 ms, ... until one is quick enough
+/* Kills an import after 30 ms, 45 ms, 67 ms, ... until one is quick enough
  * to finish: whenever it dies, parsing or committing, the catalogue is exactly
  * as before; when it finishes, all of it is there. */
 static void test_import_killed_at_any_moment_is_all_or_nothing(void **state)
@@ -852,7 +852,7 @@ static void test_import_killed_at_any_moment_is_all_or_nothing(void **state)
     char rows[256];
     snprintf(rows, sizeof rows, "%s", write_rows(fx, "rows.csv", "k", 15000, 5));
     int kills = 0;
-    for (int ms = 30;; ms += 60) {
+    for (int ms = 30;; ms += ms / 2) {
         pid_t pid = fork();
         assert_true(pid >= 0);
         if (pid == 0) {
@@ -871,14 +871,21 @@ static void test_import_killed_at_any_moment_is_all_or_nothing(void **state)
         assert_int_equal(sql_int(fx->db, "SELECT CheckSpatialIndex('facilities', 'geom')"), 1);
         if (WIFEXITED(status)) {
             assert_int_equal(WEXITSTATUS(status), 0);
-            assert_int_equal(count_in(fx->db), 4 + 15000);
+        }
+        int64_t n = count_in(fx->db);
+        if (n == 4 + 15000) {
+            /* Finished; a kill can land after the commit but before exit. */
             break;
         }
+        assert_true(WIFSIGNALED(status));
         kills++;
         char *after = export_text(fx->db, EXPORT_CSV, -1, false);
-        assert_string_equal(before, after);
+        if (strcmp(before, after) != 0) {
+            fail_msg("killed after %d ms: %lld facilities, neither before nor after",
+                     ms, (long long)n);
+        }
         free(after);
-        if (ms > 15000) {
+        if (ms > 60000) {
             fail_msg("the import never finished");
         }
     }
