@@ -115,6 +115,45 @@ void cli_format_distance(bool has_distance, double distance_m, char *buf, size_t
 
 /* ---- Views ------------------------------------------------------------------ */
 
+/* Length of a control sequence starter at s that a terminal would act on:
+ * a C0 control or DEL (1 byte), or a C1 control U+0080..U+009F (2 bytes).
+ * 0 for anything else. */
+static size_t control_len(const char *s) {
+    const unsigned char *u = (const unsigned char *)s;
+    if (u[0] < 0x20 || u[0] == 0x7F) {
+        return 1;
+    }
+    if (u[0] == 0xC2 && u[1] >= 0x80 && u[1] <= 0x9F) {
+        return 2;
+    }
+    return 0;
+}
+
+/* Prints s with every control character as '?', so that a name from the
+ * server cannot move the cursor or change colours in the table. */
+static void put_clean(FILE *out, const char *s) {
+    while (*s) {
+        size_t n = control_len(s);
+        if (n > 0) {
+            fputc('?', out);
+            s += n;
+        } else {
+            fputc(*s++, out);
+        }
+    }
+}
+
+/* Display width of s as put_clean() prints it. */
+static size_t clean_width(const char *s) {
+    size_t controls = 0;
+    for (const char *p = s; *p;) {
+        size_t n = control_len(p);
+        controls += n > 0;
+        p += n > 0 ? n : 1;
+    }
+    return cli_display_width(s) + controls;
+}
+
 static void pad(FILE *out, size_t n) {
     for (size_t i = 0; i < n; i++) {
         fputc(' ', out);
@@ -123,15 +162,15 @@ static void pad(FILE *out, size_t n) {
 
 /* Prints s left-aligned in a column of `width` display columns. */
 static void print_left(FILE *out, const char *s, size_t width) {
-    size_t w = cli_display_width(s);
-    fputs(s, out);
+    size_t w = clean_width(s);
+    put_clean(out, s);
     pad(out, width > w ? width - w : 0);
 }
 
 static void print_right(FILE *out, const char *s, size_t width) {
-    size_t w = cli_display_width(s);
+    size_t w = clean_width(s);
     pad(out, width > w ? width - w : 0);
-    fputs(s, out);
+    put_clean(out, s);
 }
 
 struct row_text {
@@ -164,7 +203,7 @@ void cli_table_print(FILE *out, const struct cli_reply *reply) {
         struct row_text t;
         row_text(i, &f, &t);
         width[0] = max_size(width[0], strlen(t.number));
-        width[1] = max_size(width[1], cli_display_width(f.name));
+        width[1] = max_size(width[1], clean_width(f.name));
         width[2] = max_size(width[2], strlen(t.distance));
         width[3] = max_size(width[3], strlen(t.position));
     }
@@ -184,7 +223,7 @@ void cli_table_print(FILE *out, const struct cli_reply *reply) {
         if (cli_record_facility(rec, &f) < 0) {
             for (size_t k = 0; k < rec->n_fields; k++) {
                 fputs(k ? "  " : "", out);
-                fputs(rec->fields[k], out);
+                put_clean(out, rec->fields[k]);
             }
             fputc('\n', out);
             continue;
@@ -199,7 +238,7 @@ void cli_table_print(FILE *out, const struct cli_reply *reply) {
         fputs("  ", out);
         print_left(out, t.position, width[3]);
         fputs("  ", out);
-        fputs(f.id, out);
+        put_clean(out, f.id);
         fputc('\n', out);
     }
 }

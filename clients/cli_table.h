@@ -28,10 +28,13 @@ void cli_format_distance(bool has_distance, double distance_m, char *buf, size_t
 
 /* Prints an OK answer as an aligned table with the columns
  * "#  name  distance  lat, lon  id", one row per facility record; records
- * that are not facilities are printed as their fields joined by two spaces. */
+ * that are not facilities are printed as their fields joined by two spaces.
+ * Control characters (C0, DEL, C1) in names, ids and fields print as '?', so
+ * a record cannot drive the terminal. */
 void cli_table_print(FILE *out, const struct cli_reply *reply);
 
-/* Prints the records of an OK answer as received: one tab-separated line each. */
+/* Prints the records of an OK answer as received: one tab-separated line
+ * each. Nothing is replaced: this is for scripts. */
 void cli_tsv_print(FILE *out, const struct cli_reply *reply);
 
 /* Prints an answer as received: the header line, then the record lines. */

@@ -107,7 +107,8 @@ static void test_table_lines_up_columns_by_display_width(void **state) {
         "OK 4\n"
         "mp-016\tmeal_point\t虎山路街道新埠社区长者食堂\t36.156464\t120.403264\t722.0\n"
         "x-1\tparking\tLot B\t36.1\t120.4\t1038.3\n"
-        "sc-032\tschool\t青岛市李沧区泰塘小学 (east)\t36.159059\t120.411535\t56.8\n"
+        "sc-032\tschool\t青岛市李沧区泰塘小学 (east)\t36.159059\t120.411535"
+        "\t56.8\n"
         "ec-045\telder_care\t中心\t-36.152753\t-120.414865\t-\n");
     char *text = NULL;
     size_t size = 0;
@@ -139,6 +140,40 @@ static void test_table_lines_up_columns_by_display_width(void **state) {
     cli_reply_free(r);
 }
 
+static void test_table_shows_control_characters_as_question_marks(void **state) {
+    (void)state;
+    struct cli_reply *r = parse("OK 3\n"
+                                "a\x1b[31m\tschool\tred\x1b[0m name\x7f\t1\t2\t3\n"
+                                "b\tschool\tc1 \xc2\x9b" "2J here\t1\t2\t4\n"
+                                "c\tschool\tplain\t1\t2\t5\n");
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&text, &size);
+    cli_table_print(out, r);
+    fclose(out);
+    for (size_t i = 0; i < size; i++) {
+        unsigned char c = (unsigned char)text[i];
+        assert_true(c == '\n' || (c >= 0x20 && c != 0x7F));
+        assert_false(c == 0xC2 && (unsigned char)text[i + 1] < 0xA0);
+    }
+    assert_non_null(strstr(text, "red?[0m name?"));
+    assert_non_null(strstr(text, "c1 ?2J here"));
+    assert_non_null(strstr(text, "a?[31m\n"));
+    /* The ids still line up. */
+    char *lines[8] = {0};
+    size_t n = 0;
+    for (char *save = NULL, *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        lines[n++] = l;
+    }
+    assert_int_equal(n, 4);
+    size_t id_col = column_of(lines[0], " id") + 1;
+    assert_int_equal(column_of(lines[1], " a?[31m") + 1, id_col);
+    assert_int_equal(column_of(lines[2], " b") + 1, id_col);
+    assert_int_equal(column_of(lines[3], " c") + 1, id_col);
+    free(text);
+    cli_reply_free(r);
+}
+
 static void test_tsv_and_raw_print_records_as_received(void **state) {
     (void)state;
     const char *answer = "OK 2\na\tb\tc\nelder_care\t111\n";
@@ -164,6 +199,7 @@ int main(void) {
         cmocka_unit_test(test_width_agrees_with_wcwidth),
         cmocka_unit_test(test_distance_reads_in_metres_then_kilometres),
         cmocka_unit_test(test_table_lines_up_columns_by_display_width),
+        cmocka_unit_test(test_table_shows_control_characters_as_question_marks),
         cmocka_unit_test(test_tsv_and_raw_print_records_as_received),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

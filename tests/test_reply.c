@@ -277,8 +277,8 @@ static void test_record_reads_facility_fields(void **state) {
     assert_string_equal(f.extra[2], "y");
     cli_reply_free(r);
 
-    const char *bad[] = {"a\tb\tc\t1\t2", "a\tb\tc\tx\t2\t3", "a\tb\tc\t1\t2\t", "a\tb\tc\t1\t2\tnan",
-                         "a\tb\tc\t1 \t2\t3", "elder_care\t111"};
+    const char *bad[] = {"a\tb\tc\t1\t2",    "a\tb\tc\tx\t2\t3",   "a\tb\tc\t1\t2\t",
+                         "a\tb\tc\t1\t2\tnan", "a\tb\tc\t1 \t2\t3", "elder_care\t111"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(facility_of(bad[i], &f, &r), CLI_ERR_PARSE);
         cli_reply_free(r);
