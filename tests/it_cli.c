@@ -531,6 +531,84 @@ static void test_negative_coordinates_are_arguments_not_options(void **state) {
     run_free(&r);
 }
 
+/* A listening socket on a free port that the test, not nearestd, controls. */
+static int listen_socket(int *port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 4), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static void test_silent_server_times_out_with_exit_2(void **state) {
+    (void)state;
+    int port = 0;
+    int fd = listen_socket(&port); /* the kernel accepts; nobody answers */
+    char port_arg[16];
+    snprintf(port_arg, sizeof port_arg, "%d", port);
+    const char *args[] = {"--port", port_arg, "--timeout", "300", "school", "36.16", "120.41",
+                          NULL};
+    struct run r = run_cli_env(NULL, NULL, args);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "no answer in time"));
+    assert_string_equal(r.out, "");
+    run_free(&r);
+    close(fd);
+}
+
+/* Serves one connection: reads the request line, writes `answer`, closes. */
+static pid_t serve_once(int listen_fd, const char *answer) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        int c = accept(listen_fd, NULL, NULL);
+        char buf[512];
+        if (c < 0 || read(c, buf, sizeof buf) <= 0) {
+            _exit(1);
+        }
+        size_t n = strlen(answer);
+        if (write(c, answer, n) != (ssize_t)n) {
+            _exit(1);
+        }
+        close(c);
+        _exit(0);
+    }
+    return pid;
+}
+
+static void test_answer_cut_short_or_malformed_exits_2(void **state) {
+    (void)state;
+    static const struct {
+        const char *answer;
+        const char *says;
+    } cases[] = {
+        {"OK 3\na\tschool\tn\t1\t2\t3\n", "closed in the middle of an answer"},
+        {"", "connection closed by the server"},
+        {"HTTP/1.1 400 Bad Request\r\n\r\n", "malformed answer"},
+        {"OK -1\n", "malformed answer"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int port = 0;
+        int fd = listen_socket(&port);
+        pid_t server = serve_once(fd, cases[i].answer);
+        char port_arg[16];
+        snprintf(port_arg, sizeof port_arg, "%d", port);
+        const char *args[] = {"--port", port_arg, "school", "36.16", "120.41", NULL};
+        struct run r = run_cli_env(NULL, NULL, args);
+        assert_int_equal(r.status, 2);
+        assert_non_null(strstr(r.err, cases[i].says));
+        assert_string_equal(r.out, "");
+        run_free(&r);
+        int status = 0;
+        assert_int_equal(waitpid(server, &status, 0), server);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        close(fd);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table_lists_nearest_ids_in_order),
@@ -544,6 +622,8 @@ int main(void) {
         cmocka_unit_test(test_names_with_quotes_and_spaces_reach_the_server_intact),
         cmocka_unit_test(test_bad_command_lines_exit_2_with_usage_hint),
         cmocka_unit_test(test_negative_coordinates_are_arguments_not_options),
+        cmocka_unit_test(test_silent_server_times_out_with_exit_2),
+        cmocka_unit_test(test_answer_cut_short_or_malformed_exits_2),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
