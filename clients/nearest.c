@@ -9,14 +9,19 @@
  *
  * Options live in one table (`options` below) and are parsed by a small loop
  * rather than getopt, for two reasons: a negative coordinate such as -33.9 is
- * an argument, not an option, and later options (--where, --open, --json)
- * and subcommands (serves) only add a row and a case. The first positional
- * argument picks the request; a category means NEAREST. */
+ * an argument, not an option, and later options (--where, --open) and
+ * subcommands (serves) only add a row and a case. The first positional
+ * argument picks the request; a category means NEAREST.
+ *
+ * --json sends "FORMAT json" pipelined before the request and prints the
+ * answer's JSON line as it came; jansson reads it only for the exit status. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "cli_conn.h"
 #include "cli_request.h"
@@ -28,7 +33,7 @@
 #define EXIT_ERROR 2
 #define MAX_POSITIONAL 8
 
-enum opt_id { OPT_HOST, OPT_PORT, OPT_K, OPT_TSV, OPT_RAW, OPT_TIMEOUT, OPT_HELP };
+enum opt_id { OPT_HOST, OPT_PORT, OPT_K, OPT_TSV, OPT_JSON, OPT_RAW, OPT_TIMEOUT, OPT_HELP };
 
 struct opt {
     enum opt_id id;
@@ -44,6 +49,7 @@ static const struct opt options[] = {
     {OPT_PORT, "port", 0, true, "PORT", "server port (default $NEAREST_PORT or 7878)"},
     {OPT_K, "k", 'k', true, "N", "how many facilities (1..1000; the server's default is 5)"},
     {OPT_TSV, "tsv", 0, false, NULL, "print raw tab-separated records, for scripts"},
+    {OPT_JSON, "json", 0, false, NULL, "print the answer as one JSON object (FORMAT json)"},
     {OPT_RAW, "raw", 0, true, "LINE", "send LINE as is and print the answer as received"},
     {OPT_TIMEOUT, "timeout", 0, true, "MS", "give up after MS ms without progress (5000)"},
     {OPT_HELP, "help", 'h', false, NULL, "print this help and exit"},
@@ -56,6 +62,7 @@ struct config {
     const char *k;
     const char *raw;
     bool tsv;
+    bool json;
     bool help;
     size_t n_pos;
     const char *pos[MAX_POSITIONAL];
@@ -146,6 +153,9 @@ static int apply_option(struct config *cfg, const struct opt *o, const char *val
         return 0;
     case OPT_TSV:
         cfg->tsv = true;
+        return 0;
+    case OPT_JSON:
+        cfg->json = true;
         return 0;
     case OPT_RAW:
         cfg->raw = value;
@@ -238,7 +248,32 @@ static bool build_request(const struct config *cfg, const char **req, size_t *n_
     return true;
 }
 
+/* Prints a JSON answer as received and picks the exit status from it: an
+ * error object is reported on stderr like an ERR line. */
+static int show_json(const char *text) {
+    puts(text);
+    json_error_t jerr;
+    json_t *root = json_loads(text, 0, &jerr);
+    int status = EXIT_ERROR;
+    if (root == NULL || !json_is_object(root)) {
+        fprintf(stderr, "nearest: the server's JSON does not parse: %s\n", jerr.text);
+    } else if (json_is_true(json_object_get(root, "ok"))) {
+        json_int_t count = json_integer_value(json_object_get(root, "count"));
+        status = count > 0 ? EXIT_FOUND : EXIT_NOTHING;
+    } else {
+        const char *code = json_string_value(json_object_get(root, "error"));
+        const char *message = json_string_value(json_object_get(root, "message"));
+        fprintf(stderr, "nearest: %s: %s\n", code ? code : "?", message ? message : "");
+    }
+    json_decref(root);
+    return status;
+}
+
 static int show_reply(const struct config *cfg, const struct cli_reply *reply) {
+    if (reply->kind == CLI_REPLY_JSON) {
+        int status = show_json(reply->json);
+        return cfg->raw != NULL && status == EXIT_NOTHING ? EXIT_FOUND : status;
+    }
     if (reply->kind == CLI_REPLY_ERR) {
         if (cfg->raw != NULL) {
             cli_raw_print(stdout, reply);
@@ -250,10 +285,7 @@ static int show_reply(const struct config *cfg, const struct cli_reply *reply) {
         cli_raw_print(stdout, reply);
         return EXIT_FOUND;
     }
-    if (reply->kind == CLI_REPLY_JSON) {
-        puts(reply->json);
-        return EXIT_FOUND;
-    }
+
     if (reply->n_records == 0) {
         if (!cfg->tsv) {
             fprintf(stderr, "nearest: nothing found\n");
@@ -304,8 +336,22 @@ int main(int argc, char **argv) {
                 refused ? " (is nearestd running?)" : "");
         goto done;
     }
-    int ret = cfg.raw != NULL ? cli_conn_send_line(conn, cfg.raw, strlen(cfg.raw))
+    /* --json: FORMAT json goes first, pipelined with the request. */
+    static const char *const format_json[] = {"FORMAT", "json"};
+    int ret = cfg.json ? cli_conn_send(conn, 2, format_json) : 0;
+    if (ret == 0) {
+        ret = cfg.raw != NULL ? cli_conn_send_line(conn, cfg.raw, strlen(cfg.raw))
                               : cli_conn_send(conn, n_req, req);
+    }
+    if (ret == 0 && cfg.json) {
+        ret = cli_conn_read_reply(conn, &reply); /* the answer to FORMAT */
+        if (ret == 0 && reply->kind != CLI_REPLY_JSON) {
+            fprintf(stderr, "nearest: %s: the server does not speak FORMAT json\n", address);
+            goto done;
+        }
+        cli_reply_free(reply);
+        reply = NULL;
+    }
     if (ret == 0) {
         ret = cli_conn_read_reply(conn, &reply);
     }

@@ -531,6 +531,45 @@ static void test_negative_coordinates_are_arguments_not_options(void **state) {
     run_free(&r);
 }
 
+static void test_json_prints_one_object_with_the_oracle_ids(void **state) {
+    (void)state;
+    const struct site *want[N_SITES];
+    size_t n_want = expected("meal_point", want);
+    const char *args[] = {"--json", "meal_point", "36.16", "120.41", "-k", "4", NULL};
+    struct run r = run_cli(args);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.err, "");
+    assert_non_null(strchr(r.out, '\n'));
+    assert_int_equal(strchr(r.out, '\n')[1], '\0'); /* one line */
+    json_error_t jerr;
+    json_t *root = json_loads(r.out, 0, &jerr);
+    assert_non_null(root);
+    assert_true(json_is_true(json_object_get(root, "ok")));
+    json_t *records = json_object_get(root, "records");
+    assert_true(n_want >= 4);
+    assert_int_equal(json_array_size(records), 4);
+    for (size_t i = 0; i < 4; i++) {
+        json_t *rec = json_array_get(records, i);
+        assert_string_equal(json_string_value(json_object_get(rec, "id")), want[i]->id);
+        assert_string_equal(json_string_value(json_object_get(rec, "name")), want[i]->name);
+    }
+    json_decref(root);
+    run_free(&r);
+
+    const char *none[] = {"--json", "parking", "36.16", "120.41", NULL};
+    r = run_cli(none);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.out, "\"count\":0"));
+    run_free(&r);
+
+    const char *bad[] = {"--json", "school", "120.41", "36.16", NULL};
+    r = run_cli(bad);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.out, "\"ok\":false"));
+    assert_true(strncmp(r.err, "nearest: RANGE: ", 16) == 0);
+    run_free(&r);
+}
+
 /* A listening socket on a free port that the test, not nearestd, controls. */
 static int listen_socket(int *port) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -622,6 +661,7 @@ int main(void) {
         cmocka_unit_test(test_names_with_quotes_and_spaces_reach_the_server_intact),
         cmocka_unit_test(test_bad_command_lines_exit_2_with_usage_hint),
         cmocka_unit_test(test_negative_coordinates_are_arguments_not_options),
+        cmocka_unit_test(test_json_prints_one_object_with_the_oracle_ids),
         cmocka_unit_test(test_silent_server_times_out_with_exit_2),
         cmocka_unit_test(test_answer_cut_short_or_malformed_exits_2),
     };
