@@ -1,4 +1,5 @@
-/* srv.c: connections, reads, pipelined dispatch, writes, shutdown.
+/* srv.c: connections, reads, pipelined dispatch, socket writes, the group
+ * commit of PUT/SET/DEL, shutdown.
  *
  * Memory per connection: the struct (about 0.5 KB) plus the proto_reader's
  * buffer (up to PROTO_MAX_LINE_BYTES plus one read) plus unsent output. A
@@ -10,7 +11,14 @@
  * Lifetimes follow libuv's rules: a connection is closed only through
  * srv_conn_close() and freed only in its close callback; a write request owns
  * its buffer until its callback, which libuv runs (with UV_ECANCELED) before
- * the close callback, so the connection outlives its writes. */
+ * the close callback, so the connection outlives its writes.
+ *
+ * Group commit: a store write costs a full fsync (milliseconds), so writes
+ * that arrive while one group is committing on the thread pool wait in a
+ * queue and all go in the next group, one transaction and one fsync for all
+ * of them. A connection whose write is queued stops reading and keeps its
+ * later requests in its reader, so its answers stay in order; a connection
+ * that goes away leaves its write to commit unanswered (owner set to NULL). */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
