@@ -28,11 +28,13 @@ struct cli_conn *cli_conn_open(const char *host, int port, int timeout_ms);
 void cli_conn_close(struct cli_conn *c);
 
 /* The connection's error: 0, or the negative cli_err that put it out of use.
- * After any error but CLI_ERR_ARG the connection only answers with it. */
+ * Errors in the caller's request (CLI_ERR_ARG, or CLI_ERR_LIMIT and
+ * CLI_ERR_NOMEM while building it) leave the connection usable and this at 0;
+ * any other error is sticky: every later call returns it. */
 int cli_conn_err(const struct cli_conn *c);
 
-/* A sentence about the error, borrowed, valid until the next call on c;
- * "" when there is none. */
+/* A sentence about the last error (sticky or not), borrowed, valid until the
+ * next call on c; "" when there has been none. */
 const char *cli_conn_errstr(const struct cli_conn *c);
 
 /* Sends one raw request line of len bytes; a trailing "\n" (or "\r\n") is
