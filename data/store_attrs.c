@@ -138,13 +138,20 @@ static const struct attr_rule *attr_rule_find(int category, const char *name)
     return NULL;
 }
 
+/* True when s is exactly one of the words in "|a|b|c|". Compared word by
+ * word, so "", "|a" and "a|b" are refused (a substring search once read the
+ * byte before the list for those; found by fuzz/fuzz_import). */
 static bool choice_ok(const char *choices, const char *s)
 {
     size_t n = strlen(s);
-    for (const char *p = strstr(choices, s); p; p = strstr(p + 1, s)) {
-        if (p[-1] == '|' && p[n] == '|') {
+    const char *word = choices + 1;
+    while (*word) {
+        const char *bar = strchr(word, '|');
+        size_t len = bar ? (size_t)(bar - word) : strlen(word);
+        if (len == n && n > 0 && memcmp(word, s, n) == 0) {
             return true;
         }
+        word += len + (bar ? 1 : 0);
     }
     return false;
 }

@@ -685,6 +685,10 @@ static void test_invalid_records_are_rejected_and_nothing_written(void **state)
         {"ok-1", 1, 36, 120, "", "{\"meal_hours\":\"noon\"}", "meal_hours:"},
         {"ok-1", 2, 36, 120, "", "{\"serves\":\"cm-1\"}", "serves: expected an array"},
         {"ok-1", 3, 36, 120, "", "{\"level\":\"college\"}", "level: expected one of"},
+        {"ok-1", 3, 36, 120, "", "{\"level\":\"\"}", "level: expected one of"},
+        {"ok-1", 3, 36, 120, "", "{\"level\":\"|primary\"}", "level: expected one of"},
+        {"ok-1", 3, 36, 120, "", "{\"level\":\"primary|middle\"}", "level: expected one of"},
+        {"ok-1", 3, 36, 120, "", "{\"status\":\"under\"}", "status: expected one of"},
         {"ok-1", 4, 36, 120, "", "{\"price\":-1}", "price: out of range"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
