@@ -866,28 +866,34 @@ struct gi_node_heap {
     struct gi_node_item stack_items[GI_STACK_NODES];
 };
 
-static int node_push(struct gi_node_heap *h, float chord2, uint32_t ref) {
-    if (h->n == h->cap) {
-        size_t cap = h->cap * 2;
-        bool on_stack = h->items == h->stack_items;
-        struct gi_node_item *it = on_stack ? malloc(cap * sizeof *it)
-                                           : realloc(h->items, cap * sizeof *it);
-        if (it == NULL) {
-            return GEO_ERR_NOMEM;
-        }
-        if (on_stack) {
-            memcpy(it, h->stack_items, h->n * sizeof *it);
-        }
-        h->items = it;
-        h->cap = cap;
+static int node_heap_grow(struct gi_node_heap *h) {
+    size_t cap = h->cap * 2;
+    bool on_stack = h->items == h->stack_items;
+    struct gi_node_item *it = on_stack ? malloc(cap * sizeof *it)
+                                       : realloc(h->items, cap * sizeof *it);
+    if (it == NULL) {
+        return GEO_ERR_NOMEM;
     }
+    if (on_stack) {
+        memcpy(it, h->stack_items, h->n * sizeof *it);
+    }
+    h->items = it;
+    h->cap = cap;
+    return GEO_OK;
+}
+
+static inline int node_push(struct gi_node_heap *h, float chord2, uint32_t ref) {
+    if (h->n == h->cap && node_heap_grow(h) != GEO_OK) {
+        return GEO_ERR_NOMEM;
+    }
+    struct gi_node_item *items = h->items;
     size_t i = h->n++;
-    while (i > 0 && h->items[(i - 1) / 2].chord2 > chord2) {
-        h->items[i] = h->items[(i - 1) / 2];
+    while (i > 0 && items[(i - 1) / 2].chord2 > chord2) {
+        items[i] = items[(i - 1) / 2];
         i = (i - 1) / 2;
     }
-    h->items[i].chord2 = chord2;
-    h->items[i].ref = ref;
+    items[i].chord2 = chord2;
+    items[i].ref = ref;
     return GEO_OK;
 }
 
