@@ -2,6 +2,7 @@
  *
  *   nearest [options] <category> <lat> <lon>     the nearest facilities, as a table
  *   nearest [options] --raw 'PROTOCOL LINE'      any request, the answer as received
+ *   nearest [options] [-i]                       interactive: protocol lines at a prompt
  *
  * Exit status: 0 when the answer holds records (or, with --raw, is OK), 1
  * when nothing matched (OK 0), 2 for every error: a bad command line, no
@@ -21,6 +22,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <strings.h>
+#include <unistd.h>
+
+#include <editline/readline.h>
 #include <jansson.h>
 
 #include "cli_conn.h"
@@ -33,7 +38,9 @@
 #define EXIT_ERROR 2
 #define MAX_POSITIONAL 8
 
-enum opt_id { OPT_HOST, OPT_PORT, OPT_K, OPT_TSV, OPT_JSON, OPT_RAW, OPT_TIMEOUT, OPT_HELP };
+enum opt_id {
+    OPT_HOST, OPT_PORT, OPT_K, OPT_TSV, OPT_JSON, OPT_RAW, OPT_INTERACTIVE, OPT_TIMEOUT, OPT_HELP
+};
 
 struct opt {
     enum opt_id id;
@@ -51,6 +58,8 @@ static const struct opt options[] = {
     {OPT_TSV, "tsv", 0, false, NULL, "print raw tab-separated records, for scripts"},
     {OPT_JSON, "json", 0, false, NULL, "print the answer as one JSON object (FORMAT json)"},
     {OPT_RAW, "raw", 0, true, "LINE", "send LINE as is and print the answer as received"},
+    {OPT_INTERACTIVE, "interactive", 'i', false, NULL,
+     "type protocol lines at a prompt (the default on a terminal without arguments)"},
     {OPT_TIMEOUT, "timeout", 0, true, "MS", "give up after MS ms without progress (5000)"},
     {OPT_HELP, "help", 'h', false, NULL, "print this help and exit"},
 };
@@ -63,6 +72,7 @@ struct config {
     const char *raw;
     bool tsv;
     bool json;
+    bool interactive;
     bool help;
     size_t n_pos;
     const char *pos[MAX_POSITIONAL];
@@ -71,6 +81,7 @@ struct config {
 static void usage(FILE *out) {
     fputs("usage: nearest [options] <category> <lat> <lon>\n"
           "       nearest [options] --raw 'PROTOCOL LINE'\n"
+          "       nearest [options] [-i]        (interactive: one protocol line a prompt)\n"
           "Finds the facilities nearest to a point (latitude first), closest first.\n"
           "Categories: elder_care meal_point doctor_team school parking, or '*' for all.\n"
           "Example: nearest meal_point 36.16 120.41 -k 3\n\n"
@@ -159,6 +170,9 @@ static int apply_option(struct config *cfg, const struct opt *o, const char *val
         return 0;
     case OPT_RAW:
         cfg->raw = value;
+        return 0;
+    case OPT_INTERACTIVE:
+        cfg->interactive = true;
         return 0;
     case OPT_TIMEOUT:
         return parse_int(value, 0, 3600000, &cfg->timeout_ms) ? 0 : -1;
@@ -300,50 +314,19 @@ static int show_reply(const struct config *cfg, const struct cli_reply *reply) {
     return EXIT_FOUND;
 }
 
-int main(int argc, char **argv) {
-    struct config cfg = {0};
-    if (!parse_args(argc, argv, &cfg)) {
-        return EXIT_ERROR;
-    }
-    if (cfg.help) {
-        usage(stdout);
-        return EXIT_FOUND;
-    }
-    const char *req[8];
-    size_t n_req = 0;
-    if (cfg.raw != NULL) {
-        if (cfg.n_pos != 0) {
-            fprintf(stderr, "nearest: --raw takes the whole request; no other arguments\n");
-            return EXIT_ERROR;
-        }
-    } else if (!build_request(&cfg, req, &n_req)) {
-        return EXIT_ERROR;
-    }
-
-    int status = EXIT_ERROR;
+/* Sends the one request of the command line and shows its answer. */
+static int run_once(const struct config *cfg, struct cli_conn *conn, const char *address,
+                    const char *const *req, size_t n_req) {
     struct cli_reply *reply = NULL;
-    char address[300];
-    format_address(&cfg, address, sizeof address);
-    struct cli_conn *conn = cli_conn_open(cfg.host, cfg.port, cfg.timeout_ms);
-    if (conn == NULL) {
-        fprintf(stderr, "nearest: out of memory\n");
-        goto done;
-    }
-    if (cli_conn_err(conn) != 0) {
-        const char *why = cli_conn_errstr(conn);
-        bool refused = strcmp(why, strerror(ECONNREFUSED)) == 0;
-        fprintf(stderr, "nearest: cannot connect to %s: %s%s\n", address, why,
-                refused ? " (is nearestd running?)" : "");
-        goto done;
-    }
+    int status = EXIT_ERROR;
     /* --json: FORMAT json goes first, pipelined with the request. */
     static const char *const format_json[] = {"FORMAT", "json"};
-    int ret = cfg.json ? cli_conn_send(conn, 2, format_json) : 0;
+    int ret = cfg->json ? cli_conn_send(conn, 2, format_json) : 0;
     if (ret == 0) {
-        ret = cfg.raw != NULL ? cli_conn_send_line(conn, cfg.raw, strlen(cfg.raw))
-                              : cli_conn_send(conn, n_req, req);
+        ret = cfg->raw != NULL ? cli_conn_send_line(conn, cfg->raw, strlen(cfg->raw))
+                               : cli_conn_send(conn, n_req, req);
     }
-    if (ret == 0 && cfg.json) {
+    if (ret == 0 && cfg->json) {
         ret = cli_conn_read_reply(conn, &reply); /* the answer to FORMAT */
         if (ret == 0 && reply->kind != CLI_REPLY_JSON) {
             fprintf(stderr, "nearest: %s: the server does not speak FORMAT json\n", address);
@@ -359,9 +342,135 @@ int main(int argc, char **argv) {
         fprintf(stderr, "nearest: %s: %s\n", address, cli_conn_errstr(conn));
         goto done;
     }
-    status = show_reply(&cfg, reply);
+    status = show_reply(cfg, reply);
 done:
     cli_reply_free(reply);
+    return status;
+}
+
+/* Whether a request line's first token is QUIT, after which the server closes. */
+static bool is_quit(const char *line) {
+    line += strspn(line, " \t");
+    return strncasecmp(line, "quit", 4) == 0 && (line[4] == '\0' || line[4] == ' ' ||
+                                                 line[4] == '\t');
+}
+
+/* Shows an answer at the prompt: facilities as a table, other records as
+ * they came, errors as "(error) CODE: message". */
+static void show_interactive(const struct cli_reply *reply) {
+    if (reply->kind == CLI_REPLY_JSON) {
+        puts(reply->json);
+    } else if (reply->kind == CLI_REPLY_ERR) {
+        printf("(error) %s: %s\n", reply->code, reply->message);
+    } else if (reply->n_records == 0) {
+        puts("(empty)");
+    } else {
+        bool facilities = true;
+        for (size_t i = 0; i < reply->n_records && facilities; i++) {
+            struct cli_facility f;
+            facilities = cli_record_facility(&reply->records[i], &f) == 0;
+        }
+        if (facilities) {
+            cli_table_print(stdout, reply);
+        } else {
+            cli_tsv_print(stdout, reply);
+        }
+    }
+    fflush(stdout);
+}
+
+/* Reads protocol lines with libedit (history included) and answers each on
+ * one connection, until end of input or QUIT. Blank lines are not sent: the
+ * server would not answer them. Returns 0, or 2 when the connection fails. */
+static int run_interactive(const struct config *cfg, struct cli_conn *conn,
+                           const char *address) {
+    char prompt[320];
+    snprintf(prompt, sizeof prompt, "%s> ", address);
+    int status = EXIT_FOUND;
+    if (cfg->json) {
+        static const char *const format_json[] = {"FORMAT", "json"};
+        struct cli_reply *reply = NULL;
+        if (cli_conn_command(conn, 2, format_json, &reply) < 0) {
+            fprintf(stderr, "nearest: %s: %s\n", address, cli_conn_errstr(conn));
+            return EXIT_ERROR;
+        }
+        cli_reply_free(reply);
+    }
+    char *line;
+    while ((line = readline(prompt)) != NULL) {
+        size_t len = strlen(line);
+        if (strspn(line, " \t") == len) {
+            free(line);
+            continue;
+        }
+        add_history(line);
+        bool quit = is_quit(line);
+        struct cli_reply *reply = NULL;
+        int ret = cli_conn_send_line(conn, line, len);
+        if (ret == 0) {
+            ret = cli_conn_read_reply(conn, &reply);
+        }
+        free(line);
+        if (ret < 0) {
+            fprintf(stderr, "nearest: %s: %s\n", address, cli_conn_errstr(conn));
+            status = EXIT_ERROR;
+            break;
+        }
+        show_interactive(reply);
+        cli_reply_free(reply);
+        if (quit) {
+            break;
+        }
+    }
+    clear_history();
+    return status;
+}
+
+int main(int argc, char **argv) {
+    struct config cfg = {0};
+    if (!parse_args(argc, argv, &cfg)) {
+        return EXIT_ERROR;
+    }
+    if (cfg.help) {
+        usage(stdout);
+        return EXIT_FOUND;
+    }
+    bool interactive = cfg.interactive ||
+                       (cfg.raw == NULL && cfg.n_pos == 0 && isatty(STDIN_FILENO));
+    const char *req[8];
+    size_t n_req = 0;
+    if (interactive) {
+        if (cfg.raw != NULL || cfg.n_pos != 0) {
+            fprintf(stderr, "nearest: -i reads requests from the prompt; no other requests\n");
+            return EXIT_ERROR;
+        }
+    } else if (cfg.raw != NULL) {
+        if (cfg.n_pos != 0) {
+            fprintf(stderr, "nearest: --raw takes the whole request; no other arguments\n");
+            return EXIT_ERROR;
+        }
+    } else if (!build_request(&cfg, req, &n_req)) {
+        return EXIT_ERROR;
+    }
+
+    int status = EXIT_ERROR;
+    char address[300];
+    format_address(&cfg, address, sizeof address);
+    struct cli_conn *conn = cli_conn_open(cfg.host, cfg.port, cfg.timeout_ms);
+    if (conn == NULL) {
+        fprintf(stderr, "nearest: out of memory\n");
+        goto done;
+    }
+    if (cli_conn_err(conn) != 0) {
+        const char *why = cli_conn_errstr(conn);
+        bool refused = strcmp(why, strerror(ECONNREFUSED)) == 0;
+        fprintf(stderr, "nearest: cannot connect to %s: %s%s\n", address, why,
+                refused ? " (is nearestd running?)" : "");
+        goto done;
+    }
+    status = interactive ? run_interactive(&cfg, conn, address)
+                         : run_once(&cfg, conn, address, req, n_req);
+done:
     cli_conn_close(conn);
     return status;
 }

@@ -194,9 +194,10 @@ static char *slurp(const char *path) {
 }
 
 /* Runs `nearest args...` (NULL-terminated) with NEAREST_PORT set to
- * env_port (unset if NULL) and NEAREST_HOST unset, or set to env_host. */
-static struct run run_cli_env(const char *env_host, const char *env_port,
-                              const char *const *args) {
+ * env_port (unset if NULL) and NEAREST_HOST unset, or set to env_host, and
+ * `input` on its stdin (/dev/null when NULL, so it is never a terminal). */
+static struct run run_cli_input(const char *env_host, const char *env_port, const char *input,
+                                const char *const *args) {
     const char *argv[24] = {NEAREST_CLI_BIN};
     size_t n = 1;
     while (args[n - 1] != NULL && n < 23) {
@@ -204,15 +205,22 @@ static struct run run_cli_env(const char *env_host, const char *env_port,
         n++;
     }
     argv[n] = NULL;
-    char out_path[160], err_path[160];
+    char out_path[160], err_path[160], in_path[160];
     snprintf(out_path, sizeof out_path, "%s/out", fx->dir);
     snprintf(err_path, sizeof err_path, "%s/err", fx->dir);
+    snprintf(in_path, sizeof in_path, "%s/in", fx->dir);
+    FILE *in = fopen(in_path, "w");
+    assert_non_null(in);
+    fputs(input ? input : "", in);
+    assert_int_equal(fclose(in), 0);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (out < 0 || err < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) {
+        int stdin_fd = open(input ? in_path : "/dev/null", O_RDONLY);
+        if (out < 0 || err < 0 || stdin_fd < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0 ||
+            dup2(stdin_fd, 0) < 0) {
             _exit(126);
         }
         unsetenv("NEAREST_HOST");
@@ -232,6 +240,11 @@ static struct run run_cli_env(const char *env_host, const char *env_port,
     r.out = slurp(out_path);
     r.err = slurp(err_path);
     return r;
+}
+
+static struct run run_cli_env(const char *env_host, const char *env_port,
+                              const char *const *args) {
+    return run_cli_input(env_host, env_port, NULL, args);
 }
 
 /* Runs nearest against the fixture's daemon through NEAREST_PORT. */
@@ -570,6 +583,44 @@ static void test_json_prints_one_object_with_the_oracle_ids(void **state) {
     run_free(&r);
 }
 
+static void test_interactive_answers_each_line_until_quit(void **state) {
+    (void)state;
+    const struct site *want[N_SITES];
+    expected("meal_point", want);
+    char port[16];
+    snprintf(port, sizeof port, "%d", fx->port);
+    const char *args[] = {"-i", NULL};
+    struct run r = run_cli_input(NULL, port,
+                                 "PING\n"
+                                 "\n   \n" /* blank lines get no answer and are not sent */
+                                 "NEAREST meal_point 36.16 120.41 K 2\n"
+                                 "NEAREST nowhere\n"
+                                 "CATEGORIES\n"
+                                 "quit\n"
+                                 "PING\n", /* after QUIT: never sent */
+                                 args);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.err, "");
+    const char *empty = strstr(r.out, "(empty)\n");
+    const char *first = strstr(r.out, want[0]->id);
+    const char *second = strstr(r.out, want[1]->id);
+    const char *error = strstr(r.out, "(error) SYNTAX: ");
+    const char *cats = strstr(r.out, "meal_point\t6\n");
+    assert_true(empty && first && second && error && cats);
+    assert_true(empty < first && first < second && second < error && error < cats);
+    /* QUIT's own answer is the last thing printed. */
+    assert_string_equal(r.out + strlen(r.out) - 8, "(empty)\n");
+    assert_ptr_not_equal(strstr(r.out, "(empty)\n"), r.out + strlen(r.out) - 8);
+    run_free(&r);
+
+    /* Without arguments and without a terminal, nearest does not prompt. */
+    const char *none[] = {NULL};
+    r = run_cli_input(NULL, port, "PING\n", none);
+    assert_int_equal(r.status, 2);
+    assert_string_equal(r.out, "");
+    run_free(&r);
+}
+
 /* A listening socket on a free port that the test, not nearestd, controls. */
 static int listen_socket(int *port) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -662,6 +713,7 @@ int main(void) {
         cmocka_unit_test(test_bad_command_lines_exit_2_with_usage_hint),
         cmocka_unit_test(test_negative_coordinates_are_arguments_not_options),
         cmocka_unit_test(test_json_prints_one_object_with_the_oracle_ids),
+        cmocka_unit_test(test_interactive_answers_each_line_until_quit),
         cmocka_unit_test(test_silent_server_times_out_with_exit_2),
         cmocka_unit_test(test_answer_cut_short_or_malformed_exits_2),
     };
