@@ -598,7 +598,7 @@ static void geojson_area(struct importer *im, const char *where, json_t *geom, j
         return;
     }
     char idbuf[32], namebuf[32], parentbuf[32], kindbuf[32];
-    const char *id, *name, *parent, *kind_name;
+    const char *id = "", *name = "", *parent = "", *kind_name = "";
     if (!prop_text(props, "id", idbuf, sizeof idbuf, &id) || !*id) {
         reject(im, where, "id: missing");
         return;
@@ -615,7 +615,7 @@ static void geojson_area(struct importer *im, const char *where, json_t *geom, j
     if (!prop_text(props, "kind", kindbuf, sizeof kindbuf, &kind_name) ||
         store_area_kind_parse(kind_name, &a.kind) != 0) {
         reject(im, where, "kind: unknown kind '%.40s' (expected district, street, community, "
-                          "catchment or service_area)", kind_name ? kind_name : "");
+                          "catchment or service_area)", kind_name);
         return;
     }
     json_t *attrs = json_deep_copy(props);

@@ -192,7 +192,19 @@ static bool attr_ok(const struct attr_rule *r, json_t *v, char *err, size_t err_
             return false;
         }
         if (r->choices && !choice_ok(r->choices, json_string_value(v))) {
-            set_err(err, err_len, "expected one of %s", r->choices);
+            /* "|a|b|" -> "a, b" */
+            char words[160];
+            size_t n = 0;
+            for (const char *c = r->choices + 1; c[0] && c[1] && n + 3 < sizeof words; c++) {
+                if (*c == '|') {
+                    words[n++] = ',';
+                    words[n++] = ' ';
+                } else {
+                    words[n++] = *c;
+                }
+            }
+            words[n] = '\0';
+            set_err(err, err_len, "expected one of %s", words);
             return false;
         }
         return true;

@@ -570,7 +570,9 @@ static void test_each_bad_geojson_feature_gets_one_message_with_its_number(void 
         "{\"type\":\"Feature\",\"geometry\":{\"type\":\"Polygon\",\"coordinates\":[[[120,36],"
         "[121,36],[121,37],[120,37]]]},\"properties\":{\"id\":\"ar\",\"kind\":\"street\"}},"
         "{\"type\":\"Feature\",\"geometry\":{\"type\":\"Polygon\",\"coordinates\":[[[120,36],"
-        "[121,36],[121,37],[120,36]]]},\"properties\":{\"id\":\"ar2\",\"kind\":\"county\"}}"
+        "[121,36],[121,37],[120,36]]]},\"properties\":{\"id\":\"ar2\",\"kind\":\"county\"}},"
+        "{\"type\":\"Feature\",\"geometry\":{\"type\":\"Polygon\",\"coordinates\":[[[120,36],"
+        "[121,36],[121,37],[120,36]]]},\"properties\":{\"id\":\"ar3\",\"kind\":0.5}}"
         "]}");
     char *msg = NULL;
     assert_int_equal(run_import(&msg, "--db", fx->db, gj, NULL), 2);
@@ -586,7 +588,9 @@ static void test_each_bad_geojson_feature_gets_one_message_with_its_number(void 
              "%1$s: feature 7: geometry: a ring must end where it starts\n"
              "%1$s: feature 8: kind: unknown kind 'county' (expected district, street, "
              "community, catchment or service_area)\n"
-             "nearest-import: 7 bad records; nothing imported (--keep-going imports the good "
+             "%1$s: feature 9: kind: unknown kind '' (expected district, street, "
+             "community, catchment or service_area)\n"
+             "nearest-import: 8 bad records; nothing imported (--keep-going imports the good "
              "ones)\n",
              gj);
     assert_string_equal(msg, expect);
