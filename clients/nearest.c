@@ -275,8 +275,9 @@ static int show_json(const char *text) {
         json_int_t count = json_integer_value(json_object_get(root, "count"));
         status = count > 0 ? EXIT_FOUND : EXIT_NOTHING;
     } else {
-        const char *code = json_string_value(json_object_get(root, "error"));
-        const char *message = json_string_value(json_object_get(root, "message"));
+        json_t *error = json_object_get(root, "error");
+        const char *code = json_string_value(json_object_get(error, "code"));
+        const char *message = json_string_value(json_object_get(error, "message"));
         fprintf(stderr, "nearest: %s: %s\n", code ? code : "?", message ? message : "");
     }
     json_decref(root);

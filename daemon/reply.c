@@ -178,7 +178,7 @@ static void json_finish_if_complete(struct reply *r) {
     json_t *doc = features ? json_pack("{s:s, s:b, s:I, s:o}", "type", "FeatureCollection",
                                        "ok", 1, "count", (json_int_t)n, "features", records)
                            : json_pack("{s:b, s:I, s:o}", "ok", 1, "count", (json_int_t)n,
-                                       "records", records);
+                                       "results", records);
     json_put_line(r, doc);
     json_decref(doc);
 }
@@ -399,8 +399,8 @@ void reply_err(struct reply *r, int code, const char *fmt, ...) {
         for (char *p = msg; *p; p++) {
             *p = ((unsigned char)*p < 0x20 || *p == 0x7f) ? ' ' : *p;
         }
-        json_t *doc = json_pack("{s:b, s:s, s:o}", "ok", 0, "error", word, "message",
-                                jstr(msg));
+        json_t *doc = json_pack("{s:b, s:{s:s, s:o}}", "ok", 0, "error", "code", word,
+                                "message", jstr(msg));
         json_put_line(r, doc);
         json_decref(doc);
         return;

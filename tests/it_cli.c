@@ -558,7 +558,7 @@ static void test_json_prints_one_object_with_the_oracle_ids(void **state) {
     json_t *root = json_loads(r.out, 0, &jerr);
     assert_non_null(root);
     assert_true(json_is_true(json_object_get(root, "ok")));
-    json_t *records = json_object_get(root, "records");
+    json_t *records = json_object_get(root, "results");
     assert_true(n_want >= 4);
     assert_int_equal(json_array_size(records), 4);
     for (size_t i = 0; i < 4; i++) {

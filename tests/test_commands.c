@@ -447,7 +447,7 @@ static void test_format_json_answers_one_object_a_line(void **state) {
     json_t *doc = run_json("FORMAT json");
     assert_true(json_is_true(json_object_get(doc, "ok")));
     assert_string_equal(json_string_value(json_array_get(
-                            json_array_get(json_object_get(doc, "records"), 0), 0)),
+                            json_array_get(json_object_get(doc, "results"), 0), 0)),
                         "json");
     json_decref(doc);
     for (int q = 0; q < 50; q++) {
@@ -469,7 +469,7 @@ static void test_format_json_answers_one_object_a_line(void **state) {
         doc = run_json(request);
         assert_true(json_is_true(json_object_get(doc, "ok")));
         assert_int_equal(json_integer_value(json_object_get(doc, "count")), n);
-        json_t *records = json_object_get(doc, "records");
+        json_t *records = json_object_get(doc, "results");
         assert_int_equal(json_array_size(records), n);
         for (size_t i = 0; i < n; i++) {
             const struct fac *f = &fx->facs[cands[i].index];
@@ -487,21 +487,23 @@ static void test_format_json_answers_one_object_a_line(void **state) {
         json_decref(doc);
     }
     doc = run_json("GET f-0003");
-    json_t *rec = json_array_get(json_object_get(doc, "records"), 0);
+    json_t *rec = json_array_get(json_object_get(doc, "results"), 0);
     assert_true(json_is_null(json_object_get(rec, "distance_m")));
     json_decref(doc);
     doc = run_json("NEAREST school 120.4 36.1");
     assert_true(json_is_false(json_object_get(doc, "ok")));
-    assert_string_equal(json_string_value(json_object_get(doc, "error")), "RANGE");
-    assert_string_equal(json_string_value(json_object_get(doc, "message")),
+    json_t *error = json_object_get(doc, "error");
+    assert_string_equal(json_string_value(json_object_get(error, "code")), "RANGE");
+    assert_string_equal(json_string_value(json_object_get(error, "message")),
                         "latitude 120.4 is outside [-90, 90] (latitude comes first)");
     json_decref(doc);
     doc = run_json("FORMAT yaml");
-    assert_string_equal(json_string_value(json_object_get(doc, "error")), "UNKNOWN");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(doc, "error"), "code")), "UNKNOWN");
     json_decref(doc);
     doc = run_json("PING");
     assert_int_equal(json_integer_value(json_object_get(doc, "count")), 0);
-    assert_int_equal(json_array_size(json_object_get(doc, "records")), 0);
+    assert_int_equal(json_array_size(json_object_get(doc, "results")), 0);
     json_decref(doc);
     expect("FORMAT text", "OK 1\ntext\n");
 }
