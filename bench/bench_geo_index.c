@@ -17,9 +17,11 @@
  * after the moves) are compared with a brute-force scan over geo_distance_m();
  * any difference prints the query and makes the program exit 1, so the CTest
  * smoke run (--quick) fails on a wrong answer, never on a slow one.
- * Usage: bench_geo_index [--quick] [--no-10m] [--queries Q]
+ * Usage: bench_geo_index [--quick] [--no-10m] [--hot] [--queries Q]
  *   --quick   N up to 10^5 and 20000 queries (a few seconds)
- *   --no-10m  stop at 10^6 */
+ *   --no-10m  stop at 10^6
+ *   --hot     cycle through 64 query points only, so the nodes they touch
+ *             stay in cache: the difference to the default is memory time */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -214,17 +216,19 @@ static double time_queries(const struct geo_index *ix, const struct geo_point *f
 }
 
 int main(int argc, char **argv) {
-    bool quick = false, ten_million = true;
+    bool quick = false, ten_million = true, hot = false;
     size_t n_queries = 100000;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) {
             quick = true;
         } else if (strcmp(argv[i], "--no-10m") == 0) {
             ten_million = false;
+        } else if (strcmp(argv[i], "--hot") == 0) {
+            hot = true;
         } else if (strcmp(argv[i], "--queries") == 0 && i + 1 < argc) {
             n_queries = strtoul(argv[++i], NULL, 10);
         } else {
-            fprintf(stderr, "usage: %s [--quick] [--no-10m] [--queries Q]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--no-10m] [--hot] [--queries Q]\n", argv[0]);
             return 2;
         }
     }
@@ -242,10 +246,11 @@ int main(int argc, char **argv) {
         return 1;
     }
     for (size_t i = 0; i < n_queries; i++) {
-        from[i] = rng_unit() < 0.7 ? near_town() : anywhere();
+        from[i] = hot && i >= 64 ? from[i % 64] : (rng_unit() < 0.7 ? near_town() : anywhere());
     }
 
-    printf("k=%d, %zu queries per figure, 5 layers of equal size\n\n", K, n_queries);
+    printf("k=%d, %zu %squeries per figure, 5 layers of equal size\n\n", K, n_queries,
+           hot ? "hot (64 distinct) " : "");
     printf("| N | build ms | bytes/entry | layer us | filter 1%% us | all layers us | "
            "put us |\n");
     printf("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
