@@ -43,6 +43,14 @@ struct bulk_row {
     double lon_deg, lat_deg;
 };
 
+/* Page cache sizes (negative: KiB). Everyday work (the daemon's writes, a walk
+ * at start) needs little. A bulk load of 10^6 rows makes a ~250 MB file; with
+ * a small cache its R*Tree and index pages spill to the WAL and are rewritten
+ * there many times, so a bulk load raises the bound (only touched pages are
+ * allocated) and gives the memory back when it ends. */
+#define CACHE_SIZE_NORMAL "PRAGMA cache_size = -8192"
+#define CACHE_SIZE_BULK "PRAGMA cache_size = -262144"
+
 struct store {
     sqlite3 *db;
     void *splite_cache;      /* spatialite_alloc_connection(), freed after the db */
@@ -410,11 +418,8 @@ int store_open(const char *path, struct store **out, char *err, size_t err_len)
         ret = STORE_ERR_SCHEMA;
         goto done;
     }
-    /* The page cache is an upper bound, used only as pages are touched. A
-     * 10^6-row import makes a ~280 MB file; with the default 2 MB cache, R*Tree
-     * and index pages spill to the WAL and are rewritten there many times. */
     const char *setup[] = {"PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL",
-                           "PRAGMA foreign_keys = OFF", "PRAGMA cache_size = -262144"};
+                           "PRAGMA foreign_keys = OFF", CACHE_SIZE_NORMAL};
     for (int i = 0; i < 4; i++) {
         if ((ret = exec(st, setup[i])) != 0) {
             set_err(err, err_len, "%s: %s", path, st->errmsg);
@@ -647,6 +652,8 @@ int store_bulk_begin(struct store *st)
         store_batch_rollback(st);
         return ret;
     }
+    st->bulk = true; /* from here on, ending the batch restores the cache */
+    ret = exec(st, CACHE_SIZE_BULK);
     const char *names[] = {"gii", "giu", "gid", "tmi", "tmu", "tmd", "ggi", "ggu"};
     for (int i = 0; ret == 0 && i < 8; i++) {
         snprintf(sql, sizeof sql, "DROP TRIGGER IF EXISTS %s_facilities_geom", names[i]);
@@ -762,6 +769,10 @@ static int bulk_finish(struct store *st)
 
 static void bulk_reset(struct store *st)
 {
+    if (st->bulk) {
+        /* Give the bulk load's pages back; a long-running daemon keeps 8 MiB. */
+        sqlite3_exec(st->db, CACHE_SIZE_NORMAL "; PRAGMA shrink_memory", NULL, NULL, NULL);
+    }
     free(st->bulk_triggers);
     free(st->bulk_rows);
     st->bulk_triggers = NULL;
@@ -781,15 +792,13 @@ int store_batch_commit(struct store *st)
         ret = bulk_finish(st);
     }
     st->in_batch = false;
+    if (ret == 0) {
+        ret = exec(st, "COMMIT");
+    }
+    if (ret != 0) {
+        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+    }
     bulk_reset(st);
-    if (ret != 0) {
-        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
-        return ret;
-    }
-    ret = exec(st, "COMMIT");
-    if (ret != 0) {
-        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
-    }
     return ret;
 }
 
