@@ -101,9 +101,12 @@ const char *store_strerror(int err);
  * with STORE_ERR_BUSY. */
 
 /* Details of the calls above, settled by the implementation:
- *  - store_facility_put() stores f->updated_unix when it is > 0 (an import
- *    keeps the stamp it was given) and the current time otherwise. attrs_json
- *    is stored re-serialised compactly, keys in their given order.
+ *  - store_facility_put() stores f->updated_unix when it is > 0 (for a
+ *    caller that carries a stamp over) and the current time otherwise; the
+ *    importer passes 0. attrs_json is stored re-serialised compactly, keys in
+ *    their given order.
+ *  - The SQLite page cache is bounded at 8 MiB, raised to 256 MiB only for
+ *    the length of a store_bulk_begin() batch. 
  *  - store_facility_each() and the other walks may not write to the same
  *    store from inside fn.
  *  - store_create() loads the dataset with the importer (import.h); its error
