@@ -96,7 +96,7 @@ size_t geo_index_memory_bytes(const struct geo_index *ix);
  * search outgrows its stack buffers (k above 64, or hundreds of candidates or
  * queued nodes, as when a filter rejects nearly everything) and malloc fails.
  * Queries do not modify the index: any number may run at once between writes.
- * A query uses about 7 KB of stack. */
+ * A query uses about 8 KB of stack. */
 int geo_index_nearest(const struct geo_index *ix, const struct geo_query *q,
                       struct geo_hit *out, size_t *n_out);
 
