@@ -100,6 +100,9 @@
 #include "geo_distance.h"
 #include "geo_index.h"
 
+#ifndef GI_PREFETCH
+#define GI_PREFETCH 1
+#endif
 #define GI_NODE_SIZE 16   /* entries per leaf and children per inner node */
 #define GI_MAX_LEVELS 8   /* 16^7 leaves exceed GEO_MAX_LAYER_ENTRIES */
 #define GI_DEAD UINT32_MAX /* the handle of a tombstone */
@@ -120,10 +123,23 @@
 #define GI_LOC_DELTA (1u << GI_POS_BITS)
 #define GI_LOC_LAYER_SHIFT 27
 
+/* The part of an entry that phase 1 reads for every entry of a leaf: 16
+ * bytes, so a leaf is four cache lines. */
 struct gi_entry {
+    float unit[3];   /* geo_point_to_unit(), rounded to float */
+    uint32_t handle; /* GI_DEAD for a tombstone */
+};
+
+/* The part read only for the candidates that need an exact distance, in a
+ * parallel array. */
+struct gi_spot {
     double lat_deg, lon_deg; /* the WGS84 point as given */
-    float unit[3];           /* geo_point_to_unit(), rounded to float */
-    uint32_t handle;         /* GI_DEAD for a tombstone */
+};
+
+/* Both parts together, while building and rebuilding. */
+struct gi_staged {
+    struct gi_entry e;
+    struct gi_spot at;
 };
 
 /* The boxes of up to 16 siblings, coordinate by coordinate so that one loop
@@ -140,6 +156,7 @@ struct gi_block {
  * children of node j of level l are exactly block level_start[l - 1] + j. */
 struct gi_tree {
     struct gi_entry *entries;
+    struct gi_spot *spots; /* spots[i] is where entries[i] is */
     uint32_t n;         /* entries, tombstones included */
     uint32_t cap;       /* allocated entries */
     struct gi_block *blocks;
@@ -236,14 +253,12 @@ static void radix_sort(struct gi_keyed *a, struct gi_keyed *tmp, size_t n) {
 
 /* ---- Packed trees --------------------------------------------------------- */
 
-static struct gi_entry entry_make(uint32_t handle, struct geo_point where) {
+static struct gi_staged entry_make(uint32_t handle, struct geo_point where) {
     double u[3];
     geo_point_to_unit(where, u);
-    struct gi_entry e = {
-        .lat_deg = where.lat_deg,
-        .lon_deg = where.lon_deg,
-        .unit = {(float)u[0], (float)u[1], (float)u[2]},
-        .handle = handle,
+    struct gi_staged e = {
+        .e = {.unit = {(float)u[0], (float)u[1], (float)u[2]}, .handle = handle},
+        .at = {.lat_deg = where.lat_deg, .lon_deg = where.lon_deg},
     };
     return e;
 }
@@ -338,7 +353,12 @@ static int tree_reserve(struct gi_tree *t, size_t n) {
         if (e == NULL) {
             return GEO_ERR_NOMEM;
         }
-        t->entries = e;
+        t->entries = e; /* larger than cap says until spots follow: harmless */
+        struct gi_spot *p = realloc(t->spots, cap * sizeof *p);
+        if (p == NULL) {
+            return GEO_ERR_NOMEM;
+        }
+        t->spots = p;
         t->cap = (uint32_t)cap;
     }
     if (blocks_for(n) > t->block_cap) {
@@ -355,13 +375,14 @@ static int tree_reserve(struct gi_tree *t, size_t n) {
 
 static void tree_clear(struct gi_tree *t) {
     free(t->entries);
+    free(t->spots);
     free(t->blocks);
     memset(t, 0, sizeof *t);
 }
 
 /* Builds *out (empty on entry) from src[0..n-1], in curve order. src is read,
  * not kept. Returns 0 or GEO_ERR_NOMEM, leaving *out empty. */
-static int tree_make(struct gi_tree *out, const struct gi_entry *src, size_t n) {
+static int tree_make(struct gi_tree *out, const struct gi_staged *src, size_t n) {
     int rc = GEO_ERR_NOMEM;
     struct gi_keyed *keyed = malloc((n ? n : 1) * sizeof *keyed);
     struct gi_keyed *tmp = malloc((n ? n : 1) * sizeof *tmp);
@@ -369,12 +390,13 @@ static int tree_make(struct gi_tree *out, const struct gi_entry *src, size_t n) 
         goto done;
     }
     for (size_t i = 0; i < n; i++) {
-        keyed[i].key = hilbert_key(src[i].lat_deg, src[i].lon_deg);
+        keyed[i].key = hilbert_key(src[i].at.lat_deg, src[i].at.lon_deg);
         keyed[i].idx = (uint32_t)i;
     }
     radix_sort(keyed, tmp, n);
     for (size_t i = 0; i < n; i++) {
-        out->entries[i] = src[keyed[i].idx];
+        out->entries[i] = src[keyed[i].idx].e;
+        out->spots[i] = src[keyed[i].idx].at;
     }
     out->n = (uint32_t)n;
     tree_link(out);
@@ -413,18 +435,20 @@ static size_t layer_live(const struct gi_layer *l) {
 static int layer_rebuild(struct geo_index *ix, unsigned layer) {
     struct gi_layer *l = &ix->layers[layer];
     size_t n = layer_live(l);
-    struct gi_entry *live = malloc((n ? n : 1) * sizeof *live);
+    struct gi_staged *live = malloc((n ? n : 1) * sizeof *live);
     if (live == NULL) {
         return GEO_ERR_NOMEM;
     }
     size_t m = 0;
     for (uint32_t i = 0; i < l->main.n; i++) {
         if (l->main.entries[i].handle != GI_DEAD) {
-            live[m++] = l->main.entries[i];
+            live[m].e = l->main.entries[i];
+            live[m++].at = l->main.spots[i];
         }
     }
-    if (l->delta.n > 0) {
-        memcpy(&live[m], l->delta.entries, l->delta.n * sizeof *live);
+    for (uint32_t i = 0; i < l->delta.n; i++) {
+        live[m].e = l->delta.entries[i];
+        live[m++].at = l->delta.spots[i];
     }
     struct gi_tree fresh = {0};
     int rc = tree_make(&fresh, live, n);
@@ -463,6 +487,7 @@ static void detach(struct geo_index *ix, uint32_t loc) {
     }
     struct gi_tree *t = &l->delta;
     memmove(&t->entries[pos], &t->entries[pos + 1], (t->n - pos - 1) * sizeof *t->entries);
+    memmove(&t->spots[pos], &t->spots[pos + 1], (t->n - pos - 1) * sizeof *t->spots);
     t->n--;
     tree_relocate(ix, layer, true, pos);
     tree_link(t);
@@ -470,20 +495,22 @@ static void detach(struct geo_index *ix, uint32_t loc) {
 
 /* Inserts e into the delta of `layer` at its curve position; room must have
  * been reserved. */
-static void delta_insert(struct geo_index *ix, unsigned layer, struct gi_entry e) {
+static void delta_insert(struct geo_index *ix, unsigned layer, struct gi_staged e) {
     struct gi_tree *t = &ix->layers[layer].delta;
-    uint64_t key = hilbert_key(e.lat_deg, e.lon_deg);
+    uint64_t key = hilbert_key(e.at.lat_deg, e.at.lon_deg);
     uint32_t lo = 0, hi = t->n;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
-        if (hilbert_key(t->entries[mid].lat_deg, t->entries[mid].lon_deg) <= key) {
+        if (hilbert_key(t->spots[mid].lat_deg, t->spots[mid].lon_deg) <= key) {
             lo = mid + 1;
         } else {
             hi = mid;
         }
     }
     memmove(&t->entries[lo + 1], &t->entries[lo], (t->n - lo) * sizeof *t->entries);
-    t->entries[lo] = e;
+    memmove(&t->spots[lo + 1], &t->spots[lo], (t->n - lo) * sizeof *t->spots);
+    t->entries[lo] = e.e;
+    t->spots[lo] = e.at;
     t->n++;
     tree_relocate(ix, layer, true, lo);
     tree_link(t);
@@ -554,7 +581,7 @@ int geo_index_build(struct geo_index *ix, const struct geo_entry *entries, size_
 
     struct gi_layer fresh[GEO_MAX_LAYERS];
     memset(fresh, 0, sizeof fresh);
-    struct gi_entry *staged[GEO_MAX_LAYERS] = {0};
+    struct gi_staged *staged[GEO_MAX_LAYERS] = {0};
     size_t where_len = n > 0 ? (size_t)max_handle + 1 : 0;
     uint32_t *where = malloc((where_len ? where_len : 1) * sizeof *where);
     if (where == NULL) {
@@ -663,7 +690,8 @@ size_t geo_index_memory_bytes(const struct geo_index *ix) {
     for (int l = 0; l < GEO_MAX_LAYERS; l++) {
         const struct gi_tree *trees[2] = {&ix->layers[l].main, &ix->layers[l].delta};
         for (int t = 0; t < 2; t++) {
-            bytes += (size_t)trees[t]->cap * sizeof(struct gi_entry) +
+            size_t entry = sizeof(struct gi_entry) + sizeof(struct gi_spot);
+            bytes += (size_t)trees[t]->cap * entry +
                      (size_t)trees[t]->block_cap * sizeof(struct gi_block);
         }
     }
@@ -842,6 +870,7 @@ static int visit_leaf(struct gi_search *s, const struct gi_tree *t, uint64_t tre
         if (add_candidate(s, key_m, tree_tag | i) != GEO_OK) {
             return GEO_ERR_NOMEM;
         }
+        __builtin_prefetch(&t->spots[i]);
         note_upper_bound(s, upper_bound_m(chord));
     }
     return GEO_OK;
@@ -858,13 +887,44 @@ struct gi_node_item {
 #define GI_REF_ROOT_SHIFT 26
 #define GI_REF_LEVEL_SHIFT 23
 #define GI_REF_INDEX_MASK ((1u << GI_REF_LEVEL_SHIFT) - 1)
-#define GI_STACK_NODES 256
+#define GI_STACK_NODES 64
+#define GI_STACK_OPEN 48
 
+/* A node whose children have been measured: the squared chords of the
+ * children not yet taken (+inf once taken, and for empty lanes). */
+struct gi_open {
+    float d2[GI_NODE_SIZE];
+    uint32_t first; /* reference of child 0; child i is first + i */
+};
+
+/* The heap holds at most one item per open node, keyed by its nearest child
+ * not yet taken; `ref` of an item is the open node's index. */
 struct gi_node_heap {
     struct gi_node_item *items;
     size_t n, cap;
+    struct gi_open *open;
+    size_t n_open, cap_open;
     struct gi_node_item stack_items[GI_STACK_NODES];
+    struct gi_open stack_open[GI_STACK_OPEN];
 };
+
+/* A new open node at the end of h->open, or NULL when out of memory. */
+static struct gi_open *open_add(struct gi_node_heap *h) {
+    if (h->n_open == h->cap_open) {
+        size_t cap = h->cap_open * 2;
+        bool on_stack = h->open == h->stack_open;
+        struct gi_open *o = on_stack ? malloc(cap * sizeof *o) : realloc(h->open, cap * sizeof *o);
+        if (o == NULL) {
+            return NULL;
+        }
+        if (on_stack) {
+            memcpy(o, h->stack_open, h->n_open * sizeof *o);
+        }
+        h->open = o;
+        h->cap_open = cap;
+    }
+    return &h->open[h->n_open++];
+}
 
 static int node_heap_grow(struct gi_node_heap *h) {
     size_t cap = h->cap * 2;
@@ -955,39 +1015,90 @@ static int visit_leaf_ref(struct gi_search *s, const struct gi_root *roots, uint
     return visit_leaf(s, root->tree, root->tree_tag, ref & GI_REF_INDEX_MASK);
 }
 
+/* Starts loading the entries of the leaves first .. first + 15 that lie
+ * within the limit, so that their cache misses overlap. */
+static void prefetch_leaves(const struct gi_search *s, const struct gi_root *roots,
+                            uint32_t first, const float d2[GI_NODE_SIZE]) {
+    if (GI_PREFETCH == 0 || s->n_upper < s->q->k) {
+        return; /* the limit is not known yet: it would take all 16 */
+    }
+    const struct gi_tree *t = roots[first >> GI_REF_ROOT_SHIFT].tree;
+    const char *base = (const char *)&t->entries[(first & GI_REF_INDEX_MASK) * GI_NODE_SIZE];
+    for (int i = 0; i < GI_NODE_SIZE; i++) {
+        if (d2[i] <= s->limit_box2) {
+            const char *leaf = base + (size_t)i * GI_NODE_SIZE * sizeof(struct gi_entry);
+            for (size_t b = 0; b < GI_NODE_SIZE * sizeof(struct gi_entry); b += 64) {
+                __builtin_prefetch(leaf + b);
+            }
+        }
+    }
+}
+
+static inline int nearest_lane(const float d2[GI_NODE_SIZE]) {
+    int best = 0;
+    for (int i = 1; i < GI_NODE_SIZE; i++) {
+        best = d2[i] < d2[best] ? i : best;
+    }
+    return best;
+}
+
+/* Queues open node o by its nearest child not yet taken, if that is within
+ * the limit. */
+static int requeue(const struct gi_search *s, struct gi_node_heap *h, uint32_t o) {
+    const float *d2 = h->open[o].d2;
+    float next = d2[nearest_lane(d2)];
+    return next <= s->limit_box2 ? node_push(h, next, o) : GEO_OK;
+}
+
+/* Best first, lazily: popping an open node takes its nearest child and
+ * queues the node again by the next one, so a node's siblings are never
+ * queued one by one; most of them fall beyond the limit before their turn.
+ * (Queueing all 15 siblings at every level pushed about 55 nodes a query at
+ * 10^6 entries to pop about 5.) From a taken child the walk goes straight
+ * down to the child's nearest child while nothing queued is nearer. */
 static int walk(struct gi_search *s, struct gi_node_heap *h, const struct gi_root *roots) {
     while (h->n > 0 && h->items[0].chord2 <= s->limit_box2) {
-        uint32_t ref = node_pop(h).ref;
+        uint32_t o = node_pop(h).ref;
+        int lane = nearest_lane(h->open[o].d2);
+        uint32_t ref = h->open[o].first + (uint32_t)lane;
+        h->open[o].d2[lane] = INFINITY;
+        int rc = requeue(s, h, o);
         for (;;) {
+            if (rc != GEO_OK) {
+                return rc;
+            }
             if (ref_level(ref) == 0) {
-                int rc = visit_leaf_ref(s, roots, ref);
+                rc = visit_leaf_ref(s, roots, ref);
                 if (rc != GEO_OK) {
                     return rc;
                 }
                 break;
             }
-            float d2[GI_NODE_SIZE];
-            uint32_t first = children(s, roots, ref, d2);
-            int best = nearest_child(s, d2);
+            struct gi_open *node = open_add(h);
+            if (node == NULL) {
+                return GEO_ERR_NOMEM;
+            }
+            node->first = children(s, roots, ref, node->d2);
+            int best = nearest_child(s, node->d2);
             if (best < 0) {
+                h->n_open--;
                 break;
             }
-            for (int i = 0; i < GI_NODE_SIZE; i++) {
-                if (i != best && d2[i] <= s->limit_box2) {
-                    int rc = node_push(h, d2[i], first + (uint32_t)i);
-                    if (rc != GEO_OK) {
-                        return rc;
-                    }
-                }
+            if (ref_level(node->first) == 0) {
+                prefetch_leaves(s, roots, node->first, node->d2);
             }
-            ref = first + (uint32_t)best;
-            if (h->n > 0 && h->items[0].chord2 < d2[best]) {
-                int rc = node_push(h, d2[best], ref);
+            uint32_t idx = (uint32_t)(h->n_open - 1);
+            float d2_best = node->d2[best];
+            if (h->n > 0 && h->items[0].chord2 < d2_best) {
+                rc = node_push(h, d2_best, idx);
                 if (rc != GEO_OK) {
                     return rc;
                 }
                 break;
             }
+            node->d2[best] = INFINITY;
+            ref = node->first + (uint32_t)best;
+            rc = requeue(s, h, idx);
         }
     }
     return GEO_OK;
@@ -1033,6 +1144,9 @@ int geo_index_nearest(const struct geo_index *ix, const struct geo_query *q,
     nodes.items = nodes.stack_items;
     nodes.n = 0;
     nodes.cap = GI_STACK_NODES;
+    nodes.open = nodes.stack_open;
+    nodes.n_open = 0;
+    nodes.cap_open = GI_STACK_OPEN;
     size_t found = 0;
     int rc = GEO_OK;
     if (q->k > GI_STACK_UPPER && (s.upper_m = malloc(q->k * sizeof *s.upper_m)) == NULL) {
@@ -1063,7 +1177,21 @@ int geo_index_nearest(const struct geo_index *ix, const struct geo_query *q,
             roots[n_roots].tree_tag = (uint64_t)layer << TAG_LAYER_SHIFT | (d ? TAG_DELTA : 0);
             uint32_t ref = n_roots << GI_REF_ROOT_SHIFT | (t->n_levels - 1) << GI_REF_LEVEL_SHIFT;
             n_roots++;
-            if (d2[0] <= s.limit_box2 && (rc = node_push(&nodes, d2[0], ref)) != GEO_OK) {
+            if (!(d2[0] <= s.limit_box2)) {
+                continue;
+            }
+            /* The root is the only child of an open node of its own. */
+            struct gi_open *top = open_add(&nodes);
+            if (top == NULL) {
+                rc = GEO_ERR_NOMEM;
+                goto done;
+            }
+            for (int i = 0; i < GI_NODE_SIZE; i++) {
+                top->d2[i] = INFINITY;
+            }
+            top->d2[0] = d2[0];
+            top->first = ref;
+            if ((rc = node_push(&nodes, d2[0], (uint32_t)(nodes.n_open - 1))) != GEO_OK) {
                 goto done;
             }
         }
@@ -1098,14 +1226,14 @@ int geo_index_nearest(const struct geo_index *ix, const struct geo_query *q,
         }
         const struct gi_layer *l = &ix->layers[(it.tag >> TAG_LAYER_SHIFT) & 31u];
         const struct gi_tree *t = (it.tag & TAG_DELTA) ? &l->delta : &l->main;
-        const struct gi_entry *e = &t->entries[(uint32_t)it.tag];
+        const struct gi_spot *at = &t->spots[(uint32_t)it.tag];
         struct geo_ecef_point p;
-        geo_ecef_point_init(&p, (struct geo_point){e->lat_deg, e->lon_deg});
+        geo_ecef_point_init(&p, (struct geo_point){at->lat_deg, at->lon_deg});
         double d_m = geo_distance_ecef_m(&from, &p);
         if (d_m <= s.limit_m) {
             /* Its exact distance is at least its bound: it can only sink. */
             s.cand[0].key_m = d_m;
-            s.cand[0].tag = TAG_EXACT | e->handle;
+            s.cand[0].tag = TAG_EXACT | t->entries[(uint32_t)it.tag].handle;
         } else {
             s.cand[0] = s.cand[--n];
         }
@@ -1114,6 +1242,9 @@ int geo_index_nearest(const struct geo_index *ix, const struct geo_query *q,
 done:
     if (nodes.items != nodes.stack_items) {
         free(nodes.items);
+    }
+    if (nodes.open != nodes.stack_open) {
+        free(nodes.open);
     }
     if (s.cap_cand > GI_STACK_ITEMS) {
         free(s.cand);
