@@ -505,7 +505,10 @@ static int conn_on_readable(struct run *r, struct conn *c, int ep) {
             break;
         }
         if (got <= 0) {
-            fprintf(stderr, "bench_loadgen: connection closed by the server\n");
+            if (r->st.conn_errors == 0) {
+                fprintf(stderr, "bench_loadgen: connection %s by the server\n",
+                        got == 0 ? "closed" : "reset");
+            }
             return -1;
         }
         c->rlen += (size_t)got;
