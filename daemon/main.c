@@ -1,10 +1,14 @@
 /* main.c: nearestd's command line, start-up and shut-down.
  *
- *   nearestd [--listen HOST:PORT] [--db PATH] [--init] [--dataset DIR] [--help]
+ *   nearestd [--listen HOST:PORT] [--db PATH] [--init] [--dataset DIR]
+ *            [--auth-token-file PATH] [--max-connections N] [--idle-timeout-ms MS]
+ *            [--max-output-bytes N] [--help]
  *
  * Start-up either succeeds and logs one "serving" line, or prints one line to
  * stderr and exits non-zero: 2 for a bad command line, 1 for anything else
- * (missing or bad database, bad address, port in use). The daemon then runs
+ * (missing or bad database, bad address, port in use, unreadable or empty
+ * token file). A non-loopback address without a token file starts read-only,
+ * and the log says so in its own line. The daemon then runs
  * until SIGINT or SIGTERM, closes the store and exits 0. */
 #include <malloc.h>
 #include <signal.h>
@@ -16,6 +20,7 @@
 
 #include <uv.h>
 
+#include "auth.h"
 #include "catalog.h"
 #include "proto.h"
 #include "srv.h"
@@ -30,12 +35,20 @@
 #define MAX_HOST_BYTES 256
 
 static const char usage[] =
-    "usage: nearestd [--listen HOST:PORT] [--db PATH] [--init] [--dataset DIR] [--help]\n"
+    "usage: nearestd [--listen HOST:PORT] [--db PATH] [--init] [--dataset DIR]\n"
+    "                [--auth-token-file PATH] [--max-connections N] [--idle-timeout-ms MS]\n"
+    "                [--max-output-bytes N] [--help]\n"
     "  --listen HOST:PORT  address to serve on (default " DEFAULT_HOST ":%d);\n"
     "                      an IPv6 host goes in brackets: [::1]:7878\n"
     "  --db PATH           SpatiaLite database (default " DEFAULT_DB ")\n"
     "  --init              create the database from the dataset if PATH does not exist\n"
     "  --dataset DIR       dataset for --init (default %s)\n"
+    "  --auth-token-file PATH  writes need AUTH with the token on the file's first line;\n"
+    "                      without it, writes come from loopback clients only, and a\n"
+    "                      non-loopback --listen makes the daemon read-only\n"
+    "  --max-connections N connections open at once (default %d)\n"
+    "  --idle-timeout-ms MS  close a connection idle this long, 0 never (default %d)\n"
+    "  --max-output-bytes N  unsent answers that pause a connection (default %d)\n"
     "  --help              print this and exit\n";
 
 struct options {
@@ -45,7 +58,25 @@ struct options {
     const char *dataset;
     bool init;
     bool help;
+    const char *token_file;
+    unsigned long long max_connections;
+    unsigned long long idle_timeout_ms;
+    unsigned long long max_output_bytes;
 };
+
+/* Parses a decimal count in [min, max]. Returns false on anything else. */
+static bool parse_count(const char *arg, unsigned long long min, unsigned long long max,
+                        unsigned long long *out) {
+    if (!*arg || strlen(arg) > 19 || strspn(arg, "0123456789") != strlen(arg)) {
+        return false;
+    }
+    unsigned long long v = strtoull(arg, NULL, 10);
+    if (v < min || v > max) {
+        return false;
+    }
+    *out = v;
+    return true;
+}
 
 /* Parses "HOST:PORT", "[V6]:PORT" or ":PORT" (default host). Returns false on
  * a malformed address. */
@@ -89,10 +120,18 @@ static int parse_args(int argc, char **argv, struct options *o) {
     o->port = PROTO_DEFAULT_PORT;
     o->db = DEFAULT_DB;
     o->dataset = NEARESTD_DATASET_DIR;
+    o->max_connections = SRV_DEFAULT_MAX_CONNECTIONS;
+    o->idle_timeout_ms = SRV_DEFAULT_IDLE_TIMEOUT_MS;
+    o->max_output_bytes = SRV_MAX_QUEUED_BYTES;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        bool takes_value = strcmp(a, "--listen") == 0 || strcmp(a, "--db") == 0 ||
-                           strcmp(a, "--dataset") == 0;
+        static const char *const with_value[] = {
+            "--listen", "--db", "--dataset", "--auth-token-file", "--max-connections",
+            "--idle-timeout-ms", "--max-output-bytes"};
+        bool takes_value = false;
+        for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) {
+            takes_value = takes_value || strcmp(a, with_value[k]) == 0;
+        }
         if (takes_value && i + 1 >= argc) {
             fprintf(stderr, "nearestd: %s needs a value (see --help)\n", a);
             return 2;
@@ -106,6 +145,27 @@ static int parse_args(int argc, char **argv, struct options *o) {
             o->db = argv[++i];
         } else if (strcmp(a, "--dataset") == 0) {
             o->dataset = argv[++i];
+        } else if (strcmp(a, "--auth-token-file") == 0) {
+            o->token_file = argv[++i];
+        } else if (strcmp(a, "--max-connections") == 0) {
+            if (!parse_count(argv[++i], 1, 1000000, &o->max_connections)) {
+                fprintf(stderr, "nearestd: bad --max-connections '%s': expected 1..1000000\n",
+                        argv[i]);
+                return 2;
+            }
+        } else if (strcmp(a, "--idle-timeout-ms") == 0) {
+            if (!parse_count(argv[++i], 0, 86400000, &o->idle_timeout_ms)) {
+                fprintf(stderr, "nearestd: bad --idle-timeout-ms '%s': expected 0..86400000\n",
+                        argv[i]);
+                return 2;
+            }
+        } else if (strcmp(a, "--max-output-bytes") == 0) {
+            if (!parse_count(argv[++i], 1024, 1ull << 32, &o->max_output_bytes)) {
+                fprintf(stderr,
+                        "nearestd: bad --max-output-bytes '%s': expected 1024..4294967296\n",
+                        argv[i]);
+                return 2;
+            }
         } else if (strcmp(a, "--init") == 0) {
             o->init = true;
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -125,7 +185,8 @@ int main(int argc, char **argv) {
         return status;
     }
     if (opt.help) {
-        printf(usage, PROTO_DEFAULT_PORT, NEARESTD_DATASET_DIR);
+        printf(usage, PROTO_DEFAULT_PORT, NEARESTD_DATASET_DIR, SRV_DEFAULT_MAX_CONNECTIONS,
+               SRV_DEFAULT_IDLE_TIMEOUT_MS, SRV_MAX_QUEUED_BYTES);
         return 0;
     }
     /* A client that vanishes mid-write must cost an EPIPE, not the process. */
@@ -137,6 +198,16 @@ int main(int argc, char **argv) {
     struct srv *srv = NULL;
     uv_loop_t *loop = NULL;
     status = 1;
+
+    struct srv_config cfg;
+    srv_config_init(&cfg);
+    cfg.max_connections = (size_t)opt.max_connections;
+    cfg.idle_timeout_ms = opt.idle_timeout_ms;
+    cfg.max_output_bytes = (size_t)opt.max_output_bytes;
+    if (opt.token_file && auth_token_load(&cfg.auth, opt.token_file, err, sizeof err) < 0) {
+        fprintf(stderr, "nearestd: %s\n", err);
+        goto done;
+    }
 
     if (access(opt.db, F_OK) != 0) {
         if (!opt.init) {
@@ -186,7 +257,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "nearestd: cannot create the event loop\n");
         goto done;
     }
-    ret = srv_open(loop, cat, st, opt.host, opt.port, &srv, err, sizeof err);
+    bool has_token = cfg.auth.has_token;
+    ret = srv_open_config(loop, cat, st, opt.host, opt.port, &cfg, &srv, err, sizeof err);
+    explicit_bzero(&cfg.auth, sizeof cfg.auth); /* the server keeps its own copy */
     if (ret < 0) {
         fprintf(stderr, "nearestd: %s\n", err);
         goto done;
@@ -194,6 +267,12 @@ int main(int argc, char **argv) {
     fprintf(stderr, "nearestd: serving %zu facilities on %s%s%s:%d\n", catalog_count(cat),
             strchr(opt.host, ':') ? "[" : "", opt.host, strchr(opt.host, ':') ? "]" : "",
             srv_port(srv));
+    if (srv_is_read_only(srv)) {
+        fprintf(stderr, "nearestd: read-only mode: listening on a non-loopback address without "
+                        "--auth-token-file; PUT, SET and DEL are refused\n");
+    } else if (has_token) {
+        fprintf(stderr, "nearestd: writes need AUTH (token from %s)\n", opt.token_file);
+    }
     ret = uv_run(loop, UV_RUN_DEFAULT);
     (void)ret; /* non-zero only if uv_stop() was called, which nothing does */
     fprintf(stderr, "nearestd: stopped\n");

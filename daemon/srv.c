@@ -18,15 +18,28 @@
  * queue and all go in the next group, one transaction and one fsync for all
  * of them. A connection whose write is queued stops reading and keeps its
  * later requests in its reader, so its answers stay in order; a connection
- * that goes away leaves its write to commit unanswered (owner set to NULL). */
+ * that goes away leaves its write to commit unanswered (owner set to NULL).
+ *
+ * Limits (struct srv_config): past max_connections a new connection gets one
+ * ERR LIMIT line and is closed. A connection stops being read and executed
+ * while more than max_output_bytes of its answers are unsent (requests
+ * already read wait in its reader), so one read cannot make it grow without
+ * bound; it resumes below half. One timer sweeps every connection a few
+ * times per idle timeout and closes those that neither completed a request
+ * nor had an answer taken by the kernel for idle_timeout_ms: a client that
+ * trickles bytes without ending a line, and one that never reads its
+ * answers, are both idle. A connection waiting for a group commit is not. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "auth.h"
 #include "proto.h"
 #include "srv.h"
+
+#define SRV_PEER_BYTES 64 /* "[v6 address]:port" */
 
 struct srv_conn {
     uv_tcp_t tcp;                 /* tcp.data points back here */
@@ -40,6 +53,10 @@ struct srv_conn {
     bool close_after_write;       /* QUIT, LIMIT or EOF: close once the writes are done */
     bool paused;                  /* reading stopped for backpressure */
     struct cmd_write *waiting;    /* this connection's write in the group commit */
+    bool counted;                 /* in connections_open (false: turned away at the limit) */
+    uint64_t active_ms;           /* uv_now() of the last request or answer sent */
+    struct auth_conn auth;
+    char peer[SRV_PEER_BYTES];    /* the client's address, for the log */
 };
 
 struct srv_write {
@@ -53,7 +70,9 @@ struct srv {
     uv_tcp_t listener;
     uv_signal_t sigint;
     uv_signal_t sigterm;
-    int n_open_handles;           /* of the three above; freed when 0 */
+    uv_timer_t sweep;             /* the idle timeout */
+    int n_open_handles;           /* of the four above; freed when 0 */
+    struct srv_config cfg;
     bool stopping;
     struct catalog *catalog;
     struct cmd_stats stats;
@@ -97,7 +116,9 @@ static void srv_conn_close(struct srv_conn *c) {
     if (c->next) {
         c->next->prev = c->prev;
     }
-    c->srv->stats.connections_open--;
+    if (c->counted) {
+        c->srv->stats.connections_open--;
+    }
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
 }
 
@@ -116,6 +137,7 @@ static void on_write(uv_write_t *req, int status) {
         srv_conn_close(c);
         return;
     }
+    c->active_ms = uv_now(c->srv->loop);
     if (c->close_after_write && c->writes_pending == 0 && !c->waiting) {
         srv_conn_close(c);
         return;
@@ -167,10 +189,15 @@ static void flush(struct srv_conn *c) {
         }
         return;
     }
-    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > SRV_MAX_QUEUED_BYTES) {
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > c->srv->cfg.max_output_bytes) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->paused = true;
     }
+}
+
+/* Unsent answers: built but not flushed, plus queued in libuv. */
+static size_t unsent_bytes(const struct srv_conn *c) {
+    return reply_len(&c->out) + uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
 }
 
 /* ---- Reading ------------------------------------------------------------------ */
@@ -191,10 +218,17 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 
 static void write_enqueue(struct srv_conn *c);
 
-/* Runs every whole request line the reader holds, up to the first write. */
+/* Runs every whole request line the reader holds, up to the first write,
+ * or until the unsent answers pass the output limit (then the connection is
+ * paused and the rest waits in the reader). */
 static void run_lines(struct srv_conn *c) {
     struct srv *s = c->srv;
     for (;;) {
+        if (unsent_bytes(c) > s->cfg.max_output_bytes) {
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            c->paused = true;
+            return;
+        }
         char *line = NULL;
         size_t len = 0;
         int st = proto_next(c->reader, &line, &len);
@@ -202,6 +236,17 @@ static void run_lines(struct srv_conn *c) {
             return;
         }
         if (st == PROTO_LINE) {
+            c->active_ms = uv_now(s->loop);
+            c->out.format = c->session.format;
+            enum auth_verdict verdict = auth_gate(&s->cfg.auth, &c->auth, line, len, &c->out,
+                                                  &s->stats, c->peer);
+            if (verdict == AUTH_CLOSE) {
+                c->close_after_write = true;
+                return;
+            }
+            if (verdict == AUTH_ANSWERED) {
+                continue;
+            }
             int ret = cmd_execute(&s->env, &c->session, line, len, &c->out);
             if (ret == CMD_QUEUED) {
                 write_enqueue(c);
@@ -256,16 +301,22 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
 /* Starts reading again a connection whose reading was stopped, for
  * backpressure or behind a write, unless it must stay stopped: it is closing,
  * waiting for a write, or still has over half the output limit queued (then
- * it stays paused and the next write callback asks again). */
+ * it stays paused and the next write callback asks again). Requests already
+ * in its reader run first; reading restarts only if they leave it free to. */
 static void srv_conn_resume(struct srv_conn *c) {
     if (c->closing || c->close_after_write || c->waiting) {
         return;
     }
-    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > SRV_MAX_QUEUED_BYTES / 2) {
+    if (unsent_bytes(c) > c->srv->cfg.max_output_bytes / 2) {
         c->paused = true;
         return;
     }
     c->paused = false;
+    run_lines(c);
+    flush(c);
+    if (c->closing || c->close_after_write || c->waiting || c->paused) {
+        return;
+    }
     int ret = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (ret < 0) {
         srv_conn_close(c);
@@ -356,6 +407,44 @@ static void on_accept_failed_closed(uv_handle_t *h) {
     free(c);
 }
 
+/* Fills c->peer and c->auth.loopback from the socket's peer address. An
+ * address that cannot be read counts as not loopback. */
+static void describe_peer(struct srv_conn *c) {
+    struct sockaddr_storage addr;
+    int len = sizeof addr;
+    snprintf(c->peer, sizeof c->peer, "?");
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&addr, &len) < 0) {
+        return;
+    }
+    c->auth.loopback = auth_addr_is_loopback((struct sockaddr *)&addr);
+    char host[48] = "?";
+    if (addr.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&addr;
+        uv_ip6_name(a, host, sizeof host);
+        snprintf(c->peer, sizeof c->peer, "[%s]:%d", host, ntohs(a->sin6_port));
+    } else if (addr.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&addr;
+        uv_ip4_name(a, host, sizeof host);
+        snprintf(c->peer, sizeof c->peer, "%s:%d", host, ntohs(a->sin_port));
+    }
+}
+
+/* ---- The idle timeout ------------------------------------------------------------ */
+
+static void on_sweep(uv_timer_t *t) {
+    struct srv *s = t->data;
+    uint64_t now = uv_now(s->loop);
+    struct srv_conn *next = NULL;
+    for (struct srv_conn *c = s->conns; c; c = next) {
+        next = c->next; /* srv_conn_close() unlinks c */
+        if (c->waiting) {
+            c->active_ms = now; /* the server, not the client, is slow */
+        } else if (now - c->active_ms >= s->cfg.idle_timeout_ms) {
+            srv_conn_close(c);
+        }
+    }
+}
+
 static void on_connection(uv_stream_t *listener, int status) {
     struct srv *s = listener->data;
     if (status < 0) {
@@ -389,9 +478,21 @@ static void on_connection(uv_stream_t *listener, int status) {
         s->conns->prev = c;
     }
     s->conns = c;
+    c->active_ms = uv_now(s->loop);
+    describe_peer(c);
+    uv_tcp_nodelay(&c->tcp, 1); /* answers are small; a failure only costs latency */
+    if (s->stats.connections_open >= s->cfg.max_connections) {
+        /* Turned away: one answer, then closed; it never counts as open. */
+        c->out.format = REPLY_TEXT;
+        reply_err(&c->out, CMD_ERR_LIMIT, "too many connections (at most %zu); closing",
+                  s->cfg.max_connections);
+        c->close_after_write = true;
+        flush(c);
+        return;
+    }
+    c->counted = true;
     s->stats.connections_total++;
     s->stats.connections_open++;
-    uv_tcp_nodelay(&c->tcp, 1); /* answers are small; a failure only costs latency */
     ret = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (ret < 0) {
         srv_conn_close(c);
@@ -419,6 +520,7 @@ void srv_close(struct srv *s) {
     uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
     uv_close((uv_handle_t *)&s->sigint, on_server_handle_closed);
     uv_close((uv_handle_t *)&s->sigterm, on_server_handle_closed);
+    uv_close((uv_handle_t *)&s->sweep, on_server_handle_closed);
     while (s->queue_head) {
         struct cmd_write *w = s->queue_head;
         s->queue_head = w->next;
@@ -454,8 +556,38 @@ int srv_port(const struct srv *s) {
     return ntohs(((struct sockaddr_in *)&addr)->sin_port);
 }
 
+void srv_config_init(struct srv_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->max_connections = SRV_DEFAULT_MAX_CONNECTIONS;
+    cfg->idle_timeout_ms = SRV_DEFAULT_IDLE_TIMEOUT_MS;
+    cfg->max_output_bytes = SRV_MAX_QUEUED_BYTES;
+}
+
+bool srv_is_read_only(const struct srv *s) {
+    return s->cfg.auth.read_only;
+}
+
 int srv_open(uv_loop_t *loop, struct catalog *catalog, struct store *store, const char *host,
              int port, struct srv **out, char *err, size_t err_len) {
+    struct srv_config cfg;
+    srv_config_init(&cfg);
+    return srv_open_config(loop, catalog, store, host, port, &cfg, out, err, err_len);
+}
+
+/* The sweep's period: a quarter of the timeout, so a connection is closed
+ * at most 25 % late, between 10 ms and 1 s. */
+static uint64_t sweep_period_ms(uint64_t idle_timeout_ms) {
+    uint64_t p = idle_timeout_ms / 4;
+    return p < 10 ? 10 : p > 1000 ? 1000 : p;
+}
+
+int srv_open_config(uv_loop_t *loop, struct catalog *catalog, struct store *store,
+                    const char *host, int port, const struct srv_config *cfg,
+                    struct srv **out, char *err, size_t err_len) {
+    if (cfg->max_connections == 0 || cfg->max_output_bytes == 0) {
+        snprintf(err, err_len, "max_connections and max_output_bytes must be at least 1");
+        return UV_EINVAL;
+    }
     struct sockaddr_storage addr;
     int ret = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
     if (ret < 0) {
@@ -471,6 +603,9 @@ int srv_open(uv_loop_t *loop, struct catalog *catalog, struct store *store, cons
         return UV_ENOMEM;
     }
     s->loop = loop;
+    s->cfg = *cfg;
+    s->cfg.auth.read_only = !cfg->auth.has_token &&
+                            !auth_addr_is_loopback((const struct sockaddr *)&addr);
     s->catalog = catalog;
     s->store = store;
     s->env.catalog = catalog;
@@ -498,6 +633,13 @@ int srv_open(uv_loop_t *loop, struct catalog *catalog, struct store *store, cons
         snprintf(err, err_len, "uv_signal_init: %s", uv_strerror(ret));
         goto fail;
     }
+    ret = uv_timer_init(loop, &s->sweep);
+    if (ret < 0) {
+        snprintf(err, err_len, "uv_timer_init: %s", uv_strerror(ret));
+        goto fail;
+    }
+    s->sweep.data = s;
+    s->n_open_handles++;
     ret = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0);
     if (ret == 0) {
         ret = uv_listen((uv_stream_t *)&s->listener, SRV_BACKLOG, on_connection);
@@ -514,6 +656,15 @@ int srv_open(uv_loop_t *loop, struct catalog *catalog, struct store *store, cons
         snprintf(err, err_len, "uv_signal_start: %s", uv_strerror(ret));
         goto fail;
     }
+    if (s->cfg.idle_timeout_ms > 0) {
+        uint64_t period = sweep_period_ms(s->cfg.idle_timeout_ms);
+        ret = uv_timer_start(&s->sweep, on_sweep, period, period);
+        if (ret < 0) {
+            snprintf(err, err_len, "uv_timer_start: %s", uv_strerror(ret));
+            goto fail;
+        }
+        uv_unref((uv_handle_t *)&s->sweep); /* the listener keeps the loop alive */
+    }
     *out = s;
     return 0;
 fail:
@@ -525,6 +676,9 @@ fail:
     }
     if (s->n_open_handles >= 3) {
         uv_close((uv_handle_t *)&s->sigterm, on_server_handle_closed);
+    }
+    if (s->n_open_handles >= 4) {
+        uv_close((uv_handle_t *)&s->sweep, on_server_handle_closed);
     }
     while (s->n_open_handles > 0) {
         uv_run(loop, UV_RUN_ONCE);

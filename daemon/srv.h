@@ -10,17 +10,36 @@
 #ifndef NEARESTD_SRV_H
 #define NEARESTD_SRV_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <uv.h>
 
+#include "auth.h"
 #include "cmd.h"
 
 #define SRV_BACKLOG 511
 #define SRV_READ_BYTES 65536          /* one read's worth, the proto_feed() unit */
 #define SRV_MAX_QUEUED_BYTES (1 << 20) /* unsent output that pauses reading a client */
+#define SRV_DEFAULT_MAX_CONNECTIONS 10000
+#define SRV_DEFAULT_IDLE_TIMEOUT_MS 300000 /* five minutes */
 
 struct srv;
+
+/* Limits and the write rule. Start from srv_config_init(), change fields. */
+struct srv_config {
+    size_t max_connections;       /* open at once; one more is answered ERR LIMIT and closed */
+    uint64_t idle_timeout_ms;     /* a connection that completes no request and receives
+                                   * none of its answers for this long is closed; 0: never */
+    size_t max_output_bytes;      /* unsent answers of one connection that stop it from being
+                                   * read and executed; resumed below half */
+    struct auth_policy auth;      /* token; read_only is decided by srv_open_config() */
+};
+
+/* Sets the defaults: SRV_DEFAULT_MAX_CONNECTIONS, SRV_DEFAULT_IDLE_TIMEOUT_MS,
+ * SRV_MAX_QUEUED_BYTES of output, no token. */
+void srv_config_init(struct srv_config *cfg);
 
 /* Starts serving `catalog` on host:port (an IPv4 or IPv6 literal; port 0
  * picks a free one) on `loop`, and installs the SIGINT/SIGTERM handlers.
@@ -31,6 +50,18 @@ struct srv;
  * negative libuv error, writes one line to err, and leaves no handle open. */
 int srv_open(uv_loop_t *loop, struct catalog *catalog, struct store *store, const char *host,
              int port, struct srv **out, char *err, size_t err_len);
+
+/* srv_open() with limits and a write rule (copied; cfg may be freed after).
+ * A listener on a non-loopback address without a token is read-only: every
+ * write is refused (see auth.h); srv_is_read_only() tells. Fails like
+ * srv_open(), and with UV_EINVAL when max_connections or max_output_bytes
+ * is 0. */
+int srv_open_config(uv_loop_t *loop, struct catalog *catalog, struct store *store,
+                    const char *host, int port, const struct srv_config *cfg,
+                    struct srv **out, char *err, size_t err_len);
+
+/* True when the server refuses every write (see srv_open_config()). */
+bool srv_is_read_only(const struct srv *s);
 
 /* The port actually bound (useful after port 0), or a negative libuv error. */
 int srv_port(const struct srv *s);

@@ -6,3 +6,9 @@ target_compile_definitions(test_commands PRIVATE
 nearest_add_test(it_daemon LIBS nearest_geo PkgConfig::JANSSON)
 target_compile_definitions(it_daemon PRIVATE NEARESTD_BIN="$<TARGET_FILE:nearestd>")
 add_dependencies(it_daemon nearestd)
+
+# Connection limits and write security against the real daemon on the bundled dataset.
+nearest_add_test(it_limits LIBS nearestd_core)
+target_compile_definitions(it_limits PRIVATE NEARESTD_BIN="$<TARGET_FILE:nearestd>"
+                           NEARESTD_DATASET_DIR="${NEARESTD_DATASET_DIR}")
+add_dependencies(it_limits nearestd)

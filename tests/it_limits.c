@@ -1,0 +1,815 @@
+/* it_limits.c: connection limits and write security of the real nearestd.
+ *
+ * The write rule is tested twice: its pieces (address classifier, token
+ * comparison, token file, the gate) as functions, since a test can only
+ * connect from loopback; and the daemon's behaviour over TCP on loopback:
+ * AUTH, the read-only start on 0.0.0.0, the connection limit, the idle
+ * timeout, the output cap, 1,000 pipelined requests, and clients that vanish
+ * with requests in flight. The group setup creates one database from the
+ * bundled dataset; each test starts its own daemon on it with the flags it
+ * needs (they run one after another) and kills it in its teardown. Every wait
+ * is bounded (WAIT_MS), so the program always ends. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "auth.h"
+#include "reply.h"
+
+#define WAIT_MS 10000
+
+static char dir[256];
+static char db[320];
+static char log_path[320];
+static pid_t daemon_pid = -1;
+static int daemon_port;
+
+/* ---- Processes and sockets ------------------------------------------------------- */
+
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        return -1;
+    }
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Connects to the daemon on loopback; rcvbuf > 0 shrinks the receive buffer
+ * first. Returns the fd or -1. */
+static int dial(int rcvbuf) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) {
+        return -1;
+    }
+    if (rcvbuf > 0) {
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    }
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)daemon_port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+/* Starts nearestd with the given flags (NULL-terminated) after --db and
+ * --listen; `listen_host` is the address part of --listen. Returns the exit
+ * status if it exits within the wait, or -1 once it accepts. */
+static int start_daemon_on(const char *listen_host, const char *const *flags) {
+    daemon_port = free_port();
+    assert_true(daemon_port > 0);
+    char listen[64];
+    snprintf(listen, sizeof listen, "%s:%d", listen_host, daemon_port);
+    const char *argv[24] = {NEARESTD_BIN, "--db", db, "--listen", listen, "--init",
+                            "--dataset", NEARESTD_DATASET_DIR};
+    size_t n = 8;
+    for (size_t i = 0; flags && flags[i] && n < 23; i++) {
+        argv[n++] = flags[i];
+    }
+    argv[n] = NULL;
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || dup2(fd, 2) < 0) {
+            _exit(126);
+        }
+        execv(NEARESTD_BIN, (char *const *)argv);
+        _exit(127);
+    }
+    assert_true(pid > 0);
+    daemon_pid = pid;
+    for (int64_t start = now_ms(); now_ms() - start < 3 * WAIT_MS;) {
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            daemon_pid = -1;
+            return status;
+        }
+        int fd = dial(0);
+        if (fd >= 0) {
+            close(fd);
+            return -1;
+        }
+        usleep(20000);
+    }
+    fail_msg("nearestd did not start");
+    return -1;
+}
+
+static void start_daemon(const char *const *flags) {
+    assert_int_equal(start_daemon_on("127.0.0.1", flags), -1);
+}
+
+static void stop_daemon(void) {
+    if (daemon_pid > 0) {
+        kill(daemon_pid, SIGKILL);
+        waitpid(daemon_pid, NULL, 0);
+        daemon_pid = -1;
+    }
+}
+
+static char *read_log(void) {
+    static char buf[1 << 16];
+    FILE *f = fopen(log_path, "rb");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+static void send_all(int fd, const char *buf, size_t len) {
+    while (len > 0) {
+        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        assert_true(n > 0);
+        buf += n;
+        len -= (size_t)n;
+    }
+}
+
+/* A buffered reader of answers. */
+struct conn {
+    int fd;
+    size_t len;
+    char buf[1 << 16];
+};
+
+static struct conn *conn_open(void) {
+    struct conn *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+    c->fd = dial(0);
+    assert_true(c->fd >= 0);
+    return c;
+}
+
+static void conn_close(struct conn *c) {
+    if (c) {
+        close(c->fd);
+        free(c);
+    }
+}
+
+/* Reads one line with its "\n" into a malloc'ed string; NULL at EOF or reset. */
+static char *read_line(struct conn *c) {
+    for (;;) {
+        char *nl = memchr(c->buf, '\n', c->len);
+        if (nl) {
+            size_t n = (size_t)(nl - c->buf) + 1;
+            char *line = strndup(c->buf, n);
+            memmove(c->buf, c->buf + n, c->len - n);
+            c->len -= n;
+            return line;
+        }
+        assert_true(c->len < sizeof c->buf);
+        struct pollfd p = {.fd = c->fd, .events = POLLIN};
+        assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+        ssize_t n = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, 0);
+        if (n == 0 || (n < 0 && errno == ECONNRESET)) {
+            return NULL;
+        }
+        assert_true(n > 0);
+        c->len += (size_t)n;
+    }
+}
+
+/* Reads one whole answer: an ERR line, or "OK n" and n lines. */
+static char *read_answer(struct conn *c) {
+    char *first = read_line(c);
+    assert_non_null(first);
+    if (strncmp(first, "OK ", 3) != 0) {
+        assert_true(strncmp(first, "ERR ", 4) == 0);
+        return first;
+    }
+    size_t n = strtoul(first + 3, NULL, 10);
+    size_t len = strlen(first);
+    for (size_t i = 0; i < n; i++) {
+        char *line = read_line(c);
+        assert_non_null(line);
+        size_t l = strlen(line);
+        first = realloc(first, len + l + 1);
+        assert_non_null(first);
+        memcpy(first + len, line, l + 1);
+        len += l;
+        free(line);
+    }
+    return first;
+}
+
+/* Sends `request` and checks that the answer starts with `prefix`. */
+static void ask(struct conn *c, const char *request, const char *prefix) {
+    send_all(c->fd, request, strlen(request));
+    char *a = read_answer(c);
+    if (strncmp(a, prefix, strlen(prefix)) != 0) {
+        fail_msg("%s-> got %s, expected %s...", request, a, prefix);
+    }
+    free(a);
+}
+
+/* True when the peer closes (EOF or reset) within ms, skipping any data. */
+static bool closes_within(int fd, int ms) {
+    int64_t start = now_ms();
+    for (;;) {
+        int left = ms - (int)(now_ms() - start);
+        if (left <= 0) {
+            return false;
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, left) != 1) {
+            return false;
+        }
+        char b[65536];
+        ssize_t n = recv(fd, b, sizeof b, 0);
+        if (n == 0 || (n < 0 && errno == ECONNRESET)) {
+            return true;
+        }
+    }
+}
+
+/* The value of one STATS key. */
+static unsigned long long stat_value(struct conn *c, const char *key) {
+    send_all(c->fd, "STATS\n", 6);
+    char *a = read_answer(c);
+    char pattern[64];
+    snprintf(pattern, sizeof pattern, "\n%s\t", key);
+    char *p = strstr(a, pattern);
+    assert_non_null(p);
+    unsigned long long v = strtoull(p + strlen(pattern), NULL, 10);
+    free(a);
+    return v;
+}
+
+/* The daemon's resident memory in KiB. */
+static long daemon_rss_kib(void) {
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)daemon_pid);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    long kib = -1;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "VmRSS:", 6) == 0) {
+            kib = strtol(line + 6, NULL, 10);
+        }
+    }
+    fclose(f);
+    return kib;
+}
+
+/* ---- The write rule as functions --------------------------------------------------- */
+
+static struct sockaddr_storage addr_of(const char *text) {
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, text, &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+    } else {
+        assert_int_equal(inet_pton(AF_INET6, text, &in6->sin6_addr), 1);
+        in6->sin6_family = AF_INET6;
+    }
+    return ss;
+}
+
+static void test_loopback_classifier_accepts_only_loopback_addresses(void **state) {
+    (void)state;
+    static const char *const loopback[] = {"127.0.0.1", "127.0.0.2", "127.255.255.254",
+                                           "127.1.2.3", "::1", "::ffff:127.0.0.1",
+                                           "::ffff:127.9.9.9"};
+    static const char *const other[] = {"128.0.0.1", "126.255.255.255", "10.0.0.1",
+                                        "192.168.1.1", "0.0.0.0", "255.255.255.255", "::",
+                                        "::2", "::ffff:10.0.0.1", "fe80::1", "2001:db8::1",
+                                        "::127.0.0.1", "1.127.0.0"};
+    for (size_t i = 0; i < sizeof loopback / sizeof loopback[0]; i++) {
+        struct sockaddr_storage ss = addr_of(loopback[i]);
+        if (!auth_addr_is_loopback((struct sockaddr *)&ss)) {
+            fail_msg("%s should be loopback", loopback[i]);
+        }
+    }
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) {
+        struct sockaddr_storage ss = addr_of(other[i]);
+        if (auth_addr_is_loopback((struct sockaddr *)&ss)) {
+            fail_msg("%s should not be loopback", other[i]);
+        }
+    }
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    assert_false(auth_addr_is_loopback((struct sockaddr *)&un));
+}
+
+static void write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs(text, f);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void test_token_file_first_line_is_the_token(void **state) {
+    (void)state;
+    char path[400], err[256];
+    snprintf(path, sizeof path, "%s/token", dir);
+    struct auth_policy p = {0};
+    write_file(path, "hunter2\r\nsecond line\n");
+    assert_int_equal(auth_token_load(&p, path, err, sizeof err), 0);
+    assert_true(p.has_token);
+    assert_true(auth_token_matches(&p, "hunter2", 7));
+    assert_false(auth_token_matches(&p, "hunter2\r", 8));
+    assert_false(auth_token_matches(&p, "hunter", 6));
+    assert_false(auth_token_matches(&p, "hunter22", 8));
+    assert_false(auth_token_matches(&p, "Hunter2", 7));
+    assert_false(auth_token_matches(&p, "", 0));
+    assert_false(auth_token_matches(&p, "second line", 11));
+
+    static const char *const bad[] = {"", "\n", "\r\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct auth_policy q = {0};
+        write_file(path, bad[i]);
+        err[0] = '\0';
+        assert_int_equal(auth_token_load(&q, path, err, sizeof err), -1);
+        assert_false(q.has_token);
+        assert_true(strlen(err) > 0 && !strchr(err, '\n'));
+    }
+    char long_token[AUTH_MAX_TOKEN_BYTES + 3];
+    memset(long_token, 'x', AUTH_MAX_TOKEN_BYTES + 1);
+    long_token[AUTH_MAX_TOKEN_BYTES + 1] = '\0';
+    write_file(path, long_token);
+    struct auth_policy q = {0};
+    assert_int_equal(auth_token_load(&q, path, err, sizeof err), -1);
+    long_token[AUTH_MAX_TOKEN_BYTES] = '\0'; /* exactly the maximum is fine */
+    write_file(path, long_token);
+    assert_int_equal(auth_token_load(&q, path, err, sizeof err), 0);
+    assert_true(auth_token_matches(&q, long_token, AUTH_MAX_TOKEN_BYTES));
+    snprintf(path, sizeof path, "%s/no-such-token", dir);
+    assert_int_equal(auth_token_load(&q, path, err, sizeof err), -1);
+    struct auth_policy none = {0};
+    assert_false(auth_token_matches(&none, "", 0));
+}
+
+/* Runs one line through the gate; returns the verdict and the answer. */
+static enum auth_verdict gate(const struct auth_policy *p, struct auth_conn *c,
+                              const char *line, char *answer, size_t answer_len) {
+    struct reply out;
+    reply_init(&out);
+    enum auth_verdict v = auth_gate(p, c, line, strlen(line), &out, NULL, "test");
+    size_t len = 0;
+    char *buf = reply_take(&out, &len);
+    snprintf(answer, answer_len, "%.*s", (int)len, buf ? buf : "");
+    free(buf);
+    reply_close(&out);
+    return v;
+}
+
+static void test_gate_refuses_writes_by_rule_and_passes_reads(void **state) {
+    (void)state;
+    static const char *const writes[] = {"PUT a parking 36.1 120.4 n", "pUt a parking 1 2 n",
+                                         "\"PUT\" a parking 1 2 n", "SET a NAME b",
+                                         "  del a", "DEL"};
+    static const char *const reads[] = {"GET a", "NEAREST * 36.1 120.4", "PING", "",
+                                        "\"unbalanced", "FLY away", "STATS"};
+    struct auth_policy open_rule = {0}, read_only = {.read_only = true}, with_token = {0};
+    memcpy(with_token.token, "tok", 3);
+    with_token.token_len = 3;
+    with_token.has_token = true;
+    char answer[512];
+    for (size_t i = 0; i < sizeof writes / sizeof writes[0]; i++) {
+        bool has_args = strchr(writes[i] + 2, ' ') != NULL;
+        struct auth_conn local = {.loopback = true}, remote = {.loopback = false};
+        /* DEL without its argument is a write too: refused before arity. */
+        (void)has_args;
+        assert_int_equal(gate(&open_rule, &local, writes[i], answer, sizeof answer), AUTH_PASS);
+        assert_int_equal(gate(&open_rule, &remote, writes[i], answer, sizeof answer),
+                         AUTH_ANSWERED);
+        assert_string_equal(answer, "ERR DENIED writes are accepted from loopback clients only "
+                                    "(no token is configured)\n");
+        assert_int_equal(gate(&read_only, &local, writes[i], answer, sizeof answer),
+                         AUTH_ANSWERED);
+        assert_true(strncmp(answer, "ERR DENIED read-only", 20) == 0);
+        assert_int_equal(gate(&with_token, &local, writes[i], answer, sizeof answer),
+                         AUTH_ANSWERED);
+        assert_string_equal(answer, "ERR DENIED writes need AUTH <token> first\n");
+        struct auth_conn authed = {.loopback = false, .authed = true};
+        assert_int_equal(gate(&with_token, &authed, writes[i], answer, sizeof answer),
+                         AUTH_PASS);
+    }
+    for (size_t i = 0; i < sizeof reads / sizeof reads[0]; i++) {
+        struct auth_conn remote = {.loopback = false};
+        assert_int_equal(gate(&read_only, &remote, reads[i], answer, sizeof answer), AUTH_PASS);
+        assert_int_equal(gate(&with_token, &remote, reads[i], answer, sizeof answer),
+                         AUTH_PASS);
+        assert_string_equal(answer, "");
+    }
+    /* AUTH: right token unlocks, wrong ones are counted and the third closes. */
+    struct auth_conn c = {.loopback = false};
+    assert_int_equal(gate(&with_token, &c, "AUTH tok", answer, sizeof answer), AUTH_ANSWERED);
+    assert_string_equal(answer, "OK 0\n");
+    assert_true(c.authed);
+    struct auth_conn d = {.loopback = true};
+    assert_int_equal(gate(&with_token, &d, "auth to", answer, sizeof answer), AUTH_ANSWERED);
+    assert_string_equal(answer, "ERR DENIED wrong token\n");
+    assert_int_equal(gate(&with_token, &d, "AUTH tokk", answer, sizeof answer), AUTH_ANSWERED);
+    assert_int_equal(gate(&with_token, &d, "AUTH \"tok\"x", answer, sizeof answer), AUTH_PASS);
+    assert_int_equal(gate(&with_token, &d, "AUTH TOK", answer, sizeof answer), AUTH_CLOSE);
+    assert_false(d.authed);
+    assert_int_equal(d.failures, AUTH_MAX_FAILURES);
+    assert_int_equal(gate(&with_token, &d, "AUTH", answer, sizeof answer), AUTH_PASS);
+    assert_int_equal(gate(&open_rule, &d, "AUTH tok", answer, sizeof answer), AUTH_ANSWERED);
+    assert_true(strncmp(answer, "ERR DENIED no token is configured", 33) == 0);
+}
+
+/* ---- The daemon: security --------------------------------------------------------- */
+
+static void test_auth_is_required_accepted_and_rejected(void **state) {
+    (void)state;
+    char token_path[400];
+    snprintf(token_path, sizeof token_path, "%s/daemon-token", dir);
+    write_file(token_path, "correct-horse\n");
+    const char *flags[] = {"--auth-token-file", token_path, NULL};
+    start_daemon(flags);
+    assert_non_null(strstr(read_log(), "writes need AUTH"));
+
+    struct conn *c = conn_open();
+    ask(c, "PUT lim-1 parking 36.16 120.41 P1\n", "ERR DENIED writes need AUTH <token> first");
+    ask(c, "GET lim-1\n", "ERR NOTFOUND");
+    ask(c, "AUTH wrong-horse\n", "ERR DENIED wrong token\n");
+    ask(c, "PUT lim-1 parking 36.16 120.41 P1\n", "ERR DENIED");
+    ask(c, "AUTH correct-horse\n", "OK 0\n");
+    ask(c, "PUT lim-1 parking 36.16 120.41 P1\n", "OK 1\nlim-1\tparking\tP1\t");
+    ask(c, "DEL lim-1\n", "OK 0\n");
+    conn_close(c);
+
+    const char *log = read_log();
+    assert_non_null(strstr(log, "wrong AUTH token from 127.0.0.1:"));
+    assert_null(strstr(log, "wrong-horse"));
+    assert_null(strstr(log, "correct-horse"));
+
+    /* Three wrong tokens close the connection; the daemon serves on. */
+    c = conn_open();
+    const char *guesses = "AUTH a\nAUTH b\nAUTH c\nPING\n";
+    send_all(c->fd, guesses, strlen(guesses));
+    for (int i = 1; i <= 3; i++) {
+        char *a = read_answer(c);
+        assert_true(strncmp(a, "ERR DENIED wrong token", 22) == 0);
+        free(a);
+    }
+    assert_true(closes_within(c->fd, WAIT_MS));
+    conn_close(c);
+    c = conn_open();
+    ask(c, "PING\n", "OK 0\n");
+    ask(c, "PUT lim-2 parking 36.16 120.41 P2\n", "ERR DENIED");
+    conn_close(c);
+}
+
+static void test_unreadable_or_empty_token_file_stops_start_up(void **state) {
+    (void)state;
+    char path[400];
+    snprintf(path, sizeof path, "%s/empty-token", dir);
+    write_file(path, "\n");
+    const char *empty[] = {"--auth-token-file", path, NULL};
+    int status = start_daemon_on("127.0.0.1", empty);
+    assert_true(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) != 0);
+    const char *log = read_log();
+    assert_non_null(strstr(log, "empty"));
+    assert_int_equal(strchr(log, '\n') - log + 1, (long)strlen(log)); /* one line */
+
+    snprintf(path, sizeof path, "%s/missing-token", dir);
+    const char *missing[] = {"--auth-token-file", path, NULL};
+    status = start_daemon_on("127.0.0.1", missing);
+    assert_true(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) != 0);
+    log = read_log();
+    assert_non_null(strstr(log, "cannot read token file"));
+    assert_int_equal(strchr(log, '\n') - log + 1, (long)strlen(log));
+}
+
+static void test_non_loopback_listener_without_token_is_read_only(void **state) {
+    (void)state;
+    assert_int_equal(start_daemon_on("0.0.0.0", NULL), -1);
+    assert_non_null(strstr(read_log(), "read-only mode"));
+    struct conn *c = conn_open(); /* from loopback, and still refused */
+    ask(c, "PUT lim-3 parking 36.16 120.41 P3\n", "ERR DENIED read-only");
+    ask(c, "SET ec-001 NAME x\n", "ERR DENIED read-only");
+    ask(c, "DEL ec-001\n", "ERR DENIED read-only");
+    ask(c, "GET ec-001\n", "OK 1\nec-001\t");
+    conn_close(c);
+}
+
+static void test_loopback_listener_without_token_accepts_loopback_writes(void **state) {
+    (void)state;
+    start_daemon(NULL);
+    assert_null(strstr(read_log(), "read-only"));
+    struct conn *c = conn_open();
+    ask(c, "PUT lim-4 parking 36.16 120.41 P4\n", "OK 1\n");
+    ask(c, "DEL lim-4\n", "OK 0\n");
+    conn_close(c);
+}
+
+/* ---- The daemon: limits ---------------------------------------------------------- */
+
+static void test_connection_past_the_limit_gets_err_limit_and_is_closed(void **state) {
+    (void)state;
+    const char *flags[] = {"--max-connections", "4", NULL};
+    start_daemon(flags);
+    struct conn *open_conns[4];
+    for (int i = 0; i < 4; i++) {
+        open_conns[i] = conn_open();
+        ask(open_conns[i], "PING\n", "OK 0\n");
+    }
+    struct conn *extra = conn_open();
+    char *line = read_line(extra);
+    assert_non_null(line);
+    assert_string_equal(line, "ERR LIMIT too many connections (at most 4); closing\n");
+    free(line);
+    assert_true(closes_within(extra->fd, WAIT_MS));
+    conn_close(extra);
+    for (int i = 0; i < 4; i++) {
+        ask(open_conns[i], "PING\n", "OK 0\n");
+    }
+    assert_int_equal(stat_value(open_conns[0], "connections_open"), 4);
+    /* A freed place is taken by the next client. */
+    conn_close(open_conns[3]);
+    bool accepted = false;
+    for (int64_t start = now_ms(); !accepted && now_ms() - start < WAIT_MS;) {
+        struct conn *c = conn_open();
+        send_all(c->fd, "PING\n", 5);
+        char *a = read_line(c);
+        accepted = a && strcmp(a, "OK 0\n") == 0;
+        free(a);
+        conn_close(c);
+        usleep(10000);
+    }
+    assert_true(accepted);
+    for (int i = 0; i < 3; i++) {
+        conn_close(open_conns[i]);
+    }
+}
+
+static void test_idle_connections_are_closed_and_busy_ones_kept(void **state) {
+    (void)state;
+    const char *flags[] = {"--idle-timeout-ms", "400", NULL};
+    start_daemon(flags);
+    struct conn *silent = conn_open();
+    struct conn *trickle = conn_open();
+    struct conn *busy = conn_open();
+    int64_t start = now_ms();
+    bool trickle_closed = false;
+    /* For 1.5 s: busy sends a request every 100 ms, trickle sends one byte
+     * of a request that never ends every 100 ms, silent sends nothing. */
+    for (int i = 0; now_ms() - start < 1500; i++) {
+        ask(busy, "PING\n", "OK 0\n");
+        if (!trickle_closed && send(trickle->fd, "N", 1, MSG_NOSIGNAL) != 1) {
+            trickle_closed = true;
+        }
+        usleep(100000);
+    }
+    assert_true(closes_within(silent->fd, 1000));
+    assert_true(closes_within(trickle->fd, 1000));
+    ask(busy, "PING\n", "OK 0\n");
+    conn_close(silent);
+    conn_close(trickle);
+    conn_close(busy);
+}
+
+static void test_client_that_never_reads_is_dropped_while_others_are_served(void **state) {
+    (void)state;
+    const char *flags[] = {"--max-output-bytes", "65536", "--idle-timeout-ms", "1000", NULL};
+    start_daemon(flags);
+    struct conn *other = conn_open();
+    ask(other, "PING\n", "OK 0\n");
+    long rss_before_kib = daemon_rss_kib();
+
+    /* 3,000 answers of about 50 KB each: 150 MB if nothing stopped them. */
+    int hog = dial(4096);
+    assert_true(hog >= 0);
+    const char *req = "RADIUS * 36.16 120.41 100000 LIMIT 1000\n";
+    size_t req_len = strlen(req), n_req = 3000;
+    char *batch = malloc(req_len * n_req);
+    assert_non_null(batch);
+    for (size_t i = 0; i < n_req; i++) {
+        memcpy(batch + i * req_len, req, req_len);
+    }
+    int flags_nb = fcntl(hog, F_GETFL);
+    fcntl(hog, F_SETFL, flags_nb | O_NONBLOCK);
+    size_t sent = 0;
+    int64_t start = now_ms();
+    while (sent < req_len * n_req && now_ms() - start < 2000) {
+        ssize_t n = send(hog, batch + sent, req_len * n_req - sent, MSG_NOSIGNAL);
+        if (n > 0) {
+            sent += (size_t)n;
+        } else {
+            usleep(10000);
+        }
+    }
+    free(batch);
+
+    /* Others are answered promptly while the hog sits at its cap. */
+    for (int i = 0; i < 20; i++) {
+        int64_t t0 = now_ms();
+        ask(other, "NEAREST school 36.16 120.41 K 3\n", "OK 3\n");
+        assert_true(now_ms() - t0 < 1000);
+        usleep(20000);
+    }
+    /* Then the hog is dropped: only `other` stays open. */
+    bool dropped = false;
+    for (start = now_ms(); !dropped && now_ms() - start < WAIT_MS; usleep(50000)) {
+        dropped = stat_value(other, "connections_open") == 1;
+    }
+    assert_true(dropped);
+    long rss_after_kib = daemon_rss_kib();
+    assert_true(rss_after_kib - rss_before_kib < 32 * 1024);
+    fcntl(hog, F_SETFL, flags_nb);
+    assert_true(closes_within(hog, WAIT_MS));
+    close(hog);
+    ask(other, "PING\n", "OK 0\n");
+    conn_close(other);
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static uint64_t rng_next(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/* The i-th request of a varied mix: queries, lookups, errors, blank-free. */
+static void mixed_request(char *buf, size_t len) {
+    static const char *const cats[] = {"elder_care", "meal_point", "doctor_team", "school",
+                                       "parking", "*"};
+    double lat = 36.10 + (double)(rng_next() % 180000) / 1e6;
+    double lon = 120.30 + (double)(rng_next() % 250000) / 1e6;
+    switch (rng_next() % 5) {
+    case 0:
+        snprintf(buf, len, "NEAREST %s %.6f %.6f K %d\n", cats[rng_next() % 6], lat, lon,
+                 (int)(1 + rng_next() % 20));
+        break;
+    case 1:
+        snprintf(buf, len, "RADIUS %s %.6f %.6f %d\n", cats[rng_next() % 6], lat, lon,
+                 (int)(rng_next() % 2000));
+        break;
+    case 2:
+        snprintf(buf, len, "GET ec-%03d\n", (int)(rng_next() % 130));
+        break;
+    case 3:
+        snprintf(buf, len, "NEAREST %s %.6f %.6f K %d\n", cats[rng_next() % 6], lon, lat, 3);
+        break;
+    default:
+        snprintf(buf, len, "PING\n");
+        break;
+    }
+}
+
+static void test_1000_pipelined_requests_are_answered_in_order(void **state) {
+    (void)state;
+    start_daemon(NULL);
+    enum { N = 1000 };
+    static char requests[N][96];
+    char **expected = calloc(N, sizeof *expected);
+    assert_non_null(expected);
+    struct conn *c = conn_open();
+    /* The oracle: the same requests one at a time. */
+    for (int i = 0; i < N; i++) {
+        mixed_request(requests[i], sizeof requests[i]);
+        send_all(c->fd, requests[i], strlen(requests[i]));
+        expected[i] = read_answer(c);
+    }
+    size_t total = 0;
+    for (int i = 0; i < N; i++) {
+        total += strlen(requests[i]);
+    }
+    char *batch = malloc(total);
+    assert_non_null(batch);
+    size_t at = 0;
+    for (int i = 0; i < N; i++) {
+        memcpy(batch + at, requests[i], strlen(requests[i]));
+        at += strlen(requests[i]);
+    }
+    struct conn *p = conn_open();
+    send_all(p->fd, batch, total); /* one write */
+    for (int i = 0; i < N; i++) {
+        char *a = read_answer(p);
+        if (strcmp(a, expected[i]) != 0) {
+            fail_msg("answer %d to %s differs: %s vs %s", i, requests[i], a, expected[i]);
+        }
+        free(a);
+        free(expected[i]);
+    }
+    free(expected);
+    free(batch);
+    conn_close(p);
+    conn_close(c);
+}
+
+static void test_clients_vanishing_with_requests_in_flight_do_not_hurt(void **state) {
+    (void)state;
+    start_daemon(NULL);
+    char batch[1 << 16];
+    size_t len = 0;
+    while (len + 128 < sizeof batch) {
+        len += (size_t)snprintf(batch + len, sizeof batch - len,
+                                "RADIUS * 36.16 120.41 5000 LIMIT 1000\n");
+    }
+    for (int i = 0; i < 20; i++) {
+        int fd = dial(0);
+        assert_true(fd >= 0);
+        send_all(fd, batch, len);
+        if (i % 2 == 0) {
+            const char *w = "PUT lim-5 parking 36.16 120.41 P5\nGET lim-5\n";
+            send_all(fd, w, strlen(w));
+            struct linger hard = {.l_onoff = 1, .l_linger = 0}; /* close with a reset */
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+        }
+        close(fd);
+    }
+    struct conn *c = conn_open();
+    ask(c, "PING\n", "OK 0\n");
+    bool settled = false;
+    for (int64_t start = now_ms(); !settled && now_ms() - start < WAIT_MS; usleep(20000)) {
+        settled = stat_value(c, "connections_open") == 1;
+    }
+    assert_true(settled);
+    /* The writes of vanished clients still committed (or none ran): GET agrees
+     * with a fresh write either way. */
+    ask(c, "PUT lim-5 parking 36.17 120.42 P5b\n", "OK 1\nlim-5\tparking\tP5b\t");
+    ask(c, "DEL lim-5\n", "OK 0\n");
+    conn_close(c);
+    assert_int_equal(waitpid(daemon_pid, NULL, WNOHANG), 0); /* still running */
+}
+
+/* ---- Fixture --------------------------------------------------------------------- */
+
+static int group_setup(void **state) {
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    snprintf(dir, sizeof dir, "/tmp/it_limits.XXXXXX");
+    if (!mkdtemp(dir)) {
+        return -1;
+    }
+    snprintf(db, sizeof db, "%s/nearestd.db", dir);
+    snprintf(log_path, sizeof log_path, "%s/nearestd.log", dir);
+    return 0;
+}
+
+static int group_teardown(void **state) {
+    (void)state;
+    stop_daemon();
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    stop_daemon();
+    return 0;
+}
+
+int main(void) {
+#define T(f) cmocka_unit_test_teardown(f, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_loopback_classifier_accepts_only_loopback_addresses),
+        T(test_token_file_first_line_is_the_token),
+        T(test_gate_refuses_writes_by_rule_and_passes_reads),
+        T(test_auth_is_required_accepted_and_rejected),
+        T(test_unreadable_or_empty_token_file_stops_start_up),
+        T(test_non_loopback_listener_without_token_is_read_only),
+        T(test_loopback_listener_without_token_accepts_loopback_writes),
+        T(test_connection_past_the_limit_gets_err_limit_and_is_closed),
+        T(test_idle_connections_are_closed_and_busy_ones_kept),
+        T(test_client_that_never_reads_is_dropped_while_others_are_served),
+        T(test_1000_pipelined_requests_are_answered_in_order),
+        T(test_clients_vanishing_with_requests_in_flight_do_not_hurt),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
