@@ -97,6 +97,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "geo_distance.h"
 #include "geo_index.h"
 
@@ -1002,11 +1006,33 @@ static uint32_t children(const struct gi_search *s, const struct gi_root *roots,
            j * GI_NODE_SIZE;
 }
 
-static int nearest_child(const struct gi_search *s, const float d2[GI_NODE_SIZE]) {
+/* The first of the nearest of 16 lanes. It runs two or three times per node
+ * a query opens: as a scalar loop it was a fifth of the instructions of a
+ * query at 10^6 entries, so on x86-64 it takes four SSE minimums. No lane is
+ * NaN (an empty lane is +inf), so the two versions agree. */
+static inline int nearest_lane(const float d2[GI_NODE_SIZE]) {
+#if defined(__SSE2__) && GI_NODE_SIZE == 16
+    __m128 a = _mm_loadu_ps(d2), b = _mm_loadu_ps(d2 + 4);
+    __m128 c = _mm_loadu_ps(d2 + 8), d = _mm_loadu_ps(d2 + 12);
+    __m128 m = _mm_min_ps(_mm_min_ps(a, b), _mm_min_ps(c, d));
+    m = _mm_min_ps(m, _mm_shuffle_ps(m, m, _MM_SHUFFLE(2, 3, 0, 1)));
+    m = _mm_min_ps(m, _mm_shuffle_ps(m, m, _MM_SHUFFLE(1, 0, 3, 2)));
+    unsigned mask = (unsigned)_mm_movemask_ps(_mm_cmpeq_ps(a, m)) |
+                    (unsigned)_mm_movemask_ps(_mm_cmpeq_ps(b, m)) << 4 |
+                    (unsigned)_mm_movemask_ps(_mm_cmpeq_ps(c, m)) << 8 |
+                    (unsigned)_mm_movemask_ps(_mm_cmpeq_ps(d, m)) << 12;
+    return __builtin_ctz(mask);
+#else
     int best = 0;
     for (int i = 1; i < GI_NODE_SIZE; i++) {
         best = d2[i] < d2[best] ? i : best;
     }
+    return best;
+#endif
+}
+
+static int nearest_child(const struct gi_search *s, const float d2[GI_NODE_SIZE]) {
+    int best = nearest_lane(d2);
     return d2[best] <= s->limit_box2 ? best : -1;
 }
 
@@ -1032,14 +1058,6 @@ static void prefetch_leaves(const struct gi_search *s, const struct gi_root *roo
             }
         }
     }
-}
-
-static inline int nearest_lane(const float d2[GI_NODE_SIZE]) {
-    int best = 0;
-    for (int i = 1; i < GI_NODE_SIZE; i++) {
-        best = d2[i] < d2[best] ? i : best;
-    }
-    return best;
 }
 
 /* Queues open node o by its nearest child not yet taken, if that is within
