@@ -11,14 +11,23 @@
  *     (4-8 bytes per facility);
  *   - whatever geo_index needs (its own figure, geo_index_memory_bytes()).
  * Replies and filters reach a facility by its slot, which is the index
- * handle, in O(1). */
+ * handle, in O(1).
+ * Issue 5 added, per facility, the subtype (4 bytes of offset), its typed
+ * attributes (16 bytes each, 3-5 of them in the Licang data: parsed from
+ * attrs_json once at load or put, so a WHERE filter compares numbers and
+ * offsets and never parses JSON per candidate) and a 4-byte timetable number;
+ * timetables (260 bytes each) are shared by all facilities with the same
+ * hours text, of which the Licang data has about a dozen. */
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "catalog.h"
+#include "hours.h"
 
 #define SLOT_FREE 0xFF     /* category of a removed slot */
 #define HASH_EMPTY 0u      /* hash cells hold slot + 1 */
@@ -28,7 +37,28 @@ struct slot {
     uint32_t name_off;     /* into arena */
     int32_t lat_e6;        /* microdegrees */
     int32_t lon_e6;
+    uint32_t subtype_off;  /* into arena */
+    uint32_t attr_first;   /* into attrs */
+    uint32_t hours_no;     /* into timetables; 0 is "no hours" */
+    uint8_t n_attrs;
     uint8_t category;      /* enum store_category, or SLOT_FREE */
+};
+
+/* One typed attribute; text_off for TEXT and IDS, num for NUM and BOOL. */
+struct attr {
+    uint16_t key;
+    uint8_t type;          /* enum catalog_type */
+    union {
+        double num;
+        uint32_t text_off; /* into arena */
+    } v;
+};
+
+/* A parsed timetable and its text (an arena offset), shared by every
+ * facility with the same hours text. */
+struct timetable {
+    struct hours hours;
+    char *text;            /* malloc'ed, so that arena roll-backs cannot strand it */
 };
 
 struct catalog {
@@ -43,6 +73,17 @@ struct catalog {
     size_t n_live;
     size_t per_category[STORE_CAT_COUNT];
     struct geo_index *index;
+    struct attr *attrs;    /* every slot's attributes; replaced ones stay until a load */
+    uint32_t n_attrs;
+    uint32_t cap_attrs;
+    char *keys[CATALOG_MAX_KEYS];   /* interned attribute names, malloc'ed */
+    uint32_t n_keys;
+    uint8_t key_types[STORE_CAT_COUNT][CATALOG_MAX_KEYS];
+    struct timetable *timetables;   /* [0] is the empty one */
+    uint32_t n_timetables;
+    uint32_t cap_timetables;
+    uint32_t *tt_hash;     /* timetable number + 1, or HASH_EMPTY; power of two */
+    uint32_t tt_hash_cap;
 };
 
 /* ---- Primitives: arena, hash ------------------------------------------- */
@@ -143,6 +184,203 @@ static int32_t to_e6(double deg) {
     return (int32_t)lround(deg * 1e6);
 }
 
+/* ---- Attributes and timetables ------------------------------------------- */
+
+/* Returns the key number of `name`, interning it; -1 when the table is full
+ * or out of memory (the attribute is then dropped). */
+static int key_intern(struct catalog *c, const char *name) {
+    for (uint32_t k = 0; k < c->n_keys; k++) {
+        if (strcmp(c->keys[k], name) == 0) {
+            return (int)k;
+        }
+    }
+    if (c->n_keys == CATALOG_MAX_KEYS) {
+        return -1;
+    }
+    char *copy = strdup(name);
+    if (!copy) {
+        return -1;
+    }
+    c->keys[c->n_keys] = copy;
+    return (int)c->n_keys++;
+}
+
+static int attrs_reserve(struct catalog *c, size_t more) {
+    if (c->n_attrs + more <= c->cap_attrs) {
+        return 0;
+    }
+    if ((uint64_t)c->n_attrs + more > UINT32_MAX / 2) {
+        return CATALOG_ERR_FULL;
+    }
+    uint32_t cap = c->cap_attrs ? c->cap_attrs : 1024;
+    while (cap < c->n_attrs + more) {
+        cap *= 2;
+    }
+    struct attr *a = realloc(c->attrs, (size_t)cap * sizeof *a);
+    if (!a) {
+        return CATALOG_ERR_NOMEM;
+    }
+    c->attrs = a;
+    c->cap_attrs = cap;
+    return 0;
+}
+
+/* Joins the strings of an array with ';' into a malloc'ed string; NULL when
+ * an element is not a string (or out of memory). */
+static char *ids_join(json_t *arr) {
+    size_t total = 1;
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v) {
+        if (!json_is_string(v)) {
+            return NULL;
+        }
+        total += json_string_length(v) + 1;
+    }
+    char *out = malloc(total);
+    if (!out) {
+        return NULL;
+    }
+    out[0] = '\0';
+    char *p = out;
+    json_array_foreach(arr, i, v) {
+        if (i > 0) {
+            *p++ = ';';
+        }
+        size_t n = json_string_length(v);
+        memcpy(p, json_string_value(v), n);
+        p += n;
+        *p = '\0';
+    }
+    return out;
+}
+
+/* Returns the timetable number for hours `text`, adding it when new: 0 for
+ * empty or invalid text (never open). Out of memory also gives 0. */
+static uint32_t timetable_intern(struct catalog *c, const char *text) {
+    struct hours h;
+    if (!text || !text[0] || hours_parse(text, &h, NULL) != 0 || !hours_is_recorded(&h)) {
+        return 0;
+    }
+    if ((uint64_t)(c->n_timetables + 1) * 2 > c->tt_hash_cap) {
+        uint32_t cap = c->tt_hash_cap ? c->tt_hash_cap * 2 : 64;
+        uint32_t *t = calloc(cap, sizeof *t);
+        if (!t) {
+            return 0;
+        }
+        for (uint32_t i = 0; i < c->tt_hash_cap; i++) {
+            if (c->tt_hash[i] != HASH_EMPTY) {
+                uint32_t j = hash_str(c->timetables[c->tt_hash[i] - 1].text) & (cap - 1);
+                while (t[j] != HASH_EMPTY) {
+                    j = (j + 1) & (cap - 1);
+                }
+                t[j] = c->tt_hash[i];
+            }
+        }
+        free(c->tt_hash);
+        c->tt_hash = t;
+        c->tt_hash_cap = cap;
+    }
+    uint32_t mask = c->tt_hash_cap - 1;
+    uint32_t i = hash_str(text) & mask;
+    while (c->tt_hash[i] != HASH_EMPTY) {
+        if (strcmp(c->timetables[c->tt_hash[i] - 1].text, text) == 0) {
+            return c->tt_hash[i] - 1;
+        }
+        i = (i + 1) & mask;
+    }
+    if (c->n_timetables == 0) {
+        c->n_timetables = 1; /* number 0 stays "no hours" */
+    }
+    if (c->n_timetables >= c->cap_timetables) {
+        uint32_t cap = c->cap_timetables ? c->cap_timetables * 2 : 16;
+        struct timetable *t = realloc(c->timetables, (size_t)cap * sizeof *t);
+        if (!t) {
+            return 0;
+        }
+        if (c->cap_timetables == 0) {
+            t[0] = (struct timetable){.text = NULL};
+        }
+        c->timetables = t;
+        c->cap_timetables = cap;
+    }
+    char *copy = strdup(text);
+    if (!copy) {
+        return 0;
+    }
+    uint32_t no = c->n_timetables++;
+    c->timetables[no] = (struct timetable){.hours = h, .text = copy};
+    c->tt_hash[i] = no + 1;
+    return no;
+}
+
+/* Fills s's subtype, attributes and timetable from f, appending to the arena
+ * and the attribute array. On error the caller rolls both back. */
+static int slot_extras(struct catalog *c, const struct store_facility *f, struct slot *s) {
+    int ret = arena_add(c, f->subtype ? f->subtype : "", &s->subtype_off);
+    if (ret < 0) {
+        return ret;
+    }
+    s->attr_first = c->n_attrs;
+    s->n_attrs = 0;
+    const char *hours_text = f->hours;
+    json_t *obj = f->attrs_json ? json_loads(f->attrs_json, 0, NULL) : NULL;
+    if (json_is_object(obj)) {
+        ret = attrs_reserve(c, json_object_size(obj) < CATALOG_MAX_ATTRS
+                                   ? json_object_size(obj) : CATALOG_MAX_ATTRS);
+        const char *key;
+        json_t *v;
+        json_object_foreach(obj, key, v) {
+            if (ret < 0 || s->n_attrs == CATALOG_MAX_ATTRS) {
+                break;
+            }
+            struct attr a = {0};
+            char *joined = NULL;
+            const char *text = NULL;
+            if (json_is_number(v)) {
+                a.type = CATALOG_NUM;
+                a.v.num = json_number_value(v);
+            } else if (json_is_boolean(v)) {
+                a.type = CATALOG_BOOL;
+                a.v.num = json_is_true(v) ? 1.0 : 0.0;
+            } else if (json_is_string(v)) {
+                a.type = CATALOG_TEXT;
+                text = json_string_value(v);
+            } else if (json_is_array(v) && (joined = ids_join(v)) != NULL) {
+                a.type = CATALOG_IDS;
+                text = joined;
+            } else {
+                continue;
+            }
+            int k = key_intern(c, key);
+            if (k >= 0 && text) {
+                ret = arena_add(c, text, &a.v.text_off);
+            }
+            free(joined);
+            if (k < 0 || ret < 0) {
+                continue;
+            }
+            a.key = (uint16_t)k;
+            c->attrs[c->n_attrs++] = a;
+            s->n_attrs++;
+            if (f->category >= 0 && f->category < STORE_CAT_COUNT) {
+                c->key_types[f->category][k] |= a.type;
+            }
+            bool alt = (f->category == STORE_CAT_PARKING && strcmp(key, "shared_hours") == 0) ||
+                       (f->category == STORE_CAT_MEAL_POINT && strcmp(key, "meal_hours") == 0);
+            if (alt && a.type == CATALOG_TEXT && text[0]) {
+                hours_text = c->arena + a.v.text_off;
+            }
+        }
+    }
+    json_decref(obj);
+    if (ret < 0) {
+        return ret;
+    }
+    s->hours_no = timetable_intern(c, hours_text);
+    return 0;
+}
+
 /* ---- Lifetime ------------------------------------------------------------ */
 
 struct catalog *catalog_new(void) {
@@ -162,6 +400,21 @@ static void catalog_clear(struct catalog *c) {
     free(c->slots);
     free(c->arena);
     free(c->hash);
+    free(c->attrs);
+    for (uint32_t i = 1; i < c->n_timetables; i++) {
+        free(c->timetables[i].text);
+    }
+    free(c->timetables);
+    free(c->tt_hash);
+    for (uint32_t k = 0; k < c->n_keys; k++) {
+        free(c->keys[k]);
+    }
+    c->n_keys = 0;
+    memset(c->key_types, 0, sizeof c->key_types);
+    c->attrs = NULL;
+    c->timetables = NULL;
+    c->tt_hash = NULL;
+    c->n_attrs = c->cap_attrs = c->n_timetables = c->cap_timetables = c->tt_hash_cap = 0;
     c->slots = NULL;
     c->arena = NULL;
     c->hash = NULL;
@@ -212,12 +465,17 @@ static int slot_append(struct catalog *c, const struct store_facility *f, uint32
                      .lat_e6 = to_e6(f->where.lat_deg),
                      .lon_e6 = to_e6(f->where.lon_deg)};
     size_t arena_mark = c->arena_len;
+    uint32_t attrs_mark = c->n_attrs;
     ret = arena_add(c, f->id, &s.id_off);
     if (ret == 0) {
         ret = arena_add(c, f->name ? f->name : "", &s.name_off);
     }
+    if (ret == 0) {
+        ret = slot_extras(c, f, &s);
+    }
     if (ret < 0) {
         c->arena_len = arena_mark;
+        c->n_attrs = attrs_mark;
         return ret;
     }
     uint32_t slot = c->n_slots++;
@@ -339,6 +597,7 @@ int catalog_put(struct catalog *c, const struct store_facility *f) {
             /* Undo the append: the slot is the last one and its strings end the arena. */
             hash_delete_at(c, hash_probe(c, f->id));
             c->arena_len = c->slots[slot].id_off;
+            c->n_attrs = c->slots[slot].attr_first;
             c->n_slots--;
             c->n_live--;
             c->per_category[f->category]--;
@@ -347,19 +606,32 @@ int catalog_put(struct catalog *c, const struct store_facility *f) {
         return 0;
     }
     struct slot *s = &c->slots[slot];
-    uint32_t name_off = s->name_off;
+    struct slot ns = *s;
     size_t arena_mark = c->arena_len;
-    if (strcmp(c->arena + name_off, f->name ? f->name : "") != 0) {
-        int ret = arena_add(c, f->name ? f->name : "", &name_off);
+    uint32_t attrs_mark = c->n_attrs;
+    int ret = 0;
+    if (strcmp(c->arena + ns.name_off, f->name ? f->name : "") != 0) {
+        ret = arena_add(c, f->name ? f->name : "", &ns.name_off);
+    }
+    if (ret == 0) {
+        ret = slot_extras(c, f, &ns);
+    }
+    if (ret == 0) {
+        ret = geo_index_put(c->index, slot, (uint8_t)f->category, f->where);
         if (ret < 0) {
-            return ret;
+            ret = ret == GEO_ERR_NOMEM ? CATALOG_ERR_NOMEM : CATALOG_ERR_ARG;
         }
     }
-    int ret = geo_index_put(c->index, slot, (uint8_t)f->category, f->where);
     if (ret < 0) {
         c->arena_len = arena_mark;
-        return ret == GEO_ERR_NOMEM ? CATALOG_ERR_NOMEM : CATALOG_ERR_ARG;
+        c->n_attrs = attrs_mark;
+        return ret;
     }
+    uint32_t name_off = ns.name_off;
+    s->subtype_off = ns.subtype_off;
+    s->attr_first = ns.attr_first;
+    s->n_attrs = ns.n_attrs;
+    s->hours_no = ns.hours_no;
     c->per_category[s->category]--;
     c->per_category[f->category]++;
     s->category = (uint8_t)f->category;
@@ -405,6 +677,7 @@ int catalog_get(const struct catalog *c, uint32_t slot, struct catalog_facility 
     const struct slot *s = &c->slots[slot];
     out->id = c->arena + s->id_off;
     out->name = c->arena + s->name_off;
+    out->subtype = c->arena + s->subtype_off;
     out->category = s->category;
     out->where = (struct geo_point){s->lat_e6 / 1e6, s->lon_e6 / 1e6};
     out->lat_e6 = s->lat_e6;
@@ -432,5 +705,140 @@ const struct geo_index *catalog_index(const struct catalog *c) {
 
 size_t catalog_memory_bytes(const struct catalog *c) {
     return sizeof *c + (size_t)c->cap_slots * sizeof *c->slots + c->arena_cap +
-           (size_t)c->hash_cap * sizeof *c->hash + geo_index_memory_bytes(c->index);
+           (size_t)c->hash_cap * sizeof *c->hash + (size_t)c->cap_attrs * sizeof *c->attrs +
+           (size_t)c->cap_timetables * sizeof *c->timetables +
+           (size_t)c->tt_hash_cap * sizeof *c->tt_hash + geo_index_memory_bytes(c->index);
+}
+
+/* ---- Attributes, conditions, hours ----------------------------------------- */
+
+size_t catalog_attrs(const struct catalog *c, uint32_t slot, struct catalog_attr *out,
+                     size_t max) {
+    if (slot >= c->n_slots || c->slots[slot].category == SLOT_FREE) {
+        return 0;
+    }
+    const struct slot *s = &c->slots[slot];
+    for (size_t i = 0; i < s->n_attrs && i < max; i++) {
+        const struct attr *a = &c->attrs[s->attr_first + i];
+        bool is_text = a->type == CATALOG_TEXT || a->type == CATALOG_IDS;
+        out[i] = (struct catalog_attr){.key = c->keys[a->key], .type = a->type,
+                                       .num = is_text ? 0.0 : a->v.num,
+                                       .text = is_text ? c->arena + a->v.text_off : NULL};
+    }
+    return s->n_attrs;
+}
+
+int catalog_key_find(const struct catalog *c, const char *name) {
+    for (uint32_t k = 0; k < c->n_keys; k++) {
+        if (strcmp(c->keys[k], name) == 0) {
+            return (int)k;
+        }
+    }
+    return -1;
+}
+
+size_t catalog_key_count(const struct catalog *c) {
+    return c->n_keys;
+}
+
+const char *catalog_key_name(const struct catalog *c, int key) {
+    return key >= 0 && (uint32_t)key < c->n_keys ? c->keys[key] : NULL;
+}
+
+unsigned catalog_key_types(const struct catalog *c, int category, int key) {
+    if (category < 0 || category >= STORE_CAT_COUNT || key < 0 || (uint32_t)key >= c->n_keys) {
+        return 0;
+    }
+    return c->key_types[category][key];
+}
+
+static bool order_holds(int op, int cmp) {
+    switch (op) {
+    case CATALOG_EQ:
+        return cmp == 0;
+    case CATALOG_NE:
+        return cmp != 0;
+    case CATALOG_LT:
+        return cmp < 0;
+    case CATALOG_LE:
+        return cmp <= 0;
+    case CATALOG_GT:
+        return cmp > 0;
+    case CATALOG_GE:
+        return cmp >= 0;
+    default:
+        return false;
+    }
+}
+
+/* True when `id` is one of the ';'-separated ids of list. */
+static bool ids_contain(const char *list, const char *id) {
+    size_t n = strlen(id);
+    for (const char *p = list; *p;) {
+        const char *end = strchr(p, ';');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n && memcmp(p, id, n) == 0) {
+            return true;
+        }
+        if (!end) {
+            break;
+        }
+        p = end + 1;
+    }
+    return false;
+}
+
+static bool cond_holds(const struct catalog *c, const struct slot *s,
+                       const struct catalog_cond *q) {
+    if (q->key == CATALOG_KEY_NAME || q->key == CATALOG_KEY_SUBTYPE) {
+        uint32_t off = q->key == CATALOG_KEY_NAME ? s->name_off : s->subtype_off;
+        return order_holds(q->op, strcmp(c->arena + off, q->text));
+    }
+    for (uint32_t i = 0; i < s->n_attrs; i++) {
+        const struct attr *a = &c->attrs[s->attr_first + i];
+        if (a->key != q->key) {
+            continue;
+        }
+        switch (a->type) {
+        case CATALOG_NUM:
+            return q->is_num && order_holds(q->op, (a->v.num > q->num) - (a->v.num < q->num));
+        case CATALOG_BOOL:
+            return q->is_bool && order_holds(q->op, (a->v.num > q->num) - (a->v.num < q->num));
+        case CATALOG_TEXT:
+            return order_holds(q->op, strcmp(c->arena + a->v.text_off, q->text));
+        case CATALOG_IDS:
+            if (q->op == CATALOG_EQ || q->op == CATALOG_NE) {
+                bool in = ids_contain(c->arena + a->v.text_off, q->text);
+                return q->op == CATALOG_EQ ? in : !in;
+            }
+            return false;
+        default:
+            return false;
+        }
+    }
+    return false;
+}
+
+bool catalog_matches(const struct catalog *c, uint32_t slot, const struct catalog_cond *conds,
+                     size_t n) {
+    if (slot >= c->n_slots || c->slots[slot].category == SLOT_FREE) {
+        return false;
+    }
+    const struct slot *s = &c->slots[slot];
+    for (size_t i = 0; i < n; i++) {
+        if (!cond_holds(c, s, &conds[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool catalog_is_open_at(const struct catalog *c, uint32_t slot, int64_t unix_s,
+                        int utc_offset_min) {
+    if (slot >= c->n_slots || c->slots[slot].category == SLOT_FREE) {
+        return false;
+    }
+    uint32_t no = c->slots[slot].hours_no;
+    return no > 0 && no < c->n_timetables &&
+           hours_is_open_at(&c->timetables[no].hours, unix_s, utc_offset_min);
 }

@@ -1,10 +1,11 @@
 /* catalog.h: the daemon's in-memory copy of every facility.
  *
  * Loaded once at start from the store (store_facility_each), then read by
- * every query on the event-loop thread. It holds what a reply needs (id,
- * category, name, position) in compact records, maps ids to slots, and owns
- * the spatial index, whose handles are slot numbers. Everything else about a
- * facility (address, hours, attributes) stays in the store.
+ * every query on the event-loop thread. It holds what a reply or a filter
+ * needs (id, category, name, subtype, position, the category attributes in a
+ * typed form parsed once from attrs_json) in compact records, maps ids to
+ * slots, and owns the spatial index, whose handles are slot numbers. Address
+ * and phone stay in the store.
  *
  * Writes (issue 5) will call catalog_put() / catalog_remove() on the loop
  * thread after the store has committed, so no query sees a half-applied
@@ -12,6 +13,7 @@
 #ifndef NEARESTD_CATALOG_H
 #define NEARESTD_CATALOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,6 +36,7 @@ enum catalog_err {
 struct catalog_facility {
     const char *id;
     const char *name;
+    const char *subtype;     /* "" when none */
     int category;            /* enum store_category */
     struct geo_point where;  /* WGS84, to 1e-6 degree (0.11 m) */
     int32_t lat_e6;          /* the same position in integer microdegrees */
@@ -84,5 +87,94 @@ const struct geo_index *catalog_index(const struct catalog *c);
 
 /* Bytes the catalogue holds, its index included. */
 size_t catalog_memory_bytes(const struct catalog *c);
+
+/* ---- Attributes (issue 5) ---------------------------------------------------
+ *
+ * The members of a facility's attrs_json are parsed once, when the facility is
+ * loaded or put, into typed values: JSON numbers become CATALOG_NUM, true and
+ * false CATALOG_BOOL, strings CATALOG_TEXT, arrays of strings CATALOG_IDS
+ * (held joined with ';'); null, objects and other arrays are dropped. Keys are
+ * interned: the catalogue holds at most CATALOG_MAX_KEYS distinct attribute
+ * names (a facility with more new names keeps the first ones) and at most
+ * CATALOG_MAX_ATTRS attributes per facility. */
+
+#define CATALOG_MAX_KEYS 256
+#define CATALOG_MAX_ATTRS 32
+
+enum catalog_type {
+    CATALOG_NUM = 1,
+    CATALOG_BOOL = 2,
+    CATALOG_TEXT = 4,
+    CATALOG_IDS = 8,
+};
+
+/* One attribute of a facility. Strings borrowed like catalog_facility's. */
+struct catalog_attr {
+    const char *key;
+    int type;                /* one enum catalog_type */
+    double num;              /* CATALOG_NUM; CATALOG_BOOL as 0 or 1 */
+    const char *text;        /* CATALOG_TEXT; CATALOG_IDS as "a;b;c"; NULL otherwise */
+};
+
+/* Writes the first min(n, max) attributes of `slot`, in their JSON order, to
+ * out[0..] and returns n, their number (0 for a free slot). */
+size_t catalog_attrs(const struct catalog *c, uint32_t slot, struct catalog_attr *out,
+                     size_t max);
+
+/* Returns the key number of the attribute called `name`, or -1 when no
+ * facility loaded or put since the last load has had it. */
+int catalog_key_find(const struct catalog *c, const char *name);
+
+/* Number of interned keys; key numbers are 0 .. n - 1. */
+size_t catalog_key_count(const struct catalog *c);
+
+/* Returns the name of key `key` (borrowed until catalog_free()), or NULL. */
+const char *catalog_key_name(const struct catalog *c, int key);
+
+/* Returns the enum catalog_type bits of the values key `key` has had in
+ * facilities of `category` since the last load (0: never seen there). The
+ * bits are not cleared when those facilities change or go. */
+unsigned catalog_key_types(const struct catalog *c, int category, int key);
+
+/* ---- Conditions (WHERE) -------------------------------------------------------- */
+
+#define CATALOG_KEY_NAME (-2)     /* a condition on the facility's name */
+#define CATALOG_KEY_SUBTYPE (-3)  /* ... on its subtype */
+
+enum catalog_op { CATALOG_EQ, CATALOG_NE, CATALOG_LT, CATALOG_LE, CATALOG_GT, CATALOG_GE };
+
+/* "<field> <op> <value>", with the value read every way it can be read. */
+struct catalog_cond {
+    int key;                  /* a key number, CATALOG_KEY_NAME or CATALOG_KEY_SUBTYPE */
+    int op;                   /* enum catalog_op */
+    const char *text;         /* the value as given; borrowed */
+    bool is_num;              /* the value is a number: num */
+    double num;
+    bool is_bool;             /* the value is yes/no/true/false: num is 1 or 0 */
+};
+
+/* True when facility `slot` satisfies every condition of conds[0..n-1]:
+ *  - a number attribute compares numerically with a number value;
+ *  - a boolean attribute with yes/no/true/false (false < true);
+ *  - text attributes, name and subtype compare bytewise (strcmp);
+ *  - an id list is = a value when one of its ids is the value, != when none is,
+ *    and never < or >;
+ *  - a facility without the attribute, or whose value has another type than
+ *    the condition's, does not match (not even !=).
+ * False for a free slot. Reads only the catalogue: no parsing per call. */
+bool catalog_matches(const struct catalog *c, uint32_t slot, const struct catalog_cond *conds,
+                     size_t n);
+
+/* ---- Opening hours (OPEN) -------------------------------------------------------
+ *
+ * Each facility's timetable is parsed once at load/put (data/hours.h) and
+ * shared between facilities with the same text. The timetable that counts:
+ * a parking's `shared_hours` attribute when it has one, a meal point's
+ * `meal_hours` when it has one, otherwise the opening hours. */
+
+/* True when facility `slot` is open at the instant unix_s seen at UTC +
+ * utc_offset_min. False for a free slot or a facility without (valid) hours. */
+bool catalog_is_open_at(const struct catalog *c, uint32_t slot, int64_t unix_s,
+                        int utc_offset_min);
 
 #endif

@@ -19,6 +19,7 @@
 
 #include "cmd.h"
 #include "geo_index.h"
+#include "hours.h"
 #include "proto.h"
 #include "store.h"
 
@@ -101,10 +102,10 @@ static int parse_count(const char *s, long *out) {
     return 0;
 }
 
-/* Parses "<lat> <lon>" given in the session's system into WGS84. Answers and
- * returns the error on failure. */
-static int parse_position(struct cmd_call *call, const char *lat_s, const char *lon_s,
-                          struct geo_point *wgs84) {
+/* Parses "<lat> <lon>" given in `crs` into WGS84. Answers and returns the
+ * error on failure. */
+static int parse_position_in(struct cmd_call *call, enum geo_crs crs, const char *lat_s,
+                             const char *lon_s, struct geo_point *wgs84) {
     char echo_buf[REPLY_MAX_ECHO_BYTES + 1];
     struct geo_point p;
     if (!parse_number(lat_s, &p.lat_deg)) {
@@ -125,12 +126,18 @@ static int parse_position(struct cmd_call *call, const char *lat_s, const char *
                   ECHO(lon_s));
         return CMD_ERR_RANGE;
     }
-    if (geo_crs_to_wgs84(call->session->crs, p, wgs84) < 0) {
+    if (geo_crs_to_wgs84(crs, p, wgs84) < 0) {
         reply_err(call->out, CMD_ERR_RANGE, "position has no WGS84 equivalent in %s",
-                  geo_crs_name(call->session->crs));
+                  geo_crs_name(crs));
         return CMD_ERR_RANGE;
     }
     return 0;
+}
+
+/* parse_position_in() in the session's system. */
+static int parse_position(struct cmd_call *call, const char *lat_s, const char *lon_s,
+                          struct geo_point *wgs84) {
+    return parse_position_in(call, call->session->crs, lat_s, lon_s, wgs84);
 }
 
 /* Parses "<category>" or "*" into a layer mask. */
@@ -150,67 +157,251 @@ static int parse_category_mask(struct cmd_call *call, const char *name, uint32_t
     return 0;
 }
 
-/* Named options after the positional arguments: "K 10 MAXDIST 500". */
-struct option_spec {
-    const char *name;
-    bool is_count;        /* integer in [min, max]; otherwise a number >= 0 */
-    long min, max;
+/* ---- Query options ------------------------------------------------------------ */
+
+/* The options of NEAREST, RADIUS and INAREA after their positional arguments:
+ * "K 10 MAXDIST 500 WHERE stars >= 4 OPEN now CRS gcj02". Names ignore case;
+ * WHERE may repeat (its conditions are ANDed), the others come at most once. */
+enum {
+    OPT_K = 1,
+    OPT_MAXDIST = 2,
+    OPT_LIMIT = 4,
+    OPT_WHERE = 8,
+    OPT_OPEN = 16,
+    OPT_CRS = 32,
 };
 
-/* Reads argv[first..argc) as name/value pairs of the given options, each at
- * most once (names ignore case). Stores values in counts[i] or numbers[i] and
- * sets seen[i]. Answers and returns the error on failure. */
-static int parse_options(struct cmd_call *call, size_t first, const struct option_spec *opts,
-                         size_t n_opts, bool *seen, long *counts, double *numbers) {
-    char echo_buf[REPLY_MAX_ECHO_BYTES + 1];
-    if ((call->argc - first) % 2 != 0) {
-        reply_err(call->out, CMD_ERR_SYNTAX, "option '%s' has no value (usage: %s)",
-                  ECHO(call->argv[call->argc - 1]), call->spec->usage);
-        return CMD_ERR_SYNTAX;
+static const struct {
+    const char *name;
+    unsigned bit;
+} option_names[] = {
+    {"K", OPT_K},         {"MAXDIST", OPT_MAXDIST}, {"LIMIT", OPT_LIMIT},
+    {"WHERE", OPT_WHERE}, {"OPEN", OPT_OPEN},       {"CRS", OPT_CRS},
+};
+
+struct query_opts {
+    unsigned seen;                            /* OPT_ bits given */
+    long count;                               /* K or LIMIT */
+    double max_distance_m;                    /* MAXDIST */
+    struct catalog_cond conds[CMD_MAX_WHERE]; /* WHERE; texts borrowed from argv */
+    size_t n_conds;
+    int64_t open_unix;                        /* OPEN: the instant, seconds since the epoch */
+    enum geo_crs crs;                         /* CRS, else the session's */
+};
+
+static const char *const op_names[] = {"=", "!=", "<", "<=", ">", ">="};
+
+/* Reads yes/no/true/false (ASCII case ignored). */
+static bool parse_bool(const char *s, double *out) {
+    if (strcasecmp(s, "yes") == 0 || strcasecmp(s, "true") == 0) {
+        *out = 1.0;
+        return true;
     }
-    for (size_t a = first; a < call->argc; a += 2) {
-        const char *name = call->argv[a];
-        const char *value = call->argv[a + 1];
-        size_t i = 0;
-        while (i < n_opts && strcasecmp(opts[i].name, name) != 0) {
-            i++;
+    if (strcasecmp(s, "no") == 0 || strcasecmp(s, "false") == 0) {
+        *out = 0.0;
+        return true;
+    }
+    return false;
+}
+
+/* Days from 1970-01-01 to the proleptic Gregorian date y-m-d. */
+static int64_t days_from_civil(int64_t y, int m, int d) {
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* Parses "now" or "YYYY-MM-DDTHH:MM" (local time, Asia/Shanghai) into an
+ * instant. Returns true when valid. */
+static bool parse_open_time(const char *s, int64_t *unix_s) {
+    if (strcasecmp(s, "now") == 0) {
+        *unix_s = (int64_t)time(NULL);
+        return true;
+    }
+    static const char shape[] = "dddd-dd-ddTdd:dd";
+    if (strlen(s) != sizeof shape - 1) {
+        return false;
+    }
+    for (size_t i = 0; shape[i]; i++) {
+        if (shape[i] == 'd' ? !isdigit((unsigned char)s[i]) : s[i] != shape[i]) {
+            return false;
         }
-        if (i == n_opts) {
+    }
+    int y = atoi(s), mo = atoi(s + 5), d = atoi(s + 8), h = atoi(s + 11), mi = atoi(s + 14);
+    static const int month_days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (mo < 1 || mo > 12 || d < 1 || d > month_days[mo - 1] || (mo == 2 && d == 29 && !leap) ||
+        h > 23 || mi > 59) {
+        return false;
+    }
+    *unix_s = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 -
+              (int64_t)HOURS_DEFAULT_UTC_OFFSET_MIN * 60;
+    return true;
+}
+
+/* Parses "<field> <op> <value>" for the categories in layer_mask into *c.
+ * Answers and returns the error on failure. */
+static int parse_condition(struct cmd_call *call, uint32_t layer_mask, const char *field,
+                           const char *op, const char *value, struct catalog_cond *c) {
+    char echo_buf[REPLY_MAX_ECHO_BYTES + 1];
+    const struct catalog *cat = call->env->catalog;
+    unsigned types = CATALOG_TEXT;
+    *c = (struct catalog_cond){.text = value};
+    if (strcmp(field, "name") == 0) {
+        c->key = CATALOG_KEY_NAME;
+    } else if (strcmp(field, "subtype") == 0) {
+        c->key = CATALOG_KEY_SUBTYPE;
+    } else {
+        c->key = catalog_key_find(cat, field);
+        types = 0;
+        for (int k = 0; k < STORE_CAT_COUNT; k++) {
+            if (layer_mask & (1u << k)) {
+                types |= catalog_key_types(cat, k, c->key);
+            }
+        }
+        if (types == 0) {
+            reply_err(call->out, CMD_ERR_ARG, "unknown field '%s' for %s (see CATEGORIES)",
+                      ECHO(field), call->argv[1]);
+            return CMD_ERR_ARG;
+        }
+    }
+    c->op = -1;
+    for (int i = 0; i < 6; i++) {
+        if (strcmp(op, op_names[i]) == 0) {
+            c->op = i;
+        }
+    }
+    if (c->op < 0) {
+        reply_err(call->out, CMD_ERR_ARG, "unknown operator '%s' (= != < <= > >=)", ECHO(op));
+        return CMD_ERR_ARG;
+    }
+    c->is_num = parse_number(value, &c->num);
+    if (!c->is_num) {
+        c->is_bool = parse_bool(value, &c->num);
+    }
+    if (types == CATALOG_NUM && !c->is_num) {
+        reply_err(call->out, CMD_ERR_ARG, "%s compares with numbers, not '%s'", field,
+                  ECHO(value));
+        return CMD_ERR_ARG;
+    }
+    if (types == CATALOG_BOOL && !c->is_bool) {
+        reply_err(call->out, CMD_ERR_ARG, "%s is yes/no/true/false, not '%s'", field,
+                  ECHO(value));
+        return CMD_ERR_ARG;
+    }
+    if ((types & ~(unsigned)(CATALOG_BOOL | CATALOG_IDS)) == 0 && c->op != CATALOG_EQ &&
+        c->op != CATALOG_NE) {
+        reply_err(call->out, CMD_ERR_ARG, "%s takes only = and !=", field);
+        return CMD_ERR_ARG;
+    }
+    return 0;
+}
+
+/* Reads argv[first..argc) as the options in `allowed`. K and LIMIT are
+ * integers in 1..CMD_MAX_K, MAXDIST a number >= 0. Answers and returns the
+ * error on failure. */
+static int parse_query_options(struct cmd_call *call, size_t first, unsigned allowed,
+                               uint32_t layer_mask, struct query_opts *o) {
+    char echo_buf[REPLY_MAX_ECHO_BYTES + 1];
+    o->crs = call->session->crs;
+    for (size_t a = first; a < call->argc;) {
+        const char *name = call->argv[a];
+        unsigned bit = 0;
+        for (size_t i = 0; i < sizeof option_names / sizeof option_names[0]; i++) {
+            if (strcasecmp(option_names[i].name, name) == 0) {
+                bit = option_names[i].bit;
+                name = option_names[i].name;
+            }
+        }
+        if (!(bit & allowed)) {
             reply_err(call->out, CMD_ERR_SYNTAX, "unknown option '%s' (usage: %s)", ECHO(name),
                       call->spec->usage);
             return CMD_ERR_SYNTAX;
         }
-        if (seen[i]) {
-            reply_err(call->out, CMD_ERR_SYNTAX, "option %s given twice", opts[i].name);
+        size_t n_values = bit == OPT_WHERE ? 3 : 1;
+        if (a + n_values >= call->argc) {
+            reply_err(call->out, CMD_ERR_SYNTAX, "option '%s' has no value (usage: %s)",
+                      ECHO(name), call->spec->usage);
             return CMD_ERR_SYNTAX;
         }
-        seen[i] = true;
-        if (opts[i].is_count) {
-            int ret = parse_count(value, &counts[i]);
+        if ((o->seen & bit) && bit != OPT_WHERE) {
+            reply_err(call->out, CMD_ERR_SYNTAX, "option %s given twice", name);
+            return CMD_ERR_SYNTAX;
+        }
+        o->seen |= bit;
+        const char *value = call->argv[a + 1];
+        if (bit == OPT_K || bit == OPT_LIMIT) {
+            const char *what = bit == OPT_K ? "K" : "LIMIT";
+            int ret = parse_count(value, &o->count);
             if (ret == CMD_ERR_ARG) {
-                reply_err(call->out, CMD_ERR_ARG, "%s '%s' is not an integer", opts[i].name,
+                reply_err(call->out, CMD_ERR_ARG, "%s '%s' is not an integer", what,
                           ECHO(value));
                 return ret;
             }
-            if (ret < 0 || counts[i] < opts[i].min || counts[i] > opts[i].max) {
-                reply_err(call->out, CMD_ERR_RANGE, "%s %s is outside [%ld, %ld]",
-                          opts[i].name, ECHO(value), opts[i].min, opts[i].max);
+            if (ret < 0 || o->count < 1 || o->count > CMD_MAX_K) {
+                reply_err(call->out, CMD_ERR_RANGE, "%s %s is outside [1, %d]", what,
+                          ECHO(value), CMD_MAX_K);
                 return CMD_ERR_RANGE;
             }
-        } else {
-            if (!parse_number(value, &numbers[i])) {
-                reply_err(call->out, CMD_ERR_ARG, "%s '%s' is not a number", opts[i].name,
-                          ECHO(value));
+        } else if (bit == OPT_MAXDIST) {
+            if (!parse_number(value, &o->max_distance_m)) {
+                reply_err(call->out, CMD_ERR_ARG, "MAXDIST '%s' is not a number", ECHO(value));
                 return CMD_ERR_ARG;
             }
-            if (numbers[i] < 0) {
-                reply_err(call->out, CMD_ERR_RANGE, "%s %s is negative", opts[i].name,
-                          ECHO(value));
+            if (o->max_distance_m < 0) {
+                reply_err(call->out, CMD_ERR_RANGE, "MAXDIST %s is negative", ECHO(value));
                 return CMD_ERR_RANGE;
             }
+        } else if (bit == OPT_WHERE) {
+            if (o->n_conds == CMD_MAX_WHERE) {
+                reply_err(call->out, CMD_ERR_RANGE, "more than %d WHERE conditions",
+                          CMD_MAX_WHERE);
+                return CMD_ERR_RANGE;
+            }
+            int ret = parse_condition(call, layer_mask, value, call->argv[a + 2],
+                                      call->argv[a + 3], &o->conds[o->n_conds]);
+            if (ret < 0) {
+                return ret;
+            }
+            o->n_conds++;
+        } else if (bit == OPT_OPEN) {
+            if (!parse_open_time(value, &o->open_unix)) {
+                reply_err(call->out, CMD_ERR_ARG,
+                          "OPEN '%s' is neither now nor YYYY-MM-DDTHH:MM", ECHO(value));
+                return CMD_ERR_ARG;
+            }
+        } else if (geo_crs_parse(value, &o->crs) < 0) {
+            reply_err(call->out, CMD_ERR_UNKNOWN,
+                      "unknown coordinate system '%s' (wgs84, gcj02 or bd09)", ECHO(value));
+            return CMD_ERR_UNKNOWN;
         }
+        a += 1 + n_values;
     }
     return 0;
+}
+
+/* The filter of a query with WHERE or OPEN: run inside the index search, so a
+ * rejected facility never takes one of the k places. */
+struct query_filter {
+    const struct catalog *catalog;
+    const struct query_opts *opts;
+};
+
+static bool query_filter_keeps(uint32_t handle, void *ctx) {
+    const struct query_filter *f = ctx;
+    if (f->opts->n_conds > 0 &&
+        !catalog_matches(f->catalog, handle, f->opts->conds, f->opts->n_conds)) {
+        return false;
+    }
+    if ((f->opts->seen & OPT_OPEN) &&
+        !catalog_is_open_at(f->catalog, handle, f->opts->open_unix,
+                            HOURS_DEFAULT_UTC_OFFSET_MIN)) {
+        return false;
+    }
+    return true;
 }
 
 /* ---- The dispatcher ---------------------------------------------------------- */
@@ -269,9 +460,31 @@ int cmd_execute(const struct cmd_env *env, struct cmd_session *session, char *li
 
 /* ---- Query handlers ------------------------------------------------------------ */
 
-/* Answers the hits as facility records, positions in the session's system. */
-static int answer_hits(const struct catalog *cat, const struct cmd_session *session,
-                       struct reply *out, const struct geo_hit *hits, size_t n) {
+/* Writes the record of one facility: the six fields, then its attributes as
+ * key=value fields. (The subtype is not shown: records of facilities without
+ * attributes keep exactly six fields, which bench/loadgen.c checks.) */
+static void answer_one(const struct catalog *cat, struct reply *out, uint32_t slot,
+                       const struct catalog_facility *f, struct geo_point where,
+                       double distance_m, bool has_e6) {
+    struct catalog_attr ca[CATALOG_MAX_ATTRS];
+    struct reply_attr ra[CATALOG_MAX_ATTRS];
+    size_t n = 0;
+    size_t n_attrs = catalog_attrs(cat, slot, ca, CATALOG_MAX_ATTRS);
+    for (size_t i = 0; i < n_attrs && i < CATALOG_MAX_ATTRS; i++) {
+        /* enum catalog_type and enum reply_attr_type share their values. */
+        ra[n++] = (struct reply_attr){.key = ca[i].key, .type = ca[i].type, .num = ca[i].num,
+                                      .text = ca[i].text};
+    }
+    struct reply_facility rf = {.id = f->id, .category = store_category_name(f->category),
+                                .name = f->name, .where = where, .distance_m = distance_m,
+                                .has_e6 = has_e6, .lat_e6 = f->lat_e6, .lon_e6 = f->lon_e6,
+                                .attrs = ra, .n_attrs = n};
+    reply_facility(out, &rf);
+}
+
+/* Answers the hits as facility records, positions in `crs`. */
+static int answer_hits(const struct catalog *cat, enum geo_crs crs, struct reply *out,
+                       const struct geo_hit *hits, size_t n) {
     /* Convert first, so a failure can still be a lone ERR line. */
     struct geo_point where[CMD_MAX_K];
     struct catalog_facility f[CMD_MAX_K];
@@ -286,7 +499,7 @@ static int answer_hits(const struct catalog *cat, const struct cmd_session *sess
     }
     for (size_t i = 0; i < n; i++) {
         if (catalog_get(cat, hits[i].handle, &f[i]) < 0 ||
-            geo_crs_from_wgs84(session->crs, f[i].where, &where[i]) < 0) {
+            geo_crs_from_wgs84(crs, f[i].where, &where[i]) < 0) {
             reply_err(out, CMD_ERR_INTERNAL, "cannot render facility handle %u",
                       (unsigned)hits[i].handle);
             return CMD_ERR_INTERNAL;
@@ -294,71 +507,67 @@ static int answer_hits(const struct catalog *cat, const struct cmd_session *sess
     }
     reply_ok(out, n);
     for (size_t i = 0; i < n; i++) {
-        struct reply_facility rf = {.id = f[i].id, .category = store_category_name(f[i].category),
-                                    .name = f[i].name, .where = where[i],
-                                    .distance_m = hits[i].distance_m,
-                                    .has_e6 = session->crs == GEO_CRS_WGS84,
-                                    .lat_e6 = f[i].lat_e6, .lon_e6 = f[i].lon_e6};
-        reply_facility(out, &rf);
+        answer_one(cat, out, hits[i].handle, &f[i], where[i], hits[i].distance_m,
+                   crs == GEO_CRS_WGS84);
     }
     return 0;
 }
 
 static int reply_hits(struct cmd_call *call, const struct geo_hit *hits, size_t n) {
-    return answer_hits(call->env->catalog, call->session, call->out, hits, n);
+    return answer_hits(call->env->catalog, call->session->crs, call->out, hits, n);
 }
 
-static int run_query(struct cmd_call *call, const struct geo_query *q) {
+/* Runs q with the filter of the options, if any, and answers in o->crs. */
+static int run_query(struct cmd_call *call, struct geo_query *q, const struct query_opts *o) {
     struct geo_hit hits[CMD_MAX_K];
     size_t n = 0;
+    struct query_filter filter = {.catalog = call->env->catalog, .opts = o};
+    if (o->n_conds > 0 || (o->seen & OPT_OPEN)) {
+        q->filter = query_filter_keeps;
+        q->filter_ctx = &filter;
+    }
     int ret = geo_index_nearest(catalog_index(call->env->catalog), q, hits, &n);
     if (ret < 0) {
         reply_err(call->out, CMD_ERR_INTERNAL, "index query failed: %s", geo_strerror(ret));
         return CMD_ERR_INTERNAL;
     }
-    return reply_hits(call, hits, n);
+    return answer_hits(call->env->catalog, o->crs, call->out, hits, n);
 }
 
 int cmd_handle_nearest(struct cmd_call *call) {
-    static const struct option_spec opts[] = {
-        {"K", true, 1, CMD_MAX_K},
-        {"MAXDIST", false, 0, 0},
-    };
     struct geo_query q = {.k = CMD_DEFAULT_K, .max_distance_m = INFINITY};
-    bool seen[2] = {false, false};
-    long counts[2] = {0, 0};
-    double numbers[2] = {0, 0};
+    struct query_opts o = {0};
     int ret = parse_category_mask(call, call->argv[1], &q.layer_mask);
     if (ret == 0) {
-        ret = parse_position(call, call->argv[2], call->argv[3], &q.from);
+        ret = parse_query_options(call, 4, OPT_K | OPT_MAXDIST | OPT_WHERE | OPT_OPEN | OPT_CRS,
+                                  q.layer_mask, &o);
     }
     if (ret == 0) {
-        ret = parse_options(call, 4, opts, 2, seen, counts, numbers);
+        ret = parse_position_in(call, o.crs, call->argv[2], call->argv[3], &q.from);
     }
     if (ret < 0) {
         return ret;
     }
-    if (seen[0]) {
-        q.k = (size_t)counts[0];
+    if (o.seen & OPT_K) {
+        q.k = (size_t)o.count;
     }
-    if (seen[1]) {
-        q.max_distance_m = numbers[1];
+    if (o.seen & OPT_MAXDIST) {
+        q.max_distance_m = o.max_distance_m;
     }
-    return run_query(call, &q);
+    return run_query(call, &q, &o);
 }
 
 int cmd_handle_radius(struct cmd_call *call) {
-    static const struct option_spec opts[] = {
-        {"LIMIT", true, 1, CMD_MAX_K},
-    };
     char echo_buf[REPLY_MAX_ECHO_BYTES + 1];
     struct geo_query q = {.k = CMD_DEFAULT_LIMIT};
-    bool seen[1] = {false};
-    long counts[1] = {0};
-    double numbers[1] = {0};
+    struct query_opts o = {0};
     int ret = parse_category_mask(call, call->argv[1], &q.layer_mask);
     if (ret == 0) {
-        ret = parse_position(call, call->argv[2], call->argv[3], &q.from);
+        ret = parse_query_options(call, 5, OPT_LIMIT | OPT_WHERE | OPT_OPEN | OPT_CRS,
+                                  q.layer_mask, &o);
+    }
+    if (ret == 0) {
+        ret = parse_position_in(call, o.crs, call->argv[2], call->argv[3], &q.from);
     }
     if (ret < 0) {
         return ret;
@@ -371,14 +580,10 @@ int cmd_handle_radius(struct cmd_call *call) {
         reply_err(call->out, CMD_ERR_RANGE, "radius %s is negative", ECHO(call->argv[4]));
         return CMD_ERR_RANGE;
     }
-    ret = parse_options(call, 5, opts, 1, seen, counts, numbers);
-    if (ret < 0) {
-        return ret;
+    if (o.seen & OPT_LIMIT) {
+        q.k = (size_t)o.count;
     }
-    if (seen[0]) {
-        q.k = (size_t)counts[0];
-    }
-    return run_query(call, &q);
+    return run_query(call, &q, &o);
 }
 
 int cmd_handle_get(struct cmd_call *call) {
@@ -681,7 +886,7 @@ void cmd_write_finish(const struct cmd_env *env, const struct cmd_session *sessi
             reply_err(out, CMD_ERR_INTERNAL, "stored, but not found in the catalogue");
             return;
         }
-        answer_hits(env->catalog, session, out, &hit, 1);
+        answer_hits(env->catalog, session->crs, out, &hit, 1);
     }
 }
 /* ---- Small commands ------------------------------------------------------------ */

@@ -29,6 +29,7 @@
 #define CMD_DEFAULT_K 5           /* NEAREST without K */
 #define CMD_MAX_K 1000            /* largest K of NEAREST and LIMIT of RADIUS */
 #define CMD_DEFAULT_LIMIT 100     /* RADIUS without LIMIT */
+#define CMD_MAX_WHERE 8           /* WHERE conditions in one query */
 #define CMD_QUEUED 2              /* cmd_execute(): a write was queued, its answer comes later */
 
 /* Counters the daemon shows in STATS. The server owns them and counts

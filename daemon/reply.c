@@ -206,19 +206,74 @@ static void json_add(struct reply *r, json_t *rec) {
     json_finish_if_complete(r);
 }
 
+static json_t *json_attr_value(const struct reply_attr *a) {
+    switch (a->type) {
+    case REPLY_ATTR_NUM:
+        if (a->num == floor(a->num) && fabs(a->num) < 1e15) {
+            return json_integer((json_int_t)a->num);
+        }
+        return json_real(a->num);
+    case REPLY_ATTR_BOOL:
+        return json_boolean(a->num != 0.0);
+    case REPLY_ATTR_IDS: {
+        json_t *arr = json_array();
+        const char *p = a->text ? a->text : "";
+        while (arr && *p) {
+            const char *end = strchr(p, ';');
+            size_t len = end ? (size_t)(end - p) : strlen(p);
+            json_array_append_new(arr, json_stringn(p, len));
+            p = end ? end + 1 : p + len;
+        }
+        return arr;
+    }
+    default:
+        return jstr(a->text ? a->text : "");
+    }
+}
+
+/* Adds the attributes to obj, skipping names obj already has. */
+static json_t *json_add_attrs(json_t *obj, const struct reply_facility *f) {
+    for (size_t i = 0; obj && i < f->n_attrs; i++) {
+        if (!json_object_get(obj, f->attrs[i].key)) {
+            json_object_set_new(obj, f->attrs[i].key, json_attr_value(&f->attrs[i]));
+        }
+    }
+    return obj;
+}
+
 static json_t *json_facility(const struct reply *r, const struct reply_facility *f) {
     json_t *dist = isnan(f->distance_m) ? json_null() : jround(f->distance_m, 10.0);
     if (r->format == REPLY_GEOJSON) {
-        return json_pack("{s:s, s:{s:s, s:[o, o]}, s:{s:o, s:o, s:o, s:o}}", "type", "Feature",
+        json_t *feat = json_pack("{s:s, s:{s:s, s:[o, o]}, s:{s:o, s:o, s:o, s:o}}", "type", "Feature",
                          "geometry", "type", "Point", "coordinates",
                          jround(f->where.lon_deg, 1e6), jround(f->where.lat_deg, 1e6),
                          "properties", "id", jstr(f->id), "category", jstr(f->category),
                          "name", jstr(f->name), "distance_m", dist);
+        json_add_attrs(json_object_get(feat, "properties"), f);
+        return feat;
     }
-    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "id", jstr(f->id), "category",
-                     jstr(f->category), "name", jstr(f->name), "lat",
-                     jround(f->where.lat_deg, 1e6), "lon", jround(f->where.lon_deg, 1e6),
-                     "distance_m", dist);
+    json_t *obj = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "id", jstr(f->id), "category",
+                            jstr(f->category), "name", jstr(f->name), "lat",
+                            jround(f->where.lat_deg, 1e6), "lon",
+                            jround(f->where.lon_deg, 1e6), "distance_m", dist);
+    return json_add_attrs(obj, f);
+}
+
+/* Appends the attributes as "\tkey=value" fields. */
+static void put_attrs(struct reply *r, const struct reply_facility *f) {
+    for (size_t i = 0; i < f->n_attrs; i++) {
+        const struct reply_attr *a = &f->attrs[i];
+        put_bytes(r, "\t", 1);
+        put_field(r, a->key);
+        put_bytes(r, "=", 1);
+        if (a->type == REPLY_ATTR_NUM) {
+            put_fmt(r, "%.15g", a->num);
+        } else if (a->type == REPLY_ATTR_BOOL) {
+            put_field(r, a->num != 0.0 ? "true" : "false");
+        } else {
+            put_field(r, a->text ? a->text : "");
+        }
+    }
 }
 
 /* ---- Answers ------------------------------------------------------------------ */
@@ -308,11 +363,12 @@ void reply_facility(struct reply *r, const struct reply_facility *f) {
         put_fmt(r, "\t%.6f\t%.6f\t", f->where.lat_deg, f->where.lon_deg);
     }
     if (isnan(f->distance_m)) {
-        put_bytes(r, "-\n", 2);
+        put_bytes(r, "-", 1);
     } else {
         put_tenths(r, f->distance_m);
-        put_bytes(r, "\n", 1);
     }
+    put_attrs(r, f);
+    put_bytes(r, "\n", 1);
     if (r->expected > 0) {
         r->expected--;
     }

@@ -7,7 +7,7 @@
  *
  * Text format (PROTOCOL.md): "OK <n>\n" followed by exactly n record lines,
  * or one "ERR <WORD> <message>\n" line. A facility record is the tab-separated
- * fields id, category, name, lat, lon, distance_m.
+ * fields id, category, name, lat, lon, distance_m, then key=value attributes.
  *
  * JSON and GeoJSON formats (FORMAT json|geojson) put each answer on one line
  * instead. The builder counts the records announced by reply_ok() and writes
@@ -47,6 +47,22 @@ struct reply {
     void *records;      /* JSON formats: records of the answer being built (json_t *) */
 };
 
+/* The type of an attribute value in a record. */
+enum reply_attr_type {
+    REPLY_ATTR_NUM = 1,      /* text: shortest "%.15g"; JSON: a number (an integer when whole) */
+    REPLY_ATTR_BOOL = 2,     /* num 0 or 1; text: false/true; JSON: false/true */
+    REPLY_ATTR_TEXT = 4,     /* text as is; JSON: a string */
+    REPLY_ATTR_IDS = 8,      /* text "a;b"; JSON: an array of strings */
+};
+
+/* One `key=value` attribute after a facility's six standard fields. */
+struct reply_attr {
+    const char *key;
+    int type;                /* enum reply_attr_type */
+    double num;              /* NUM and BOOL */
+    const char *text;        /* TEXT and IDS */
+};
+
 /* One facility in a reply. Every pointer is borrowed for the call. */
 struct reply_facility {
     const char *id;
@@ -59,6 +75,8 @@ struct reply_facility {
                               * without printf's cost) */
     int32_t lat_e6;
     int32_t lon_e6;
+    const struct reply_attr *attrs;  /* extra fields, in order; NULL when n_attrs is 0 */
+    size_t n_attrs;
 };
 
 /* Returns the format named "text", "json" or "geojson" (ASCII case ignored)
@@ -93,7 +111,10 @@ char *reply_take(struct reply *r, size_t *len);
 void reply_ok(struct reply *r, size_t n);
 
 /* Appends one facility record. Tabs, "\r" and "\n" in the strings become
- * spaces, so a record is always one line of six fields. */
+ * spaces, so a record is always one line: the six standard fields, then one
+ * tab-separated "key=value" field per attribute. In the JSON formats the
+ * attributes are further members of the facility object (GeoJSON: further
+ * properties), never replacing a standard one. */
 void reply_facility(struct reply *r, const struct reply_facility *f);
 
 /* Appends one record line made of the given tab-separated fields (HELP,

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -26,8 +27,16 @@
 #include "cmd.h"
 #include "geo_crs.h"
 #include "geo_distance.h"
+#include "hours.h"
 #include "reply.h"
 #include "store.h"
+
+#define USAGE_NEAREST                                                                     \
+    "NEAREST <category|*> <lat> <lon> [K <n>] [MAXDIST <metres>] [WHERE <field> <op> "    \
+    "<value>]... [OPEN now|<YYYY-MM-DDTHH:MM>] [CRS wgs84|gcj02|bd09]"
+#define USAGE_RADIUS                                                                      \
+    "RADIUS <category|*> <lat> <lon> <metres> [LIMIT <n>] [WHERE <field> <op> <value>]... " \
+    "[OPEN now|<YYYY-MM-DDTHH:MM>] [CRS wgs84|gcj02|bd09]"
 
 #define N_FACILITIES 400
 
@@ -36,6 +45,9 @@ struct fac {
     int category;
     char name[64];
     struct geo_point where;
+    char subtype[16];
+    const char *hours;               /* opening hours, static text */
+    json_t *attrs;                   /* the category attributes; owned */
 };
 
 struct fixture {
@@ -76,14 +88,92 @@ static void write_file(const char *path, const char *text) {
     assert_int_equal(fclose(f), 0);
 }
 
+static const char *const hours_pool[] = {
+    "", "24/7", "Mo-Fr 08:00-17:00", "Mo-Sa 07:30-11:30,13:30-17:00", "Sa,Su 09:00-21:00",
+    "22:00-02:00",
+};
+#define N_HOURS (sizeof hours_pool / sizeof hours_pool[0])
+
+static const char *pick(const char *const *pool, size_t n) {
+    return pool[rng_next() % n];
+}
+
+/* Random category attributes of the kinds the Licang data has; each one is
+ * absent one time in eight, so WHERE meets facilities without the field. */
+static json_t *random_attrs(int category, char *subtype, size_t subtype_len) {
+    static const char *const levels[] = {"kindergarten", "primary", "middle", "nine_year"};
+    static const char *const stations[] = {"东站", "西站", "南站"};
+    static const char *const prices[] = {"5", "7.5", "10", "12.5"};
+    json_t *a = json_object();
+    bool has[4];
+    for (int i = 0; i < 4; i++) {
+        has[i] = rng_next() % 8 != 0;
+    }
+    const char *sub = "";
+    switch (category) {
+    case STORE_CAT_ELDER_CARE:
+        sub = rng_next() % 2 ? "institution" : "community";
+        if (has[0]) json_object_set_new(a, "stars", json_integer(1 + (int)(rng_next() % 5)));
+        if (has[1]) json_object_set_new(a, "beds", json_integer((int)(rng_next() % 300)));
+        if (has[2]) json_object_set_new(a, "dementia", json_boolean(rng_next() % 2));
+        break;
+    case STORE_CAT_MEAL_POINT:
+        sub = "canteen";
+        if (has[0]) json_object_set_new(a, "price_60", json_real(atof(pick(prices, 4))));
+        if (has[1]) json_object_set_new(a, "delivery", json_boolean(rng_next() % 2));
+        if (has[2] && rng_next() % 2) {
+            json_object_set_new(a, "meal_hours", json_string(pick(hours_pool + 1, N_HOURS - 1)));
+        }
+        break;
+    case STORE_CAT_DOCTOR_TEAM:
+        sub = "family_doctor";
+        if (has[0]) json_object_set_new(a, "team_size", json_integer(1 + (int)(rng_next() % 9)));
+        if (has[1]) json_object_set_new(a, "station", json_string(pick(stations, 3)));
+        if (has[2]) {
+            json_t *serves = json_array();
+            for (int j = 0, n = 1 + (int)(rng_next() % 3); j < n; j++) {
+                char id[16];
+                snprintf(id, sizeof id, "cm-%d", 1 + (int)(rng_next() % 6));
+                json_array_append_new(serves, json_string(id));
+            }
+            json_object_set_new(a, "serves", serves);
+        }
+        break;
+    case STORE_CAT_SCHOOL:
+        sub = rng_next() % 2 ? "primary" : "kindergarten";
+        if (has[0]) json_object_set_new(a, "level", json_string(pick(levels, 4)));
+        if (has[1]) {
+            json_object_set_new(a, "ownership",
+                                json_string(rng_next() % 2 ? "public" : "private"));
+        }
+        break;
+    default:
+        sub = rng_next() % 2 ? "public" : "shared";
+        if (has[0]) json_object_set_new(a, "capacity", json_integer(50 + (int)(rng_next() % 400)));
+        if (has[1]) json_object_set_new(a, "free", json_integer((int)(rng_next() % 50)));
+        if (has[2]) json_object_set_new(a, "price", json_real(atof(pick(prices, 4))));
+        if (has[3] && strcmp(sub, "shared") == 0) {
+            json_object_set_new(a, "shared_hours", json_string(pick(hours_pool + 1, N_HOURS - 1)));
+        }
+        break;
+    }
+    snprintf(subtype, subtype_len, "%s", rng_next() % 8 ? sub : "");
+    return a;
+}
+
 static void write_dataset(const char *dir, const struct fac *facs, size_t n) {
     json_t *features = json_array();
     for (size_t i = 0; i < n; i++) {
-        json_t *feat = json_pack(
-            "{s:s, s:{s:s, s:s, s:s}, s:{s:s, s:[f, f]}}", "type", "Feature", "properties",
-            "id", facs[i].id, "category", store_category_name(facs[i].category), "name",
-            facs[i].name, "geometry", "type", "Point", "coordinates", facs[i].where.lon_deg,
-            facs[i].where.lat_deg);
+        json_t *props = json_deep_copy(facs[i].attrs);
+        json_object_set_new(props, "id", json_string(facs[i].id));
+        json_object_set_new(props, "category",
+                            json_string(store_category_name(facs[i].category)));
+        json_object_set_new(props, "name", json_string(facs[i].name));
+        json_object_set_new(props, "subtype", json_string(facs[i].subtype));
+        json_object_set_new(props, "opening_hours", json_string(facs[i].hours));
+        json_t *feat = json_pack("{s:s, s:o, s:{s:s, s:[f, f]}}", "type", "Feature",
+                                 "properties", props, "geometry", "type", "Point",
+                                 "coordinates", facs[i].where.lon_deg, facs[i].where.lat_deg);
         assert_non_null(feat);
         json_array_append_new(features, feat);
     }
@@ -113,6 +203,8 @@ static int group_setup(void **state) {
         /* A few names carry a tab or a newline, which replies must flatten. */
         snprintf(f->name, sizeof f->name, i % 50 == 7 ? "设施\t%d\n号" : "设施 %d 号", i);
         f->where = (struct geo_point){rng_deg(36.13, 36.25), rng_deg(120.34, 120.50)};
+        f->hours = pick(hours_pool, N_HOURS);
+        f->attrs = random_attrs(f->category, f->subtype, sizeof f->subtype);
     }
     write_dataset(fx->dir, fx->facs, N_FACILITIES);
     snprintf(fx->db, sizeof fx->db, "%s/x.db", fx->dir);
@@ -143,6 +235,9 @@ static int group_teardown(void **state) {
         unlink(path);
     }
     rmdir(fx->dir);
+    for (int i = 0; i < N_FACILITIES; i++) {
+        json_decref(fx->facs[i].attrs);
+    }
     free(fx);
     return 0;
 }
@@ -226,6 +321,28 @@ static void flatten(char *dst, const char *src) {
     *dst = '\0';
 }
 
+/* The "\tkey=value" fields of a JSON object of attributes, in its order. */
+static void sb_attrs(struct sb *b, json_t *attrs) {
+    const char *key;
+    json_t *v;
+    json_object_foreach(attrs, key, v) {
+        sb_printf(b, "\t%s=", key);
+        if (json_is_integer(v)) {
+            sb_printf(b, "%lld", (long long)json_integer_value(v));
+        } else if (json_is_real(v)) {
+            sb_printf(b, "%.15g", json_real_value(v));
+        } else if (json_is_boolean(v)) {
+            sb_printf(b, "%s", json_is_true(v) ? "true" : "false");
+        } else if (json_is_string(v)) {
+            sb_printf(b, "%s", json_string_value(v));
+        } else {
+            for (size_t i = 0; i < json_array_size(v); i++) {
+                sb_printf(b, "%s%s", i ? ";" : "", json_string_value(json_array_get(v, i)));
+            }
+        }
+    }
+}
+
 static void sb_record(struct sb *b, const struct fac *f, struct geo_point shown,
                       double distance_m) {
     char name[64];
@@ -233,18 +350,27 @@ static void sb_record(struct sb *b, const struct fac *f, struct geo_point shown,
     sb_printf(b, "%s\t%s\t%s\t%.6f\t%.6f\t", f->id, store_category_name(f->category), name,
               shown.lat_deg, shown.lon_deg);
     if (isnan(distance_m)) {
-        sb_printf(b, "-\n");
+        sb_printf(b, "-");
     } else {
-        sb_printf(b, "%.1f\n", distance_m);
+        sb_printf(b, "%.1f", distance_m);
     }
+    sb_attrs(b, f->attrs);
+    sb_printf(b, "\n");
 }
 
-/* The expected answer to a NEAREST/RADIUS: category -1 is "*". */
-static char *brute_force(int category, struct geo_point from, size_t k, double max_m) {
+typedef bool (*keep_fn)(const struct fac *f, void *ctx);
+
+/* The expected answer to a NEAREST/RADIUS of the facilities `keep` accepts
+ * (all when NULL): category -1 is "*". */
+static char *brute_force_if(int category, struct geo_point from, size_t k, double max_m,
+                            keep_fn keep, void *ctx) {
     struct cand cands[N_FACILITIES];
     size_t n = 0;
     for (size_t i = 0; i < N_FACILITIES; i++) {
         if (category >= 0 && fx->facs[i].category != category) {
+            continue;
+        }
+        if (keep && !keep(&fx->facs[i], ctx)) {
             continue;
         }
         double d = geo_distance_m(from, fx->facs[i].where);
@@ -263,6 +389,10 @@ static char *brute_force(int category, struct geo_point from, size_t k, double m
         sb_record(&b, f, f->where, cands[i].distance_m);
     }
     return b.s;
+}
+
+static char *brute_force(int category, struct geo_point from, size_t k, double max_m) {
+    return brute_force_if(category, from, k, max_m, NULL, NULL);
 }
 
 static const char *category_arg(int category) {
@@ -376,7 +506,7 @@ static void test_records_flatten_tabs_and_newlines_in_names(void **state) {
         tabs += *p == '\t';
         newlines += *p == '\n';
     }
-    assert_int_equal(tabs, 5);
+    assert_int_equal(tabs, 5 + json_object_size(fx->facs[7].attrs));
     assert_int_equal(newlines, 2);
     free(got);
 }
@@ -394,6 +524,255 @@ static void test_categories_counts_each_category(void **state) {
     }
     expect("CATEGORIES", b.s);
     free(b.s);
+}
+
+/* ---- WHERE and OPEN against the oracle ---------------------------------------------- */
+
+struct tcond {
+    char field[16];
+    char op[4];
+    char value[32];
+};
+
+struct tquery {
+    struct tcond conds[3];
+    size_t n_conds;
+    bool open;
+    int64_t open_unix;
+};
+
+static bool op_holds(const char *op, int cmp) {
+    if (strcmp(op, "=") == 0) return cmp == 0;
+    if (strcmp(op, "!=") == 0) return cmp != 0;
+    if (strcmp(op, "<") == 0) return cmp < 0;
+    if (strcmp(op, "<=") == 0) return cmp <= 0;
+    if (strcmp(op, ">") == 0) return cmp > 0;
+    return cmp >= 0;
+}
+
+/* PROTOCOL.md's meaning of one condition, read straight off the JSON. */
+static bool oracle_cond(const struct fac *f, const struct tcond *c) {
+    if (strcmp(c->field, "name") == 0 || strcmp(c->field, "subtype") == 0) {
+        const char *mine = c->field[0] == 'n' ? f->name : f->subtype;
+        return op_holds(c->op, strcmp(mine, c->value));
+    }
+    json_t *v = json_object_get(f->attrs, c->field);
+    if (!v) {
+        return false;
+    }
+    if (json_is_number(v)) {
+        char *end;
+        double x = strtod(c->value, &end);
+        if (end == c->value || *end) {
+            return false;
+        }
+        double a = json_number_value(v);
+        return op_holds(c->op, (a > x) - (a < x));
+    }
+    if (json_is_boolean(v)) {
+        int x = -1;
+        if (strcmp(c->value, "yes") == 0 || strcmp(c->value, "true") == 0) x = 1;
+        if (strcmp(c->value, "no") == 0 || strcmp(c->value, "false") == 0) x = 0;
+        return x >= 0 && op_holds(c->op, (int)json_is_true(v) - x);
+    }
+    if (json_is_string(v)) {
+        return op_holds(c->op, strcmp(json_string_value(v), c->value));
+    }
+    bool in = false;
+    for (size_t i = 0; i < json_array_size(v); i++) {
+        in |= strcmp(json_string_value(json_array_get(v, i)), c->value) == 0;
+    }
+    return strcmp(c->op, "=") == 0 ? in : strcmp(c->op, "!=") == 0 ? !in : false;
+}
+
+/* The timetable OPEN reads: shared_hours of a parking, meal_hours of a meal
+ * point, when they have one; otherwise the opening hours. */
+static bool oracle_open(const struct fac *f, int64_t unix_s) {
+    const char *text = f->hours;
+    const char *alt = f->category == STORE_CAT_PARKING      ? "shared_hours"
+                      : f->category == STORE_CAT_MEAL_POINT ? "meal_hours"
+                                                            : NULL;
+    json_t *v = alt ? json_object_get(f->attrs, alt) : NULL;
+    if (v && json_string_length(v) > 0) {
+        text = json_string_value(v);
+    }
+    struct hours h;
+    if (hours_parse(text, &h, NULL) != 0) {
+        return false;
+    }
+    return hours_is_open_at(&h, unix_s, 480);
+}
+
+static bool oracle_keep(const struct fac *f, void *ctx) {
+    const struct tquery *q = ctx;
+    for (size_t i = 0; i < q->n_conds; i++) {
+        if (!oracle_cond(f, &q->conds[i])) {
+            return false;
+        }
+    }
+    return !q->open || oracle_open(f, q->open_unix);
+}
+
+/* A random condition that is valid for `category` (-1: any). */
+static void random_condition(int category, struct tcond *c) {
+    static const struct {
+        int category;
+        const char *field;
+        char kind; /* n number, b boolean, t text, i ids, s name or subtype */
+    } pool[] = {
+        {STORE_CAT_ELDER_CARE, "stars", 'n'},   {STORE_CAT_ELDER_CARE, "beds", 'n'},
+        {STORE_CAT_ELDER_CARE, "dementia", 'b'}, {STORE_CAT_MEAL_POINT, "price_60", 'n'},
+        {STORE_CAT_MEAL_POINT, "delivery", 'b'}, {STORE_CAT_DOCTOR_TEAM, "team_size", 'n'},
+        {STORE_CAT_DOCTOR_TEAM, "station", 't'}, {STORE_CAT_DOCTOR_TEAM, "serves", 'i'},
+        {STORE_CAT_SCHOOL, "level", 't'},       {STORE_CAT_SCHOOL, "ownership", 't'},
+        {STORE_CAT_PARKING, "free", 'n'},       {STORE_CAT_PARKING, "capacity", 'n'},
+        {STORE_CAT_PARKING, "price", 'n'},      {-1, "subtype", 's'},
+        {-1, "name", 's'},
+    };
+    static const char *const ops[] = {"=", "!=", "<", "<=", ">", ">="};
+    static const char *const nums[] = {"0", "1", "3", "4", "5", "7.5", "10", "25", "150", "1e3"};
+    static const char *const bools[] = {"yes", "no", "true", "false", "YES"};
+    static const char *const texts[] = {"primary", "middle", "nine_year", "public", "private",
+                                        "东站", "西站", "shared", "canteen", "设施 2", ""};
+    size_t n_pool = sizeof pool / sizeof pool[0];
+    size_t i;
+    do {
+        i = rng_next() % n_pool;
+    } while (category >= 0 && pool[i].category >= 0 && pool[i].category != category);
+    snprintf(c->field, sizeof c->field, "%s", pool[i].field);
+    char kind = pool[i].kind;
+    bool eq_only = kind == 'b' || kind == 'i';
+    snprintf(c->op, sizeof c->op, "%s", ops[rng_next() % (eq_only ? 2 : 6)]);
+    if (kind == 'n') {
+        snprintf(c->value, sizeof c->value, "%s", nums[rng_next() % 10]);
+    } else if (kind == 'b') {
+        snprintf(c->value, sizeof c->value, "%s", bools[rng_next() % 4]);
+    } else if (kind == 'i') {
+        snprintf(c->value, sizeof c->value, "cm-%d", 1 + (int)(rng_next() % 7));
+    } else {
+        snprintf(c->value, sizeof c->value, "%s", texts[rng_next() % 11]);
+    }
+}
+
+static void test_where_and_open_filter_inside_the_search(void **state) {
+    (void)state;
+    size_t nonempty = 0;
+    for (int round = 0; round < 600; round++) {
+        int category = (int)(rng_next() % (STORE_CAT_COUNT + 1)) - 1;
+        double lat = rng_deg(36.13, 36.25), lon = rng_deg(120.34, 120.50);
+        struct tquery q = {.n_conds = rng_next() % 3};
+        char request[512];
+        int len = rng_next() % 2
+                      ? snprintf(request, sizeof request, "NEAREST %s %.6f %.6f",
+                                 category_arg(category), lat, lon)
+                      : snprintf(request, sizeof request, "RADIUS %s %.6f %.6f 3000",
+                                 category_arg(category), lat, lon);
+        bool radius = request[0] == 'R';
+        size_t k = 1 + rng_next() % 30;
+        len += snprintf(request + len, sizeof request - (size_t)len, " %s %zu",
+                        radius ? "LIMIT" : "K", k);
+        for (size_t i = 0; i < q.n_conds; i++) {
+            random_condition(category, &q.conds[i]);
+            const struct tcond *c = &q.conds[i];
+            len += snprintf(request + len, sizeof request - (size_t)len, " WHERE %s %s \"%s\"",
+                            c->field, c->op, c->value);
+        }
+        if (q.n_conds == 0 || rng_next() % 3 == 0) {
+            q.open = true;
+            int month = 1 + (int)(rng_next() % 12), day = 1 + (int)(rng_next() % 28);
+            int hour = (int)(rng_next() % 24), minute = (int)(rng_next() % 60);
+            len += snprintf(request + len, sizeof request - (size_t)len,
+                            " open 2026-%02d-%02dT%02d:%02d", month, day, hour, minute);
+            struct tm tm = {.tm_year = 126, .tm_mon = month - 1, .tm_mday = day,
+                            .tm_hour = hour, .tm_min = minute};
+            q.open_unix = (int64_t)timegm(&tm) - 8 * 3600;
+        }
+        char *want = brute_force_if(category, (struct geo_point){lat, lon}, k,
+                                    radius ? 3000.0 : INFINITY, oracle_keep, &q);
+        nonempty += strncmp(want, "OK 0\n", 5) != 0;
+        expect(request, want);
+        free(want);
+    }
+    assert_true(nonempty > 200); /* the filters are not all empty answers */
+}
+
+static void test_open_now_uses_the_current_time(void **state) {
+    (void)state;
+    struct tquery q = {.open = true, .open_unix = (int64_t)time(NULL)};
+    char *want = brute_force_if(-1, (struct geo_point){36.18, 120.42}, 50, INFINITY,
+                                oracle_keep, &q);
+    char *got = run("NEAREST * 36.18 120.42 K 50 OPEN now");
+    if (strcmp(got, want) != 0) { /* a minute may have turned between the two */
+        free(want);
+        q.open_unix = (int64_t)time(NULL);
+        want = brute_force_if(-1, (struct geo_point){36.18, 120.42}, 50, INFINITY,
+                              oracle_keep, &q);
+    }
+    assert_string_equal(got, want);
+    free(got);
+    free(want);
+}
+
+static void test_crs_option_applies_to_one_request(void **state) {
+    (void)state;
+    char *per_request = run("NEAREST * 36.18 120.42 K 7 CRS gcj02 WHERE subtype != \"\"");
+    expect("CRS gcj02", "OK 1\ngcj02\n");
+    char *per_session = run("NEAREST * 36.18 120.42 K 7 WHERE subtype != \"\"");
+    assert_string_equal(per_request, per_session);
+    expect("CRS wgs84", "OK 1\nwgs84\n");
+    char *plain = run("NEAREST * 36.18 120.42 K 7 WHERE subtype != \"\"");
+    assert_string_not_equal(plain, per_request);
+    free(per_request);
+    free(per_session);
+    free(plain);
+}
+
+static void test_where_errors_have_exact_lines(void **state) {
+    (void)state;
+    static const struct {
+        const char *request;
+        const char *answer;
+    } cases[] = {
+        {"NEAREST elder_care 36.1 120.4 WHERE colour = red",
+         "ERR ARG unknown field 'colour' for elder_care (see CATEGORIES)\n"},
+        {"NEAREST school 36.1 120.4 WHERE stars >= 3",
+         "ERR ARG unknown field 'stars' for school (see CATEGORIES)\n"},
+        {"RADIUS * 36.1 120.4 100 WHERE colour = red",
+         "ERR ARG unknown field 'colour' for * (see CATEGORIES)\n"},
+        {"NEAREST elder_care 36.1 120.4 WHERE stars ~ 3",
+         "ERR ARG unknown operator '~' (= != < <= > >=)\n"},
+        {"NEAREST elder_care 36.1 120.4 WHERE stars >= many",
+         "ERR ARG stars compares with numbers, not 'many'\n"},
+        {"NEAREST elder_care 36.1 120.4 WHERE dementia = maybe",
+         "ERR ARG dementia is yes/no/true/false, not 'maybe'\n"},
+        {"NEAREST elder_care 36.1 120.4 WHERE dementia < yes",
+         "ERR ARG dementia takes only = and !=\n"},
+        {"NEAREST doctor_team 36.1 120.4 WHERE serves > cm-1",
+         "ERR ARG serves takes only = and !=\n"},
+        {"NEAREST elder_care 36.1 120.4 WHERE stars >=",
+         "ERR SYNTAX option 'WHERE' has no value (usage: " USAGE_NEAREST ")\n"},
+        {"NEAREST * 36.1 120.4 WHERE name = a WHERE name = a WHERE name = a WHERE name = a "
+         "WHERE name = a WHERE name = a WHERE name = a WHERE name = a WHERE name = a",
+         "ERR RANGE more than 8 WHERE conditions\n"},
+        {"NEAREST * 36.1 120.4 OPEN tomorrow",
+         "ERR ARG OPEN 'tomorrow' is neither now nor YYYY-MM-DDTHH:MM\n"},
+        {"NEAREST * 36.1 120.4 OPEN 2026-02-29T10:00",
+         "ERR ARG OPEN '2026-02-29T10:00' is neither now nor YYYY-MM-DDTHH:MM\n"},
+        {"NEAREST * 36.1 120.4 OPEN 2026-01-01T24:00",
+         "ERR ARG OPEN '2026-01-01T24:00' is neither now nor YYYY-MM-DDTHH:MM\n"},
+        {"NEAREST * 36.1 120.4 OPEN now open now", "ERR SYNTAX option OPEN given twice\n"},
+        {"RADIUS * 36.1 120.4 10 CRS mars",
+         "ERR UNKNOWN unknown coordinate system 'mars' (wgs84, gcj02 or bd09)\n"},
+        {"RADIUS * 36.1 120.4 10 MAXDIST 5",
+         "ERR SYNTAX unknown option 'MAXDIST' (usage: " USAGE_RADIUS ")\n"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        expect(cases[i].request, cases[i].answer);
+    }
+    /* 2028 is a leap year. */
+    char *got = run("NEAREST * 36.1 120.4 OPEN 2028-02-29T10:00");
+    assert_true(strncmp(got, "OK ", 3) == 0);
+    free(got);
 }
 
 /* ---- Coordinate systems ------------------------------------------------------------ */
@@ -592,10 +971,10 @@ static void test_errors_have_exact_lines(void **state) {
         const char *answer;
     } cases[] = {
         {"FLY 1 2", "ERR UNKNOWN unknown command 'FLY' (see HELP)\n"},
-        {"NEAREST", "ERR SYNTAX wrong number of arguments for NEAREST (usage: NEAREST "
-                    "<category|*> <lat> <lon> [K <n>] [MAXDIST <metres>])\n"},
+        {"NEAREST", "ERR SYNTAX wrong number of arguments for NEAREST (usage: " USAGE_NEAREST
+                    ")\n"},
         {"NEAREST school 36.1", "ERR SYNTAX wrong number of arguments for NEAREST (usage: "
-                                "NEAREST <category|*> <lat> <lon> [K <n>] [MAXDIST <metres>])\n"},
+                                USAGE_NEAREST ")\n"},
         {"PING now", "ERR SYNTAX wrong number of arguments for PING (usage: PING)\n"},
         {"NEAREST zoo 36.1 120.4", "ERR UNKNOWN unknown category 'zoo' (see CATEGORIES)\n"},
         {"NEAREST School 36.1 120.4", "ERR UNKNOWN unknown category 'School' (see CATEGORIES)\n"},
@@ -611,11 +990,10 @@ static void test_errors_have_exact_lines(void **state) {
         {"NEAREST school 0x24 120.4", "ERR ARG latitude '0x24' is not a number\n"},
         {"NEAREST school 36.1 1e999", "ERR ARG longitude '1e999' is not a number\n"},
         {"NEAREST school \"\" 120.4", "ERR ARG latitude '' is not a number\n"},
-        {"NEAREST school 36.1 120.4 K", "ERR SYNTAX option 'K' has no value (usage: NEAREST "
-                                        "<category|*> <lat> <lon> [K <n>] [MAXDIST <metres>])\n"},
+        {"NEAREST school 36.1 120.4 K", "ERR SYNTAX option 'K' has no value (usage: " USAGE_NEAREST
+                                        ")\n"},
         {"NEAREST school 36.1 120.4 N 5",
-         "ERR SYNTAX unknown option 'N' (usage: NEAREST "
-         "<category|*> <lat> <lon> [K <n>] [MAXDIST <metres>])\n"},
+         "ERR SYNTAX unknown option 'N' (usage: " USAGE_NEAREST ")\n"},
         {"NEAREST school 36.1 120.4 K 2 k 3", "ERR SYNTAX option K given twice\n"},
         {"NEAREST school 36.1 120.4 K 0", "ERR RANGE K 0 is outside [1, 1000]\n"},
         {"NEAREST school 36.1 120.4 K 1001", "ERR RANGE K 1001 is outside [1, 1000]\n"},
@@ -628,8 +1006,8 @@ static void test_errors_have_exact_lines(void **state) {
         {"RADIUS school 36.1 120.4 -5", "ERR RANGE radius -5 is negative\n"},
         {"RADIUS school 36.1 120.4 5km", "ERR ARG radius '5km' is not a number\n"},
         {"RADIUS school 36.1 120.4 500 LIMIT 0", "ERR RANGE LIMIT 0 is outside [1, 1000]\n"},
-        {"RADIUS school 36.1 120.4 500 K 3", "ERR SYNTAX unknown option 'K' (usage: RADIUS "
-                                             "<category|*> <lat> <lon> <metres> [LIMIT <n>])\n"},
+        {"RADIUS school 36.1 120.4 500 K 3", "ERR SYNTAX unknown option 'K' (usage: " USAGE_RADIUS
+                                             ")\n"},
         {"GET", "ERR SYNTAX wrong number of arguments for GET (usage: GET <id>)\n"},
         {"GET nope", "ERR NOTFOUND no facility 'nope'\n"},
         {"NEAREST \"school 36.1 120.4",
@@ -1091,6 +1469,10 @@ int main(void) {
         T(test_get_returns_the_record_without_distance),
         T(test_records_flatten_tabs_and_newlines_in_names),
         T(test_categories_counts_each_category),
+        T(test_where_and_open_filter_inside_the_search),
+        T(test_open_now_uses_the_current_time),
+        T(test_crs_option_applies_to_one_request),
+        T(test_where_errors_have_exact_lines),
         T(test_crs_gcj02_converts_queries_and_answers),
         T(test_format_json_answers_one_object_a_line),
         T(test_format_geojson_answers_feature_collections),
