@@ -12,3 +12,10 @@ nearest_add_test(it_limits LIBS nearestd_core)
 target_compile_definitions(it_limits PRIVATE NEARESTD_BIN="$<TARGET_FILE:nearestd>"
                            NEARESTD_DATASET_DIR="${NEARESTD_DATASET_DIR}")
 add_dependencies(it_limits nearestd)
+
+# Every example of PROTOCOL.md against a live daemon on the bundled dataset.
+nearest_add_test(it_protocol_doc LIBS)
+target_compile_definitions(it_protocol_doc PRIVATE NEARESTD_BIN="$<TARGET_FILE:nearestd>"
+                           NEARESTD_DATASET_DIR="${NEARESTD_DATASET_DIR}"
+                           NEARESTD_PROTOCOL_MD="${CMAKE_SOURCE_DIR}/PROTOCOL.md")
+add_dependencies(it_protocol_doc nearestd)
