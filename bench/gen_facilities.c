@@ -36,7 +36,7 @@
  * the smallest area that guarantees it: the most favourable radius Redis could
  * be given. A real client without the oracle would have to guess larger.
  *
- * Everything is a function of --seed (splitmix64 / xoshiro-free, one stream),
+ * Everything is a function of --seed (one splitmix64 stream, no other source),
  * so two runs with the same arguments write identical files.
  *
  * Usage: bench_gen --n N --out DIR [--seed S] [--queries Q] [--k K] [--dataset] */
