@@ -17,6 +17,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "cmd.h"
 #include "geo_index.h"
 #include "hours.h"
@@ -639,56 +641,128 @@ static struct cmd_write *write_new(enum cmd_write_kind kind, const struct store_
     return w;
 }
 
-/* SET's field names, in the order of set_fields_of(). */
-static const char *const set_field_names[] = {"NAME",  "SUBTYPE", "ADDRESS", "PHONE",
-                                              "HOURS", "ATTRS",   "CATEGORY", "LAT", "LON"};
-#define SET_N_STRINGS 6
-#define SET_N_FIELDS 9
+/* ---- PUT and SET fields ----------------------------------------------------- */
 
-int cmd_handle_set(struct cmd_call *call) {
+/* The facility fields that are not attributes, as PUT and SET name them. */
+enum core_field { F_NAME, F_SUBTYPE, F_ADDRESS, F_PHONE, F_HOURS, F_CATEGORY, F_LAT, F_LON,
+                  F_N };
+static const char *const core_field_names[F_N] = {"name",  "subtype",  "address", "phone",
+                                                  "hours", "category", "lat",     "lon"};
+
+/* The parsed "<field>=<value>" arguments of a PUT or SET. */
+struct field_args {
+    const char *core[F_N];        /* NULL when not given */
+    json_t *attrs;                /* attribute -> value; JSON null: remove (SET) */
+};
+
+/* Returns the JSON value of attribute `key` given as `text` for a facility of
+ * `category`: typed as the catalogue has seen the attribute in that category
+ * (numbers, yes/no/true/false, ';'-separated id lists, text), otherwise a
+ * number when it reads as one, true/false, or text. "" is JSON null. Sets
+ * *why and returns NULL when the text does not fit the attribute's type. */
+static json_t *attr_value(const struct catalog *cat, int category, const char *key,
+                          const char *text, const char **why) {
+    if (!text[0]) {
+        return json_null();
+    }
+    unsigned types = catalog_key_types(cat, category, catalog_key_find(cat, key));
+    double num;
+    if (types == CATALOG_IDS || (types == 0 && strchr(text, ';'))) {
+        json_t *arr = json_array();
+        for (const char *p = text; arr && *p;) {
+            const char *end = strchr(p, ';');
+            size_t len = end ? (size_t)(end - p) : strlen(p);
+            json_array_append_new(arr, json_stringn(p, len));
+            p = end ? end + 1 : p + len;
+        }
+        if (types == 0 && json_array_size(arr) < 2) {
+            json_decref(arr);
+            return json_string(text);
+        }
+        return arr;
+    }
+    if (types == CATALOG_BOOL || (types == 0 && parse_bool(text, &num) &&
+                                  (strcasecmp(text, "true") == 0 ||
+                                   strcasecmp(text, "false") == 0))) {
+        if (!parse_bool(text, &num)) {
+            *why = "expected yes, no, true or false";
+            return NULL;
+        }
+        return json_boolean(num != 0.0);
+    }
+    if (types == CATALOG_NUM || (types == 0 && parse_number(text, &num))) {
+        if (!parse_number(text, &num)) {
+            *why = "expected a number";
+            return NULL;
+        }
+        bool whole = !strpbrk(text, ".eE") && fabs(num) < 9e15;
+        return whole ? json_integer((json_int_t)num) : json_real(num);
+    }
+    return json_string(text);
+}
+
+/* Parses argv[first..argc) as "<field>=<value>" for a facility of
+ * `category` into *fa (the caller frees fa->attrs). `put` refuses the
+ * fields PUT takes by position. Answers and returns the error on failure. */
+static int parse_fields(struct cmd_call *call, size_t first, int category, bool put,
+                        struct field_args *fa) {
     char echo_buf[REPLY_MAX_ECHO_BYTES + 1];
-    const char *value[SET_N_FIELDS] = {NULL};
-    if ((call->argc - 2) % 2 != 0) {
-        reply_err(call->out, CMD_ERR_SYNTAX, "field '%s' has no value (usage: %s)",
-                  ECHO(call->argv[call->argc - 1]), call->spec->usage);
-        return CMD_ERR_SYNTAX;
+    memset(fa, 0, sizeof *fa);
+    fa->attrs = json_object();
+    if (!fa->attrs) {
+        reply_err(call->out, CMD_ERR_INTERNAL, "out of memory");
+        return CMD_ERR_INTERNAL;
     }
-    for (size_t a = 2; a < call->argc; a += 2) {
-        size_t i = 0;
-        while (i < SET_N_FIELDS && strcasecmp(set_field_names[i], call->argv[a]) != 0) {
-            i++;
+    for (size_t a = first; a < call->argc; a++) {
+        char *arg = call->argv[a];
+        char *eq = strchr(arg, '=');
+        if (!eq || eq == arg) {
+            reply_err(call->out, CMD_ERR_ARG, "'%s' is not <field>=<value> (usage: %s)",
+                      ECHO(arg), call->spec->usage);
+            return CMD_ERR_ARG;
         }
-        if (i == SET_N_FIELDS) {
-            reply_err(call->out, CMD_ERR_SYNTAX, "unknown field '%s' (usage: %s)",
-                      ECHO(call->argv[a]), call->spec->usage);
-            return CMD_ERR_SYNTAX;
+        *eq = '\0';
+        const char *key = arg, *value = eq + 1;
+        int core = -1;
+        for (int i = 0; i < F_N; i++) {
+            if (strcmp(key, core_field_names[i]) == 0 ||
+                (i == F_HOURS && strcmp(key, "opening_hours") == 0)) {
+                core = i;
+            }
         }
-        if (value[i]) {
-            reply_err(call->out, CMD_ERR_SYNTAX, "field %s given twice", set_field_names[i]);
-            return CMD_ERR_SYNTAX;
+        if (strcmp(key, "id") == 0 || (put && core >= F_CATEGORY)) {
+            reply_err(call->out, CMD_ERR_ARG, "%s is given by position (usage: %s)", ECHO(key),
+                      call->spec->usage);
+            return CMD_ERR_ARG;
         }
-        value[i] = call->argv[a + 1];
-    }
-    struct store_facility f = {.id = call->argv[1], .name = value[0], .subtype = value[1],
-                               .address = value[2], .phone = value[3], .hours = value[4],
-                               .attrs_json = value[5], .category = -1,
-                               .where = {NAN, NAN}};
-    if (value[6] && store_category_parse(value[6], &f.category) < 0) {
-        reply_err(call->out, CMD_ERR_UNKNOWN, "unknown category '%s' (see CATEGORIES)",
-                  ECHO(value[6]));
-        return CMD_ERR_UNKNOWN;
-    }
-    if (!value[7] != !value[8]) {
-        reply_err(call->out, CMD_ERR_SYNTAX, "LAT and LON are set together");
-        return CMD_ERR_SYNTAX;
-    }
-    if (value[7]) {
-        int ret = parse_position(call, value[7], value[8], &f.where);
-        if (ret < 0) {
-            return ret;
+        if ((core >= 0 && fa->core[core]) || json_object_get(fa->attrs, key)) {
+            reply_err(call->out, CMD_ERR_ARG, "field %s given twice", ECHO(key));
+            return CMD_ERR_ARG;
         }
+        if (core >= 0) {
+            fa->core[core] = value;
+            continue;
+        }
+        const char *why = NULL;
+        json_t *v = attr_value(call->env->catalog, category, key, value, &why);
+        if (!v) {
+            reply_err(call->out, CMD_ERR_ARG, "%s: %s, not '%s'", ECHO(key),
+                      why ? why : "out of memory", value);
+            return CMD_ERR_ARG;
+        }
+        if (put && json_is_null(v)) {
+            json_decref(v); /* PUT: an empty attribute is an absent one */
+            continue;
+        }
+        json_object_set_new(fa->attrs, key, v);
     }
-    struct cmd_write *w = write_new(CMD_WRITE_SET, &f);
+    return 0;
+}
+
+/* Queues a validated write; answers ERR INTERNAL when out of memory. */
+static int queue_write(struct cmd_call *call, enum cmd_write_kind kind,
+                       const struct store_facility *f) {
+    struct cmd_write *w = write_new(kind, f);
     if (!w) {
         reply_err(call->out, CMD_ERR_INTERNAL, "out of memory");
         return CMD_ERR_INTERNAL;
@@ -697,16 +771,68 @@ int cmd_handle_set(struct cmd_call *call) {
     return CMD_QUEUED;
 }
 
+int cmd_handle_set(struct cmd_call *call) {
+    char echo_buf[REPLY_MAX_ECHO_BYTES + 1];
+    struct field_args fa;
+    char *patch = NULL;
+    int category = -1;
+    uint32_t slot;
+    struct catalog_facility cf;
+    if (catalog_find(call->env->catalog, call->argv[1], &slot) == 0 &&
+        catalog_get(call->env->catalog, slot, &cf) == 0) {
+        category = cf.category; /* for typing attributes; the store has the last word */
+    }
+    int ret = parse_fields(call, 2, category, false, &fa);
+    struct store_facility f = {.id = call->argv[1], .name = fa.core[F_NAME],
+                               .subtype = fa.core[F_SUBTYPE], .address = fa.core[F_ADDRESS],
+                               .phone = fa.core[F_PHONE], .hours = fa.core[F_HOURS],
+                               .category = -1, .where = {NAN, NAN}};
+    if (ret < 0) {
+        goto done;
+    }
+    if (fa.core[F_CATEGORY] && store_category_parse(fa.core[F_CATEGORY], &f.category) < 0) {
+        reply_err(call->out, CMD_ERR_UNKNOWN, "unknown category '%s' (see CATEGORIES)",
+                  ECHO(fa.core[F_CATEGORY]));
+        ret = CMD_ERR_UNKNOWN;
+        goto done;
+    }
+    if (!fa.core[F_LAT] != !fa.core[F_LON]) {
+        reply_err(call->out, CMD_ERR_ARG, "lat and lon are set together");
+        ret = CMD_ERR_ARG;
+        goto done;
+    }
+    if (fa.core[F_LAT]) {
+        ret = parse_position(call, fa.core[F_LAT], fa.core[F_LON], &f.where);
+        if (ret < 0) {
+            goto done;
+        }
+    }
+    if (json_object_size(fa.attrs) > 0) {
+        patch = json_dumps(fa.attrs, JSON_COMPACT);
+        if (!patch) {
+            reply_err(call->out, CMD_ERR_INTERNAL, "out of memory");
+            ret = CMD_ERR_INTERNAL;
+            goto done;
+        }
+        f.attrs_json = patch; /* a patch: null members remove attributes */
+    }
+    ret = queue_write(call, CMD_WRITE_SET, &f);
+done:
+    free(patch);
+    json_decref(fa.attrs);
+    return ret;
+}
+
 /* store_facility_get() callback of SET: replaces the write's changes with
  * the whole new record, the stored one with the changes applied. */
 static int set_merge(const struct store_facility *old, void *ctx) {
     struct cmd_write *w = ctx;
     struct store_facility merged = *old;
     const char **mine[] = {&w->rec.name, &w->rec.subtype, &w->rec.address, &w->rec.phone,
-                           &w->rec.hours, &w->rec.attrs_json};
+                           &w->rec.hours};
     const char **theirs[] = {&merged.name, &merged.subtype, &merged.address, &merged.phone,
-                             &merged.hours, &merged.attrs_json};
-    for (int i = 0; i < SET_N_STRINGS; i++) {
+                             &merged.hours};
+    for (int i = 0; i < 5; i++) {
         if (*mine[i]) {
             *theirs[i] = *mine[i];
         }
@@ -717,8 +843,34 @@ static int set_merge(const struct store_facility *old, void *ctx) {
     if (!isnan(w->rec.where.lat_deg)) {
         merged.where = w->rec.where;
     }
+    char *attrs_text = NULL;
+    if (w->rec.attrs_json) {
+        json_t *attrs = json_loads(old->attrs_json ? old->attrs_json : "{}", 0, NULL);
+        json_t *patch = json_loads(w->rec.attrs_json, 0, NULL);
+        if (!json_is_object(attrs)) {
+            json_decref(attrs);
+            attrs = json_object();
+        }
+        const char *key;
+        json_t *v;
+        json_object_foreach(patch, key, v) {
+            if (json_is_null(v)) {
+                json_object_del(attrs, key);
+            } else {
+                json_object_set(attrs, key, v);
+            }
+        }
+        attrs_text = attrs && patch ? json_dumps(attrs, JSON_COMPACT) : NULL;
+        json_decref(attrs);
+        json_decref(patch);
+        if (!attrs_text) {
+            return STORE_ERR_NOMEM;
+        }
+        merged.attrs_json = attrs_text;
+    }
     merged.updated_unix = (int64_t)time(NULL);
     struct cmd_write *copy = write_new(CMD_WRITE_SET, &merged);
+    free(attrs_text);
     if (!copy) {
         return STORE_ERR_NOMEM;
     }
@@ -729,74 +881,64 @@ static int set_merge(const struct store_facility *old, void *ctx) {
     return 0;
 }
 
-static const char *const put_option_names[] = {"SUBTYPE", "ADDRESS", "PHONE", "HOURS", "ATTRS"};
-#define PUT_N_OPTIONS 5
-
 int cmd_handle_put(struct cmd_call *call) {
     char echo_buf[REPLY_MAX_ECHO_BYTES + 1];
     struct store_facility f = {0};
+    struct field_args fa = {0};
+    char *attrs = NULL;
+    int ret = 0;
     if (store_category_parse(call->argv[2], &f.category) < 0) {
         reply_err(call->out, CMD_ERR_UNKNOWN, "unknown category '%s' (see CATEGORIES)",
                   ECHO(call->argv[2]));
         return CMD_ERR_UNKNOWN;
     }
-    int ret = parse_position(call, call->argv[3], call->argv[4], &f.where);
+    ret = parse_position(call, call->argv[3], call->argv[4], &f.where);
+    /* Deprecated: the name as a bare fifth argument, the grammar before issue 5,
+     * kept until the clients and tests that still send it are moved over. */
+    const char *bare_name = call->argc > 5 && !strchr(call->argv[5], '=') ? call->argv[5] : NULL;
+    if (ret == 0) {
+        ret = parse_fields(call, bare_name ? 6 : 5, f.category, true, &fa);
+    }
+    if (ret == 0 && bare_name && fa.core[F_NAME]) {
+        reply_err(call->out, CMD_ERR_ARG, "field name given twice");
+        ret = CMD_ERR_ARG;
+    }
+    if (ret == 0 && bare_name) {
+        fa.core[F_NAME] = bare_name;
+    }
     if (ret < 0) {
-        return ret;
+        goto done;
     }
-    const char *opt[PUT_N_OPTIONS] = {NULL, NULL, NULL, NULL, NULL};
-    if ((call->argc - 6) % 2 != 0) {
-        reply_err(call->out, CMD_ERR_SYNTAX, "option '%s' has no value (usage: %s)",
-                  ECHO(call->argv[call->argc - 1]), call->spec->usage);
-        return CMD_ERR_SYNTAX;
-    }
-    for (size_t a = 6; a < call->argc; a += 2) {
-        size_t i = 0;
-        while (i < PUT_N_OPTIONS && strcasecmp(put_option_names[i], call->argv[a]) != 0) {
-            i++;
-        }
-        if (i == PUT_N_OPTIONS) {
-            reply_err(call->out, CMD_ERR_SYNTAX, "unknown option '%s' (usage: %s)",
-                      ECHO(call->argv[a]), call->spec->usage);
-            return CMD_ERR_SYNTAX;
-        }
-        if (opt[i]) {
-            reply_err(call->out, CMD_ERR_SYNTAX, "option %s given twice", put_option_names[i]);
-            return CMD_ERR_SYNTAX;
-        }
-        opt[i] = call->argv[a + 1];
+    attrs = json_dumps(fa.attrs, JSON_COMPACT);
+    if (!attrs) {
+        reply_err(call->out, CMD_ERR_INTERNAL, "out of memory");
+        ret = CMD_ERR_INTERNAL;
+        goto done;
     }
     f.id = call->argv[1];
-    f.name = call->argv[5];
-    f.subtype = opt[0] ? opt[0] : "";
-    f.address = opt[1] ? opt[1] : "";
-    f.phone = opt[2] ? opt[2] : "";
-    f.hours = opt[3] ? opt[3] : "";
-    f.attrs_json = opt[4] ? opt[4] : "{}";
+    f.name = fa.core[F_NAME] ? fa.core[F_NAME] : "";
+    f.subtype = fa.core[F_SUBTYPE] ? fa.core[F_SUBTYPE] : "";
+    f.address = fa.core[F_ADDRESS] ? fa.core[F_ADDRESS] : "";
+    f.phone = fa.core[F_PHONE] ? fa.core[F_PHONE] : "";
+    f.hours = fa.core[F_HOURS] ? fa.core[F_HOURS] : "";
+    f.attrs_json = attrs;
     f.updated_unix = (int64_t)time(NULL);
     char why[256] = "";
     if (store_facility_check(&f, why, sizeof why) < 0) {
         reply_err(call->out, CMD_ERR_ARG, "%s", why);
-        return CMD_ERR_ARG;
+        ret = CMD_ERR_ARG;
+        goto done;
     }
-    struct cmd_write *w = write_new(CMD_WRITE_PUT, &f);
-    if (!w) {
-        reply_err(call->out, CMD_ERR_INTERNAL, "out of memory");
-        return CMD_ERR_INTERNAL;
-    }
-    call->session->pending = w;
-    return CMD_QUEUED;
+    ret = queue_write(call, CMD_WRITE_PUT, &f);
+done:
+    free(attrs);
+    json_decref(fa.attrs);
+    return ret;
 }
 
 int cmd_handle_del(struct cmd_call *call) {
     struct store_facility f = {.id = call->argv[1]};
-    struct cmd_write *w = write_new(CMD_WRITE_DEL, &f);
-    if (!w) {
-        reply_err(call->out, CMD_ERR_INTERNAL, "out of memory");
-        return CMD_ERR_INTERNAL;
-    }
-    call->session->pending = w;
-    return CMD_QUEUED;
+    return queue_write(call, CMD_WRITE_DEL, &f);
 }
 
 int cmd_writes_run(struct store *st, struct cmd_write *list) {

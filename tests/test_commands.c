@@ -1321,18 +1321,20 @@ static int copy_address_phone(const struct store_facility *f, void *ctx) {
 
 static void test_put_and_del_are_durable_and_visible_to_queries(void **state) {
     (void)state;
-    expect_write("PUT w-1 school 36.3 120.6 \"新 学校\" SUBTYPE primary "
-                 "HOURS \"Mo-Fr 08:00-17:00\"",
-                 "OK 1\nw-1\tschool\t新 学校\t36.300000\t120.600000\t-\n");
+    expect_write("PUT w-1 school 36.3 120.6 \"name=新 学校\" subtype=primary "
+                 "\"hours=Mo-Fr 08:00-17:00\" level=primary",
+                 "OK 1\nw-1\tschool\t新 学校\t36.300000\t120.600000\t-\tlevel=primary\n");
     expect("NEAREST school 36.3 120.6 K 1",
-           "OK 1\nw-1\tschool\t新 学校\t36.300000\t120.600000\t0.0\n");
+           "OK 1\nw-1\tschool\t新 学校\t36.300000\t120.600000\t0.0\tlevel=primary\n");
     int found = 0;
     assert_int_equal(store_facility_get(fx->store, "w-1", count_in_store, &found), 0);
     assert_int_equal(found, 1);
-    /* Replacing moves it. */
-    expect_write("put w-1 parking 36.31 120.61 moved",
-                 "OK 1\nw-1\tparking\tmoved\t36.310000\t120.610000\t-\n");
+    /* Replacing moves it and replaces every field. */
+    expect_write("put w-1 parking 36.31 120.61 name=moved free=17 capacity=40",
+                 "OK 1\nw-1\tparking\tmoved\t36.310000\t120.610000\t-\tfree=17\tcapacity=40\n");
     expect("NEAREST school 36.3 120.6 K 1 MAXDIST 100", "OK 0\n");
+    expect("NEAREST parking 36.31 120.61 K 1 WHERE free = 17",
+           "OK 1\nw-1\tparking\tmoved\t36.310000\t120.610000\t0.0\tfree=17\tcapacity=40\n");
     expect_write("DEL w-1", "OK 0\n");
     expect("GET w-1", "ERR NOTFOUND no facility 'w-1'\n");
     assert_int_equal(store_facility_get(fx->store, "w-1", count_in_store, &found),
@@ -1343,9 +1345,9 @@ static void test_put_and_del_are_durable_and_visible_to_queries(void **state) {
 static void test_one_group_applies_its_writes_in_order(void **state) {
     (void)state;
     const char *group[] = {
-        "PUT w-2 school 36.3 120.6 first",
-        "PUT w-3 school 36.3 120.7 other",
-        "PUT w-2 school 36.3 120.6 second",
+        "PUT w-2 school 36.3 120.6 name=first",
+        "PUT w-3 school 36.3 120.7 name=other",
+        "PUT w-2 school 36.3 120.6 name=second",
         "DEL w-3",
         "DEL w-404",
     };
@@ -1368,52 +1370,102 @@ static void test_one_group_applies_its_writes_in_order(void **state) {
 
 static void test_set_changes_only_the_given_fields(void **state) {
     (void)state;
-    expect_write("PUT w-6 school 36.3 120.6 orig ADDRESS \"1 Road\" PHONE 123",
-                 "OK 1\nw-6\tschool\torig\t36.300000\t120.600000\t-\n");
-    expect_write("SET w-6 name renamed",
-                 "OK 1\nw-6\tschool\trenamed\t36.300000\t120.600000\t-\n");
-    expect_write("set w-6 lat 36.31 LON 120.61 category parking",
-                 "OK 1\nw-6\tparking\trenamed\t36.310000\t120.610000\t-\n");
-    expect("NEAREST parking 36.31 120.61 K 1",
-           "OK 1\nw-6\tparking\trenamed\t36.310000\t120.610000\t0.0\n");
+    expect_write("PUT w-6 parking 36.3 120.6 name=orig \"address=1 Road\" phone=123 free=3 "
+                 "capacity=40",
+                 "OK 1\nw-6\tparking\torig\t36.300000\t120.600000\t-\tfree=3\tcapacity=40\n");
+    expect_write("SET w-6 name=renamed",
+                 "OK 1\nw-6\tparking\trenamed\t36.300000\t120.600000\t-\tfree=3\tcapacity=40\n");
+    expect_write("SET w-6 free=17",
+                 "OK 1\nw-6\tparking\trenamed\t36.300000\t120.600000\t-\tfree=17\tcapacity=40\n");
+    expect_write("SET w-6 capacity= price=2.5",
+                 "OK 1\nw-6\tparking\trenamed\t36.300000\t120.600000\t-\tfree=17\tprice=2.5\n");
+    expect("NEAREST parking 36.3 120.6 K 1 WHERE free >= 17 WHERE price < 3",
+           "OK 1\nw-6\tparking\trenamed\t36.300000\t120.600000\t0.0\tfree=17\tprice=2.5\n");
+    expect_write("set w-6 lat=36.31 lon=120.61 category=school free=",
+                 "OK 1\nw-6\tschool\trenamed\t36.310000\t120.610000\t-\tprice=2.5\n");
+    expect("NEAREST school 36.31 120.61 K 1",
+           "OK 1\nw-6\tschool\trenamed\t36.310000\t120.610000\t0.0\tprice=2.5\n");
     /* The fields SET did not name are still what PUT stored. */
     struct kept keep = {"", ""};
     assert_int_equal(store_facility_get(fx->store, "w-6", copy_address_phone, &keep), 0);
     assert_string_equal(keep.address, "1 Road");
     assert_string_equal(keep.phone, "123");
-    const char *bad_hours = "SET w-6 HOURS \"Mo-Xx 08:00-09:00\"";
+    const char *bad_hours = "SET w-6 \"hours=Mo-Xx 08:00-09:00\"";
     char *got = run_group(1, &bad_hours);
     assert_true(strncmp(got, "ERR ARG opening_hours: ", 23) == 0);
     free(got);
-    expect_write("SET w-404 name x", "ERR NOTFOUND no facility 'w-404'\n");
-    expect("SET w-6 lat 36.3", "ERR SYNTAX LAT and LON are set together\n");
-    expect("SET w-6 name a NAME b", "ERR SYNTAX field NAME given twice\n");
-    expect("SET w-6 colour red", "ERR SYNTAX unknown field 'colour' (usage: SET <id> <field> "
-                                 "<value> [<field> <value> ...])\n");
-    expect("SET w-6 category zoo", "ERR UNKNOWN unknown category 'zoo' (see CATEGORIES)\n");
+    expect("GET w-6", "OK 1\nw-6\tschool\trenamed\t36.310000\t120.610000\t-\tprice=2.5\n");
+    expect_write("SET w-404 name=x", "ERR NOTFOUND no facility 'w-404'\n");
+    expect("SET w-6 lat=36.3", "ERR ARG lat and lon are set together\n");
+    expect("SET w-6 name=a name=b", "ERR ARG field name given twice\n");
+    expect("SET w-6 price=1 price=2", "ERR ARG field price given twice\n");
+    expect("SET w-6 colour",
+           "ERR ARG 'colour' is not <field>=<value> (usage: SET <id> <field>=<value>...)\n");
+    expect("SET w-6 =red",
+           "ERR ARG '=red' is not <field>=<value> (usage: SET <id> <field>=<value>...)\n");
+    expect("SET w-6 id=w-7", "ERR ARG id is given by position (usage: SET <id> "
+                             "<field>=<value>...)\n");
+    expect("SET w-6 category=zoo", "ERR UNKNOWN unknown category 'zoo' (see CATEGORIES)\n");
+    expect("SET w-6 lat=north lon=120", "ERR ARG latitude 'north' is not a number\n");
+    assert_null(fx->session.pending);
     expect_write("DEL w-6", "OK 0\n");
 }
 
 static void test_put_refuses_bad_records_before_queueing(void **state) {
     (void)state;
-    expect("PUT w-5 * 36.3 120.6 x", "ERR UNKNOWN unknown category '*' (see CATEGORIES)\n");
-    expect("PUT w-5 school 120.6 36.3 x",
+    static const char usage[] = "(usage: PUT <id> <category> <lat> <lon> [<field>=<value>]...)";
+    char want[512];
+    expect("PUT w-5 * 36.3 120.6 name=x", "ERR UNKNOWN unknown category '*' (see CATEGORIES)\n");
+    expect("PUT w-5 school 120.6 36.3 name=x",
            "ERR RANGE latitude 120.6 is outside [-90, 90] (latitude comes first)\n");
-    expect("PUT w-5 school 36.3 120.6 x COLOR red",
-           "ERR SYNTAX unknown option 'COLOR' (usage: PUT <id> <category> <lat> <lon> <name> "
-           "[SUBTYPE <s>] [ADDRESS <s>] [PHONE <s>] [HOURS <s>] [ATTRS <json>])\n");
-    expect("PUT w-5 school 36.3 120.6 x PHONE 1 phone 2", "ERR SYNTAX option PHONE given twice\n");
-    char *got = run("PUT w/5 school 36.3 120.6 x");
+    snprintf(want, sizeof want, "ERR ARG 'y' is not <field>=<value> %s\n", usage);
+    expect("PUT w-5 school 36.3 120.6 name=x y", want);
+    expect("PUT w-5 school 36.3 120.6 x name=y", "ERR ARG field name given twice\n");
+    snprintf(want, sizeof want, "ERR ARG lat is given by position %s\n", usage);
+    expect("PUT w-5 school 36.3 120.6 lat=36", want);
+    snprintf(want, sizeof want, "ERR ARG category is given by position %s\n", usage);
+    expect("PUT w-5 school 36.3 120.6 category=parking", want);
+    expect("PUT w-5 school 36.3 120.6 phone=1 phone=2", "ERR ARG field phone given twice\n");
+    expect("PUT w-5 elder_care 36.3 120.6 stars=many",
+           "ERR ARG stars: expected a number, not 'many'\n");
+    expect("PUT w-5 elder_care 36.3 120.6 dementia=maybe",
+           "ERR ARG dementia: expected yes, no, true or false, not 'maybe'\n");
+    char *got = run("PUT w/5 school 36.3 120.6 name=x");
     assert_true(strncmp(got, "ERR ARG id: ", 12) == 0);
     free(got);
-    got = run("PUT w-5 school 36.3 120.6 x HOURS \"Mo-Xx 08:00-09:00\"");
+    got = run("PUT w-5 school 36.3 120.6 name=x \"hours=Mo-Xx 08:00-09:00\"");
     assert_true(strncmp(got, "ERR ARG opening_hours: ", 23) == 0);
     free(got);
-    got = run("PUT w-5 parking 36.3 120.6 x SUBTYPE underwater");
+    got = run("PUT w-5 parking 36.3 120.6 name=x subtype=underwater");
     assert_true(strncmp(got, "ERR ARG subtype: ", 17) == 0);
+    free(got);
+    got = run("PUT w-5 elder_care 36.3 120.6 name=x stars=9");
+    assert_true(strncmp(got, "ERR ARG stars: ", 15) == 0);
+    free(got);
+    got = run("PUT w-5 school 36.3 120.6 name=x level=university");
+    assert_true(strncmp(got, "ERR ARG level: ", 15) == 0);
     free(got);
     assert_null(fx->session.pending);
     expect("GET w-5", "ERR NOTFOUND no facility 'w-5'\n");
+}
+
+static void test_put_types_attributes_like_the_data(void **state) {
+    (void)state;
+    /* Known kinds follow the catalogue; new names read as number, boolean or text. */
+    expect_write("PUT w-8 doctor_team 36.3 120.6 name=t serves=cm-1;cm-9 team_size=4 "
+                 "station=东站 night=true floors=3 \"note=a b\"",
+                 "OK 1\nw-8\tdoctor_team\tt\t36.300000\t120.600000\t-\tserves=cm-1;cm-9"
+                 "\tteam_size=4\tstation=东站\tnight=true\tfloors=3\tnote=a b\n");
+    expect("NEAREST doctor_team 36.3 120.6 K 1 WHERE serves = cm-9 WHERE night = yes "
+           "WHERE floors > 2",
+           "OK 1\nw-8\tdoctor_team\tt\t36.300000\t120.600000\t0.0\tserves=cm-1;cm-9"
+           "\tteam_size=4\tstation=东站\tnight=true\tfloors=3\tnote=a b\n");
+    expect_write("PUT w-8 doctor_team 36.3 120.6 serves=cm-2",
+                 "OK 1\nw-8\tdoctor_team\t\t36.300000\t120.600000\t-\tserves=cm-2\n");
+    /* The deprecated bare name of the old grammar still reads as name=. */
+    expect_write("PUT w-8 school 36.3 120.6 \"old style\" level=middle",
+                 "OK 1\nw-8\tschool\told style\t36.300000\t120.600000\t-\tlevel=middle\n");
+    expect_write("DEL w-8", "OK 0\n");
 }
 
 /* ---- Documentation in sync ------------------------------------------------------------ */
@@ -1491,6 +1543,7 @@ int main(void) {
         T(test_one_group_applies_its_writes_in_order),
         T(test_set_changes_only_the_given_fields),
         T(test_put_refuses_bad_records_before_queueing),
+        T(test_put_types_attributes_like_the_data),
         T(test_protocol_md_error_table_matches_errors_def),
         T(test_protocol_md_shows_every_usage_line),
     };
