@@ -17,7 +17,8 @@
  *     CMD_QUEUED (a write is pending and nothing is written yet) or a cmd_err;
  *   - text format: the answer is exactly "OK <n>" and n record lines, or one
  *     "ERR <WORD> ..." line of at most REPLY_MAX_ERR_BYTES whose word is the
- *     returned code's; NEAREST, RADIUS and GET records have six fields;
+ *     returned code's; NEAREST, RADIUS and GET records have six fields and
+ *     then only key=value attribute fields;
  *   - JSON formats: exactly one line, a JSON object whose "ok" matches;
  *   - no NUL byte anywhere in an answer; the error counter moves with ERRs;
  *   - a queued PUT carries a record that store_facility_check() accepts. */
@@ -148,11 +149,22 @@ static void check_text_answer(const char *buf, size_t len, int rc, const char *n
     bool facilities = strcmp(name, "NEAREST") == 0 || strcmp(name, "RADIUS") == 0 ||
                       strcmp(name, "GET") == 0;
     if (facilities) {
-        /* Every record: six tab-separated fields, so five tabs a line. */
+        /* Every record: six tab-separated fields, then one key=value field
+         * per attribute (PROTOCOL.md, "Facility records"). */
         const char *p = first_end + 1;
         while (p < buf + len) {
             const char *e = memchr(p, '\n', (size_t)(buf + len - p));
-            CHECK(count_char(p, (size_t)(e - p), '\t') == 5);
+            CHECK(count_char(p, (size_t)(e - p), '\t') >= 5);
+            const char *field = p;
+            for (int i = 0; field < e; i++) {
+                const char *tab = memchr(field, '\t', (size_t)(e - field));
+                const char *field_end = tab ? tab : e;
+                if (i >= 6) {
+                    const char *eq = memchr(field, '=', (size_t)(field_end - field));
+                    CHECK(eq != NULL && eq > field);
+                }
+                field = field_end + 1;
+            }
             p = e + 1;
         }
     }
