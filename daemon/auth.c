@@ -84,31 +84,39 @@ bool auth_addr_is_loopback(const struct sockaddr *sa) {
     return false;
 }
 
-/* Answers one error counted as a request and an error. */
-static enum auth_verdict deny(struct reply *out, struct cmd_stats *stats,
+/* Counts one request answered here, in total and for its command row. */
+static void count(struct cmd_stats *stats, int row, bool error) {
+    if (!stats) {
+        return;
+    }
+    stats->requests++;
+    stats->errors += error;
+    if (row >= 0 && row < CMD_MAX_COMMANDS) {
+        stats->requests_by_cmd[row]++;
+        stats->errors_by_cmd[row] += error;
+    }
+}
+
+/* Answers one ERR DENIED, counted as a request and an error. */
+static enum auth_verdict deny(struct reply *out, struct cmd_stats *stats, int row,
                               enum auth_verdict verdict, const char *message) {
     reply_err(out, CMD_ERR_DENIED, "%s", message);
-    if (stats) {
-        stats->requests++;
-        stats->errors++;
-    }
+    count(stats, row, true);
     return verdict;
 }
 
 static enum auth_verdict answer_auth(const struct auth_policy *p, struct auth_conn *c,
                                      const char *token, struct reply *out,
-                                     struct cmd_stats *stats, const char *peer) {
+                                     struct cmd_stats *stats, int row, const char *peer) {
     if (!p->has_token) {
-        return deny(out, stats, AUTH_ANSWERED,
+        return deny(out, stats, row, AUTH_ANSWERED,
                     "no token is configured (without one, writes are accepted from "
                     "loopback clients only)");
     }
     if (auth_token_matches(p, token, strlen(token))) {
         c->authed = true;
         reply_ok(out, 0);
-        if (stats) {
-            stats->requests++;
-        }
+        count(stats, row, false);
         return AUTH_ANSWERED;
     }
     c->failures++;
@@ -118,15 +126,18 @@ static enum auth_verdict answer_auth(const struct auth_policy *p, struct auth_co
         char msg[96];
         snprintf(msg, sizeof msg, "wrong token; closing after %d wrong tokens",
                  AUTH_MAX_FAILURES);
-        return deny(out, stats, AUTH_CLOSE, msg);
+        return deny(out, stats, row, AUTH_CLOSE, msg);
     }
-    return deny(out, stats, AUTH_ANSWERED, "wrong token");
+    return deny(out, stats, row, AUTH_ANSWERED, "wrong token");
 }
 
 enum auth_verdict auth_gate(const struct auth_policy *p, struct auth_conn *c, const char *line,
                             size_t len, struct reply *out, struct cmd_stats *stats,
-                            const char *peer) {
+                            const char *peer, int *cmd_row) {
     char copy[PROTO_MAX_LINE_BYTES + 1];
+    int unused_row;
+    cmd_row = cmd_row ? cmd_row : &unused_row;
+    *cmd_row = -1;
     if (len >= sizeof copy) {
         /* The reader never hands out such a line; refuse rather than guess. */
         reply_err(out, CMD_ERR_LIMIT, "request line longer than %d bytes",
@@ -145,22 +156,25 @@ enum auth_verdict auth_gate(const struct auth_policy *p, struct auth_conn *c, co
         return AUTH_PASS; /* cmd_execute() answers the syntax error, or nothing */
     }
     const struct cmd_spec *spec = cmd_lookup(argv[0]);
+    size_t n_specs = 0;
+    int row = spec ? (int)(spec - cmd_table(&n_specs)) : -1;
+    *cmd_row = row;
     enum auth_verdict verdict = AUTH_PASS;
     if (!spec) {
         verdict = AUTH_PASS;
     } else if (spec->handler == auth_handle_command) {
         if (argc == 2) {
-            verdict = answer_auth(p, c, argv[1], out, stats, peer);
+            verdict = answer_auth(p, c, argv[1], out, stats, row, peer);
         }
     } else if (spec->writes) {
         if (p->read_only) {
-            verdict = deny(out, stats, AUTH_ANSWERED,
+            verdict = deny(out, stats, row, AUTH_ANSWERED,
                            "read-only: the daemon listens on a non-loopback address without "
                            "--auth-token-file");
         } else if (p->has_token && !c->authed) {
-            verdict = deny(out, stats, AUTH_ANSWERED, "writes need AUTH <token> first");
+            verdict = deny(out, stats, row, AUTH_ANSWERED, "writes need AUTH <token> first");
         } else if (!p->has_token && !c->loopback) {
-            verdict = deny(out, stats, AUTH_ANSWERED,
+            verdict = deny(out, stats, row, AUTH_ANSWERED,
                            "writes are accepted from loopback clients only (no token is "
                            "configured)");
         }

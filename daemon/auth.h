@@ -73,10 +73,12 @@ bool auth_addr_is_loopback(const struct sockaddr *sa);
  * connection may not make is answered ERR DENIED; everything else, including
  * malformed lines and AUTH with the wrong number of arguments, passes to
  * cmd_execute(), which answers it. Answers go to `out` in its current format;
- * requests and errors answered here are counted in `stats` (may be NULL).
- * `peer` names the client in the log line of a wrong token. */
+ * requests and errors answered here are counted in `stats` (may be NULL),
+ * in total and by command. `peer` names the client in the log line of a
+ * wrong token. *cmd_row (if not NULL) gets the line's row in cmd_table(), or
+ * -1 for a blank, malformed or unknown request. */
 enum auth_verdict auth_gate(const struct auth_policy *p, struct auth_conn *c, const char *line,
                             size_t len, struct reply *out, struct cmd_stats *stats,
-                            const char *peer);
+                            const char *peer, int *cmd_row);
 
 #endif

@@ -31,10 +31,12 @@
 #define CMD_DEFAULT_LIMIT 100     /* RADIUS without LIMIT */
 #define CMD_MAX_WHERE 8           /* WHERE conditions in one query */
 #define CMD_QUEUED 2              /* cmd_execute(): a write was queued, its answer comes later */
+#define CMD_MAX_COMMANDS 32       /* rows commands.def may have (per-command counters) */
 
 /* Counters the daemon shows in STATS. The server owns them and counts
  * connections and write groups; cmd_execute() counts requests and errors,
- * cmd_write_finish() writes. */
+ * cmd_write_finish() writes. The server also counts requests and errors by
+ * command and the database's size, so without a server those read 0. */
 struct cmd_stats {
     uint64_t requests;            /* request lines executed */
     uint64_t errors;              /* of which answered ERR */
@@ -43,6 +45,9 @@ struct cmd_stats {
     uint64_t connections_total;   /* accepted since start */
     uint64_t connections_open;
     int64_t started_unix;         /* seconds since the epoch at start */
+    uint64_t requests_by_cmd[CMD_MAX_COMMANDS]; /* by commands.def row: answered requests */
+    uint64_t errors_by_cmd[CMD_MAX_COMMANDS];   /* of which ERR (a write's after its commit) */
+    uint64_t db_bytes;            /* database file plus its WAL, after the last commit */
 };
 
 /* What every request may use. All borrowed; the server owns them. */

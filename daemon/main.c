@@ -204,6 +204,7 @@ int main(int argc, char **argv) {
     cfg.max_connections = (size_t)opt.max_connections;
     cfg.idle_timeout_ms = opt.idle_timeout_ms;
     cfg.max_output_bytes = (size_t)opt.max_output_bytes;
+    cfg.db_path = opt.db;
     if (opt.token_file && auth_token_load(&cfg.auth, opt.token_file, err, sizeof err) < 0) {
         fprintf(stderr, "nearestd: %s\n", err);
         goto done;

@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "auth.h"
@@ -86,6 +87,8 @@ struct srv {
     struct cmd_write *queue_head, *queue_tail;
     struct cmd_write *group;      /* running on the pool, NULL when idle */
     uv_work_t work;
+    uint64_t db_bytes_after;      /* measured on the pool after a group's commit */
+    int write_rows[3];            /* cmd_table() rows of PUT, DEL, SET (enum cmd_write_kind) */
 };
 
 static void srv_conn_close(struct srv_conn *c);
@@ -238,8 +241,9 @@ static void run_lines(struct srv_conn *c) {
         if (st == PROTO_LINE) {
             c->active_ms = uv_now(s->loop);
             c->out.format = c->session.format;
+            int row = -1;
             enum auth_verdict verdict = auth_gate(&s->cfg.auth, &c->auth, line, len, &c->out,
-                                                  &s->stats, c->peer);
+                                                  &s->stats, c->peer, &row);
             if (verdict == AUTH_CLOSE) {
                 c->close_after_write = true;
                 return;
@@ -248,6 +252,10 @@ static void run_lines(struct srv_conn *c) {
                 continue;
             }
             int ret = cmd_execute(&s->env, &c->session, line, len, &c->out);
+            if (row >= 0 && row < CMD_MAX_COMMANDS) {
+                s->stats.requests_by_cmd[row]++;
+                s->stats.errors_by_cmd[row] += ret < 0; /* a write's error: after its commit */
+            }
             if (ret == CMD_QUEUED) {
                 write_enqueue(c);
                 return;
@@ -327,17 +335,40 @@ static void srv_conn_resume(struct srv_conn *c) {
 
 static void group_start(struct srv *s);
 
+/* The database file's size plus its write-ahead log's, or 0 without a path. */
+static uint64_t db_size_bytes(const char *path) {
+    if (!path) {
+        return 0;
+    }
+    uint64_t total = 0;
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        total += (uint64_t)st.st_size;
+    }
+    char wal[4096];
+    if ((size_t)snprintf(wal, sizeof wal, "%s-wal", path) < sizeof wal && stat(wal, &st) == 0) {
+        total += (uint64_t)st.st_size;
+    }
+    return total;
+}
+
 static void on_group_work(uv_work_t *req) {
     struct srv *s = req->data;
     cmd_writes_run(s->store, s->group); /* results are in each write */
+    s->db_bytes_after = db_size_bytes(s->cfg.db_path); /* off the loop: stat() may block */
 }
 
 static void on_group_done(uv_work_t *req, int status) {
     struct srv *s = req->data;
     struct cmd_write *w = s->group;
     s->group = NULL;
+    s->stats.db_bytes = s->db_bytes_after;
     while (w) {
         struct cmd_write *next = w->next;
+        int row = (unsigned)w->kind < 3 ? s->write_rows[w->kind] : -1;
+        if (w->result != 0 && row >= 0 && row < CMD_MAX_COMMANDS) {
+            s->stats.errors_by_cmd[row]++;
+        }
         if (status < 0 && w->result == 0) {
             w->result = STORE_ERR_IO; /* cancelled: cannot happen, nothing cancels */
             snprintf(w->message, sizeof w->message, "%s", uv_strerror(status));
@@ -611,6 +642,13 @@ int srv_open_config(uv_loop_t *loop, struct catalog *catalog, struct store *stor
     s->env.catalog = catalog;
     s->env.stats = &s->stats;
     s->stats.started_unix = (int64_t)time(NULL);
+    s->stats.db_bytes = db_size_bytes(cfg->db_path);
+    static const char *const write_names[3] = {"PUT", "DEL", "SET"};
+    for (int k = 0; k < 3; k++) {
+        size_t n_specs = 0;
+        const struct cmd_spec *spec = cmd_lookup(write_names[k]);
+        s->write_rows[k] = spec ? (int)(spec - cmd_table(&n_specs)) : -1;
+    }
 
     ret = uv_tcp_init(loop, &s->listener);
     if (ret < 0) {

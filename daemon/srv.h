@@ -35,6 +35,8 @@ struct srv_config {
     size_t max_output_bytes;      /* unsent answers of one connection that stop it from being
                                    * read and executed; resumed below half */
     struct auth_policy auth;      /* token; read_only is decided by srv_open_config() */
+    const char *db_path;          /* the store's file, for STATS db_bytes; NULL: 0. Borrowed
+                                   * until srv_free() */
 };
 
 /* Sets the defaults: SRV_DEFAULT_MAX_CONNECTIONS, SRV_DEFAULT_IDLE_TIMEOUT_MS,

@@ -382,7 +382,7 @@ static enum auth_verdict gate(const struct auth_policy *p, struct auth_conn *c,
                               const char *line, char *answer, size_t answer_len) {
     struct reply out;
     reply_init(&out);
-    enum auth_verdict v = auth_gate(p, c, line, strlen(line), &out, NULL, "test");
+    enum auth_verdict v = auth_gate(p, c, line, strlen(line), &out, NULL, "test", NULL);
     size_t len = 0;
     char *buf = reply_take(&out, &len);
     snprintf(answer, answer_len, "%.*s", (int)len, buf ? buf : "");
