@@ -1124,13 +1124,37 @@ int cmd_handle_stats(struct cmd_call *call) {
         {"errors", s->errors},
         {"writes", s->writes},
         {"write_groups", s->write_groups},
+        {"db_bytes", s->db_bytes},
     };
     size_t n = sizeof rows / sizeof rows[0];
-    reply_ok(call->out, n);
-    for (size_t i = 0; i < n; i++) {
-        char value[32];
-        snprintf(value, sizeof value, "%llu", rows[i].value);
-        const char *fields[2] = {rows[i].key, value};
+    /* Then facilities_<category> for each category, and requests_<command>
+     * and errors_<command> for each row of commands.def (counted by the
+     * server; this request is included in its own row). */
+    size_t n_cmds = CMD_COUNT < CMD_MAX_COMMANDS ? CMD_COUNT : CMD_MAX_COMMANDS;
+    reply_ok(call->out, n + STORE_CAT_COUNT + 2 * n_cmds);
+    for (size_t i = 0; i < n + STORE_CAT_COUNT + 2 * n_cmds; i++) {
+        char key[64], value[32];
+        unsigned long long v;
+        if (i < n) {
+            snprintf(key, sizeof key, "%s", rows[i].key);
+            v = rows[i].value;
+        } else if (i < n + STORE_CAT_COUNT) {
+            int cat_no = (int)(i - n);
+            snprintf(key, sizeof key, "facilities_%s", store_category_name(cat_no));
+            v = catalog_count_category(cat, cat_no);
+        } else {
+            size_t row = (i - n - STORE_CAT_COUNT) / 2;
+            bool errors = (i - n - STORE_CAT_COUNT) % 2 == 1;
+            snprintf(key, sizeof key, "%s_%s", errors ? "errors" : "requests",
+                     cmd_specs[row].name);
+            for (char *k = key; *k; k++) {
+                *k = (char)tolower((unsigned char)*k);
+            }
+            v = errors ? s->errors_by_cmd[row]
+                       : s->requests_by_cmd[row] + (&cmd_specs[row] == call->spec);
+        }
+        snprintf(value, sizeof value, "%llu", v);
+        const char *fields[2] = {key, value};
         reply_fields(call->out, 2, fields);
     }
     return 0;

@@ -394,7 +394,7 @@ static enum auth_verdict gate(const struct auth_policy *p, struct auth_conn *c,
 static void test_gate_refuses_writes_by_rule_and_passes_reads(void **state) {
     (void)state;
     static const char *const writes[] = {"PUT a parking 36.1 120.4 n", "pUt a parking 1 2 n",
-                                         "\"PUT\" a parking 1 2 n", "SET a NAME b",
+                                         "\"PUT\" a parking 1 2 n", "SET a name=b",
                                          "  del a", "DEL"};
     static const char *const reads[] = {"GET a", "NEAREST * 36.1 120.4", "PING", "",
                                         "\"unbalanced", "FLY away", "STATS"};
@@ -518,7 +518,7 @@ static void test_non_loopback_listener_without_token_is_read_only(void **state) 
     assert_non_null(strstr(read_log(), "read-only mode"));
     struct conn *c = conn_open(); /* from loopback, and still refused */
     ask(c, "PUT lim-3 parking 36.16 120.41 P3\n", "ERR DENIED read-only");
-    ask(c, "SET ec-001 NAME x\n", "ERR DENIED read-only");
+    ask(c, "SET ec-001 name=x\n", "ERR DENIED read-only");
     ask(c, "DEL ec-001\n", "ERR DENIED read-only");
     ask(c, "GET ec-001\n", "OK 1\nec-001\t");
     conn_close(c);
@@ -767,6 +767,63 @@ static void test_clients_vanishing_with_requests_in_flight_do_not_hurt(void **st
     assert_int_equal(waitpid(daemon_pid, NULL, WNOHANG), 0); /* still running */
 }
 
+/* ---- STATS ---------------------------------------------------------------------- */
+
+static unsigned long long file_bytes(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        return 0;
+    }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fclose(f);
+    return n > 0 ? (unsigned long long)n : 0;
+}
+
+static void test_stats_counts_by_command_and_shows_database_size(void **state) {
+    (void)state;
+    start_daemon(NULL);
+    struct conn *c = conn_open();
+    unsigned long long parking_before = stat_value(c, "facilities_parking");
+    for (int i = 0; i < 3; i++) {
+        ask(c, "PING\n", "OK 0\n");
+    }
+    ask(c, "NEAREST school 36.16 120.41\n", "OK 5\n");
+    ask(c, "nearest school 36.16 120.41 K 2\n", "OK 2\n");
+    ask(c, "NEAREST zoo 36.16 120.41\n", "ERR UNKNOWN");
+    ask(c, "PUT lim-6 parking 36.16 120.41 P6\n", "OK 1\n");
+    ask(c, "SET no-such-id name=x\n", "ERR NOTFOUND");
+    ask(c, "FLY\n", "ERR UNKNOWN");
+    assert_int_equal(stat_value(c, "requests_ping"), 3);
+    assert_int_equal(stat_value(c, "errors_ping"), 0);
+    assert_int_equal(stat_value(c, "requests_nearest"), 3);
+    assert_int_equal(stat_value(c, "errors_nearest"), 1);
+    assert_int_equal(stat_value(c, "requests_put"), 1);
+    assert_int_equal(stat_value(c, "errors_put"), 0);
+    assert_int_equal(stat_value(c, "requests_set"), 1);
+    assert_int_equal(stat_value(c, "errors_set"), 1);
+    /* STATS counts itself: 1 before this session's STATS, then one per call. */
+    unsigned long long stats_calls = stat_value(c, "requests_stats");
+    assert_int_equal(stat_value(c, "requests_stats"), stats_calls + 1);
+    assert_int_equal(stat_value(c, "facilities_parking"), parking_before + 1);
+    unsigned long long sum = 0;
+    static const char *const cats[] = {"elder_care", "meal_point", "doctor_team", "school",
+                                       "parking"};
+    for (size_t i = 0; i < 5; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "facilities_%s", cats[i]);
+        sum += stat_value(c, key);
+    }
+    assert_int_equal(stat_value(c, "facilities"), sum);
+    char wal[400];
+    snprintf(wal, sizeof wal, "%s-wal", db);
+    unsigned long long on_disk = file_bytes(db) + file_bytes(wal);
+    assert_true(on_disk > 0);
+    assert_int_equal(stat_value(c, "db_bytes"), on_disk);
+    ask(c, "DEL lim-6\n", "OK 0\n");
+    conn_close(c);
+}
+
 /* ---- Fixture --------------------------------------------------------------------- */
 
 static int group_setup(void **state) {
@@ -810,6 +867,7 @@ int main(void) {
         T(test_client_that_never_reads_is_dropped_while_others_are_served),
         T(test_1000_pipelined_requests_are_answered_in_order),
         T(test_clients_vanishing_with_requests_in_flight_do_not_hurt),
+        T(test_stats_counts_by_command_and_shows_database_size),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
