@@ -94,8 +94,12 @@
  * Not here: what the handles mean, attribute conditions (the filter callback),
  * and any locking (geo_index.h: one writer, readers not concurrent with it). */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -341,6 +345,47 @@ static void tree_link(struct gi_tree *t) {
     }
 }
 
+#define GI_HUGE_BYTES ((size_t)2 << 20)
+
+/* Resizes *p (holding `keep` bytes worth keeping) to at least `want` bytes
+ * and returns the size it got, or 0 on failure with *p untouched. Arrays of
+ * 2 MB or more start on a 2 MB boundary, are rounded up to whole 2 MB pages
+ * when that adds at most a half, and the kernel is asked to back them with
+ * huge pages (it does so only on request under the usual
+ * transparent_hugepage=madvise). A query jumps to a few random leaves among
+ * megabytes of entries; with 4 KB pages each jump is also a TLB miss, and
+ * page walks are slow under virtualisation. Measured at 10^6 entries (3.2 MB
+ * arrays): 1.49 - 1.51 us a query before, 1.32 - 1.34 us with the arrays
+ * rounded to 4 MB, and no gain with only the start aligned (the tail in small
+ * pages). Past a half the memory target matters more: just above 2 MB,
+ * rounding would double the array; with at most half, an entry costs at most
+ * 1.5 * 32 + 4 + 2.4 = 54.4 bytes, under the 64 of the target. */
+static size_t grow(void **p, size_t keep, size_t want) {
+    if (want < GI_HUGE_BYTES) {
+        void *q = realloc(*p, want);
+        if (q == NULL) {
+            return 0;
+        }
+        *p = q;
+        return want;
+    }
+    size_t got = (want + GI_HUGE_BYTES - 1) & ~(GI_HUGE_BYTES - 1);
+    got = (got - want) * 2 <= want ? got : want;
+    void *q = NULL;
+    if (posix_memalign(&q, GI_HUGE_BYTES, got) != 0) {
+        return 0;
+    }
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    (void)madvise(q, got & ~(GI_HUGE_BYTES - 1), MADV_HUGEPAGE); /* only a hint */
+#endif
+    if (keep > 0) {
+        memcpy(q, *p, keep);
+    }
+    free(*p);
+    *p = q;
+    return got;
+}
+
 /* Makes room for n entries and their boxes. Changes nothing on failure. */
 static int tree_reserve(struct gi_tree *t, size_t n) {
     if (n > GEO_MAX_LAYER_ENTRIES) {
@@ -350,26 +395,28 @@ static int tree_reserve(struct gi_tree *t, size_t n) {
         size_t cap = t->cap < 16 ? 16 : t->cap + t->cap / 2;
         cap = cap < n ? n : cap;
         cap = cap > GEO_MAX_LAYER_ENTRIES ? GEO_MAX_LAYER_ENTRIES : cap;
-        struct gi_entry *e = realloc(t->entries, cap * sizeof *e);
-        if (e == NULL) {
+        /* Any rounding up is capacity. The entries may grow before the spots
+         * fail: harmless, cap is what both have. */
+        size_t got = grow((void **)&t->entries, t->n * sizeof *t->entries,
+                          cap * sizeof *t->entries);
+        if (got == 0) {
             return GEO_ERR_NOMEM;
         }
-        t->entries = e; /* larger than cap says until spots follow: harmless */
-        struct gi_spot *p = realloc(t->spots, cap * sizeof *p);
-        if (p == NULL) {
+        cap = got / sizeof *t->entries;
+        cap = cap > GEO_MAX_LAYER_ENTRIES ? GEO_MAX_LAYER_ENTRIES : cap;
+        if (grow((void **)&t->spots, t->n * sizeof *t->spots, cap * sizeof *t->spots) == 0) {
             return GEO_ERR_NOMEM;
         }
-        t->spots = p;
         t->cap = (uint32_t)cap;
     }
     if (blocks_for(n) > t->block_cap) {
         size_t cap = blocks_for(t->cap);
-        struct gi_block *b = realloc(t->blocks, cap * sizeof *b);
-        if (b == NULL) {
+        size_t got = grow((void **)&t->blocks, blocks_for(t->n) * sizeof *t->blocks,
+                          cap * sizeof *t->blocks);
+        if (got == 0) {
             return GEO_ERR_NOMEM;
         }
-        t->blocks = b;
-        t->block_cap = (uint32_t)cap;
+        t->block_cap = (uint32_t)(got / sizeof *t->blocks);
     }
     return GEO_OK;
 }

@@ -699,6 +699,28 @@ static void test_memory_stays_under_64_bytes_per_entry(void **state) {
     free(e);
 }
 
+/* Arrays of 2 MB or more are rounded up to whole 2 MB pages when that adds at
+ * most half; this size (16 bytes an entry, 2.67 MB) is the worst case. */
+static void test_memory_stays_under_64_bytes_per_entry_at_worst_huge_page_rounding(
+    void **state) {
+    (void)state;
+    pick_centres();
+    size_t n = (size_t)4 * 1024 * 1024 * 2 / 3 / 16 + 1;
+    struct geo_entry *e = malloc(n * sizeof *e);
+    assert_non_null(e);
+    for (size_t i = 0; i < n; i++) {
+        e[i] = (struct geo_entry){(uint32_t)i, 0, random_licang_point()};
+    }
+    struct geo_index *ix = geo_index_new();
+    assert_int_equal(geo_index_build(ix, e, n), GEO_OK);
+    size_t bytes = geo_index_memory_bytes(ix);
+    printf("memory after build of %zu in one layer: %.1f bytes per entry\n", n,
+           (double)bytes / n);
+    assert_true(bytes < 64 * n);
+    geo_index_free(ix);
+    free(e);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nearest_matches_brute_force_on_global_points),
@@ -715,6 +737,7 @@ int main(void) {
         cmocka_unit_test(test_bad_arguments_are_refused_and_change_nothing),
         cmocka_unit_test(test_free_of_null_is_a_no_op),
         cmocka_unit_test(test_memory_stays_under_64_bytes_per_entry),
+        cmocka_unit_test(test_memory_stays_under_64_bytes_per_entry_at_worst_huge_page_rounding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
