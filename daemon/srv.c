@@ -1,12 +1,13 @@
 /* srv.c: connections, reads, pipelined dispatch, socket writes, the group
  * commit of PUT/SET/DEL, shutdown.
  *
- * Memory per connection: the struct (about 0.5 KB) plus the proto_reader's
- * buffer (up to PROTO_MAX_LINE_BYTES plus one read) plus unsent output. A
- * client that sends requests without reading answers is paused (uv_read_stop)
- * once SRV_MAX_QUEUED_BYTES of its output are waiting in the kernel queue, and
- * resumed when that drains to half; output of one read's requests is at most
- * SRV_READ_BYTES / 10 requests times 100 KB in the worst case (K 1000).
+ * Memory per connection: the struct (about 0.6 KB) plus the proto_reader's
+ * buffer (up to PROTO_MAX_LINE_BYTES plus one read) plus unsent output, which
+ * stays below max_output_bytes plus one answer (about 100 KB at K 1000): a
+ * client that sends requests without reading answers is paused (reading and
+ * executing stop) once that much waits, and resumed when it drains to half.
+ * Before the cap was checked per request, one 64 KB read of short requests
+ * could queue 6,500 answers of 100 KB each.
  *
  * Lifetimes follow libuv's rules: a connection is closed only through
  * srv_conn_close() and freed only in its close callback; a write request owns

@@ -4,7 +4,9 @@
  * proto_reader and an output buffer; what one read produced (any number of
  * pipelined requests) is sent with one uv_write, so answers leave in request
  * order. A write stops its connection's pipeline until the group commit it
- * joined has answered, so answers stay in order across writes too. The
+ * joined has answered, so answers stay in order across writes too. Every
+ * request line passes auth_gate() first (auth.h: who may write, AUTH), and
+ * struct srv_config sets the connection limits (PROTOCOL.md, "Limits"). The
  * server handles SIGINT and SIGTERM itself: it stops accepting,
  * closes every connection, and lets uv_run() return. */
 #ifndef NEARESTD_SRV_H
