@@ -54,6 +54,17 @@ struct attr {
     } v;
 };
 
+/* An area and the slots of the facilities linked to it. */
+struct area_rec {
+    uint32_t id_off;       /* into arena */
+    uint32_t name_off;
+    uint32_t parent_off;
+    uint8_t kind;          /* enum store_area_kind */
+    uint32_t *links;       /* slots, malloc'ed */
+    uint32_t n_links;
+    uint32_t cap_links;
+};
+
 /* A parsed timetable and its text (an arena offset), shared by every
  * facility with the same hours text. */
 struct timetable {
@@ -84,6 +95,12 @@ struct catalog {
     uint32_t cap_timetables;
     uint32_t *tt_hash;     /* timetable number + 1, or HASH_EMPTY; power of two */
     uint32_t tt_hash_cap;
+    struct area_rec *areas;         /* in id order; index = area handle */
+    uint32_t n_areas;
+    uint32_t cap_areas;
+    bool areas_sorted;     /* ids ascending (strcmp): binary search works */
+    size_t areas_skipped;
+    struct geo_areas *area_set;     /* NULL until a load */
 };
 
 /* ---- Primitives: arena, hash ------------------------------------------- */
@@ -381,6 +398,104 @@ static int slot_extras(struct catalog *c, const struct store_facility *f, struct
     return 0;
 }
 
+
+/* ---- Area links -------------------------------------------------------------- */
+
+static int area_lookup(const struct catalog *c, const char *id, uint32_t *handle) {
+    if (c->areas_sorted) {
+        uint32_t lo = 0, hi = c->n_areas;
+        while (lo < hi) {
+            uint32_t mid = lo + (hi - lo) / 2;
+            int cmp = strcmp(c->arena + c->areas[mid].id_off, id);
+            if (cmp == 0) {
+                *handle = mid;
+                return 0;
+            }
+            if (cmp < 0) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        return CATALOG_ERR_NOTFOUND;
+    }
+    for (uint32_t i = 0; i < c->n_areas; i++) {
+        if (strcmp(c->arena + c->areas[i].id_off, id) == 0) {
+            *handle = i;
+            return 0;
+        }
+    }
+    return CATALOG_ERR_NOTFOUND;
+}
+
+/* Adds (add) or removes slot from the links of the area named by
+ * id[0..len-1]. Out of memory drops the link. */
+static void area_link(struct catalog *c, const char *id, size_t len, uint32_t slot, bool add) {
+    char buf[STORE_ID_MAX_BYTES + 1];
+    uint32_t h;
+    if (len == 0 || len > STORE_ID_MAX_BYTES) {
+        return;
+    }
+    memcpy(buf, id, len);
+    buf[len] = '\0';
+    if (area_lookup(c, buf, &h) < 0) {
+        return;
+    }
+    struct area_rec *a = &c->areas[h];
+    if (!add) {
+        for (uint32_t i = 0; i < a->n_links; i++) {
+            if (a->links[i] == slot) {
+                memmove(&a->links[i], &a->links[i + 1], (a->n_links - i - 1) * sizeof *a->links);
+                a->n_links--;
+                return;
+            }
+        }
+        return;
+    }
+    for (uint32_t i = 0; i < a->n_links; i++) {
+        if (a->links[i] == slot) {
+            return; /* "serves=cm-1;cm-1" links once */
+        }
+    }
+    if (a->n_links == a->cap_links) {
+        uint32_t cap = a->cap_links ? a->cap_links * 2 : 4;
+        uint32_t *l = realloc(a->links, (size_t)cap * sizeof *l);
+        if (!l) {
+            return;
+        }
+        a->links = l;
+        a->cap_links = cap;
+    }
+    a->links[a->n_links++] = slot;
+}
+
+/* Links (add) or unlinks slot by its attributes: a doctor_team's serves and
+ * service_area, a school's catchment. */
+static void slot_links(struct catalog *c, uint32_t slot, bool add) {
+    const struct slot *s = &c->slots[slot];
+    if (c->n_areas == 0 ||
+        (s->category != STORE_CAT_DOCTOR_TEAM && s->category != STORE_CAT_SCHOOL)) {
+        return;
+    }
+    for (uint32_t i = 0; i < s->n_attrs; i++) {
+        const struct attr *a = &c->attrs[s->attr_first + i];
+        const char *key = c->keys[a->key];
+        bool linked = s->category == STORE_CAT_DOCTOR_TEAM
+                          ? strcmp(key, "serves") == 0 || strcmp(key, "service_area") == 0
+                          : strcmp(key, "catchment") == 0;
+        if (!linked || (a->type != CATALOG_TEXT && a->type != CATALOG_IDS)) {
+            continue;
+        }
+        const char *p = c->arena + a->v.text_off;
+        while (*p) {
+            const char *end = a->type == CATALOG_IDS ? strchr(p, ';') : NULL;
+            size_t len = end ? (size_t)(end - p) : strlen(p);
+            area_link(c, p, len, slot, add);
+            p += len + (end ? 1 : 0);
+        }
+    }
+}
+
 /* ---- Lifetime ------------------------------------------------------------ */
 
 struct catalog *catalog_new(void) {
@@ -411,6 +526,15 @@ static void catalog_clear(struct catalog *c) {
     }
     c->n_keys = 0;
     memset(c->key_types, 0, sizeof c->key_types);
+    for (uint32_t i = 0; i < c->n_areas; i++) {
+        free(c->areas[i].links);
+    }
+    free(c->areas);
+    c->areas = NULL;
+    c->n_areas = c->cap_areas = 0;
+    c->areas_skipped = 0;
+    geo_areas_free(c->area_set);
+    c->area_set = NULL;
     c->attrs = NULL;
     c->timetables = NULL;
     c->tt_hash = NULL;
@@ -530,7 +654,48 @@ static int load_one(const struct store_facility *f, void *ctx_) {
     }
     ctx->entries[ctx->n_entries++] = (struct geo_entry){
         .handle = slot, .layer = (uint8_t)f->category, .where = f->where};
+    slot_links(ctx->c, slot, true);
     return 0;
+}
+
+struct area_load_ctx {
+    struct catalog *c;
+    int err;
+    char *msg;
+    size_t msg_len;
+};
+
+static int load_area(const struct store_area *a, void *ctx_) {
+    struct area_load_ctx *ctx = ctx_;
+    struct catalog *c = ctx->c;
+    if (a->kind < 0 || a->kind >= STORE_AREA_KIND_COUNT ||
+        geo_areas_add_wkb(c->area_set, c->n_areas, (uint8_t)a->kind, a->wkb, a->wkb_len) < 0) {
+        c->areas_skipped++;
+        return 0;
+    }
+    if (c->n_areas == c->cap_areas) {
+        uint32_t cap = c->cap_areas ? c->cap_areas * 2 : 64;
+        struct area_rec *r = realloc(c->areas, (size_t)cap * sizeof *r);
+        if (!r) {
+            goto nomem;
+        }
+        c->areas = r;
+        c->cap_areas = cap;
+    }
+    struct area_rec r = {.kind = (uint8_t)a->kind};
+    if (arena_add(c, a->id, &r.id_off) < 0 || arena_add(c, a->name ? a->name : "", &r.name_off) < 0 ||
+        arena_add(c, a->parent ? a->parent : "", &r.parent_off) < 0) {
+        goto nomem;
+    }
+    if (c->n_areas > 0 && strcmp(c->arena + c->areas[c->n_areas - 1].id_off, a->id) >= 0) {
+        c->areas_sorted = false;
+    }
+    c->areas[c->n_areas++] = r;
+    return 0;
+nomem:
+    ctx->err = CATALOG_ERR_NOMEM;
+    snprintf(ctx->msg, ctx->msg_len, "out of memory loading areas");
+    return 1;
 }
 
 /* Gives back what the doubling growth over-allocated (up to half of the slot
@@ -555,7 +720,32 @@ static void shrink_to_fit(struct catalog *c) {
 int catalog_load(struct catalog *c, struct store *st, char *err, size_t err_len) {
     catalog_clear(c);
     struct load_ctx ctx = {.c = c, .msg = err, .msg_len = err_len};
-    int ret = store_facility_each(st, load_one, &ctx);
+    struct area_load_ctx actx = {.c = c, .msg = err, .msg_len = err_len};
+    int ret;
+    c->area_set = geo_areas_new();
+    if (!c->area_set) {
+        snprintf(err, err_len, "out of memory creating the area set");
+        ret = CATALOG_ERR_NOMEM;
+        goto done;
+    }
+    c->areas_sorted = true;
+    ret = store_area_each(st, STORE_AREA_WKB, load_area, &actx);
+    if (actx.err < 0) {
+        ret = actx.err;
+        goto done;
+    }
+    if (ret != 0) {
+        snprintf(err, err_len, "reading areas: %s", store_strerror(ret));
+        ret = CATALOG_ERR_STORE;
+        goto done;
+    }
+    ret = geo_areas_build(c->area_set);
+    if (ret < 0) {
+        snprintf(err, err_len, "building the area tree: %s", geo_strerror(ret));
+        ret = ret == GEO_ERR_NOMEM ? CATALOG_ERR_NOMEM : CATALOG_ERR_ARG;
+        goto done;
+    }
+    ret = store_facility_each(st, load_one, &ctx);
     if (ctx.err < 0) {
         ret = ctx.err;
         goto done;
@@ -603,6 +793,7 @@ int catalog_put(struct catalog *c, const struct store_facility *f) {
             c->per_category[f->category]--;
             return ret == GEO_ERR_NOMEM ? CATALOG_ERR_NOMEM : CATALOG_ERR_ARG;
         }
+        slot_links(c, slot, true);
         return 0;
     }
     struct slot *s = &c->slots[slot];
@@ -627,6 +818,7 @@ int catalog_put(struct catalog *c, const struct store_facility *f) {
         c->n_attrs = attrs_mark;
         return ret;
     }
+    slot_links(c, slot, false); /* by the old attributes */
     uint32_t name_off = ns.name_off;
     s->subtype_off = ns.subtype_off;
     s->attr_first = ns.attr_first;
@@ -638,6 +830,7 @@ int catalog_put(struct catalog *c, const struct store_facility *f) {
     s->name_off = name_off;
     s->lat_e6 = to_e6(f->where.lat_deg);
     s->lon_e6 = to_e6(f->where.lon_deg);
+    slot_links(c, slot, true);
     return 0;
 }
 
@@ -650,6 +843,7 @@ int catalog_remove(struct catalog *c, const char *id) {
         return CATALOG_ERR_NOTFOUND;
     }
     hash_delete_at(c, hash_probe(c, id));
+    slot_links(c, slot, false);
     c->per_category[c->slots[slot].category]--;
     c->slots[slot].category = SLOT_FREE;
     c->n_live--;
@@ -707,7 +901,8 @@ size_t catalog_memory_bytes(const struct catalog *c) {
     return sizeof *c + (size_t)c->cap_slots * sizeof *c->slots + c->arena_cap +
            (size_t)c->hash_cap * sizeof *c->hash + (size_t)c->cap_attrs * sizeof *c->attrs +
            (size_t)c->cap_timetables * sizeof *c->timetables +
-           (size_t)c->tt_hash_cap * sizeof *c->tt_hash + geo_index_memory_bytes(c->index);
+           (size_t)c->tt_hash_cap * sizeof *c->tt_hash +
+           (size_t)c->cap_areas * sizeof *c->areas + geo_index_memory_bytes(c->index);
 }
 
 /* ---- Attributes, conditions, hours ----------------------------------------- */
@@ -841,4 +1036,44 @@ bool catalog_is_open_at(const struct catalog *c, uint32_t slot, int64_t unix_s,
     uint32_t no = c->slots[slot].hours_no;
     return no > 0 && no < c->n_timetables &&
            hours_is_open_at(&c->timetables[no].hours, unix_s, utc_offset_min);
+}
+
+/* ---- Areas ----------------------------------------------------------------------- */
+
+size_t catalog_area_count(const struct catalog *c) {
+    return c->n_areas;
+}
+
+size_t catalog_areas_skipped(const struct catalog *c) {
+    return c->areas_skipped;
+}
+
+int catalog_area_find(const struct catalog *c, const char *id, uint32_t *handle) {
+    return area_lookup(c, id, handle);
+}
+
+int catalog_area_get(const struct catalog *c, uint32_t handle, struct catalog_area *out) {
+    if (handle >= c->n_areas) {
+        return CATALOG_ERR_NOTFOUND;
+    }
+    const struct area_rec *a = &c->areas[handle];
+    *out = (struct catalog_area){.id = c->arena + a->id_off, .kind = a->kind,
+                                 .name = c->arena + a->name_off,
+                                 .parent = c->arena + a->parent_off};
+    return 0;
+}
+
+struct geo_areas *catalog_areas(struct catalog *c) {
+    return c->area_set;
+}
+
+size_t catalog_area_links(const struct catalog *c, uint32_t handle, uint32_t *out, size_t max) {
+    if (handle >= c->n_areas) {
+        return 0;
+    }
+    const struct area_rec *a = &c->areas[handle];
+    for (uint32_t i = 0; i < a->n_links && i < max; i++) {
+        out[i] = a->links[i];
+    }
+    return a->n_links;
 }

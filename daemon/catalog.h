@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "geo.h"
+#include "geo_area.h"
 #include "geo_index.h"
 #include "store.h"
 
@@ -51,8 +52,9 @@ struct catalog *catalog_new(void);
 /* Frees the catalogue and its index. NULL is a no-op. */
 void catalog_free(struct catalog *c);
 
-/* Replaces the content with every facility of `st`, building the index in one
- * bulk call. Returns 0, or a catalog_err with a one-line message in err; on
+/* Replaces the content with every area and facility of `st`, building the
+ * index in one bulk call and the area set (geo_areas) with its STRtree. An
+ * area whose geometry GEOS refuses is left out (catalog_areas_skipped()). Returns 0, or a catalog_err with a one-line message in err; on
  * error the catalogue is empty. */
 int catalog_load(struct catalog *c, struct store *st, char *err, size_t err_len);
 
@@ -176,5 +178,42 @@ bool catalog_matches(const struct catalog *c, uint32_t slot, const struct catalo
  * utc_offset_min. False for a free slot or a facility without (valid) hours. */
 bool catalog_is_open_at(const struct catalog *c, uint32_t slot, int64_t unix_s,
                         int utc_offset_min);
+
+/* ---- Areas (INAREA, SERVES, AREAS) -------------------------------------------
+ *
+ * The areas of the store (district, streets, communities, catchments, service
+ * areas), loaded with the facilities by catalog_load() and not changed by
+ * writes. Area handles are 0 .. catalog_area_count() - 1 in id order, and are
+ * the handles of the geo_areas set. Facilities are linked to areas by their
+ * attributes, kept up to date by catalog_put() and catalog_remove():
+ *   - a doctor_team's `serves` ids and `service_area` id;
+ *   - a school's `catchment` id.
+ * Links to ids that are not loaded areas are not kept. */
+
+struct catalog_area {
+    const char *id;
+    int kind;                /* enum store_area_kind */
+    const char *name;
+    const char *parent;      /* "" for none */
+};
+
+/* Number of areas loaded, and of those left out because GEOS refused them. */
+size_t catalog_area_count(const struct catalog *c);
+size_t catalog_areas_skipped(const struct catalog *c);
+
+/* Sets *handle to the area `id`. Returns 0 or CATALOG_ERR_NOTFOUND. */
+int catalog_area_find(const struct catalog *c, const char *id, uint32_t *handle);
+
+/* Fills *out with area `handle`. Returns 0 or CATALOG_ERR_NOTFOUND. */
+int catalog_area_get(const struct catalog *c, uint32_t handle, struct catalog_area *out);
+
+/* The built area set (borrowed; valid until the next load or catalog_free()).
+ * Not const: GEOS fills its prepared geometries lazily on queries. */
+struct geo_areas *catalog_areas(struct catalog *c);
+
+/* Writes the first min(n, max) slots of the facilities linked to area
+ * `handle` (see above), in the order they were linked, to out[0..], and
+ * returns n. */
+size_t catalog_area_links(const struct catalog *c, uint32_t handle, uint32_t *out, size_t max);
 
 #endif

@@ -588,6 +588,184 @@ int cmd_handle_radius(struct cmd_call *call) {
     return run_query(call, &q, &o);
 }
 
+/* ---- Areas ------------------------------------------------------------------------ */
+
+/* INAREA's filter: the query's WHERE and OPEN, then the polygon. */
+struct inarea_filter {
+    struct query_filter base;
+    struct geo_areas *set;
+    uint32_t area;
+    bool geos_failed;        /* a GEOS predicate raised: answer ERR INTERNAL */
+};
+
+static bool inarea_keeps(uint32_t handle, void *ctx) {
+    struct inarea_filter *f = ctx;
+    struct catalog_facility cf;
+    bool inside = false;
+    if (!query_filter_keeps(handle, &f->base) || catalog_get(f->base.catalog, handle, &cf) < 0) {
+        return false;
+    }
+    if (geo_areas_contains(f->set, f->area, cf.where, &inside) < 0) {
+        f->geos_failed = true;
+        return false;
+    }
+    return inside;
+}
+
+/* Finds the area named by argv[i]; answers ERR NOTFOUND when there is none. */
+static int find_area(struct cmd_call *call, const char *id, uint32_t *handle) {
+    char echo_buf[REPLY_MAX_ECHO_BYTES + 1];
+    if (!catalog_areas(call->env->catalog) ||
+        catalog_area_find(call->env->catalog, id, handle) < 0) {
+        reply_err(call->out, CMD_ERR_NOTFOUND, "no area '%s' (see AREAS)", ECHO(id));
+        return CMD_ERR_NOTFOUND;
+    }
+    return 0;
+}
+
+int cmd_handle_inarea(struct cmd_call *call) {
+    struct catalog *cat = call->env->catalog;
+    struct geo_query q = {.k = CMD_MAX_K};
+    struct query_opts o = {0};
+    uint32_t area = 0;
+    int ret = parse_category_mask(call, call->argv[1], &q.layer_mask);
+    if (ret == 0) {
+        ret = parse_query_options(call, 3, OPT_WHERE | OPT_OPEN, q.layer_mask, &o);
+    }
+    if (ret == 0) {
+        ret = find_area(call, call->argv[2], &area);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    struct geo_area_bounds b;
+    if (geo_areas_bounds(catalog_areas(cat), area, &b) < 0) {
+        reply_err(call->out, CMD_ERR_INTERNAL, "area without bounds");
+        return CMD_ERR_INTERNAL;
+    }
+    /* Every point of the area is within radius_m of the centre: a radius query
+     * around it, filtered by the polygon, sees exactly the facilities inside. */
+    q.from = b.centre;
+    q.max_distance_m = b.radius_m;
+    struct inarea_filter filter = {.base = {.catalog = cat, .opts = &o},
+                                   .set = catalog_areas(cat), .area = area};
+    q.filter = inarea_keeps;
+    q.filter_ctx = &filter;
+    struct geo_hit hits[CMD_MAX_K];
+    size_t n = 0;
+    ret = geo_index_nearest(catalog_index(cat), &q, hits, &n);
+    if (ret < 0 || filter.geos_failed) {
+        reply_err(call->out, CMD_ERR_INTERNAL, "area query failed: %s",
+                  ret < 0 ? geo_strerror(ret) : geo_areas_last_error(catalog_areas(cat)));
+        return CMD_ERR_INTERNAL;
+    }
+    return answer_hits(cat, call->session->crs, call->out, hits, n);
+}
+
+/* Parses an optional area kind; answers ERR UNKNOWN for an unknown one. */
+static int parse_area_kind(struct cmd_call *call, const char *name, int *kind) {
+    char echo_buf[REPLY_MAX_ECHO_BYTES + 1];
+    if (store_area_kind_parse(name, kind) < 0) {
+        reply_err(call->out, CMD_ERR_UNKNOWN,
+                  "unknown area kind '%s' (district, street, community, catchment or "
+                  "service_area)", ECHO(name));
+        return CMD_ERR_UNKNOWN;
+    }
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+#define CMD_MAX_SERVES_AREAS 64   /* areas containing one point that SERVES lists */
+#define CMD_MAX_SERVED_BY 64      /* facilities listed as serving one area */
+
+int cmd_handle_serves(struct cmd_call *call) {
+    struct catalog *cat = call->env->catalog;
+    struct query_opts o = {0};
+    size_t a = 3;
+    int kind = -1;
+    int ret = 0;
+    if (a < call->argc && strcasecmp(call->argv[a], "CRS") != 0) {
+        ret = parse_area_kind(call, call->argv[a], &kind);
+        a++;
+    }
+    if (ret == 0) {
+        ret = parse_query_options(call, a, OPT_CRS, 0, &o);
+    }
+    struct geo_point p;
+    if (ret == 0) {
+        ret = parse_position_in(call, o.crs, call->argv[1], call->argv[2], &p);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    uint32_t found[CMD_MAX_SERVES_AREAS];
+    size_t n_total = 0;
+    struct geo_areas *set = catalog_areas(cat);
+    if (set && catalog_area_count(cat) > 0) {
+        uint32_t mask = kind >= 0 ? 1u << kind : (1u << STORE_AREA_KIND_COUNT) - 1;
+        ret = geo_areas_containing(set, p, mask, found, CMD_MAX_SERVES_AREAS, &n_total);
+        if (ret < 0) {
+            reply_err(call->out, CMD_ERR_INTERNAL, "area query failed: %s", geo_strerror(ret));
+            return CMD_ERR_INTERNAL;
+        }
+    }
+    size_t n = n_total < CMD_MAX_SERVES_AREAS ? n_total : CMD_MAX_SERVES_AREAS;
+    reply_ok(call->out, n);
+    for (size_t i = 0; i < n; i++) {
+        struct catalog_area ar;
+        catalog_area_get(cat, found[i], &ar);
+        uint32_t slots[CMD_MAX_SERVED_BY];
+        const char *ids[CMD_MAX_SERVED_BY];
+        size_t n_links = catalog_area_links(cat, found[i], slots, CMD_MAX_SERVED_BY);
+        size_t n_ids = 0;
+        for (size_t j = 0; j < n_links && j < CMD_MAX_SERVED_BY; j++) {
+            struct catalog_facility f;
+            if (catalog_get(cat, slots[j], &f) == 0) {
+                ids[n_ids++] = f.id;
+            }
+        }
+        qsort(ids, n_ids, sizeof ids[0], cmp_str);
+        char served_by[CMD_MAX_SERVED_BY * (STORE_ID_MAX_BYTES + 1) + 1];
+        size_t len = 0;
+        served_by[0] = '\0';
+        for (size_t j = 0; j < n_ids; j++) {
+            len += (size_t)snprintf(served_by + len, sizeof served_by - len, "%s%s",
+                                    j ? ";" : "", ids[j]);
+        }
+        const char *fields[5] = {ar.id, store_area_kind_name(ar.kind), ar.name, ar.parent,
+                                 served_by};
+        reply_fields(call->out, 5, fields);
+    }
+    return 0;
+}
+
+int cmd_handle_areas(struct cmd_call *call) {
+    struct catalog *cat = call->env->catalog;
+    int kind = -1;
+    if (call->argc == 2) {
+        int ret = parse_area_kind(call, call->argv[1], &kind);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    size_t n = 0;
+    struct catalog_area ar;
+    for (uint32_t h = 0; h < catalog_area_count(cat); h++) {
+        n += catalog_area_get(cat, h, &ar) == 0 && (kind < 0 || ar.kind == kind);
+    }
+    reply_ok(call->out, n);
+    for (uint32_t h = 0; h < catalog_area_count(cat); h++) {
+        if (catalog_area_get(cat, h, &ar) == 0 && (kind < 0 || ar.kind == kind)) {
+            const char *fields[4] = {ar.id, store_area_kind_name(ar.kind), ar.name, ar.parent};
+            reply_fields(call->out, 4, fields);
+        }
+    }
+    return 0;
+}
+
 int cmd_handle_get(struct cmd_call *call) {
     char echo_buf[REPLY_MAX_ECHO_BYTES + 1];
     uint32_t slot;

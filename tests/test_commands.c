@@ -81,13 +81,6 @@ static double rng_deg(double lo, double hi) {
     return (double)(a + (int64_t)(rng_next() % (uint64_t)(b - a + 1))) / 1e6;
 }
 
-static void write_file(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    assert_int_equal(fputs(text, f) >= 0, 1);
-    assert_int_equal(fclose(f), 0);
-}
-
 static const char *const hours_pool[] = {
     "", "24/7", "Mo-Fr 08:00-17:00", "Mo-Sa 07:30-11:30,13:30-17:00", "Sa,Su 09:00-21:00",
     "22:00-02:00",
@@ -146,6 +139,7 @@ static json_t *random_attrs(int category, char *subtype, size_t subtype_len) {
             json_object_set_new(a, "ownership",
                                 json_string(rng_next() % 2 ? "public" : "private"));
         }
+        if (has[2]) json_object_set_new(a, "catchment", json_string(rng_next() % 2 ? "ca-1" : "ca-2"));
         break;
     default:
         sub = rng_next() % 2 ? "public" : "shared";
@@ -159,6 +153,56 @@ static json_t *random_attrs(int category, char *subtype, size_t subtype_len) {
     }
     snprintf(subtype, subtype_len, "%s", rng_next() % 8 ? sub : "");
     return a;
+}
+
+/* The fixture's areas, in id order (which is their handle order). Edges lie
+ * half a microdegree off the grid the facilities stand on, so no facility is
+ * on a boundary. The triangle ca-1 is the one area that is not a box. */
+struct test_area {
+    const char *id, *kind, *name, *parent;
+    size_t n;                      /* vertices */
+    double lat[4], lon[4];
+};
+
+#define E 0.0000005
+static const struct test_area test_areas[] = {
+    {"ca-1", "catchment", "三角学区", "d-1", 3, {36.14, 36.24, 36.19}, {120.36, 120.36, 120.48}},
+    {"ca-2", "catchment", "方学区", "d-1", 4, {36.15, 36.15, 36.22 + E, 36.22 + E},
+     {120.40, 120.47 + E, 120.47 + E, 120.40}},
+    {"cm-1", "community", "一社区", "st-w", 4, {36.12, 36.12, 36.19 + E, 36.19 + E},
+     {120.33, 120.39 + E, 120.39 + E, 120.33}},
+    {"cm-2", "community", "二社区", "st-w", 4, {36.12, 36.12, 36.19 + E, 36.19 + E},
+     {120.39 + E, 120.45 + E, 120.45 + E, 120.39 + E}},
+    {"cm-3", "community", "三社区", "st-e", 4, {36.12, 36.12, 36.19 + E, 36.19 + E},
+     {120.45 + E, 120.51, 120.51, 120.45 + E}},
+    {"cm-4", "community", "四社区", "st-w", 4, {36.19 + E, 36.19 + E, 36.26, 36.26},
+     {120.33, 120.39 + E, 120.39 + E, 120.33}},
+    {"cm-5", "community", "五社区", "st-w", 4, {36.19 + E, 36.19 + E, 36.26, 36.26},
+     {120.39 + E, 120.45 + E, 120.45 + E, 120.39 + E}},
+    {"cm-6", "community", "六社区", "st-e", 4, {36.19 + E, 36.19 + E, 36.26, 36.26},
+     {120.45 + E, 120.51, 120.51, 120.45 + E}},
+    {"d-1", "district", "区", NULL, 4, {36.12, 36.12, 36.26, 36.26},
+     {120.33, 120.51, 120.51, 120.33}},
+    {"st-e", "street", "东街道", "d-1", 4, {36.12, 36.12, 36.26, 36.26},
+     {120.42 + E, 120.51, 120.51, 120.42 + E}},
+    {"st-w", "street", "西街道", "d-1", 4, {36.12, 36.12, 36.26, 36.26},
+     {120.33, 120.42 + E, 120.42 + E, 120.33}},
+};
+#undef E
+#define N_AREAS (sizeof test_areas / sizeof test_areas[0])
+
+/* Point in a convex polygon, by the sign of cross products (the oracle of
+ * geo_areas_contains for these shapes; no facility is on an edge). */
+static bool test_area_contains(const struct test_area *a, struct geo_point p) {
+    int pos = 0, neg = 0;
+    for (size_t i = 0; i < a->n; i++) {
+        size_t j = (i + 1) % a->n;
+        double cross = (a->lon[j] - a->lon[i]) * (p.lat_deg - a->lat[i]) -
+                       (a->lat[j] - a->lat[i]) * (p.lon_deg - a->lon[i]);
+        pos += cross > 0;
+        neg += cross < 0;
+    }
+    return pos == 0 || neg == 0;
 }
 
 static void write_dataset(const char *dir, const struct fac *facs, size_t n) {
@@ -183,7 +227,25 @@ static void write_dataset(const char *dir, const struct fac *facs, size_t n) {
     assert_int_equal(json_dump_file(fc, path, JSON_REAL_PRECISION(17)), 0);
     json_decref(fc);
     snprintf(path, sizeof path, "%s/areas.geojson", dir);
-    write_file(path, "{\"type\": \"FeatureCollection\", \"features\": []}\n");
+    json_t *areas = json_array();
+    for (size_t i = 0; i < N_AREAS; i++) {
+        json_t *ring = json_array();
+        for (size_t v = 0; v <= test_areas[i].n; v++) {
+            size_t w = v % test_areas[i].n; /* closed ring */
+            json_array_append_new(ring, json_pack("[f, f]", test_areas[i].lon[w],
+                                                  test_areas[i].lat[w]));
+        }
+        json_t *feat = json_pack("{s:s, s:{s:s, s:s, s:s, s:s*}, s:{s:s, s:[o]}}", "type",
+                                 "Feature", "properties", "id", test_areas[i].id, "kind",
+                                 test_areas[i].kind, "name", test_areas[i].name, "parent",
+                                 test_areas[i].parent, "geometry", "type", "Polygon",
+                                 "coordinates", ring);
+        assert_non_null(feat);
+        json_array_append_new(areas, feat);
+    }
+    json_t *afc = json_pack("{s:s, s:o}", "type", "FeatureCollection", "features", areas);
+    assert_int_equal(json_dump_file(afc, path, JSON_REAL_PRECISION(17)), 0);
+    json_decref(afc);
 }
 
 static int group_setup(void **state) {
@@ -359,6 +421,8 @@ static void sb_record(struct sb *b, const struct fac *f, struct geo_point shown,
 }
 
 typedef bool (*keep_fn)(const struct fac *f, void *ctx);
+
+static void expect_write(const char *request, const char *want);
 
 /* The expected answer to a NEAREST/RADIUS of the facilities `keep` accepts
  * (all when NULL): category -1 is "*". */
@@ -772,6 +836,189 @@ static void test_where_errors_have_exact_lines(void **state) {
     /* 2028 is a leap year. */
     char *got = run("NEAREST * 36.1 120.4 OPEN 2028-02-29T10:00");
     assert_true(strncmp(got, "OK ", 3) == 0);
+    free(got);
+}
+
+/* ---- Areas against the oracle ------------------------------------------------------ */
+
+struct area_query {
+    const struct test_area *area;
+    const struct tquery *where;
+};
+
+static bool oracle_in_area(const struct fac *f, void *ctx) {
+    const struct area_query *q = ctx;
+    return test_area_contains(q->area, f->where) && oracle_keep(f, (void *)q->where);
+}
+
+static void test_inarea_returns_the_facilities_inside_nearest_the_centre(void **state) {
+    (void)state;
+    size_t nonempty = 0;
+    for (int round = 0; round < 120; round++) {
+        const struct test_area *a = &test_areas[rng_next() % N_AREAS];
+        int category = (int)(rng_next() % (STORE_CAT_COUNT + 1)) - 1;
+        struct tquery where = {.n_conds = rng_next() % 2};
+        char request[256];
+        int len = snprintf(request, sizeof request, "INAREA %s %s", category_arg(category),
+                           a->id);
+        if (where.n_conds) {
+            random_condition(category, &where.conds[0]);
+            len += snprintf(request + len, sizeof request - (size_t)len, " WHERE %s %s \"%s\"",
+                            where.conds[0].field, where.conds[0].op, where.conds[0].value);
+        }
+        double min_lat = 90, max_lat = -90, min_lon = 180, max_lon = -180;
+        for (size_t v = 0; v < a->n; v++) {
+            min_lat = fmin(min_lat, a->lat[v]);
+            max_lat = fmax(max_lat, a->lat[v]);
+            min_lon = fmin(min_lon, a->lon[v]);
+            max_lon = fmax(max_lon, a->lon[v]);
+        }
+        struct geo_point centre = {(min_lat + max_lat) / 2, (min_lon + max_lon) / 2};
+        struct area_query q = {a, &where};
+        char *want = brute_force_if(category, centre, CMD_MAX_K, INFINITY, oracle_in_area, &q);
+        nonempty += strncmp(want, "OK 0\n", 5) != 0;
+        expect(request, want);
+        free(want);
+    }
+    assert_true(nonempty > 60);
+}
+
+/* The expected SERVES answer: the areas of `kind` (NULL: all) containing p,
+ * in id order, each with the ids of the facilities linked to it. */
+static char *oracle_serves(struct geo_point p, const char *kind) {
+    struct sb b = {0};
+    size_t n = 0;
+    for (size_t i = 0; i < N_AREAS; i++) {
+        n += (!kind || strcmp(kind, test_areas[i].kind) == 0) &&
+             test_area_contains(&test_areas[i], p);
+    }
+    sb_printf(&b, "OK %zu\n", n);
+    for (size_t i = 0; i < N_AREAS; i++) {
+        const struct test_area *a = &test_areas[i];
+        if ((kind && strcmp(kind, a->kind) != 0) || !test_area_contains(a, p)) {
+            continue;
+        }
+        sb_printf(&b, "%s\t%s\t%s\t%s\t", a->id, a->kind, a->name, a->parent ? a->parent : "");
+        const char *sep = "";
+        for (size_t j = 0; j < N_FACILITIES; j++) { /* facs are in id order */
+            const struct fac *f = &fx->facs[j];
+            json_t *serves = json_object_get(f->attrs, "serves");
+            json_t *catchment = json_object_get(f->attrs, "catchment");
+            bool linked = false;
+            for (size_t k = 0; f->category == STORE_CAT_DOCTOR_TEAM && k < json_array_size(serves);
+                 k++) {
+                linked |= strcmp(json_string_value(json_array_get(serves, k)), a->id) == 0;
+            }
+            linked |= f->category == STORE_CAT_SCHOOL && catchment &&
+                      strcmp(json_string_value(catchment), a->id) == 0;
+            if (linked) {
+                sb_printf(&b, "%s%s", sep, f->id);
+                sep = ";";
+            }
+        }
+        sb_printf(&b, "\n");
+    }
+    return b.s;
+}
+
+static void test_serves_lists_the_areas_of_a_point_and_who_serves_them(void **state) {
+    (void)state;
+    static const char *const kinds[] = {NULL, "community", "catchment", "street", "district"};
+    for (int round = 0; round < 200; round++) {
+        struct geo_point p = {rng_deg(36.11, 36.27), rng_deg(120.32, 120.52)};
+        const char *kind = kinds[rng_next() % 5];
+        char request[128];
+        snprintf(request, sizeof request, "SERVES %.6f %.6f %s", p.lat_deg, p.lon_deg,
+                 kind ? kind : "");
+        char *want = oracle_serves(p, kind);
+        expect(request, want);
+        free(want);
+    }
+    /* CRS: the same point given in GCJ-02 has the same answer. */
+    struct geo_point p = {36.1802, 120.4203}, shown;
+    assert_int_equal(geo_crs_from_wgs84(GEO_CRS_GCJ02, p, &shown), 0);
+    char request[128];
+    snprintf(request, sizeof request, "SERVES %.9f %.9f community CRS gcj02", shown.lat_deg,
+             shown.lon_deg);
+    char *want = oracle_serves(p, "community");
+    expect(request, want);
+    free(want);
+}
+
+static void test_areas_lists_every_area_or_one_kind(void **state) {
+    (void)state;
+    static const char *const kinds[] = {NULL, "community", "catchment", "street", "district",
+                                        "service_area"};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        struct sb b = {0};
+        size_t n = 0;
+        for (size_t i = 0; i < N_AREAS; i++) {
+            n += !kinds[k] || strcmp(kinds[k], test_areas[i].kind) == 0;
+        }
+        sb_printf(&b, "OK %zu\n", n);
+        for (size_t i = 0; i < N_AREAS; i++) {
+            const struct test_area *a = &test_areas[i];
+            if (!kinds[k] || strcmp(kinds[k], a->kind) == 0) {
+                sb_printf(&b, "%s\t%s\t%s\t%s\n", a->id, a->kind, a->name,
+                          a->parent ? a->parent : "");
+            }
+        }
+        char request[64];
+        snprintf(request, sizeof request, "AREAS %s", kinds[k] ? kinds[k] : "");
+        expect(request, b.s);
+        free(b.s);
+    }
+}
+
+static void test_area_errors_have_exact_lines(void **state) {
+    (void)state;
+    expect("INAREA * nope", "ERR NOTFOUND no area 'nope' (see AREAS)\n");
+    expect("INAREA zoo cm-1", "ERR UNKNOWN unknown category 'zoo' (see CATEGORIES)\n");
+    expect("INAREA * cm-1 K 5",
+           "ERR SYNTAX unknown option 'K' (usage: INAREA <category|*> <area-id> [WHERE <field> "
+           "<op> <value>]... [OPEN now|<YYYY-MM-DDTHH:MM>])\n");
+    expect("INAREA school cm-1 WHERE stars > 3",
+           "ERR ARG unknown field 'stars' for school (see CATEGORIES)\n");
+    expect("SERVES 36.2 120.4 planet",
+           "ERR UNKNOWN unknown area kind 'planet' (district, street, community, catchment or "
+           "service_area)\n");
+    expect("AREAS planet",
+           "ERR UNKNOWN unknown area kind 'planet' (district, street, community, catchment or "
+           "service_area)\n");
+    expect("SERVES 36.2 120.4 community CRS mars",
+           "ERR UNKNOWN unknown coordinate system 'mars' (wgs84, gcj02 or bd09)\n");
+    expect("SERVES 136.2 120.4",
+           "ERR RANGE latitude 136.2 is outside [-90, 90] (latitude comes first)\n");
+    expect("SERVES 36.2 120.4 community LIMIT 3",
+           "ERR SYNTAX unknown option 'LIMIT' (usage: SERVES <lat> <lon> [<area-kind>] "
+           "[CRS wgs84|gcj02|bd09])\n");
+}
+
+static void test_writes_update_who_serves_an_area(void **state) {
+    (void)state;
+    /* 36.15 120.36 lies in cm-1 and in no catchment. */
+    expect_write("PUT w-9 doctor_team 36.15 120.36 name=t serves=cm-1;cm-4",
+                 "OK 1\nw-9\tdoctor_team\tt\t36.150000\t120.360000\t-\tserves=cm-1;cm-4\n");
+    char *got = run("SERVES 36.15 120.36 community");
+    assert_non_null(strstr(got, "w-9"));
+    free(got);
+    const struct test_area *cm1 = &test_areas[2];
+    struct geo_point centre = {(cm1->lat[0] + cm1->lat[2]) / 2, (cm1->lon[0] + cm1->lon[1]) / 2};
+    char want[256];
+    snprintf(want, sizeof want, "OK 1\nw-9\tdoctor_team\tt\t36.150000\t120.360000\t%.1f"
+             "\tserves=cm-1;cm-4\n", geo_distance_m(centre, (struct geo_point){36.15, 120.36}));
+    expect("INAREA doctor_team cm-1 WHERE serves = cm-4 WHERE name = t", want);
+    expect_write("SET w-9 serves=cm-4",
+                 "OK 1\nw-9\tdoctor_team\tt\t36.150000\t120.360000\t-\tserves=cm-4\n");
+    got = run("SERVES 36.15 120.36 community");
+    assert_null(strstr(got, "w-9"));
+    free(got);
+    got = run("SERVES 36.2 120.36 community");
+    assert_non_null(strstr(got, "w-9"));
+    free(got);
+    expect_write("DEL w-9", "OK 0\n");
+    got = run("SERVES 36.2 120.36 community");
+    assert_null(strstr(got, "w-9"));
     free(got);
 }
 
@@ -1530,6 +1777,11 @@ int main(void) {
         T(test_open_now_uses_the_current_time),
         T(test_crs_option_applies_to_one_request),
         T(test_where_errors_have_exact_lines),
+        T(test_inarea_returns_the_facilities_inside_nearest_the_centre),
+        T(test_serves_lists_the_areas_of_a_point_and_who_serves_them),
+        T(test_areas_lists_every_area_or_one_kind),
+        T(test_area_errors_have_exact_lines),
+        T(test_writes_update_who_serves_an_area),
         T(test_crs_gcj02_converts_queries_and_answers),
         T(test_format_json_answers_one_object_a_line),
         T(test_format_geojson_answers_feature_collections),
