@@ -404,10 +404,8 @@ static void test_gate_refuses_writes_by_rule_and_passes_reads(void **state) {
     with_token.has_token = true;
     char answer[512];
     for (size_t i = 0; i < sizeof writes / sizeof writes[0]; i++) {
-        bool has_args = strchr(writes[i] + 2, ' ') != NULL;
+        /* "DEL" without its argument is a write too: refused before its arity. */
         struct auth_conn local = {.loopback = true}, remote = {.loopback = false};
-        /* DEL without its argument is a write too: refused before arity. */
-        (void)has_args;
         assert_int_equal(gate(&open_rule, &local, writes[i], answer, sizeof answer), AUTH_PASS);
         assert_int_equal(gate(&open_rule, &remote, writes[i], answer, sizeof answer),
                          AUTH_ANSWERED);
@@ -460,12 +458,13 @@ static void test_auth_is_required_accepted_and_rejected(void **state) {
     assert_non_null(strstr(read_log(), "writes need AUTH"));
 
     struct conn *c = conn_open();
-    ask(c, "PUT lim-1 parking 36.16 120.41 P1\n", "ERR DENIED writes need AUTH <token> first");
+    ask(c, "PUT lim-1 parking 36.16 120.41 name=P1\n",
+        "ERR DENIED writes need AUTH <token> first");
     ask(c, "GET lim-1\n", "ERR NOTFOUND");
     ask(c, "AUTH wrong-horse\n", "ERR DENIED wrong token\n");
-    ask(c, "PUT lim-1 parking 36.16 120.41 P1\n", "ERR DENIED");
+    ask(c, "PUT lim-1 parking 36.16 120.41 name=P1\n", "ERR DENIED");
     ask(c, "AUTH correct-horse\n", "OK 0\n");
-    ask(c, "PUT lim-1 parking 36.16 120.41 P1\n", "OK 1\nlim-1\tparking\tP1\t");
+    ask(c, "PUT lim-1 parking 36.16 120.41 name=P1\n", "OK 1\nlim-1\tparking\tP1\t");
     ask(c, "DEL lim-1\n", "OK 0\n");
     conn_close(c);
 
@@ -487,7 +486,7 @@ static void test_auth_is_required_accepted_and_rejected(void **state) {
     conn_close(c);
     c = conn_open();
     ask(c, "PING\n", "OK 0\n");
-    ask(c, "PUT lim-2 parking 36.16 120.41 P2\n", "ERR DENIED");
+    ask(c, "PUT lim-2 parking 36.16 120.41 name=P2\n", "ERR DENIED");
     conn_close(c);
 }
 
@@ -517,7 +516,7 @@ static void test_non_loopback_listener_without_token_is_read_only(void **state) 
     assert_int_equal(start_daemon_on("0.0.0.0", NULL), -1);
     assert_non_null(strstr(read_log(), "read-only mode"));
     struct conn *c = conn_open(); /* from loopback, and still refused */
-    ask(c, "PUT lim-3 parking 36.16 120.41 P3\n", "ERR DENIED read-only");
+    ask(c, "PUT lim-3 parking 36.16 120.41 name=P3\n", "ERR DENIED read-only");
     ask(c, "SET ec-001 name=x\n", "ERR DENIED read-only");
     ask(c, "DEL ec-001\n", "ERR DENIED read-only");
     ask(c, "GET ec-001\n", "OK 1\nec-001\t");
@@ -529,7 +528,7 @@ static void test_loopback_listener_without_token_accepts_loopback_writes(void **
     start_daemon(NULL);
     assert_null(strstr(read_log(), "read-only"));
     struct conn *c = conn_open();
-    ask(c, "PUT lim-4 parking 36.16 120.41 P4\n", "OK 1\n");
+    ask(c, "PUT lim-4 parking 36.16 120.41 name=P4\n", "OK 1\n");
     ask(c, "DEL lim-4\n", "OK 0\n");
     conn_close(c);
 }
@@ -745,7 +744,7 @@ static void test_clients_vanishing_with_requests_in_flight_do_not_hurt(void **st
         assert_true(fd >= 0);
         send_all(fd, batch, len);
         if (i % 2 == 0) {
-            const char *w = "PUT lim-5 parking 36.16 120.41 P5\nGET lim-5\n";
+            const char *w = "PUT lim-5 parking 36.16 120.41 name=P5\nGET lim-5\n";
             send_all(fd, w, strlen(w));
             struct linger hard = {.l_onoff = 1, .l_linger = 0}; /* close with a reset */
             setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
@@ -761,7 +760,7 @@ static void test_clients_vanishing_with_requests_in_flight_do_not_hurt(void **st
     assert_true(settled);
     /* The writes of vanished clients still committed (or none ran): GET agrees
      * with a fresh write either way. */
-    ask(c, "PUT lim-5 parking 36.17 120.42 P5b\n", "OK 1\nlim-5\tparking\tP5b\t");
+    ask(c, "PUT lim-5 parking 36.17 120.42 name=P5b\n", "OK 1\nlim-5\tparking\tP5b\t");
     ask(c, "DEL lim-5\n", "OK 0\n");
     conn_close(c);
     assert_int_equal(waitpid(daemon_pid, NULL, WNOHANG), 0); /* still running */
@@ -791,7 +790,7 @@ static void test_stats_counts_by_command_and_shows_database_size(void **state) {
     ask(c, "NEAREST school 36.16 120.41\n", "OK 5\n");
     ask(c, "nearest school 36.16 120.41 K 2\n", "OK 2\n");
     ask(c, "NEAREST zoo 36.16 120.41\n", "ERR UNKNOWN");
-    ask(c, "PUT lim-6 parking 36.16 120.41 P6\n", "OK 1\n");
+    ask(c, "PUT lim-6 parking 36.16 120.41 name=P6\n", "OK 1\n");
     ask(c, "SET no-such-id name=x\n", "ERR NOTFOUND");
     ask(c, "FLY\n", "ERR UNKNOWN");
     assert_int_equal(stat_value(c, "requests_ping"), 3);
