@@ -7,7 +7,7 @@
  * temporary directory on /dev/shm when there is one, and from there into the
  * catalogue, as nearestd does at start. Each input is one connection: a fresh
  * session, the bytes fed to a proto_reader as one read, every whole line
- * executed in turn until QUIT or a line over the limit. Writes (PUT, DEL) are
+ * executed in turn until QUIT or a line over the limit. Writes (PUT, SET, DEL) are
  * validated and queued by their handlers; this target checks the queued
  * record and frees it without committing, so the catalogue is the same for
  * every input and a crash reproduces from its one file.
@@ -206,7 +206,9 @@ static void run_line(struct cmd_session *session, struct reply *out, char *line,
             char why[256];
             CHECK(store_facility_check(&w->rec, why, sizeof why) == 0);
         } else {
-            CHECK(w->kind == CMD_WRITE_DEL && w->rec.id != NULL);
+            /* DEL names an id; SET names an id and the changes only. */
+            CHECK(w->kind == CMD_WRITE_DEL || w->kind == CMD_WRITE_SET);
+            CHECK(w->rec.id != NULL);
         }
         cmd_write_free(w);
         return;
