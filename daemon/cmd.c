@@ -1211,13 +1211,50 @@ void cmd_write_finish(const struct cmd_env *env, const struct cmd_session *sessi
 }
 /* ---- Small commands ------------------------------------------------------------ */
 
+/* Writes "key:type,key:type" for the attributes seen in `category` to out
+ * (cut at out_len; the types of one key joined with '|'). */
+static void category_attributes(const struct catalog *cat, int category, char *out,
+                                size_t out_len) {
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } type_names[] = {{CATALOG_NUM, "number"}, {CATALOG_BOOL, "boolean"},
+                      {CATALOG_TEXT, "text"},  {CATALOG_IDS, "ids"}};
+    size_t len = 0;
+    out[0] = '\0';
+    for (size_t k = 0; k < catalog_key_count(cat); k++) {
+        unsigned types = catalog_key_types(cat, category, (int)k);
+        if (!types) {
+            continue;
+        }
+        char item[160];
+        int n = snprintf(item, sizeof item, "%s%s:", len ? "," : "",
+                         catalog_key_name(cat, (int)k));
+        const char *sep = "";
+        for (size_t t = 0; t < 4 && n > 0 && (size_t)n < sizeof item; t++) {
+            if (types & type_names[t].bit) {
+                n += snprintf(item + n, sizeof item - (size_t)n, "%s%s", sep, type_names[t].name);
+                sep = "|";
+            }
+        }
+        if (n < 0 || (size_t)n >= sizeof item || len + (size_t)n >= out_len) {
+            break;
+        }
+        memcpy(out + len, item, (size_t)n + 1);
+        len += (size_t)n;
+    }
+}
+
 int cmd_handle_categories(struct cmd_call *call) {
     reply_ok(call->out, STORE_CAT_COUNT);
     for (int c = 0; c < STORE_CAT_COUNT; c++) {
         char count[32];
+        char attrs[4096];
         snprintf(count, sizeof count, "%zu", catalog_count_category(call->env->catalog, c));
-        const char *fields[2] = {store_category_name(c), count};
-        reply_fields(call->out, 2, fields);
+        category_attributes(call->env->catalog, c, attrs, sizeof attrs);
+        const char *fields[3] = {store_category_name(c), count, attrs};
+        /* A category without attributes keeps the two-field line of before. */
+        reply_fields(call->out, attrs[0] ? 3 : 2, fields);
     }
     return 0;
 }

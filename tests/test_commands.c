@@ -575,19 +575,71 @@ static void test_records_flatten_tabs_and_newlines_in_names(void **state) {
     free(got);
 }
 
-static void test_categories_counts_each_category(void **state) {
+static const char *json_kind(json_t *v) {
+    return json_is_number(v)    ? "number"
+           : json_is_boolean(v) ? "boolean"
+           : json_is_string(v)  ? "text"
+                                : "ids";
+}
+
+static void test_categories_counts_each_category_and_lists_its_attributes(void **state) {
     (void)state;
+    /* A catalogue fresh from the store, so that attributes written by other
+     * tests (and deleted since) do not count. */
+    struct catalog *cat = catalog_new();
+    char err[256];
+    assert_non_null(cat);
+    assert_int_equal(catalog_load(cat, fx->store, err, sizeof err), 0);
+    struct cmd_env env = {.catalog = cat};
+    /* Attribute names in the order the catalogue first met them: facilities by
+     * id, attributes in their JSON order. */
+    const char *keys[64];
+    size_t n_keys = 0;
     size_t count[STORE_CAT_COUNT] = {0};
     for (int i = 0; i < N_FACILITIES; i++) {
         count[fx->facs[i].category]++;
+        const char *key;
+        json_t *v;
+        json_object_foreach(fx->facs[i].attrs, key, v) {
+            size_t k = 0;
+            while (k < n_keys && strcmp(keys[k], key) != 0) {
+                k++;
+            }
+            if (k == n_keys) {
+                keys[n_keys++] = key;
+            }
+        }
     }
     struct sb b = {0};
     sb_printf(&b, "OK %d\n", STORE_CAT_COUNT);
     for (int c = 0; c < STORE_CAT_COUNT; c++) {
-        sb_printf(&b, "%s\t%zu\n", store_category_name(c), count[c]);
+        sb_printf(&b, "%s\t%zu", store_category_name(c), count[c]);
+        const char *sep = "\t";
+        for (size_t k = 0; k < n_keys; k++) {
+            const char *kind = NULL;
+            for (int i = 0; i < N_FACILITIES && !kind; i++) {
+                json_t *v = json_object_get(fx->facs[i].attrs, keys[k]);
+                if (fx->facs[i].category == c && v) {
+                    kind = json_kind(v); /* each fixture attribute has one kind */
+                }
+            }
+            if (kind) {
+                sb_printf(&b, "%s%s:%s", sep, keys[k], kind);
+                sep = ",";
+            }
+        }
+        sb_printf(&b, "\n");
     }
-    expect("CATEGORIES", b.s);
+    char line[] = "CATEGORIES";
+    cmd_execute(&env, &fx->session, line, strlen(line), &fx->out);
+    size_t len;
+    char *got = reply_take(&fx->out, &len);
+    assert_non_null(got);
+    assert_string_equal(got, b.s);
+    assert_non_null(strstr(got, "\tstars:number,beds:number,dementia:boolean"));
+    free(got);
     free(b.s);
+    catalog_free(cat);
 }
 
 /* ---- WHERE and OPEN against the oracle ---------------------------------------------- */
@@ -1772,7 +1824,7 @@ int main(void) {
         T(test_radius_zero_finds_a_facility_at_its_own_position),
         T(test_get_returns_the_record_without_distance),
         T(test_records_flatten_tabs_and_newlines_in_names),
-        T(test_categories_counts_each_category),
+        T(test_categories_counts_each_category_and_lists_its_attributes),
         T(test_where_and_open_filter_inside_the_search),
         T(test_open_now_uses_the_current_time),
         T(test_crs_option_applies_to_one_request),
