@@ -137,12 +137,13 @@ static int parse_nearest(const char *buf, size_t len, size_t *used, long long *c
         if (l == 0) {
             return REPLY_MORE;
         }
-        /* A record is six tab-separated fields (PROTOCOL.md). */
+        /* A facility record is six tab-separated fields, then its category's
+         * attributes as further key=value fields (PROTOCOL.md). */
         size_t tabs = 0;
         for (size_t j = pos; j < pos + l; j++) {
             tabs += buf[j] == '\t';
         }
-        if (tabs != 5) {
+        if (tabs < 5) {
             return REPLY_MALFORMED;
         }
         pos += l;
