@@ -827,6 +827,60 @@ static void test_sigterm_closes_connections_and_exits_0(void **state) {
     assert_non_null(strstr(text, " facilities on 127.0.0.1:"));
 }
 
+/* ---- Issue 5 queries over TCP ---------------------------------------------------- */
+
+/* PUT and SET in the contract grammar, then WHERE and OPEN over the wire: the
+ * attributes written are the ones filtered on, at once, pipelined. */
+static void test_attributes_written_are_filtered_on(void **state) {
+    (void)state;
+    struct conn c = {.fd = connect_daemon()};
+    send_str(c.fd, "PUT it-p1 parking 36.5 120.9 \"name=P 1\" subtype=shared capacity=40 "
+                   "free=12 price=2.5 \"shared_hours=Mo-Su 18:00-08:00\"\n"
+                   "PUT it-p2 parking 36.5 120.901 \"name=P 2\" capacity=80 free=3 hours=24/7\n"
+                   "NEAREST parking 36.5 120.9 K 5 WHERE free > 5\n"
+                   "SET it-p2 free=30\n"
+                   "NEAREST parking 36.5 120.9 K 5 WHERE free > 5\n"
+                   "NEAREST parking 36.5 120.9 K 5 WHERE free > 5 OPEN 2026-12-01T12:00\n"
+                   "RADIUS * 36.5 120.9 500 WHERE free > 5 OPEN 2026-12-01T20:00 LIMIT 9\n"
+                   "NEAREST parking 36.5 120.9 WHERE colour = red\n"
+                   "DEL it-p1\nDEL it-p2\n");
+    char d2[32];
+    snprintf(d2, sizeof d2, "%.1f",
+             geo_distance_m((struct geo_point){36.5, 120.9}, (struct geo_point){36.5, 120.901}));
+    const char *p1 = "it-p1\tparking\tP 1\t36.500000\t120.900000\t%s\tcapacity=40\tfree=12"
+                     "\tprice=2.5\tshared_hours=Mo-Su 18:00-08:00\n";
+    const char *p2 = "it-p2\tparking\tP 2\t36.500000\t120.901000\t%s\tcapacity=80\tfree=%s\n";
+    char rec1[256], rec1_at[256], rec2_3[256], rec2_30[256], rec2_at[256];
+    snprintf(rec1, sizeof rec1, p1, "-");
+    snprintf(rec1_at, sizeof rec1_at, p1, "0.0");
+    snprintf(rec2_3, sizeof rec2_3, p2, "-", "3");
+    snprintf(rec2_30, sizeof rec2_30, p2, "-", "30");
+    snprintf(rec2_at, sizeof rec2_at, p2, d2, "30");
+    char want[8][1024];
+    snprintf(want[0], sizeof want[0], "OK 1\n%s", rec1);
+    snprintf(want[1], sizeof want[1], "OK 1\n%s", rec2_3);
+    snprintf(want[2], sizeof want[2], "OK 1\n%s", rec1_at);
+    snprintf(want[3], sizeof want[3], "OK 1\n%s", rec2_30);
+    snprintf(want[4], sizeof want[4], "OK 2\n%s%s", rec1_at, rec2_at);
+    snprintf(want[5], sizeof want[5], "OK 1\n%s", rec2_at);   /* p1 is shut at noon */
+    snprintf(want[6], sizeof want[6], "OK 2\n%s%s", rec1_at, rec2_at);
+    snprintf(want[7], sizeof want[7], "ERR ARG unknown field 'colour' for parking (see "
+                                      "CATEGORIES)\n");
+    for (size_t i = 0; i < 8; i++) {
+        char *got = read_answer(&c);
+        if (strcmp(got, want[i]) != 0) {
+            fail_msg("answer %zu\n got: \"%s\"\nwant: \"%s\"", i, got, want[i]);
+        }
+        free(got);
+    }
+    for (int i = 0; i < 2; i++) {
+        char *got = read_answer(&c);
+        assert_string_equal(got, "OK 0\n");
+        free(got);
+    }
+    close(c.fd);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nearest_answers_match_brute_force),
@@ -846,6 +900,7 @@ int main(void) {
         cmocka_unit_test(test_missing_db_without_init_exits_1_with_one_line),
         cmocka_unit_test(test_start_up_failures_are_one_line_and_non_zero),
         cmocka_unit_test(test_sigterm_closes_connections_and_exits_0),
+        cmocka_unit_test(test_attributes_written_are_filtered_on),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
