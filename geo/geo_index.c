@@ -962,7 +962,10 @@ struct gi_open {
 };
 
 /* The heap holds at most one item per open node, keyed by its nearest child
- * not yet taken; `ref` of an item is the open node's index. */
+ * not yet taken; `ref` of an item is the open node's index times 16 plus that
+ * child's lane. A query opens each inner node at most once, and with at most
+ * 2^28 entries there are fewer than 2^21 of them. */
+#define GI_LANE_BITS 4
 struct gi_node_heap {
     struct gi_node_item *items;
     size_t n, cap;
@@ -1105,8 +1108,10 @@ static int visit_leaf_ref(struct gi_search *s, const struct gi_root *roots, uint
  * the limit. */
 static int requeue(const struct gi_search *s, struct gi_node_heap *h, uint32_t o) {
     const float *d2 = h->open[o].d2;
-    float next = d2[nearest_lane(d2)];
-    return next <= s->limit_box2 ? node_push(h, next, o) : GEO_OK;
+    int lane = nearest_lane(d2);
+    float next = d2[lane];
+    return next <= s->limit_box2 ? node_push(h, next, o << GI_LANE_BITS | (uint32_t)lane)
+                                 : GEO_OK;
 }
 
 /* Best first, lazily: popping an open node takes its nearest child and
@@ -1117,9 +1122,10 @@ static int requeue(const struct gi_search *s, struct gi_node_heap *h, uint32_t o
  * down to the child's nearest child while nothing queued is nearer. */
 static int walk(struct gi_search *s, struct gi_node_heap *h, const struct gi_root *roots) {
     while (h->n > 0 && h->items[0].chord2 <= s->limit_box2) {
-        uint32_t o = node_pop(h).ref;
-        int lane = nearest_lane(h->open[o].d2);
-        uint32_t ref = h->open[o].first + (uint32_t)lane;
+        uint32_t item = node_pop(h).ref;
+        uint32_t o = item >> GI_LANE_BITS;
+        uint32_t lane = item & ((1u << GI_LANE_BITS) - 1);
+        uint32_t ref = h->open[o].first + lane;
         h->open[o].d2[lane] = INFINITY;
         int rc = requeue(s, h, o);
         for (;;) {
@@ -1146,7 +1152,7 @@ static int walk(struct gi_search *s, struct gi_node_heap *h, const struct gi_roo
             uint32_t idx = (uint32_t)(h->n_open - 1);
             float d2_best = node->d2[best];
             if (h->n > 0 && h->items[0].chord2 < d2_best) {
-                rc = node_push(h, d2_best, idx);
+                rc = node_push(h, d2_best, idx << GI_LANE_BITS | (uint32_t)best);
                 if (rc != GEO_OK) {
                     return rc;
                 }
@@ -1247,7 +1253,8 @@ int geo_index_nearest(const struct geo_index *ix, const struct geo_query *q,
             }
             top->d2[0] = d2[0];
             top->first = ref;
-            if ((rc = node_push(&nodes, d2[0], (uint32_t)(nodes.n_open - 1))) != GEO_OK) {
+            uint32_t item = (uint32_t)(nodes.n_open - 1) << GI_LANE_BITS; /* lane 0 */
+            if ((rc = node_push(&nodes, d2[0], item)) != GEO_OK) {
                 goto done;
             }
         }
