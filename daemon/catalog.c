@@ -30,6 +30,7 @@
 #include "hours.h"
 
 #define SLOT_FREE 0xFF     /* category of a removed slot */
+#define CATALOG_SUBTYPE_CACHE 64 /* subtypes shared between facilities; the data has ~15 */
 #define HASH_EMPTY 0u      /* hash cells hold slot + 1 */
 
 struct slot {
@@ -99,6 +100,8 @@ struct catalog {
     uint32_t n_areas;
     uint32_t cap_areas;
     bool areas_sorted;     /* ids ascending (strcmp): binary search works */
+    uint32_t subtype_offs[CATALOG_SUBTYPE_CACHE]; /* distinct subtypes already in the arena */
+    uint32_t n_subtypes;
     size_t areas_skipped;
     struct geo_areas *area_set;     /* NULL until a load */
 };
@@ -134,6 +137,32 @@ static int arena_add(struct catalog *c, const char *s, uint32_t *off) {
     *off = (uint32_t)c->arena_len;
     c->arena_len += n;
     return 0;
+}
+
+/* Cuts the arena back to `mark` after a failed change, forgetting the shared
+ * subtypes that lived past it. */
+static void arena_rollback(struct catalog *c, size_t mark) {
+    c->arena_len = mark;
+    while (c->n_subtypes > 0 && c->subtype_offs[c->n_subtypes - 1] >= mark) {
+        c->n_subtypes--;
+    }
+}
+
+/* Sets *off to a copy of subtype s in the arena, shared with the facilities
+ * of the same subtype (there are a few dozen at most, so each facility costs
+ * 4 bytes of offset instead of its own copy). */
+static int subtype_add(struct catalog *c, const char *s, uint32_t *off) {
+    for (uint32_t i = 0; i < c->n_subtypes; i++) {
+        if (strcmp(c->arena + c->subtype_offs[i], s) == 0) {
+            *off = c->subtype_offs[i];
+            return 0;
+        }
+    }
+    int ret = arena_add(c, s, off);
+    if (ret == 0 && c->n_subtypes < CATALOG_SUBTYPE_CACHE) {
+        c->subtype_offs[c->n_subtypes++] = *off;
+    }
+    return ret;
 }
 
 static const char *slot_id(const struct catalog *c, uint32_t slot) {
@@ -334,7 +363,7 @@ static uint32_t timetable_intern(struct catalog *c, const char *text) {
 /* Fills s's subtype, attributes and timetable from f, appending to the arena
  * and the attribute array. On error the caller rolls both back. */
 static int slot_extras(struct catalog *c, const struct store_facility *f, struct slot *s) {
-    int ret = arena_add(c, f->subtype ? f->subtype : "", &s->subtype_off);
+    int ret = subtype_add(c, f->subtype ? f->subtype : "", &s->subtype_off);
     if (ret < 0) {
         return ret;
     }
@@ -525,6 +554,7 @@ static void catalog_clear(struct catalog *c) {
         free(c->keys[k]);
     }
     c->n_keys = 0;
+    c->n_subtypes = 0;
     memset(c->key_types, 0, sizeof c->key_types);
     for (uint32_t i = 0; i < c->n_areas; i++) {
         free(c->areas[i].links);
@@ -598,7 +628,7 @@ static int slot_append(struct catalog *c, const struct store_facility *f, uint32
         ret = slot_extras(c, f, &s);
     }
     if (ret < 0) {
-        c->arena_len = arena_mark;
+        arena_rollback(c, arena_mark);
         c->n_attrs = attrs_mark;
         return ret;
     }
@@ -786,7 +816,7 @@ int catalog_put(struct catalog *c, const struct store_facility *f) {
         if (ret < 0) {
             /* Undo the append: the slot is the last one and its strings end the arena. */
             hash_delete_at(c, hash_probe(c, f->id));
-            c->arena_len = c->slots[slot].id_off;
+            arena_rollback(c, c->slots[slot].id_off);
             c->n_attrs = c->slots[slot].attr_first;
             c->n_slots--;
             c->n_live--;
@@ -814,7 +844,7 @@ int catalog_put(struct catalog *c, const struct store_facility *f) {
         }
     }
     if (ret < 0) {
-        c->arena_len = arena_mark;
+        arena_rollback(c, arena_mark);
         c->n_attrs = attrs_mark;
         return ret;
     }

@@ -1522,6 +1522,8 @@ static void test_catalog_put_and_remove_agree_with_a_plain_array(void **state) {
     enum { N_IDS = 3000 };
     static bool present[N_IDS];
     static int category[N_IDS];
+    static int version[N_IDS];
+    static const char *const subtypes[] = {"", "public", "shared", "canteen", "primary"};
     memset(present, 0, sizeof present);
     for (int op = 0; op < 20000; op++) {
         int i = (int)(rng_next() % N_IDS);
@@ -1535,7 +1537,12 @@ static void test_catalog_put_and_remove_agree_with_a_plain_array(void **state) {
             category[i] = (int)(rng_next() % STORE_CAT_COUNT);
             char name[32];
             snprintf(name, sizeof name, "n%d-%d", i, op);
+            char attrs[96];
+            version[i] = op;
+            snprintf(attrs, sizeof attrs, "{\"v\": %d, \"ok\": %s, \"tag\": \"t%d\"}", op,
+                     op % 2 ? "true" : "false", op % 7);
             struct store_facility f = {.id = id, .category = category[i], .name = name,
+                                       .subtype = subtypes[op % 5], .attrs_json = attrs,
                                        .where = {rng_deg(36, 37), rng_deg(120, 121)}};
             assert_int_equal(catalog_put(c, &f), 0);
             present[i] = true;
@@ -1553,6 +1560,23 @@ static void test_catalog_put_and_remove_agree_with_a_plain_array(void **state) {
             assert_int_equal(catalog_get(c, slot, &f), 0);
             assert_string_equal(f.id, id);
             assert_int_equal(f.category, category[i]);
+            /* The attributes and subtype of the last put, typed. */
+            assert_string_equal(f.subtype, subtypes[version[i] % 5]);
+            struct catalog_attr a[4];
+            assert_int_equal(catalog_attrs(c, slot, a, 4), 3);
+            assert_string_equal(a[0].key, "v");
+            assert_int_equal(a[0].type, CATALOG_NUM);
+            assert_true(a[0].num == version[i]);
+            assert_int_equal(a[1].type, CATALOG_BOOL);
+            assert_true(a[1].num == (version[i] % 2 ? 1.0 : 0.0));
+            char tag[16];
+            snprintf(tag, sizeof tag, "t%d", version[i] % 7);
+            assert_string_equal(a[2].text, tag);
+            struct catalog_cond cond = {.key = catalog_key_find(c, "v"), .op = CATALOG_EQ,
+                                        .text = "", .is_num = true, .num = version[i]};
+            assert_true(catalog_matches(c, slot, &cond, 1));
+            cond.num += 1;
+            assert_false(catalog_matches(c, slot, &cond, 1));
             live++;
             per[category[i]]++;
         }
