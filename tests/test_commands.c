@@ -1186,6 +1186,49 @@ static void test_format_json_answers_one_object_a_line(void **state) {
     expect("FORMAT text", "OK 1\ntext\n");
 }
 
+/* In JSON every attribute is a member with its JSON type, equal to the
+ * dataset's value; in GeoJSON a property. */
+static void test_json_records_carry_typed_attributes(void **state) {
+    (void)state;
+    size_t checked = 0;
+    for (int i = 0; i < N_FACILITIES; i += 7) {
+        const struct fac *f = &fx->facs[i];
+        char request[64];
+        snprintf(request, sizeof request, "GET %s", f->id);
+        for (int geo = 0; geo < 2; geo++) {
+            expect(geo ? "FORMAT geojson" : "FORMAT json",
+                   geo ? "{\"ok\":true,\"count\":1,\"results\":[[\"geojson\"]]}\n"
+                       : "{\"ok\":true,\"count\":1,\"results\":[[\"json\"]]}\n");
+            json_t *doc = run_json(request);
+            json_t *rec = geo ? json_object_get(
+                                    json_array_get(json_object_get(doc, "features"), 0),
+                                    "properties")
+                              : json_array_get(json_object_get(doc, "results"), 0);
+            assert_non_null(rec);
+            assert_string_equal(json_string_value(json_object_get(rec, "id")), f->id);
+            assert_int_equal(json_object_size(rec),
+                             (geo ? 4 : 6) + json_object_size(f->attrs));
+            const char *key;
+            json_t *v;
+            json_object_foreach(f->attrs, key, v) {
+                json_t *got = json_object_get(rec, key);
+                bool same = got && (json_is_number(v) ? json_is_number(got) &&
+                                                            json_number_value(got) ==
+                                                                json_number_value(v)
+                                                      : json_equal(got, v));
+                if (!same) {
+                    char *a = json_dumps(v, JSON_ENCODE_ANY), *b = json_dumps(rec, 0);
+                    fail_msg("%s: attribute %s should be %s in %s", f->id, key, a, b);
+                }
+                checked++;
+            }
+            json_decref(doc);
+        }
+    }
+    expect("FORMAT text", "OK 1\ntext\n");
+    assert_true(checked > 100);
+}
+
 static void test_format_geojson_answers_feature_collections(void **state) {
     (void)state;
     json_decref(run_json("format GeoJSON"));
@@ -1861,6 +1904,7 @@ int main(void) {
         T(test_crs_gcj02_converts_queries_and_answers),
         T(test_format_json_answers_one_object_a_line),
         T(test_format_geojson_answers_feature_collections),
+        T(test_json_records_carry_typed_attributes),
         T(test_ping_and_quit_answer_ok_0),
         T(test_blank_line_gets_no_answer),
         T(test_help_lists_every_command_from_the_table),
