@@ -59,8 +59,8 @@
  * Queueing every child within the limit pushed about 55 nodes a query at 10^6
  * (the limit is infinite until k candidates are known) to pop about 5; the
  * lazy queue pushes a few, which with the split entries, huge pages and SSE
- * minimums took the query from 2.1 to 1.34 - 1.44 us (0.77 - 0.80 us at
- * 10^3: 1.7 - 1.85x).
+ * minimums took the query from 2.1 to 1.28 - 1.36 us (0.73 - 0.75 us at
+ * 10^3: 1.73 - 1.86x).
  * Tried without gain: prefetching the leaves within the limit when their
  * parent is opened, or the next leaf when an open node is queued again.
  *
