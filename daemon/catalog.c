@@ -716,7 +716,8 @@ static int load_area(const struct store_area *a, void *ctx_) {
         c->cap_areas = cap;
     }
     struct area_rec r = {.kind = (uint8_t)a->kind};
-    if (arena_add(c, a->id, &r.id_off) < 0 || arena_add(c, a->name ? a->name : "", &r.name_off) < 0 ||
+    if (arena_add(c, a->id, &r.id_off) < 0 ||
+        arena_add(c, a->name ? a->name : "", &r.name_off) < 0 ||
         arena_add(c, a->parent ? a->parent : "", &r.parent_off) < 0) {
         goto nomem;
     }

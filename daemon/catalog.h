@@ -54,8 +54,9 @@ void catalog_free(struct catalog *c);
 
 /* Replaces the content with every area and facility of `st`, building the
  * index in one bulk call and the area set (geo_areas) with its STRtree. An
- * area whose geometry GEOS refuses is left out (catalog_areas_skipped()). Returns 0, or a catalog_err with a one-line message in err; on
- * error the catalogue is empty. */
+ * area whose geometry GEOS refuses is left out (catalog_areas_skipped()).
+ * Returns 0, or a catalog_err with a one-line message in err; on error the
+ * catalogue is empty. */
 int catalog_load(struct catalog *c, struct store *st, char *err, size_t err_len);
 
 /* Inserts the facility f->id, or replaces its category, name and position,

@@ -244,11 +244,11 @@ static json_t *json_add_attrs(json_t *obj, const struct reply_facility *f) {
 static json_t *json_facility(const struct reply *r, const struct reply_facility *f) {
     json_t *dist = isnan(f->distance_m) ? json_null() : jround(f->distance_m, 10.0);
     if (r->format == REPLY_GEOJSON) {
-        json_t *feat = json_pack("{s:s, s:{s:s, s:[o, o]}, s:{s:o, s:o, s:o, s:o}}", "type", "Feature",
-                         "geometry", "type", "Point", "coordinates",
-                         jround(f->where.lon_deg, 1e6), jround(f->where.lat_deg, 1e6),
-                         "properties", "id", jstr(f->id), "category", jstr(f->category),
-                         "name", jstr(f->name), "distance_m", dist);
+        json_t *feat = json_pack(
+            "{s:s, s:{s:s, s:[o, o]}, s:{s:o, s:o, s:o, s:o}}", "type", "Feature", "geometry",
+            "type", "Point", "coordinates", jround(f->where.lon_deg, 1e6),
+            jround(f->where.lat_deg, 1e6), "properties", "id", jstr(f->id), "category",
+            jstr(f->category), "name", jstr(f->name), "distance_m", dist);
         json_add_attrs(json_object_get(feat, "properties"), f);
         return feat;
     }

@@ -139,7 +139,9 @@ static json_t *random_attrs(int category, char *subtype, size_t subtype_len) {
             json_object_set_new(a, "ownership",
                                 json_string(rng_next() % 2 ? "public" : "private"));
         }
-        if (has[2]) json_object_set_new(a, "catchment", json_string(rng_next() % 2 ? "ca-1" : "ca-2"));
+        if (has[2]) {
+            json_object_set_new(a, "catchment", json_string(rng_next() % 2 ? "ca-1" : "ca-2"));
+        }
         break;
     default:
         sub = rng_next() % 2 ? "public" : "shared";
