@@ -960,6 +960,11 @@ int cmd_handle_set(struct cmd_call *call) {
         catalog_get(call->env->catalog, slot, &cf) == 0) {
         category = cf.category; /* for typing attributes; the store has the last word */
     }
+    for (size_t a = 2; a < call->argc; a++) {
+        if (strncmp(call->argv[a], "category=", 9) == 0) {
+            store_category_parse(call->argv[a] + 9, &category); /* typed as the new one */
+        }
+    }
     int ret = parse_fields(call, 2, category, false, &fa);
     struct store_facility f = {.id = call->argv[1], .name = fa.core[F_NAME],
                                .subtype = fa.core[F_SUBTYPE], .address = fa.core[F_ADDRESS],

@@ -1838,6 +1838,12 @@ static void test_put_types_attributes_like_the_data(void **state) {
     /* The deprecated bare name of the old grammar still reads as name=. */
     expect_write("PUT w-8 school 36.3 120.6 \"old style\" level=middle",
                  "OK 1\nw-8\tschool\told style\t36.300000\t120.600000\t-\tlevel=middle\n");
+    /* SET types attributes by the category it moves the facility to. */
+    expect_write("SET w-8 category=elder_care stars=4",
+                 "OK 1\nw-8\telder_care\told style\t36.300000\t120.600000\t-\tlevel=middle"
+                 "\tstars=4\n");
+    expect("SET w-8 category=elder_care stars=many",
+           "ERR ARG stars: expected a number, not 'many'\n");
     expect_write("DEL w-8", "OK 0\n");
 }
 
