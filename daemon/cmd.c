@@ -1076,18 +1076,8 @@ int cmd_handle_put(struct cmd_call *call) {
         return CMD_ERR_UNKNOWN;
     }
     ret = parse_position(call, call->argv[3], call->argv[4], &f.where);
-    /* Deprecated: the name as a bare fifth argument, the grammar before issue 5,
-     * kept until the clients and tests that still send it are moved over. */
-    const char *bare_name = call->argc > 5 && !strchr(call->argv[5], '=') ? call->argv[5] : NULL;
     if (ret == 0) {
-        ret = parse_fields(call, bare_name ? 6 : 5, f.category, true, &fa);
-    }
-    if (ret == 0 && bare_name && fa.core[F_NAME]) {
-        reply_err(call->out, CMD_ERR_ARG, "field name given twice");
-        ret = CMD_ERR_ARG;
-    }
-    if (ret == 0 && bare_name) {
-        fa.core[F_NAME] = bare_name;
+        ret = parse_fields(call, 5, f.category, true, &fa);
     }
     if (ret < 0) {
         goto done;

@@ -587,7 +587,7 @@ static void test_half_closed_client_still_gets_its_answers(void **state) {
 static void test_pipelined_writes_and_reads_answer_in_order(void **state) {
     (void)state;
     struct conn c = {.fd = connect_daemon()};
-    send_str(c.fd, "PUT wr-1 school 36.3 120.6 \"新 学校\"\nGET wr-1\n"
+    send_str(c.fd, "PUT wr-1 school 36.3 120.6 \"name=新 学校\"\nGET wr-1\n"
                    "NEAREST school 36.3 120.6 K 1\nDEL wr-1\nGET wr-1\nPING\n");
     const char *want[] = {
         "OK 1\nwr-1\tschool\t新 学校\t36.300000\t120.600000\t-\n",
@@ -629,7 +629,8 @@ static void test_writes_of_many_clients_all_commit(void **state) {
         size_t len = 0;
         for (int j = 0; j < EACH; j++) {
             len += (size_t)snprintf(batch + len, sizeof batch - len,
-                                    "PUT mc-%d-%d parking 36.4%02d 120.6%02d lot\n", i, j, i, j);
+                                    "PUT mc-%d-%d parking 36.4%02d 120.6%02d name=lot\n", i, j,
+                                    i, j);
         }
         send_all(c[i].fd, batch, len);
     }
@@ -688,7 +689,7 @@ static void test_acknowledged_writes_survive_kill_9(void **state) {
     size_t len = 0;
     for (int i = 0; i < N; i++) {
         len += (size_t)snprintf(batch + len, sizeof batch - len,
-                                "PUT k9-%03d meal_point 36.2 120.4 k9\n", i);
+                                "PUT k9-%03d meal_point 36.2 120.4 name=k9\n", i);
     }
     send_all(fd, batch, len);
     /* Read some answers, then kill the daemon in the middle of the stream. */

@@ -1793,7 +1793,9 @@ static void test_put_refuses_bad_records_before_queueing(void **state) {
            "ERR RANGE latitude 120.6 is outside [-90, 90] (latitude comes first)\n");
     snprintf(want, sizeof want, "ERR ARG 'y' is not <field>=<value> %s\n", usage);
     expect("PUT w-5 school 36.3 120.6 name=x y", want);
-    expect("PUT w-5 school 36.3 120.6 x name=y", "ERR ARG field name given twice\n");
+    /* The bare name of the grammar before issue 5 is refused. */
+    snprintf(want, sizeof want, "ERR ARG 'x' is not <field>=<value> %s\n", usage);
+    expect("PUT w-5 school 36.3 120.6 x", want);
     snprintf(want, sizeof want, "ERR ARG lat is given by position %s\n", usage);
     expect("PUT w-5 school 36.3 120.6 lat=36", want);
     snprintf(want, sizeof want, "ERR ARG category is given by position %s\n", usage);
@@ -1835,8 +1837,7 @@ static void test_put_types_attributes_like_the_data(void **state) {
            "\tteam_size=4\tstation=东站\tnight=true\tfloors=3\tnote=a b\n");
     expect_write("PUT w-8 doctor_team 36.3 120.6 serves=cm-2",
                  "OK 1\nw-8\tdoctor_team\t\t36.300000\t120.600000\t-\tserves=cm-2\n");
-    /* The deprecated bare name of the old grammar still reads as name=. */
-    expect_write("PUT w-8 school 36.3 120.6 \"old style\" level=middle",
+    expect_write("PUT w-8 school 36.3 120.6 \"name=old style\" level=middle",
                  "OK 1\nw-8\tschool\told style\t36.300000\t120.600000\t-\tlevel=middle\n");
     /* SET types attributes by the category it moves the facility to. */
     expect_write("SET w-8 category=elder_care stars=4",
