@@ -3,7 +3,7 @@ nearest_add_test(test_commands LIBS nearestd_core PkgConfig::JANSSON)
 target_compile_definitions(test_commands PRIVATE
     NEARESTD_PROTOCOL_MD="${CMAKE_SOURCE_DIR}/PROTOCOL.md")
 
-nearest_add_test(it_daemon LIBS nearest_geo PkgConfig::JANSSON)
+nearest_add_test(it_daemon LIBS nearest_geo PkgConfig::JANSSON PkgConfig::SQLITE3)
 target_compile_definitions(it_daemon PRIVATE NEARESTD_BIN="$<TARGET_FILE:nearestd>")
 add_dependencies(it_daemon nearestd)
 
