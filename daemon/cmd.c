@@ -507,6 +507,7 @@ static int answer_hits(const struct catalog *cat, enum geo_crs crs, struct reply
             return CMD_ERR_INTERNAL;
         }
     }
+    reply_set_crs(out, geo_crs_name(crs));
     reply_ok(out, n);
     for (size_t i = 0; i < n; i++) {
         answer_one(cat, out, hits[i].handle, &f[i], where[i], hits[i].distance_m,

@@ -179,6 +179,10 @@ static void json_finish_if_complete(struct reply *r) {
                                        "ok", 1, "count", (json_int_t)n, "features", records)
                            : json_pack("{s:b, s:I, s:o}", "ok", 1, "count", (json_int_t)n,
                                        "results", records);
+    if (doc && r->answer_crs && json_object_set_new(doc, "crs", json_string(r->answer_crs))) {
+        r->nomem = true;
+    }
+    r->answer_crs = NULL;
     json_put_line(r, doc);
     json_decref(doc);
 }
@@ -335,7 +339,13 @@ static void put_tenths(struct reply *r, double d) {
     put_bytes(r, p, (size_t)(tmp + sizeof tmp - p));
 }
 
+void reply_set_crs(struct reply *r, const char *crs) {
+    r->next_crs = crs;
+}
+
 void reply_ok(struct reply *r, size_t n) {
+    r->answer_crs = r->next_crs;
+    r->next_crs = NULL;
     if (is_json(r)) {
         json_begin(r, n);
         return;

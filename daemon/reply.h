@@ -45,6 +45,8 @@ struct reply {
     bool nomem;         /* an append failed: the content is incomplete */
     enum reply_format format;
     void *records;      /* JSON formats: records of the answer being built (json_t *) */
+    const char *next_crs;   /* static name for the next reply_ok(), NULL for none */
+    const char *answer_crs; /* JSON formats: the answer being built states this "crs" */
 };
 
 /* The type of an attribute value in a record. */
@@ -105,6 +107,11 @@ bool reply_failed(const struct reply *r);
  * (and *len 0) when r is empty. A JSON answer still waiting for announced
  * records is not part of the buffer yet. */
 char *reply_take(struct reply *r, size_t *len);
+
+/* Says that the positions of the next success reply are in the coordinate
+ * system named `crs` (a static string such as "gcj02"); JSON answers then state
+ * it as a "crs" member. Applies to one reply_ok() only. */
+void reply_set_crs(struct reply *r, const char *crs);
 
 /* Starts a success reply announcing n records. In the JSON formats, the
  * answer is written when the n-th record arrives (at once when n is 0). */

@@ -1231,6 +1231,39 @@ static void test_json_records_carry_typed_attributes(void **state) {
     assert_true(checked > 100);
 }
 
+static void test_json_answers_state_the_crs_of_their_positions(void **state) {
+    (void)state;
+    expect("FORMAT json", "{\"ok\":true,\"count\":1,\"results\":[[\"json\"]]}\n");
+    const struct fac *f = &fx->facs[7];
+    char request[256];
+    snprintf(request, sizeof request, "NEAREST %s %.10f %.10f K 1 CRS gcj02",
+             store_category_name(f->category), f->where.lat_deg, f->where.lon_deg);
+    json_t *doc = run_json(request);
+    assert_string_equal(json_string_value(json_object_get(doc, "crs")), "gcj02");
+    /* The query point was WGS84 read as GCJ-02; the answer's position is in
+     * GCJ-02 too, so taken back to WGS84 it lies at the stated distance from
+     * the query point taken back the same way. */
+    json_t *rec = json_array_get(json_object_get(doc, "results"), 0);
+    struct geo_point shown = {json_num(json_object_get(rec, "lat")),
+                              json_num(json_object_get(rec, "lon"))};
+    struct geo_point at, from;
+    assert_int_equal(geo_crs_to_wgs84(GEO_CRS_GCJ02, shown, &at), 0);
+    assert_int_equal(geo_crs_to_wgs84(GEO_CRS_GCJ02, f->where, &from), 0);
+    assert_true(fabs(geo_distance_m(from, at) - json_num(json_object_get(rec, "distance_m"))) <
+                0.3);
+    json_decref(doc);
+    snprintf(request, sizeof request, "NEAREST %s %.10f %.10f K 1",
+             store_category_name(f->category), f->where.lat_deg, f->where.lon_deg);
+    doc = run_json(request);
+    assert_string_equal(json_string_value(json_object_get(doc, "crs")), "wgs84");
+    json_decref(doc);
+    /* Answers without positions state none. */
+    doc = run_json("PING");
+    assert_null(json_object_get(doc, "crs"));
+    json_decref(doc);
+    expect("FORMAT text", "OK 1\ntext\n");
+}
+
 static void test_format_geojson_answers_feature_collections(void **state) {
     (void)state;
     json_decref(run_json("format GeoJSON"));
@@ -1912,6 +1945,7 @@ int main(void) {
         T(test_writes_update_who_serves_an_area),
         T(test_crs_gcj02_converts_queries_and_answers),
         T(test_format_json_answers_one_object_a_line),
+        T(test_json_answers_state_the_crs_of_their_positions),
         T(test_format_geojson_answers_feature_collections),
         T(test_json_records_carry_typed_attributes),
         T(test_ping_and_quit_answer_ok_0),
