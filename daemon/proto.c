@@ -195,7 +195,11 @@ static bool is_blank(char c) {
     return c == ' ' || c == '\t';
 }
 
-/* A NUL byte inside a line is an ordinary token byte; since tokens are C
+/* A token is a run of non-blank bytes in which double-quoted segments may
+ * hold blanks, as in a shell: `name="Licun east"` is the one token
+ * `name=Licun east`. Output never runs ahead of input (quotes and escape
+ * backslashes are only dropped), so the token is rewritten in place.
+ * A NUL byte inside a line is an ordinary token byte; since tokens are C
  * strings, a token holding one reads as ending there. It never ends the line:
  * the line is `len` bytes long whatever it holds. */
 int proto_split(char *line, size_t len, char **argv, size_t max_args, size_t *argc) {
@@ -211,46 +215,32 @@ int proto_split(char *line, size_t len, char **argv, size_t max_args, size_t *ar
         if (n == max_args) {
             return PROTO_ERR_SYNTAX;
         }
-        if (line[i] == '"') {
-            /* Quoted: unescape in place, writing from the opening quote on. */
-            char *out = line + i;
-            argv[n++] = out;
-            i++;
-            for (;;) {
-                if (i >= len) {
-                    return PROTO_ERR_SYNTAX; /* no closing quote */
-                }
-                char c = line[i];
-                if (c == '"') {
-                    break;
-                }
-                if (c == '\\') {
-                    if (i + 1 >= len || (line[i + 1] != '"' && line[i + 1] != '\\')) {
-                        return PROTO_ERR_SYNTAX;
-                    }
-                    c = line[++i];
-                }
-                *out++ = c;
+        char *out = line + i;
+        argv[n++] = out;
+        bool quoted = false;
+        while (i < len && (quoted || !is_blank(line[i]))) {
+            char c = line[i];
+            if (c == '"') {
+                quoted = !quoted;
                 i++;
+                continue;
             }
-            /* The closing quote must end the token. */
-            if (i + 1 < len && !is_blank(line[i + 1])) {
-                return PROTO_ERR_SYNTAX;
-            }
-            *out = '\0';
-            i++;
-        } else {
-            argv[n++] = line + i;
-            while (i < len && !is_blank(line[i])) {
-                if (line[i] == '"') {
-                    return PROTO_ERR_SYNTAX; /* a quote inside a bare token */
+            if (quoted && c == '\\') {
+                if (i + 1 >= len || (line[i + 1] != '"' && line[i + 1] != '\\')) {
+                    return PROTO_ERR_SYNTAX; /* only \" and \\ are escapes */
                 }
-                i++;
+                c = line[++i];
             }
-            if (i < len) {
-                line[i++] = '\0';
-            }
+            *out++ = c;
+            i++;
         }
+        if (quoted) {
+            return PROTO_ERR_SYNTAX; /* no closing quote */
+        }
+        if (i < len) {
+            i++; /* the blank that ended the token; out is at or before it */
+        }
+        *out = '\0';
     }
     line[len] = '\0'; /* ends a bare last token; the header asks for len + 1 bytes */
     *argc = n;

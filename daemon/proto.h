@@ -1,8 +1,9 @@
 /* proto.h: the nearestd line protocol, as bytes and lines. No sockets here.
  *
  * Requests are lines ending in "\n" (a "\r" before it is dropped), split into
- * whitespace-separated tokens; a token may be double-quoted to hold spaces
- * ("Licun \"east\" station"), with \" and \\ as the only escapes.
+ * whitespace-separated tokens; double quotes let a token hold spaces
+ * ("Licun \"east\" station", or name="Licun east"), with \" and \\ as the
+ * only escapes inside them.
  * Replies: a success is "OK <n>\n" followed by exactly n record lines; a
  * failure is one line "ERR <CODE> <message>\n". A text record line holds
  * tab-separated fields: id, category, name, lat, lon, distance_m.
@@ -65,10 +66,11 @@ size_t proto_reader_capacity(const struct proto_reader *r);
  * pointers into `line` in argv[] and their count in *argc. Quoted tokens are
  * unquoted in place. Returns 0, or PROTO_ERR_SYNTAX (unbalanced quote, bad
  * escape, more than max_args tokens); on error argv is unspecified.
- * Details: a quoted token starts with '"' at a token start and its closing
- * '"' must be followed by a blank or the end of the line; a '"' inside a bare
- * token is PROTO_ERR_SYNTAX; a backslash in a bare token is an ordinary byte;
- * `""` is an empty token. line[len] is written (set to NUL), so `line` must
+ * Details: as in a shell, a token is a run of non-blank bytes in which
+ * double-quoted segments may hold blanks and may start or end anywhere in it:
+ * `name="Licun east"` and `"name=Licun east"` are the same one token; inside
+ * quotes \" and \\ are the only escapes; outside quotes a backslash is an
+ * ordinary byte; `""` is an empty token. line[len] is written (set to NUL), so `line` must
  * hold len + 1 bytes, as lines from proto_next() do. A NUL byte inside the
  * line is an ordinary token byte, so the C string of a token holding one ends
  * there; it never ends the line or crashes the split. */

@@ -324,6 +324,10 @@ static void test_split_unquotes_quoted_tokens_with_escapes(void **state) {
     in = "\"泰塘 临时\"\t\"服务点\"";
     assert_int_equal(split_joined(in, strlen(in), 64, out), 0);
     assert_string_equal(out, "泰塘 临时|服务点|");
+    /* Quoted segments may start and end inside a token, as in a shell. */
+    in = "PUT x name=\"泰塘 临时 食堂\" \"a\"b\" c\"d x\"\\\"\"y";
+    assert_int_equal(split_joined(in, strlen(in), 64, out), 0);
+    assert_string_equal(out, "PUT|x|name=泰塘 临时 食堂|ab cd|x\"y|");
     in = "a\\b"; /* a backslash in a bare token is an ordinary byte */
     assert_int_equal(split_joined(in, strlen(in), 64, out), 0);
     assert_string_equal(out, "a\\b|");
@@ -333,7 +337,7 @@ static void test_split_refuses_malformed_quoting(void **state) {
     (void)state;
     char out[512];
     const char *bad[] = {"\"open", "a \"open", "\"bad \\n escape\"", "\"ends in \\",
-                         "\"x\"y", "a\"b\"", "x\"", "\"\\\""};
+                         "x\"", "a\"b", "name=\"open end", "\"\\\""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(split_joined(bad[i], strlen(bad[i]), 64, out), PROTO_ERR_SYNTAX);
     }
