@@ -606,6 +606,27 @@ static void test_pipelined_writes_and_reads_answer_in_order(void **state) {
     close(c.fd);
 }
 
+/* Once a write is answered OK, another connection sees it at once. */
+static void test_writes_are_seen_by_other_connections(void **state) {
+    (void)state;
+    struct conn writer = {.fd = connect_daemon()};
+    struct conn reader = {.fd = connect_daemon()};
+    ask(&reader, "GET xc-1\n", "ERR NOTFOUND no facility 'xc-1'\n");
+    ask(&writer, "PUT xc-1 parking 36.7 121.1 name=lot free=2\n",
+        "OK 1\nxc-1\tparking\tlot\t36.700000\t121.100000\t-\tfree=2\n");
+    ask(&reader, "NEAREST parking 36.7 121.1 K 1\n",
+        "OK 1\nxc-1\tparking\tlot\t36.700000\t121.100000\t0.0\tfree=2\n");
+    ask(&reader, "NEAREST parking 36.7 121.1 K 1 MAXDIST 10 WHERE free > 5\n", "OK 0\n");
+    ask(&writer, "SET xc-1 free=9\n",
+        "OK 1\nxc-1\tparking\tlot\t36.700000\t121.100000\t-\tfree=9\n");
+    ask(&reader, "NEAREST parking 36.7 121.1 K 1 MAXDIST 10 WHERE free > 5\n",
+        "OK 1\nxc-1\tparking\tlot\t36.700000\t121.100000\t0.0\tfree=9\n");
+    ask(&writer, "DEL xc-1\n", "OK 0\n");
+    ask(&reader, "GET xc-1\n", "ERR NOTFOUND no facility 'xc-1'\n");
+    close(writer.fd);
+    close(reader.fd);
+}
+
 /* Reads STATS and checks that write_groups < writes. */
 static void ask_stats_groups_below_writes(struct conn *c) {
     send_str(c->fd, "STATS\n");
@@ -919,6 +940,7 @@ int main(void) {
         cmocka_unit_test(test_missing_db_without_init_exits_1_with_one_line),
         cmocka_unit_test(test_start_up_failures_are_one_line_and_non_zero),
         cmocka_unit_test(test_sigterm_closes_connections_and_exits_0),
+        cmocka_unit_test(test_writes_are_seen_by_other_connections),
         cmocka_unit_test(test_attributes_written_are_filtered_on),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
