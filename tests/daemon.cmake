@@ -3,18 +3,18 @@ nearest_add_test(test_commands LIBS nearestd_core PkgConfig::JANSSON)
 target_compile_definitions(test_commands PRIVATE
     NEARESTD_PROTOCOL_MD="${CMAKE_SOURCE_DIR}/PROTOCOL.md")
 
-nearest_add_test(it_daemon LIBS nearest_geo PkgConfig::JANSSON PkgConfig::SQLITE3)
+nearest_add_test(it_daemon LIBS nearest_it_support nearest_geo PkgConfig::JANSSON PkgConfig::SQLITE3)
 target_compile_definitions(it_daemon PRIVATE NEARESTD_BIN="$<TARGET_FILE:nearestd>")
 add_dependencies(it_daemon nearestd)
 
 # Connection limits and write security against the real daemon on the bundled dataset.
-nearest_add_test(it_limits LIBS nearestd_core)
+nearest_add_test(it_limits LIBS nearest_it_support nearestd_core)
 target_compile_definitions(it_limits PRIVATE NEARESTD_BIN="$<TARGET_FILE:nearestd>"
                            NEARESTD_DATASET_DIR="${NEARESTD_DATASET_DIR}")
 add_dependencies(it_limits nearestd)
 
 # Every example of PROTOCOL.md against a live daemon on the bundled dataset.
-nearest_add_test(it_protocol_doc LIBS)
+nearest_add_test(it_protocol_doc LIBS nearest_it_support)
 target_compile_definitions(it_protocol_doc PRIVATE NEARESTD_BIN="$<TARGET_FILE:nearestd>"
                            NEARESTD_DATASET_DIR="${NEARESTD_DATASET_DIR}"
                            NEARESTD_PROTOCOL_MD="${CMAKE_SOURCE_DIR}/PROTOCOL.md")

@@ -27,6 +27,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "it_support.h"
 #include <jansson.h>
 
 #include "cli_table.h"
@@ -95,22 +97,6 @@ static int write_dataset(void) {
     return fclose(f) == 0 ? ret : -1;
 }
 
-/* A port nothing listens on right now (bound to port 0, read back, closed). */
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0) {
-        port = ntohs(a.sin_port);
-    }
-    if (fd >= 0) {
-        close(fd);
-    }
-    return port;
-}
-
 static bool accepts(int port) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
@@ -134,7 +120,7 @@ static int group_setup(void **state) {
     }
     snprintf(fx->db, sizeof fx->db, "%s/cli.db", fx->dir);
     snprintf(fx->log, sizeof fx->log, "%s/nearestd.log", fx->dir);
-    fx->port = free_port();
+    fx->port = its_free_port();
     char listen[64];
     snprintf(listen, sizeof listen, "127.0.0.1:%d", fx->port);
     fx->pid = fork();
@@ -424,7 +410,7 @@ static void test_server_errors_exit_2_with_code_and_message(void **state) {
 
 static void test_no_daemon_says_cannot_connect_and_exits_2(void **state) {
     (void)state;
-    int port = free_port();
+    int port = its_free_port();
     char port_arg[16], want[160];
     snprintf(port_arg, sizeof port_arg, "%d", port);
     snprintf(want, sizeof want,
@@ -442,7 +428,7 @@ static void test_host_and_port_come_from_environment_unless_given(void **state) 
     (void)state;
     char port[16], bad_port[16];
     snprintf(port, sizeof port, "%d", fx->port);
-    snprintf(bad_port, sizeof bad_port, "%d", free_port());
+    snprintf(bad_port, sizeof bad_port, "%d", its_free_port());
     const char *args[] = {"school", "36.16", "120.41", NULL};
     struct run r = run_cli_env("127.0.0.1", port, args);
     assert_int_equal(r.status, 0);

@@ -28,6 +28,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "it_support.h"
 #include <sqlite3.h>
 #include <jansson.h>
 
@@ -101,18 +103,6 @@ static int write_dataset(void) {
 
 /* ---- Processes and sockets --------------------------------------------------------- */
 
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-        return -1;
-    }
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 /* Starts nearestd with argv (NULL-terminated, without argv[0]); its stderr
  * goes to log_path. Returns the pid. */
 static pid_t spawn_daemon(const char *log_path, const char *const *args) {
@@ -184,20 +174,8 @@ static int connect_daemon(void) {
     return fd;
 }
 
-static void send_all(int fd, const char *buf, size_t len) {
-    while (len > 0) {
-        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        assert_true(n > 0);
-        buf += n;
-        len -= (size_t)n;
-    }
-}
-
 static void send_str(int fd, const char *s) {
-    send_all(fd, s, strlen(s));
+    its_send_all(fd, s, strlen(s));
 }
 
 /* A buffered reader of answers. */
@@ -346,7 +324,7 @@ static int group_setup(void **state) {
     }
     snprintf(fx->db, sizeof fx->db, "%s/x.db", fx->dir);
     snprintf(fx->log, sizeof fx->log, "%s/nearestd.log", fx->dir);
-    fx->port = free_port();
+    fx->port = its_free_port();
     char listen[64];
     snprintf(listen, sizeof listen, "127.0.0.1:%d", fx->port);
     const char *args[] = {"--init", "--db", fx->db, "--listen", listen, "--dataset", fx->dir,
@@ -445,7 +423,7 @@ static void test_pipelined_requests_are_answered_in_order(void **state) {
         memcpy(batch + len, request, strlen(request));
         len += strlen(request);
     }
-    send_all(c.fd, batch, len); /* one write */
+    its_send_all(c.fd, batch, len); /* one write */
     for (int i = 0; i < N; i++) {
         char *got = read_answer(&c);
         assert_string_equal(got, want[i]);
@@ -463,7 +441,7 @@ static void test_requests_split_across_many_writes_are_reassembled(void **state)
     char *w2 = random_query(r2, sizeof r2, false);
     snprintf(both, sizeof both, "%s%s", r1, r2);
     for (size_t i = 0; both[i]; i++) {
-        send_all(c.fd, both + i, 1);
+        its_send_all(c.fd, both + i, 1);
         if (i % 7 == 0) {
             usleep(1000); /* let some bytes arrive alone */
         }
@@ -487,7 +465,7 @@ static void test_line_over_the_limit_gets_err_limit_then_close(void **state) {
     memset(big, 'x', sizeof big);
     memcpy(big, "NEAREST ", 8);
     big[sizeof big - 1] = '\n';
-    send_all(c.fd, big, sizeof big);
+    its_send_all(c.fd, big, sizeof big);
     char *got = read_line(&c);
     assert_non_null(got);
     assert_string_equal(got, "ERR LIMIT request line longer than 4096 bytes; closing\n");
@@ -503,7 +481,7 @@ static void test_line_of_exactly_the_limit_is_accepted(void **state) {
     memset(line, ' ', 4096);
     memcpy(line, "PING", 4);
     line[4096] = '\n';
-    send_all(c.fd, line, 4097);
+    its_send_all(c.fd, line, 4097);
     char *got = read_answer(&c);
     assert_string_equal(got, "OK 0\n");
     free(got);
@@ -555,7 +533,7 @@ static void test_slow_reader_is_paused_and_gets_every_answer(void **state) {
     for (int i = 0; i < N; i++) {
         len += (size_t)snprintf(batch + len, sizeof batch - len, "NEAREST * 36.2 120.4 K 1000\n");
     }
-    send_all(c.fd, batch, len);
+    its_send_all(c.fd, batch, len);
     usleep(300000); /* let the server fill the socket and pause */
     char *want = expected_nearest(-1, (struct geo_point){36.2, 120.4}, 1000);
     for (int i = 0; i < N; i++) {
@@ -654,7 +632,7 @@ static void test_writes_of_many_clients_all_commit(void **state) {
                                     "PUT mc-%d-%d parking 36.4%02d 120.6%02d name=lot\n", i, j,
                                     i, j);
         }
-        send_all(c[i].fd, batch, len);
+        its_send_all(c[i].fd, batch, len);
     }
     for (int i = 0; i < CLIENTS; i++) {
         for (int j = 0; j < EACH; j++) {
@@ -671,7 +649,7 @@ static void test_writes_of_many_clients_all_commit(void **state) {
     ask_stats_groups_below_writes(&c[0]);
     /* A second daemon opening the same file sees every write: they were committed. */
     char log[400], listen[64];
-    int port = free_port();
+    int port = its_free_port();
     snprintf(log, sizeof log, "%s/second.log", fx->dir);
     snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
     const char *args[] = {"--db", fx->db, "--listen", listen, NULL};
@@ -714,7 +692,7 @@ static void test_acknowledged_writes_survive_kill_9(void **state) {
     (void)state;
     enum { N = 400 };
     char log[400], listen[64];
-    int port = free_port();
+    int port = its_free_port();
     snprintf(log, sizeof log, "%s/kill.log", fx->dir);
     snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
     const char *args[] = {"--db", fx->db, "--listen", listen, NULL};
@@ -728,7 +706,7 @@ static void test_acknowledged_writes_survive_kill_9(void **state) {
         len += (size_t)snprintf(batch + len, sizeof batch - len,
                                 "PUT k9-%03d meal_point 36.2 120.4 name=k9\n", i);
     }
-    send_all(fd, batch, len);
+    its_send_all(fd, batch, len);
     /* Read some answers, then kill the daemon in the middle of the stream. */
     int acked = 0;
     for (; acked < N / 4; acked++) {
@@ -748,7 +726,7 @@ static void test_acknowledged_writes_survive_kill_9(void **state) {
     /* The file the killed daemon left behind is a sound database. */
     assert_database_is_intact(fx->db);
     /* A new daemon on the same file has every acknowledged write. */
-    port = free_port();
+    port = its_free_port();
     snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
     pid = spawn_daemon(log, args);
     fd = wait_ready(pid, port);
@@ -842,7 +820,7 @@ static void test_start_up_failures_are_one_line_and_non_zero(void **state) {
 static void test_sigterm_closes_connections_and_exits_0(void **state) {
     (void)state;
     char log[400], listen[64];
-    int port = free_port();
+    int port = its_free_port();
     snprintf(log, sizeof log, "%s/term.log", fx->dir);
     snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
     const char *args[] = {"--db", fx->db, "--listen", listen, NULL};

@@ -32,6 +32,8 @@
 
 #include <cmocka.h>
 
+#include "it_support.h"
+
 #include "auth.h"
 #include "reply.h"
 
@@ -44,18 +46,6 @@ static pid_t daemon_pid = -1;
 static int daemon_port;
 
 /* ---- Processes and sockets ------------------------------------------------------- */
-
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-        return -1;
-    }
-    close(fd);
-    return ntohs(a.sin_port);
-}
 
 static int64_t now_ms(void) {
     struct timespec ts;
@@ -88,7 +78,7 @@ static int dial(int rcvbuf) {
  * --listen; `listen_host` is the address part of --listen. Returns the exit
  * status if it exits within the wait, or -1 once it accepts. */
 static int start_daemon_on(const char *listen_host, const char *const *flags) {
-    daemon_port = free_port();
+    daemon_port = its_free_port();
     assert_true(daemon_port > 0);
     char listen[64];
     snprintf(listen, sizeof listen, "%s:%d", listen_host, daemon_port);
@@ -147,18 +137,6 @@ static char *read_log(void) {
     fclose(f);
     buf[n] = '\0';
     return buf;
-}
-
-static void send_all(int fd, const char *buf, size_t len) {
-    while (len > 0) {
-        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        assert_true(n > 0);
-        buf += n;
-        len -= (size_t)n;
-    }
 }
 
 /* A buffered reader of answers. */
@@ -231,7 +209,7 @@ static char *read_answer(struct conn *c) {
 
 /* Sends `request` and checks that the answer starts with `prefix`. */
 static void ask(struct conn *c, const char *request, const char *prefix) {
-    send_all(c->fd, request, strlen(request));
+    its_send_all(c->fd, request, strlen(request));
     char *a = read_answer(c);
     if (strncmp(a, prefix, strlen(prefix)) != 0) {
         fail_msg("%s-> got %s, expected %s...", request, a, prefix);
@@ -261,7 +239,7 @@ static bool closes_within(int fd, int ms) {
 
 /* The value of one STATS key. */
 static unsigned long long stat_value(struct conn *c, const char *key) {
-    send_all(c->fd, "STATS\n", 6);
+    its_send_all(c->fd, "STATS\n", 6);
     char *a = read_answer(c);
     char pattern[64];
     snprintf(pattern, sizeof pattern, "\n%s\t", key);
@@ -476,7 +454,7 @@ static void test_auth_is_required_accepted_and_rejected(void **state) {
     /* Three wrong tokens close the connection; the daemon serves on. */
     c = conn_open();
     const char *guesses = "AUTH a\nAUTH b\nAUTH c\nPING\n";
-    send_all(c->fd, guesses, strlen(guesses));
+    its_send_all(c->fd, guesses, strlen(guesses));
     for (int i = 1; i <= 3; i++) {
         char *a = read_answer(c);
         assert_true(strncmp(a, "ERR DENIED wrong token", 22) == 0);
@@ -560,7 +538,7 @@ static void test_connection_past_the_limit_gets_err_limit_and_is_closed(void **s
     bool accepted = false;
     for (int64_t start = now_ms(); !accepted && now_ms() - start < WAIT_MS;) {
         struct conn *c = conn_open();
-        send_all(c->fd, "PING\n", 5);
+        its_send_all(c->fd, "PING\n", 5);
         char *a = read_line(c);
         accepted = a && strcmp(a, "OK 0\n") == 0;
         free(a);
@@ -700,7 +678,7 @@ static void test_1000_pipelined_requests_are_answered_in_order(void **state) {
     /* The oracle: the same requests one at a time. */
     for (int i = 0; i < N; i++) {
         mixed_request(requests[i], sizeof requests[i]);
-        send_all(c->fd, requests[i], strlen(requests[i]));
+        its_send_all(c->fd, requests[i], strlen(requests[i]));
         expected[i] = read_answer(c);
     }
     size_t total = 0;
@@ -715,7 +693,7 @@ static void test_1000_pipelined_requests_are_answered_in_order(void **state) {
         at += strlen(requests[i]);
     }
     struct conn *p = conn_open();
-    send_all(p->fd, batch, total); /* one write */
+    its_send_all(p->fd, batch, total); /* one write */
     for (int i = 0; i < N; i++) {
         char *a = read_answer(p);
         if (strcmp(a, expected[i]) != 0) {
@@ -742,10 +720,10 @@ static void test_clients_vanishing_with_requests_in_flight_do_not_hurt(void **st
     for (int i = 0; i < 20; i++) {
         int fd = dial(0);
         assert_true(fd >= 0);
-        send_all(fd, batch, len);
+        its_send_all(fd, batch, len);
         if (i % 2 == 0) {
             const char *w = "PUT lim-5 parking 36.16 120.41 name=P5\nGET lim-5\n";
-            send_all(fd, w, strlen(w));
+            its_send_all(fd, w, strlen(w));
             struct linger hard = {.l_onoff = 1, .l_linger = 0}; /* close with a reset */
             setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
         }

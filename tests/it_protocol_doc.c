@@ -31,24 +31,14 @@
 
 #include <cmocka.h>
 
+#include "it_support.h"
+
 #define WAIT_MS 10000
 #define MAX_LINES 4096
 
 static char dir[256];
 static pid_t daemon_pid = -1;
 static int daemon_port;
-
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-        return -1;
-    }
-    close(fd);
-    return ntohs(a.sin_port);
-}
 
 static int dial(void) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -255,7 +245,7 @@ static int group_setup(void **state) {
     char db[320], log_path[320], listen[64];
     snprintf(db, sizeof db, "%s/nearestd.db", dir);
     snprintf(log_path, sizeof log_path, "%s/nearestd.log", dir);
-    daemon_port = free_port();
+    daemon_port = its_free_port();
     snprintf(listen, sizeof listen, "127.0.0.1:%d", daemon_port);
     pid_t pid = fork();
     if (pid == 0) {
