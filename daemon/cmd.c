@@ -679,6 +679,33 @@ static int cmp_str(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* Appends area `handle` as a record (reply_area()): in geojson with its polygon
+ * in `crs`. Answers ERR INTERNAL when GEOS cannot write the polygon. */
+static int reply_one_area(struct cmd_call *call, uint32_t handle, enum geo_crs crs,
+                          const char *served_by) {
+    struct catalog *cat = call->env->catalog;
+    struct catalog_area ar;
+    if (catalog_area_get(cat, handle, &ar) < 0) {
+        reply_err(call->out, CMD_ERR_INTERNAL, "area %u vanished", (unsigned)handle);
+        return CMD_ERR_INTERNAL;
+    }
+    char *geometry = NULL;
+    if (call->out->format == REPLY_GEOJSON) {
+        int ret = geo_areas_geojson(catalog_areas(cat), handle, crs, &geometry);
+        if (ret < 0) {
+            reply_err(call->out, CMD_ERR_INTERNAL, "cannot write area '%s': %s", ar.id,
+                      ret == GEO_ERR_GEOS ? geo_areas_last_error(catalog_areas(cat))
+                                          : geo_strerror(ret));
+            return CMD_ERR_INTERNAL;
+        }
+    }
+    struct reply_area ra = {.id = ar.id, .kind = store_area_kind_name(ar.kind), .name = ar.name,
+                            .parent = ar.parent, .served_by = served_by, .geometry = geometry};
+    reply_area(call->out, &ra);
+    free(geometry);
+    return 0;
+}
+
 #define CMD_MAX_SERVES_AREAS 64   /* areas containing one point that SERVES lists */
 #define CMD_MAX_SERVED_BY 64      /* facilities listed as serving one area */
 
@@ -714,10 +741,11 @@ int cmd_handle_serves(struct cmd_call *call) {
         }
     }
     size_t n = n_total < CMD_MAX_SERVES_AREAS ? n_total : CMD_MAX_SERVES_AREAS;
+    if (call->out->format == REPLY_GEOJSON) {
+        reply_set_crs(call->out, geo_crs_name(o.crs));
+    }
     reply_ok(call->out, n);
     for (size_t i = 0; i < n; i++) {
-        struct catalog_area ar;
-        catalog_area_get(cat, found[i], &ar);
         uint32_t slots[CMD_MAX_SERVED_BY];
         const char *ids[CMD_MAX_SERVED_BY];
         size_t n_links = catalog_area_links(cat, found[i], slots, CMD_MAX_SERVED_BY);
@@ -736,9 +764,10 @@ int cmd_handle_serves(struct cmd_call *call) {
             len += (size_t)snprintf(served_by + len, sizeof served_by - len, "%s%s",
                                     j ? ";" : "", ids[j]);
         }
-        const char *fields[5] = {ar.id, store_area_kind_name(ar.kind), ar.name, ar.parent,
-                                 served_by};
-        reply_fields(call->out, 5, fields);
+        ret = reply_one_area(call, found[i], o.crs, served_by);
+        if (ret < 0) {
+            return ret;
+        }
     }
     return 0;
 }
@@ -757,11 +786,16 @@ int cmd_handle_areas(struct cmd_call *call) {
     for (uint32_t h = 0; h < catalog_area_count(cat); h++) {
         n += catalog_area_get(cat, h, &ar) == 0 && (kind < 0 || ar.kind == kind);
     }
+    if (call->out->format == REPLY_GEOJSON) {
+        reply_set_crs(call->out, geo_crs_name(call->session->crs));
+    }
     reply_ok(call->out, n);
     for (uint32_t h = 0; h < catalog_area_count(cat); h++) {
         if (catalog_area_get(cat, h, &ar) == 0 && (kind < 0 || ar.kind == kind)) {
-            const char *fields[4] = {ar.id, store_area_kind_name(ar.kind), ar.name, ar.parent};
-            reply_fields(call->out, 4, fields);
+            int ret = reply_one_area(call, h, call->session->crs, NULL);
+            if (ret < 0) {
+                return ret;
+            }
         }
     }
     return 0;

@@ -1,6 +1,6 @@
 /* main.c: nearestd's command line, start-up and shut-down.
  *
- *   nearestd [--listen HOST:PORT] [--db PATH] [--init] [--dataset DIR]
+ *   nearestd [--listen HOST:PORT] [--http HOST:PORT] [--db PATH] [--init] [--dataset DIR]
  *            [--auth-token-file PATH] [--max-connections N] [--idle-timeout-ms MS]
  *            [--max-output-bytes N] [--help]
  *
@@ -8,7 +8,9 @@
  * stderr and exits non-zero: 2 for a bad command line, 1 for anything else
  * (missing or bad database, bad address, port in use, unreadable or empty
  * token file). A non-loopback address without a token file starts read-only,
- * and the log says so in its own line. The daemon then runs
+ * and the log says so in its own line. --http adds an HTTP listener on the
+ * same loop (http_srv.h), read-only on any address, logged in a line of its
+ * own and shut down with the line server. The daemon then runs
  * until SIGINT or SIGTERM, closes the store and exits 0. */
 #include <malloc.h>
 #include <signal.h>
@@ -22,6 +24,7 @@
 
 #include "auth.h"
 #include "catalog.h"
+#include "http_srv.h"
 #include "proto.h"
 #include "srv.h"
 #include "store.h"
@@ -35,11 +38,13 @@
 #define MAX_HOST_BYTES 256
 
 static const char usage[] =
-    "usage: nearestd [--listen HOST:PORT] [--db PATH] [--init] [--dataset DIR]\n"
+    "usage: nearestd [--listen HOST:PORT] [--http HOST:PORT] [--db PATH] [--init] [--dataset DIR]\n"
     "                [--auth-token-file PATH] [--max-connections N] [--idle-timeout-ms MS]\n"
     "                [--max-output-bytes N] [--help]\n"
     "  --listen HOST:PORT  address to serve on (default " DEFAULT_HOST ":%d);\n"
     "                      an IPv6 host goes in brackets: [::1]:7878\n"
+    "  --http HOST:PORT    also serve the read-only HTTP/GeoJSON API and the map page\n"
+    "                      there (docs/HTTP.md); any address, it cannot write\n"
     "  --db PATH           SpatiaLite database (default " DEFAULT_DB ")\n"
     "  --init              create the database from the dataset if PATH does not exist\n"
     "  --dataset DIR       dataset for --init (default %s)\n"
@@ -62,6 +67,9 @@ struct options {
     unsigned long long max_connections;
     unsigned long long idle_timeout_ms;
     unsigned long long max_output_bytes;
+    bool http;                    /* --http given */
+    char http_host[MAX_HOST_BYTES];
+    int http_port;
 };
 
 /* Parses a decimal count in [min, max]. Returns false on anything else. */
@@ -126,7 +134,7 @@ static int parse_args(int argc, char **argv, struct options *o) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         static const char *const with_value[] = {
-            "--listen", "--db", "--dataset", "--auth-token-file", "--max-connections",
+            "--listen", "--http", "--db", "--dataset", "--auth-token-file", "--max-connections",
             "--idle-timeout-ms", "--max-output-bytes"};
         bool takes_value = false;
         for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) {
@@ -141,6 +149,15 @@ static int parse_args(int argc, char **argv, struct options *o) {
                 fprintf(stderr, "nearestd: bad --listen '%s': expected HOST:PORT\n", argv[i]);
                 return 2;
             }
+        } else if (strcmp(a, "--http") == 0) {
+            struct options addr;
+            if (!parse_listen(argv[++i], &addr)) {
+                fprintf(stderr, "nearestd: bad --http '%s': expected HOST:PORT\n", argv[i]);
+                return 2;
+            }
+            o->http = true;
+            memcpy(o->http_host, addr.host, sizeof o->http_host);
+            o->http_port = addr.port;
         } else if (strcmp(a, "--db") == 0) {
             o->db = argv[++i];
         } else if (strcmp(a, "--dataset") == 0) {
@@ -178,6 +195,11 @@ static int parse_args(int argc, char **argv, struct options *o) {
     return 0;
 }
 
+/* srv_on_close()'s hook: the HTTP listener stops with the line server. */
+static void close_http(void *http) {
+    http_srv_close(http);
+}
+
 int main(int argc, char **argv) {
     struct options opt = {0};
     int status = parse_args(argc, argv, &opt);
@@ -196,6 +218,7 @@ int main(int argc, char **argv) {
     struct store *st = NULL;
     struct catalog *cat = NULL;
     struct srv *srv = NULL;
+    struct http_srv *http = NULL;
     uv_loop_t *loop = NULL;
     status = 1;
 
@@ -274,11 +297,31 @@ int main(int argc, char **argv) {
     } else if (has_token) {
         fprintf(stderr, "nearestd: writes need AUTH (token from %s)\n", opt.token_file);
     }
+    if (opt.http) {
+        struct http_srv_config http_cfg;
+        http_srv_config_init(&http_cfg);
+        http_cfg.idle_timeout_ms = opt.idle_timeout_ms;
+        struct cmd_env env = {.catalog = cat, .stats = srv_stats(srv)};
+        ret = http_srv_open(loop, &env, opt.http_host, opt.http_port, &http_cfg, &http, err,
+                            sizeof err);
+        if (ret < 0) {
+            fprintf(stderr, "nearestd: %s\n", err);
+            http = NULL;
+            srv_close(srv);
+            uv_run(loop, UV_RUN_DEFAULT); /* lets the closes complete */
+            goto done;
+        }
+        srv_on_close(srv, close_http, http);
+        fprintf(stderr, "nearestd: serving HTTP (read-only) on http://%s%s%s:%d/\n",
+                strchr(opt.http_host, ':') ? "[" : "", opt.http_host,
+                strchr(opt.http_host, ':') ? "]" : "", http_srv_port(http));
+    }
     ret = uv_run(loop, UV_RUN_DEFAULT);
     (void)ret; /* non-zero only if uv_stop() was called, which nothing does */
     fprintf(stderr, "nearestd: stopped\n");
     status = 0;
 done:
+    http_srv_free(http);
     srv_free(srv);
     if (loop) {
         ret = uv_loop_close(loop);

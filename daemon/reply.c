@@ -405,6 +405,31 @@ void reply_fields(struct reply *r, size_t n_fields, const char *const *fields) {
     }
 }
 
+void reply_area(struct reply *r, const struct reply_area *a) {
+    if (r->format != REPLY_GEOJSON) {
+        const char *fields[5] = {a->id, a->kind, a->name, a->parent, a->served_by};
+        reply_fields(r, a->served_by ? 5 : 4, fields);
+        return;
+    }
+    json_t *geometry = json_null();
+    if (a->geometry) {
+        json_decref(geometry);
+        geometry = json_loads(a->geometry, JSON_DECODE_ANY, NULL);
+    }
+    json_t *feat = geometry ? json_pack("{s:s, s:o, s:{s:o, s:o, s:o, s:o}}", "type", "Feature",
+                                        "geometry", geometry, "properties", "id", jstr(a->id),
+                                        "kind", jstr(a->kind), "name", jstr(a->name),
+                                        "parent", jstr(a->parent))
+                            : NULL;
+    if (feat && a->served_by) {
+        struct reply_attr ids = {.key = "served_by", .type = REPLY_ATTR_IDS,
+                                 .text = a->served_by};
+        json_object_set_new(json_object_get(feat, "properties"), "served_by",
+                            json_attr_value(&ids));
+    }
+    json_add(r, feat);
+}
+
 /* Length of the longest prefix of s[0..n) that does not end inside a UTF-8
  * sequence. */
 static size_t utf8_cut(const char *s, size_t n) {

@@ -81,6 +81,17 @@ struct reply_facility {
     size_t n_attrs;
 };
 
+/* One area in a reply (AREAS, SERVES). Every pointer is borrowed for the call. */
+struct reply_area {
+    const char *id;
+    const char *kind;
+    const char *name;
+    const char *parent;      /* "" for none */
+    const char *served_by;   /* SERVES: ids joined by ';' ("" for none); NULL: no such field */
+    const char *geometry;    /* GeoJSON geometry object text; read in geojson only, NULL
+                              * there writes "geometry":null */
+};
+
 /* Returns the format named "text", "json" or "geojson" (ASCII case ignored)
  * in *out. Returns 0, or -1 for any other name. */
 int reply_format_parse(const char *name, enum reply_format *out);
@@ -128,6 +139,14 @@ void reply_facility(struct reply *r, const struct reply_facility *f);
  * STATS, CATEGORIES). Same replacement of control characters in each field.
  * In the JSON formats the record is an array of strings. */
 void reply_fields(struct reply *r, size_t n_fields, const char *const *fields);
+
+/* Appends one area record. In text and json it is exactly the record
+ * reply_fields() makes of id, kind, name, parent and (when not NULL) served_by.
+ * In geojson it is a Feature with a->geometry as its geometry and id, kind,
+ * name, parent (and served_by, an array of id strings) as its properties, so
+ * that the answer is a FeatureCollection. A geometry that is not JSON marks
+ * the reply failed. */
+void reply_area(struct reply *r, const struct reply_area *a);
 
 /* Appends "ERR <WORD> <message>\n" for a cmd_err code (in the JSON formats
  * {"ok":false,"error":WORD,"message":...}), dropping any unfinished answer.

@@ -90,6 +90,8 @@ struct srv {
     uv_work_t work;
     uint64_t db_bytes_after;      /* measured on the pool after a group's commit */
     int write_rows[3];            /* cmd_table() rows of PUT, DEL, SET (enum cmd_write_kind) */
+    void (*close_hook)(void *);   /* srv_on_close(): run when srv_close() starts */
+    void *close_hook_arg;
 };
 
 static void srv_conn_close(struct srv_conn *c);
@@ -549,6 +551,9 @@ void srv_close(struct srv *s) {
         return;
     }
     s->stopping = true;
+    if (s->close_hook) {
+        s->close_hook(s->close_hook_arg);
+    }
     uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
     uv_close((uv_handle_t *)&s->sigint, on_server_handle_closed);
     uv_close((uv_handle_t *)&s->sigterm, on_server_handle_closed);
@@ -565,6 +570,11 @@ void srv_close(struct srv *s) {
     while (s->conns) {
         srv_conn_close(s->conns);
     }
+}
+
+void srv_on_close(struct srv *s, void (*fn)(void *arg), void *arg) {
+    s->close_hook = fn;
+    s->close_hook_arg = arg;
 }
 
 void srv_free(struct srv *s) {

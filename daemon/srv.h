@@ -81,6 +81,12 @@ void srv_close(struct srv *s);
  * returned, when no handle of it is open any more. NULL is a no-op. */
 void srv_free(struct srv *s);
 
+/* Registers fn(arg) to run once, when srv_close() starts (a signal or a call),
+ * so that another listener on the same loop, such as the HTTP one
+ * (http_srv.h), shuts down together with this one. One hook per server; a
+ * second call replaces the first. */
+void srv_on_close(struct srv *s, void (*fn)(void *arg), void *arg);
+
 /* The counters STATS shows. Borrowed; valid until srv_free(). */
 struct cmd_stats *srv_stats(struct srv *s);
 

@@ -463,3 +463,61 @@ int geo_areas_area_m2(const struct geo_areas *set, uint32_t handle, double *area
     *area_m2 = a->area_m2;
     return GEO_OK;
 }
+
+/* ---- Writing an area out ------------------------------------------------------- */
+
+/* GEOSGeom_transformXY's callback: x is a longitude, y a latitude, WGS84. */
+static int to_crs(double *x, double *y, void *userdata) {
+    const enum geo_crs *crs = userdata;
+    struct geo_point out;
+    if (geo_crs_from_wgs84(*crs, (struct geo_point){.lat_deg = *y, .lon_deg = *x}, &out) < 0) {
+        return 0; /* GEOS raises, and the caller sees NULL */
+    }
+    *x = out.lon_deg;
+    *y = out.lat_deg;
+    return 1;
+}
+
+int geo_areas_geojson(struct geo_areas *set, uint32_t handle, enum geo_crs crs, char **out) {
+    if (out == NULL || geo_crs_name(crs) == NULL) {
+        return GEO_ERR_ARG;
+    }
+    *out = NULL;
+    const struct area *a = find(set, handle);
+    if (a == NULL) {
+        return GEO_ERR_NOTFOUND;
+    }
+    int ret = GEO_ERR_GEOS;
+    GEOSGeometry *moved = NULL;
+    GEOSGeoJSONWriter *writer = NULL;
+    char *text = NULL;
+    const GEOSGeometry *g = a->geom;
+    if (crs != GEO_CRS_WGS84) {
+        moved = GEOSGeom_transformXY_r(set->ctx, a->geom, to_crs, &crs);
+        if (moved == NULL) {
+            goto done;
+        }
+        g = moved;
+    }
+    writer = GEOSGeoJSONWriter_create_r(set->ctx);
+    if (writer == NULL) {
+        goto done;
+    }
+    text = GEOSGeoJSONWriter_writeGeometry_r(set->ctx, writer, g, -1);
+    if (text == NULL) {
+        goto done;
+    }
+    *out = strdup(text);
+    ret = *out != NULL ? 0 : GEO_ERR_NOMEM;
+done:
+    if (text != NULL) {
+        GEOSFree_r(set->ctx, text);
+    }
+    if (writer != NULL) {
+        GEOSGeoJSONWriter_destroy_r(set->ctx, writer);
+    }
+    if (moved != NULL) {
+        GEOSGeom_destroy_r(set->ctx, moved);
+    }
+    return ret;
+}

@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "geo.h"
+#include "geo_crs.h"
 
 #define GEO_AREA_MAX_KINDS 32 /* kinds are 0..31; a query selects them by bitmask */
 
@@ -110,6 +111,16 @@ int geo_areas_kind(const struct geo_areas *set, uint32_t handle, uint8_t *kind);
  * metres, shells minus holes, computed by PROJ's geod_polygonarea when the
  * area was added. Returns 0 or GEO_ERR_NOTFOUND. */
 int geo_areas_area_m2(const struct geo_areas *set, uint32_t handle, double *area_m2);
+
+/* Writes area `handle`'s geometry as a GeoJSON geometry object (a Polygon or
+ * MultiPolygon, [longitude, latitude] positions, no whitespace) in the
+ * coordinate system `crs`, converting every vertex from WGS84 with
+ * geo_crs_from_wgs84() when crs is not GEO_CRS_WGS84. *out is a new
+ * NUL-terminated string; caller owns it, free with free(). Works before build.
+ * Returns 0; GEO_ERR_NOTFOUND for an unknown handle; GEO_ERR_ARG for NULL out
+ * or a crs outside the enum; GEO_ERR_GEOS when GEOS fails; GEO_ERR_NOMEM.
+ * *out is NULL on error. */
+int geo_areas_geojson(struct geo_areas *set, uint32_t handle, enum geo_crs crs, char **out);
 
 /* The last message GEOS reported through this set's context ("" if none), a
  * string owned by the set and valid until the next call on it. For logs. */

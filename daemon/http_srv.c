@@ -1,0 +1,494 @@
+/* http_srv.c: HTTP connections on libuv: accept, read, answer in order, write,
+ * idle sweep, shutdown.
+ *
+ * Memory per connection: the struct, an http_reader (about 5 KB: URL and
+ * Accept buffers), the bytes read but not yet parsed (at most one read, 64 KB,
+ * and only while the connection is paused) and unsent responses, which stop
+ * the connection from being read past max_output_bytes; an AREAS answer with
+ * every polygon is the largest, about 0.5 MB.
+ *
+ * Lifetimes follow srv.c: a connection closes only through conn_close() and
+ * is freed in its close callback; a write request owns its buffer until its
+ * callback, which libuv runs before the close callback. */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+#include "http_srv.h"
+
+#define HTTP_SRV_BACKLOG 511
+#define HTTP_SRV_READ_BYTES 65536
+
+struct http_conn {
+    uv_tcp_t tcp;                 /* tcp.data points back here */
+    struct http_srv *srv;
+    struct http_reader *reader;
+    char *in;                     /* bytes read, not yet parsed (while paused) */
+    size_t in_len, in_cap;
+    char *out;                    /* responses not yet handed to uv_write */
+    size_t out_len, out_cap;
+    struct http_conn *prev, *next; /* in srv->conns while not closing */
+    size_t writes_pending;
+    bool closing;
+    bool close_after_write;       /* Connection: close, an error, or turned away */
+    bool paused;                  /* reading stopped for backpressure */
+    bool counted;                 /* in n_open */
+    uint64_t active_ms;           /* uv_now() of the last request or response sent */
+};
+
+struct http_write {
+    uv_write_t req;
+    struct http_conn *conn;
+    char *buf;                    /* owned until the callback */
+};
+
+struct http_srv {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    uv_timer_t sweep;
+    int n_open_handles;           /* of the two above */
+    struct http_srv_config cfg;
+    struct cmd_env env;
+    bool stopping;
+    size_t n_open;                /* counted connections */
+    struct http_conn *conns;
+    char read_buf[HTTP_SRV_READ_BYTES];
+    bool read_buf_busy;
+};
+
+static void conn_resume(struct http_conn *c);
+
+/* ---- Connection lifetime -------------------------------------------------------- */
+
+static void on_conn_closed(uv_handle_t *h) {
+    struct http_conn *c = h->data;
+    http_reader_free(c->reader);
+    free(c->in);
+    free(c->out);
+    free(c);
+}
+
+static void conn_close(struct http_conn *c) {
+    if (c->closing) {
+        return;
+    }
+    c->closing = true;
+    if (c->prev) {
+        c->prev->next = c->next;
+    } else {
+        c->srv->conns = c->next;
+    }
+    if (c->next) {
+        c->next->prev = c->prev;
+    }
+    if (c->counted) {
+        c->srv->n_open--;
+    }
+    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+}
+
+/* ---- Writing -------------------------------------------------------------------- */
+
+static bool grow(char **buf, size_t *cap, size_t need) {
+    if (need <= *cap) {
+        return true;
+    }
+    size_t cap2 = *cap ? *cap : 4096;
+    while (cap2 < need) {
+        cap2 *= 2;
+    }
+    char *p = realloc(*buf, cap2);
+    if (!p) {
+        return false;
+    }
+    *buf = p;
+    *cap = cap2;
+    return true;
+}
+
+static bool out_append(struct http_conn *c, const char *bytes, size_t len) {
+    if (!grow(&c->out, &c->out_cap, c->out_len + len)) {
+        return false;
+    }
+    memcpy(c->out + c->out_len, bytes, len);
+    c->out_len += len;
+    return true;
+}
+
+static size_t unsent_bytes(const struct http_conn *c) {
+    return c->out_len + uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
+}
+
+static void on_write(uv_write_t *req, int status) {
+    struct http_write *w = (struct http_write *)req;
+    struct http_conn *c = w->conn;
+    free(w->buf);
+    free(w);
+    c->writes_pending--;
+    if (c->closing) {
+        return;
+    }
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    c->active_ms = uv_now(c->srv->loop);
+    if (c->close_after_write && c->writes_pending == 0) {
+        conn_close(c);
+        return;
+    }
+    if (c->paused) {
+        conn_resume(c);
+    }
+}
+
+/* Sends the responses built so far in one uv_write. */
+static void flush(struct http_conn *c) {
+    if (c->out_len > 0) {
+        struct http_write *w = malloc(sizeof *w);
+        if (!w) {
+            conn_close(c);
+            return;
+        }
+        w->conn = c;
+        w->buf = c->out;
+        uv_buf_t b = uv_buf_init(c->out, (unsigned int)c->out_len);
+        c->out = NULL;
+        c->out_len = c->out_cap = 0;
+        int ret = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+        if (ret < 0) {
+            free(w->buf);
+            free(w);
+            conn_close(c);
+            return;
+        }
+        c->writes_pending++;
+    }
+    if (c->close_after_write) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        if (c->writes_pending == 0) {
+            conn_close(c);
+        }
+    }
+}
+
+/* ---- Reading and answering --------------------------------------------------------- */
+
+/* Appends a response; closes the connection when out of memory. */
+static void send_response(struct http_conn *c, struct http_response *resp) {
+    if (!out_append(c, resp->bytes, resp->len)) {
+        free(resp->bytes);
+        conn_close(c);
+        return;
+    }
+    free(resp->bytes);
+    if (resp->close) {
+        c->close_after_write = true;
+    }
+}
+
+/* Answers every whole request in c->in, in order, until the input runs out,
+ * the connection is to close, or its unsent responses pass the output limit
+ * (then reading stops and the rest waits in c->in). */
+static void process(struct http_conn *c) {
+    struct http_srv *s = c->srv;
+    size_t pos = 0;
+    while (pos < c->in_len && !c->closing && !c->close_after_write) {
+        if (unsent_bytes(c) > s->cfg.max_output_bytes) {
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            c->paused = true;
+            break;
+        }
+        struct http_request req;
+        size_t used = 0;
+        enum http_read st = http_reader_next(c->reader, c->in + pos, c->in_len - pos, &used,
+                                             &req);
+        pos += used;
+        struct http_response resp;
+        if (st == HTTP_READ_REQUEST) {
+            c->active_ms = uv_now(s->loop);
+            if (http_respond(&s->env, &req, &resp) < 0) {
+                conn_close(c);
+                return;
+            }
+            send_response(c, &resp);
+        } else if (st == HTTP_READ_ERROR) {
+            if (http_reader_error(c->reader, &resp) < 0) {
+                conn_close(c);
+                return;
+            }
+            send_response(c, &resp);
+            c->close_after_write = true;
+        } else if (used == 0) {
+            break;
+        }
+    }
+    if (c->closing) {
+        return;
+    }
+    memmove(c->in, c->in + pos, c->in_len - pos);
+    c->in_len -= pos;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    (void)suggested;
+    struct http_conn *c = h->data;
+    struct http_srv *s = c->srv;
+    if (s->read_buf_busy) {
+        *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
+        return;
+    }
+    s->read_buf_busy = true;
+    *buf = uv_buf_init(s->read_buf, sizeof s->read_buf);
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+    struct http_conn *c = stream->data;
+    if (buf->base == c->srv->read_buf) {
+        c->srv->read_buf_busy = false; /* copied below, before returning */
+    }
+    if (c->closing || nread == 0) {
+        return;
+    }
+    if (nread < 0) {
+        if (nread == UV_EOF && c->writes_pending > 0) {
+            c->close_after_write = true; /* half-closed: let the responses out */
+            uv_read_stop(stream);
+        } else {
+            conn_close(c);
+        }
+        return;
+    }
+    if (c->close_after_write) {
+        return;
+    }
+    if (!grow(&c->in, &c->in_cap, c->in_len + (size_t)nread)) {
+        conn_close(c);
+        return;
+    }
+    memcpy(c->in + c->in_len, buf->base, (size_t)nread);
+    c->in_len += (size_t)nread;
+    process(c);
+    if (!c->closing) {
+        flush(c);
+    }
+}
+
+/* Starts reading again a connection paused for backpressure, once its
+ * unsent responses are below half the limit; requests already read go first. */
+static void conn_resume(struct http_conn *c) {
+    if (c->closing || c->close_after_write ||
+        unsent_bytes(c) > c->srv->cfg.max_output_bytes / 2) {
+        return;
+    }
+    c->paused = false;
+    process(c);
+    if (c->closing) {
+        return;
+    }
+    flush(c);
+    if (c->closing || c->close_after_write || c->paused) {
+        return;
+    }
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
+        conn_close(c);
+    }
+}
+
+/* ---- Accepting and the idle sweep ---------------------------------------------------- */
+
+static void on_accept_failed_closed(uv_handle_t *h) {
+    struct http_conn *c = h->data;
+    http_reader_free(c->reader);
+    free(c);
+}
+
+static void on_connection(uv_stream_t *listener, int status) {
+    struct http_srv *s = listener->data;
+    if (status < 0) {
+        fprintf(stderr, "nearestd: http accept: %s\n", uv_strerror(status));
+        return;
+    }
+    struct http_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        fprintf(stderr, "nearestd: out of memory accepting an HTTP connection\n");
+        return;
+    }
+    int ret = uv_tcp_init(s->loop, &c->tcp);
+    if (ret < 0) {
+        fprintf(stderr, "nearestd: uv_tcp_init: %s\n", uv_strerror(ret));
+        free(c);
+        return;
+    }
+    c->tcp.data = c;
+    c->srv = s;
+    c->reader = http_reader_new();
+    ret = c->reader ? uv_accept(listener, (uv_stream_t *)&c->tcp) : UV_ENOMEM;
+    if (ret < 0) {
+        fprintf(stderr, "nearestd: http accept: %s\n", uv_strerror(ret));
+        uv_close((uv_handle_t *)&c->tcp, on_accept_failed_closed);
+        return;
+    }
+    c->next = s->conns;
+    if (s->conns) {
+        s->conns->prev = c;
+    }
+    s->conns = c;
+    c->active_ms = uv_now(s->loop);
+    uv_tcp_nodelay(&c->tcp, 1); /* a failure only costs latency */
+    if (s->n_open >= s->cfg.max_connections) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "too many connections (at most %zu); closing",
+                 s->cfg.max_connections);
+        struct http_response resp;
+        if (http_respond_error(503, CMD_ERR_LIMIT, msg, true, &resp) < 0) {
+            conn_close(c);
+            return;
+        }
+        send_response(c, &resp);
+        if (!c->closing) {
+            c->close_after_write = true;
+            flush(c);
+        }
+        return;
+    }
+    c->counted = true;
+    s->n_open++;
+    ret = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (ret < 0) {
+        conn_close(c);
+    }
+}
+
+static void on_sweep(uv_timer_t *t) {
+    struct http_srv *s = t->data;
+    uint64_t now = uv_now(s->loop);
+    struct http_conn *next = NULL;
+    for (struct http_conn *c = s->conns; c; c = next) {
+        next = c->next; /* conn_close() unlinks c */
+        if (now - c->active_ms >= s->cfg.idle_timeout_ms) {
+            conn_close(c);
+        }
+    }
+}
+
+/* ---- Server lifetime ------------------------------------------------------------------ */
+
+static void on_server_handle_closed(uv_handle_t *h) {
+    struct http_srv *s = h->data;
+    s->n_open_handles--;
+}
+
+void http_srv_config_init(struct http_srv_config *cfg) {
+    cfg->max_connections = HTTP_SRV_DEFAULT_MAX_CONNECTIONS;
+    cfg->idle_timeout_ms = HTTP_SRV_DEFAULT_IDLE_TIMEOUT_MS;
+    cfg->max_output_bytes = HTTP_SRV_DEFAULT_MAX_OUTPUT_BYTES;
+}
+
+void http_srv_close(struct http_srv *s) {
+    if (!s || s->stopping) {
+        return;
+    }
+    s->stopping = true;
+    uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
+    uv_close((uv_handle_t *)&s->sweep, on_server_handle_closed);
+    while (s->conns) {
+        conn_close(s->conns);
+    }
+}
+
+void http_srv_free(struct http_srv *s) {
+    free(s);
+}
+
+int http_srv_port(const struct http_srv *s) {
+    struct sockaddr_storage addr;
+    int len = sizeof addr;
+    int ret = uv_tcp_getsockname(&s->listener, (struct sockaddr *)&addr, &len);
+    if (ret < 0) {
+        return ret;
+    }
+    if (addr.ss_family == AF_INET6) {
+        return ntohs(((struct sockaddr_in6 *)&addr)->sin6_port);
+    }
+    return ntohs(((struct sockaddr_in *)&addr)->sin_port);
+}
+
+/* A quarter of the timeout, between 10 ms and 1 s, as srv.c does. */
+static uint64_t sweep_period_ms(uint64_t idle_timeout_ms) {
+    uint64_t p = idle_timeout_ms / 4;
+    return p < 10 ? 10 : p > 1000 ? 1000 : p;
+}
+
+int http_srv_open(uv_loop_t *loop, const struct cmd_env *env, const char *host, int port,
+                  const struct http_srv_config *cfg, struct http_srv **out, char *err,
+                  size_t err_len) {
+    if (cfg->max_connections == 0 || cfg->max_output_bytes == 0) {
+        snprintf(err, err_len, "HTTP max_connections and max_output_bytes must be at least 1");
+        return UV_EINVAL;
+    }
+    struct sockaddr_storage addr;
+    int ret = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
+    if (ret < 0) {
+        ret = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
+    }
+    if (ret < 0) {
+        snprintf(err, err_len, "'%s' is not an IPv4 or IPv6 address", host);
+        return ret;
+    }
+    struct http_srv *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, err_len, "out of memory");
+        return UV_ENOMEM;
+    }
+    s->loop = loop;
+    s->cfg = *cfg;
+    s->env = *env;
+    ret = uv_tcp_init(loop, &s->listener);
+    if (ret < 0) {
+        snprintf(err, err_len, "uv_tcp_init: %s", uv_strerror(ret));
+        free(s);
+        return ret;
+    }
+    s->listener.data = s;
+    s->n_open_handles = 1;
+    ret = uv_timer_init(loop, &s->sweep);
+    if (ret < 0) {
+        snprintf(err, err_len, "uv_timer_init: %s", uv_strerror(ret));
+        goto fail;
+    }
+    s->sweep.data = s;
+    s->n_open_handles++;
+    ret = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0);
+    if (ret == 0) {
+        ret = uv_listen((uv_stream_t *)&s->listener, HTTP_SRV_BACKLOG, on_connection);
+    }
+    if (ret < 0) {
+        snprintf(err, err_len, "cannot serve HTTP on %s:%d: %s", host, port, uv_strerror(ret));
+        goto fail;
+    }
+    if (s->cfg.idle_timeout_ms > 0) {
+        uint64_t period = sweep_period_ms(s->cfg.idle_timeout_ms);
+        ret = uv_timer_start(&s->sweep, on_sweep, period, period);
+        if (ret < 0) {
+            snprintf(err, err_len, "uv_timer_start: %s", uv_strerror(ret));
+            goto fail;
+        }
+        uv_unref((uv_handle_t *)&s->sweep); /* the listener keeps the loop alive */
+    }
+    *out = s;
+    return 0;
+fail:
+    s->stopping = true;
+    uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
+    if (s->n_open_handles >= 2) {
+        uv_close((uv_handle_t *)&s->sweep, on_server_handle_closed);
+    }
+    while (s->n_open_handles > 0) {
+        uv_run(loop, UV_RUN_ONCE);
+    }
+    free(s);
+    return ret;
+}
