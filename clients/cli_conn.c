@@ -3,7 +3,7 @@
  * socket with poll(), because a CLI makes one request and waits; the 16 KiB
  * receive buffer holds about a hundred records, so a 1000-record answer
  * takes a handful of reads. */
-#include "cli_conn.h"
+#include "nearest.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,7 +16,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "cli_request.h"
 
 #define CLI_RECV_BYTES 16384
 

@@ -6,7 +6,7 @@
  * NEAREST or RADIUS), so each record is copied into its own allocation and
  * the record array grows by doubling; nothing is sized from the header's
  * count, so a lying "OK 999999" costs nothing until records really arrive. */
-#include "cli_reply.h"
+#include "nearest.h"
 
 #include <errno.h>
 #include <math.h>
@@ -141,6 +141,32 @@ int cli_record_facility(const struct cli_record *rec, struct cli_facility *out) 
         f.has_distance = true;
     }
     *out = f;
+    return 0;
+}
+
+const char *cli_facility_attr(const struct cli_facility *f, const char *key) {
+    size_t key_len = strlen(key);
+    for (size_t i = 0; i < f->n_extra; i++) {
+        const char *field = f->extra[i];
+        if (strncmp(field, key, key_len) == 0 && field[key_len] == '=') {
+            return field + key_len + 1;
+        }
+    }
+    return NULL;
+}
+
+int cli_record_area(const struct cli_record *rec, struct cli_area *out) {
+    if (rec->n_fields < 4 || rec->n_fields > 5 || rec->fields[0][0] == '\0' ||
+        rec->fields[1][0] == '\0') {
+        return CLI_ERR_PARSE;
+    }
+    *out = (struct cli_area){
+        .id = rec->fields[0],
+        .kind = rec->fields[1],
+        .name = rec->fields[2],
+        .parent = rec->fields[3],
+        .served_by = rec->n_fields == 5 ? rec->fields[4] : NULL,
+    };
     return 0;
 }
 

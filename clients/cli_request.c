@@ -1,13 +1,17 @@
 /* cli_request.c: request lines from tokens; the inverse of proto_split().
  * A request is at most PROTO_MAX_LINE_BYTES (4096) bytes and 64 tokens, so the
  * line is built in one exact-size allocation after a sizing pass. */
-#include "cli_request.h"
+#include "nearest.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli_reply.h"
 #include "proto.h"
+
+/* nearest.h states these limits in words, without including proto.h. */
+_Static_assert(PROTO_MAX_ARGS == 64, "nearest.h says 64 tokens");
+_Static_assert(PROTO_MAX_LINE_BYTES == 4096, "nearest.h says 4096 bytes");
+_Static_assert(PROTO_DEFAULT_PORT == CLI_DEFAULT_PORT, "one default port");
 
 int cli_request_needs_quotes(const char *token) {
     return token[0] == '\0' || strpbrk(token, " \t\"\\") != NULL;

@@ -4,6 +4,7 @@
 #include "cli_table.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- Display width ---------------------------------------------------------- */
@@ -189,11 +190,54 @@ static size_t max_size(size_t a, size_t b) {
     return a > b ? a : b;
 }
 
-void cli_table_print(FILE *out, const struct cli_reply *reply) {
-    static const char *const head[] = {"#", "name", "distance", "lat, lon", "id"};
-    size_t width[5];
-    for (size_t c = 0; c < 5; c++) {
-        width[c] = cli_display_width(head[c]);
+/* A facility row's cell in column c of a table laid out as
+ * "#  name  distance  <attrs...>  lat, lon  id". */
+static const char *facility_cell(const struct cli_facility *f, const struct row_text *t,
+                                 const char *const *attrs, size_t n_attrs, size_t c) {
+    if (c == 0) {
+        return t->number;
+    } else if (c == 1) {
+        return f->name;
+    } else if (c == 2) {
+        return t->distance;
+    } else if (c < 3 + n_attrs) {
+        const char *v = cli_facility_attr(f, attrs[c - 3]);
+        return v != NULL ? v : "-";
+    } else if (c == 3 + n_attrs) {
+        return t->position;
+    }
+    return f->id;
+}
+
+static void print_cell(FILE *out, const char *s, size_t width, bool right, bool last) {
+    if (right) {
+        print_right(out, s, width);
+    } else if (last) {
+        put_clean(out, s);
+    } else {
+        print_left(out, s, width);
+    }
+    fputs(last ? "\n" : "  ", out);
+}
+
+void cli_table_print_attrs(FILE *out, const struct cli_reply *reply, const char *const *attrs,
+                           size_t n_attrs) {
+    if (n_attrs > CLI_TABLE_MAX_ATTRS) {
+        n_attrs = CLI_TABLE_MAX_ATTRS;
+    }
+    size_t n_cols = 5 + n_attrs;
+    const char *head[5 + CLI_TABLE_MAX_ATTRS];
+    size_t width[5 + CLI_TABLE_MAX_ATTRS];
+    head[0] = "#";
+    head[1] = "name";
+    head[2] = "distance";
+    for (size_t a = 0; a < n_attrs; a++) {
+        head[3 + a] = attrs[a];
+    }
+    head[3 + n_attrs] = "lat, lon";
+    head[4 + n_attrs] = "id";
+    for (size_t c = 0; c < n_cols; c++) {
+        width[c] = clean_width(head[c]);
     }
     for (size_t i = 0; i < reply->n_records; i++) {
         struct cli_facility f;
@@ -202,21 +246,13 @@ void cli_table_print(FILE *out, const struct cli_reply *reply) {
         }
         struct row_text t;
         row_text(i, &f, &t);
-        width[0] = max_size(width[0], strlen(t.number));
-        width[1] = max_size(width[1], clean_width(f.name));
-        width[2] = max_size(width[2], strlen(t.distance));
-        width[3] = max_size(width[3], strlen(t.position));
+        for (size_t c = 0; c < n_cols; c++) {
+            width[c] = max_size(width[c], clean_width(facility_cell(&f, &t, attrs, n_attrs, c)));
+        }
     }
-    print_right(out, head[0], width[0]);
-    fputs("  ", out);
-    print_left(out, head[1], width[1]);
-    fputs("  ", out);
-    print_right(out, head[2], width[2]);
-    fputs("  ", out);
-    print_left(out, head[3], width[3]);
-    fputs("  ", out);
-    fputs(head[4], out);
-    fputc('\n', out);
+    for (size_t c = 0; c < n_cols; c++) {
+        print_cell(out, head[c], width[c], c == 0 || c == 2, c + 1 == n_cols);
+    }
     for (size_t i = 0; i < reply->n_records; i++) {
         const struct cli_record *rec = &reply->records[i];
         struct cli_facility f;
@@ -230,16 +266,132 @@ void cli_table_print(FILE *out, const struct cli_reply *reply) {
         }
         struct row_text t;
         row_text(i, &f, &t);
-        print_right(out, t.number, width[0]);
-        fputs("  ", out);
-        print_left(out, f.name, width[1]);
-        fputs("  ", out);
-        print_right(out, t.distance, width[2]);
-        fputs("  ", out);
-        print_left(out, t.position, width[3]);
-        fputs("  ", out);
-        put_clean(out, f.id);
+        for (size_t c = 0; c < n_cols; c++) {
+            print_cell(out, facility_cell(&f, &t, attrs, n_attrs, c), width[c], c == 0 || c == 2,
+                       c + 1 == n_cols);
+        }
+    }
+}
+
+void cli_table_print(FILE *out, const struct cli_reply *reply) {
+    cli_table_print_attrs(out, reply, NULL, 0);
+}
+
+/* Name of a facility id in names[], or NULL. */
+static const char *name_of(const char *id, size_t id_len, const struct cli_id_name *names,
+                           size_t n_names) {
+    for (size_t i = 0; i < n_names; i++) {
+        if (strlen(names[i].id) == id_len && memcmp(names[i].id, id, id_len) == 0) {
+            return names[i].name;
+        }
+    }
+    return NULL;
+}
+
+/* "name (id), name (id)" for a served_by list "id;id", ids alone when no name
+ * is known; "-" when the list is empty. Caller frees; NULL when out of memory. */
+static char *served_text(const char *served_by, const struct cli_id_name *names,
+                         size_t n_names) {
+    size_t cap = 2;
+    for (const char *p = served_by; *p; p++) {
+        cap += *p == ';' ? 2 : 1;
+    }
+    for (const char *id = served_by; *id;) {
+        size_t n = strcspn(id, ";");
+        const char *name = name_of(id, n, names, n_names);
+        cap += name != NULL ? strlen(name) + 3 : 0;
+        id += n + (id[n] == ';');
+    }
+    char *text = malloc(cap);
+    if (text == NULL) {
+        return NULL;
+    }
+    size_t o = 0;
+    for (const char *id = served_by; *id;) {
+        size_t n = strcspn(id, ";");
+        if (n > 0) {
+            const char *name = name_of(id, n, names, n_names);
+            o += (size_t)snprintf(text + o, cap - o, "%s", o > 0 ? ", " : "");
+            if (name != NULL) {
+                o += (size_t)snprintf(text + o, cap - o, "%s (%.*s)", name, (int)n, id);
+            } else {
+                o += (size_t)snprintf(text + o, cap - o, "%.*s", (int)n, id);
+            }
+        }
+        id += n + (id[n] == ';');
+    }
+    if (o == 0) {
+        snprintf(text, cap, "-");
+    }
+    return text;
+}
+
+int cli_areas_print(FILE *out, const struct cli_reply *reply, const struct cli_id_name *names,
+                    size_t n_names) {
+    static const char *const head[] = {"kind", "name", "id", "served by"};
+    size_t width[4];
+    for (size_t c = 0; c < 4; c++) {
+        width[c] = clean_width(head[c]);
+    }
+    bool has_served = false;
+    char **served = calloc(reply->n_records + 1, sizeof *served);
+    if (served == NULL) {
+        return CLI_ERR_NOMEM;
+    }
+    int ret = CLI_ERR_NOMEM;
+    for (size_t i = 0; i < reply->n_records; i++) {
+        struct cli_area a;
+        if (cli_record_area(&reply->records[i], &a) < 0) {
+            continue;
+        }
+        has_served = has_served || a.served_by != NULL;
+        served[i] = served_text(a.served_by != NULL ? a.served_by : "", names, n_names);
+        if (served[i] == NULL) {
+            goto done;
+        }
+        width[0] = max_size(width[0], clean_width(a.kind));
+        width[1] = max_size(width[1], clean_width(a.name));
+        width[2] = max_size(width[2], clean_width(a.id));
+    }
+    size_t n_cols = has_served ? 4 : 3;
+    for (size_t c = 0; c < n_cols; c++) {
+        print_cell(out, head[c], width[c], false, c + 1 == n_cols);
+    }
+    for (size_t i = 0; i < reply->n_records; i++) {
+        const struct cli_record *rec = &reply->records[i];
+        struct cli_area a;
+        if (cli_record_area(rec, &a) < 0) {
+            for (size_t k = 0; k < rec->n_fields; k++) {
+                fputs(k ? "  " : "", out);
+                put_clean(out, rec->fields[k]);
+            }
+            fputc('\n', out);
+            continue;
+        }
+        const char *cells[4] = {a.kind, a.name, a.id, served[i]};
+        for (size_t c = 0; c < n_cols; c++) {
+            print_cell(out, cells[c], width[c], false, c + 1 == n_cols);
+        }
+    }
+    ret = 0;
+done:
+    for (size_t i = 0; i < reply->n_records; i++) {
+        free(served[i]);
+    }
+    free(served);
+    return ret;
+}
+
+void cli_help_print(FILE *out, const struct cli_reply *reply) {
+    for (size_t i = 0; i < reply->n_records; i++) {
+        const struct cli_record *rec = &reply->records[i];
+        put_clean(out, rec->fields[0]);
         fputc('\n', out);
+        for (size_t k = 1; k < rec->n_fields; k++) {
+            fputs("    ", out);
+            put_clean(out, rec->fields[k]);
+            fputc('\n', out);
+        }
     }
 }
 

@@ -1,8 +1,10 @@
 /* nearest.c: the `nearest` command line client.
  *
- *   nearest [options] <category> <lat> <lon>     the nearest facilities, as a table
- *   nearest [options] --raw 'PROTOCOL LINE'      any request, the answer as received
- *   nearest [options] [-i]                       interactive: protocol lines at a prompt
+ *   nearest [options] <category> <lat> <lon>              NEAREST, as a table
+ *   nearest [options] radius <category> <lat> <lon> <m>   RADIUS, as a table
+ *   nearest [options] serves <lat> <lon> [<area-kind>]    SERVES: areas and who serves them
+ *   nearest [options] --raw 'PROTOCOL LINE'               any request, the answer as received
+ *   nearest [options] [-i]                                interactive: protocol lines at a prompt
  *
  * Exit status: 0 when the answer holds records (or, with --raw, is OK), 1
  * when nothing matched (OK 0), 2 for every error: a bad command line, no
@@ -10,12 +12,18 @@
  *
  * Options live in one table (`options` below) and are parsed by a small loop
  * rather than getopt, for two reasons: a negative coordinate such as -33.9 is
- * an argument, not an option, and later options (--where, --open) and
- * subcommands (serves) only add a row and a case. The first positional
- * argument picks the request; a category means NEAREST.
+ * an argument, not an option, and options may come after the arguments. The
+ * first positional argument picks the request: `radius`, `serves`, or else a
+ * category, which means NEAREST. Filters (--where, --open, --maxdist, --crs)
+ * become the protocol's own options; the server checks their values, so its
+ * message is the one the user sees.
  *
- * --json sends "FORMAT json" pipelined before the request and prints the
- * answer's JSON line as it came; jansson reads it only for the exit status. */
+ * Everything on the wire goes through libnearest (nearest.h): this file
+ * builds tokens and shows answers, and parses no protocol itself. --json and
+ * --geojson send "FORMAT json|geojson" pipelined before the request and print
+ * the answer's JSON line as it came; jansson reads it only for the exit
+ * status. `serves` pipelines one GET per serving facility after the SERVES
+ * answer, to show their names. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -28,18 +36,21 @@
 #include <editline/readline.h>
 #include <jansson.h>
 
-#include "cli_conn.h"
-#include "cli_request.h"
+#include "cli_args.h"
 #include "cli_table.h"
-#include "proto.h"
+#include "nearest.h"
 
 #define EXIT_FOUND 0
 #define EXIT_NOTHING 1
 #define EXIT_ERROR 2
 #define MAX_POSITIONAL 8
+#define MAX_WHERE 8          /* the server takes at most 8 WHEREs a request */
+#define MAX_REQUEST_TOKENS 48
+#define MAX_SERVED_NAMES 256 /* GETs pipelined to name who serves the areas */
 
 enum opt_id {
-    OPT_HOST, OPT_PORT, OPT_K, OPT_TSV, OPT_JSON, OPT_RAW, OPT_INTERACTIVE, OPT_TIMEOUT, OPT_HELP
+    OPT_HOST, OPT_PORT, OPT_K, OPT_MAXDIST, OPT_WHERE, OPT_OPEN, OPT_CRS, OPT_TSV, OPT_JSON,
+    OPT_GEOJSON, OPT_RAW, OPT_INTERACTIVE, OPT_TIMEOUT, OPT_HELP
 };
 
 struct opt {
@@ -54,9 +65,20 @@ struct opt {
 static const struct opt options[] = {
     {OPT_HOST, "host", 0, true, "HOST", "server address (default $NEAREST_HOST or 127.0.0.1)"},
     {OPT_PORT, "port", 0, true, "PORT", "server port (default $NEAREST_PORT or 7878)"},
-    {OPT_K, "k", 'k', true, "N", "how many facilities (1..1000; the server's default is 5)"},
+    {OPT_K, "k", 'k', true, "N",
+     "how many facilities (1..1000; default 5, with radius 100: LIMIT)"},
+    {OPT_MAXDIST, "maxdist", 0, true, "METRES", "only facilities within METRES (not radius)"},
+    {OPT_WHERE, "where", 0, true, "COND",
+     "attribute filter FIELD OP VALUE, OP one of >= <= != = < >, e.g. 'stars>=4',\n"
+     "                     'dementia=yes', 'level=primary'; repeatable (all must hold)"},
+    {OPT_OPEN, "open", 0, true, "WHEN",
+     "only facilities open now, or at YYYY-MM-DDTHH:MM (Qingdao time)"},
+    {OPT_CRS, "crs", 0, true, "CRS",
+     "coordinates in and out in wgs84 (default), gcj02 (Amap) or bd09 (Baidu)"},
     {OPT_TSV, "tsv", 0, false, NULL, "print raw tab-separated records, for scripts"},
     {OPT_JSON, "json", 0, false, NULL, "print the answer as one JSON object (FORMAT json)"},
+    {OPT_GEOJSON, "geojson", 0, false, NULL,
+     "print the answer as one GeoJSON FeatureCollection (FORMAT geojson)"},
     {OPT_RAW, "raw", 0, true, "LINE", "send LINE as is and print the answer as received"},
     {OPT_INTERACTIVE, "interactive", 'i', false, NULL,
      "type protocol lines at a prompt (the default on a terminal without arguments)"},
@@ -69,9 +91,15 @@ struct config {
     int port;
     int timeout_ms;
     const char *k;
+    const char *maxdist;
+    const char *open;
+    const char *crs;
+    size_t n_where;
+    const char *where[MAX_WHERE];
     const char *raw;
     bool tsv;
     bool json;
+    bool geojson;
     bool interactive;
     bool help;
     size_t n_pos;
@@ -80,12 +108,28 @@ struct config {
 
 static void usage(FILE *out) {
     fputs("usage: nearest [options] <category> <lat> <lon>\n"
+          "       nearest [options] radius <category> <lat> <lon> <metres>\n"
+          "       nearest [options] serves <lat> <lon> [<area-kind>]\n"
           "       nearest [options] --raw 'PROTOCOL LINE'\n"
           "       nearest [options] [-i]        (interactive: one protocol line a prompt)\n"
-          "Finds the facilities nearest to a point (latitude first), closest first.\n"
-          "Categories: elder_care meal_point doctor_team school parking, or '*' for all.\n"
-          "Example: nearest meal_point 36.16 120.41 -k 3\n\n"
-          "Options:\n",
+          "\n"
+          "Finds the facilities nearest to a point (latitude first), closest first;\n"
+          "`radius` those within a distance; `serves` the areas (street, community,\n"
+          "school catchments, ...) that contain the point and the facilities that\n"
+          "serve them. Area kinds: district street community catchment service_area.\n"
+          "Categories: elder_care meal_point doctor_team school parking, or '*' for all;\n"
+          "their attributes, for --where, are listed by: nearest --raw CATEGORIES\n"
+          "\n"
+          "Examples:\n"
+          "  nearest meal_point 36.16 120.41 -k 3\n"
+          "  nearest --where 'stars>=4' --where dementia=yes elder_care 36.16 120.41\n"
+          "  nearest --open now parking 36.16 120.41 --maxdist 2000\n"
+          "  nearest radius school 36.16 120.41 1500 --where level=primary\n"
+          "  nearest serves 36.16 120.41 community\n"
+          "  nearest --crs gcj02 --geojson meal_point 36.1577 120.4158\n"
+          "  nearest --raw 'HELP NEAREST'\n"
+          "\n"
+          "Options (anywhere on the line; --opt=value works too; -- ends options):\n",
           out);
     for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
         const struct opt *o = &options[i];
@@ -101,7 +145,14 @@ static void usage(FILE *out) {
         }
         fprintf(out, "  %-18s %s\n", left, o->help);
     }
-    fputs("\nExit status: 0 found, 1 nothing matched, 2 error.\n", out);
+    fputs("\nOutput: a table on a terminal and elsewhere (distances in m below 1 km, in km\n"
+          "above); --tsv, --json, --geojson or --raw for programs (choose one).\n"
+          "Environment: NEAREST_HOST, NEAREST_PORT (the options win).\n"
+          "Interactive mode: line editing and history; type HELP for the server's\n"
+          "commands, QUIT or end of input to leave.\n"
+          "Exit status: 0 found, 1 nothing matched, 2 error (the server's message on\n"
+          "stderr as \"nearest: CODE: message\").\n",
+          out);
 }
 
 /* Reads a whole decimal integer in [lo, hi]. */
@@ -162,11 +213,29 @@ static int apply_option(struct config *cfg, const struct opt *o, const char *val
     case OPT_K:
         cfg->k = value;
         return 0;
+    case OPT_MAXDIST:
+        cfg->maxdist = value;
+        return 0;
+    case OPT_WHERE:
+        if (cfg->n_where == MAX_WHERE) {
+            return -2;
+        }
+        cfg->where[cfg->n_where++] = value;
+        return 0;
+    case OPT_OPEN:
+        cfg->open = value;
+        return 0;
+    case OPT_CRS:
+        cfg->crs = value;
+        return 0;
     case OPT_TSV:
         cfg->tsv = true;
         return 0;
     case OPT_JSON:
         cfg->json = true;
+        return 0;
+    case OPT_GEOJSON:
+        cfg->geojson = true;
         return 0;
     case OPT_RAW:
         cfg->raw = value;
@@ -187,7 +256,7 @@ static int apply_option(struct config *cfg, const struct opt *o, const char *val
  * bad command line. */
 static bool parse_args(int argc, char **argv, struct config *cfg) {
     cfg->host = "127.0.0.1";
-    cfg->port = PROTO_DEFAULT_PORT;
+    cfg->port = CLI_DEFAULT_PORT;
     cfg->timeout_ms = CLI_DEFAULT_TIMEOUT_MS;
     const char *env_host = getenv("NEAREST_HOST");
     if (env_host != NULL && *env_host != '\0') {
@@ -226,10 +295,19 @@ static bool parse_args(int argc, char **argv, struct config *cfg) {
             }
             value = argv[++i];
         }
-        if (apply_option(cfg, o, value) < 0) {
+        int applied = apply_option(cfg, o, value);
+        if (applied == -2) {
+            fprintf(stderr, "nearest: at most %d --where conditions\n", MAX_WHERE);
+            return false;
+        }
+        if (applied < 0) {
             fprintf(stderr, "nearest: bad value '%s' for '%s'\n", value, arg);
             return false;
         }
+    }
+    if (cfg->tsv + cfg->json + cfg->geojson + (cfg->raw != NULL) > 1) {
+        fprintf(stderr, "nearest: choose one of --tsv, --json, --geojson, --raw\n");
+        return false;
     }
     return true;
 }
@@ -243,22 +321,116 @@ static void format_address(const struct config *cfg, char *buf, size_t cap) {
     }
 }
 
-/* Builds the request tokens from the positional arguments. */
-static bool build_request(const struct config *cfg, const char **req, size_t *n_req) {
-    if (cfg->n_pos != 3) {
-        fprintf(stderr, "nearest: expected <category> <lat> <lon> (see --help)\n");
+enum request_kind { REQ_NEAREST, REQ_RADIUS, REQ_SERVES };
+
+/* The request of a command line: its tokens, and what the table needs. */
+struct request {
+    enum request_kind kind;
+    size_t n_tokens;
+    const char *tokens[MAX_REQUEST_TOKENS];
+    size_t n_where;
+    struct cli_where where[MAX_WHERE];   /* owned; tokens point into them */
+    size_t n_attrs;
+    const char *attrs[MAX_WHERE];        /* attributes the --where conditions name */
+};
+
+static void request_clear(struct request *req) {
+    for (size_t i = 0; i < req->n_where; i++) {
+        cli_where_clear(&req->where[i]);
+    }
+    req->n_where = 0;
+}
+
+static void add_tokens(struct request *req, const char *a, const char *b) {
+    req->tokens[req->n_tokens++] = a;
+    if (b != NULL) {
+        req->tokens[req->n_tokens++] = b;
+    }
+}
+
+/* Whether a --where field is also a column worth showing: an attribute, not
+ * the name (always shown) or the subtype (not in records), and not yet listed. */
+static bool is_new_attr(const struct request *req, const char *field) {
+    if (strcmp(field, "name") == 0 || strcmp(field, "subtype") == 0) {
         return false;
     }
-    size_t n = 0;
-    req[n++] = "NEAREST";
-    req[n++] = cfg->pos[0];
-    req[n++] = cfg->pos[1];
-    req[n++] = cfg->pos[2];
-    if (cfg->k != NULL) {
-        req[n++] = "K";
-        req[n++] = cfg->k;
+    for (size_t i = 0; i < req->n_attrs; i++) {
+        if (strcmp(req->attrs[i], field) == 0) {
+            return false;
+        }
     }
-    *n_req = n;
+    return true;
+}
+
+/* Builds the request tokens from the positional arguments and the filter
+ * options. Prints why and returns false on a bad command line. */
+static bool build_request(const struct config *cfg, struct request *req) {
+    static const char *const shapes[] = {
+        "<category> <lat> <lon>",
+        "radius <category> <lat> <lon> <metres>",
+        "serves <lat> <lon> [<area-kind>]",
+    };
+    const char *first = cfg->n_pos > 0 ? cfg->pos[0] : "";
+    req->kind = strcmp(first, "radius") == 0   ? REQ_RADIUS
+                : strcmp(first, "serves") == 0 ? REQ_SERVES
+                                               : REQ_NEAREST;
+    size_t lo = req->kind == REQ_NEAREST ? 3 : req->kind == REQ_RADIUS ? 5 : 3;
+    size_t hi = req->kind == REQ_SERVES ? 4 : lo;
+    if (cfg->n_pos < lo || cfg->n_pos > hi) {
+        fprintf(stderr, "nearest: expected %s (see --help)\n", shapes[req->kind]);
+        return false;
+    }
+    const char *refused = NULL;
+    if (req->kind == REQ_SERVES) {
+        refused = cfg->k ? "-k" : cfg->maxdist ? "--maxdist" : cfg->n_where ? "--where"
+                              : cfg->open      ? "--open"
+                                               : NULL;
+    } else if (req->kind == REQ_RADIUS && cfg->maxdist != NULL) {
+        refused = "--maxdist";
+    }
+    if (refused != NULL) {
+        fprintf(stderr, "nearest: %s does not apply to %s (see --help)\n", refused,
+                req->kind == REQ_SERVES ? "serves" : "radius (give the distance)");
+        return false;
+    }
+    static const char *const commands[] = {"NEAREST", "RADIUS", "SERVES"};
+    req->tokens[req->n_tokens++] = commands[req->kind];
+    for (size_t i = req->kind == REQ_NEAREST ? 0 : 1; i < cfg->n_pos; i++) {
+        req->tokens[req->n_tokens++] = cfg->pos[i];
+    }
+    if (cfg->k != NULL) {
+        add_tokens(req, req->kind == REQ_RADIUS ? "LIMIT" : "K", cfg->k);
+    }
+    if (cfg->maxdist != NULL) {
+        add_tokens(req, "MAXDIST", cfg->maxdist);
+    }
+    for (size_t i = 0; i < cfg->n_where; i++) {
+        struct cli_where *w = &req->where[req->n_where];
+        int ret = cli_where_split(cfg->where[i], w);
+        if (ret == CLI_ERR_NOMEM) {
+            fprintf(stderr, "nearest: out of memory\n");
+            return false;
+        }
+        if (ret < 0) {
+            fprintf(stderr,
+                    "nearest: --where '%s' is not FIELD OP VALUE with OP one of "
+                    ">= <= != = < > (e.g. 'stars>=4')\n",
+                    cfg->where[i]);
+            return false;
+        }
+        req->n_where++;
+        add_tokens(req, "WHERE", w->field);
+        add_tokens(req, w->op, w->value);
+        if (is_new_attr(req, w->field)) {
+            req->attrs[req->n_attrs++] = w->field;
+        }
+    }
+    if (cfg->open != NULL) {
+        add_tokens(req, "OPEN", cfg->open);
+    }
+    if (cfg->crs != NULL) {
+        add_tokens(req, "CRS", cfg->crs);
+    }
     return true;
 }
 
@@ -284,7 +456,81 @@ static int show_json(const char *text) {
     return status;
 }
 
-static int show_reply(const struct config *cfg, const struct cli_reply *reply) {
+/* The ids that serve the areas of a SERVES answer, each once, at most max. */
+static size_t served_ids(const struct cli_reply *reply, const char **ids, size_t max) {
+    size_t n = 0;
+    for (size_t i = 0; i < reply->n_records; i++) {
+        struct cli_area a;
+        if (cli_record_area(&reply->records[i], &a) < 0 || a.served_by == NULL) {
+            continue;
+        }
+        /* served_by is borrowed from the reply; ids are cut from a copy below. */
+        for (const char *p = a.served_by; *p && n < max;) {
+            size_t len = strcspn(p, ";");
+            bool seen = false;
+            for (size_t k = 0; k < n && !seen; k++) {
+                seen = strlen(ids[k]) == len && memcmp(ids[k], p, len) == 0;
+            }
+            if (len > 0 && !seen) {
+                char *id = strndup(p, len);
+                if (id == NULL) {
+                    return n;
+                }
+                ids[n++] = id;
+            }
+            p += len + (p[len] == ';');
+        }
+    }
+    return n;
+}
+
+/* Shows a SERVES answer as a table, naming each serving facility: one GET
+ * per facility, all sent before any answer is read (pipelined). A facility
+ * that cannot be named (say, deleted meanwhile) shows as its id. Returns 0,
+ * or EXIT_ERROR when the connection fails. */
+static int show_serves(struct cli_conn *conn, const char *address,
+                       const struct cli_reply *reply) {
+    const char *ids[MAX_SERVED_NAMES];
+    size_t n_ids = served_ids(reply, ids, MAX_SERVED_NAMES);
+    struct cli_reply *answers[MAX_SERVED_NAMES] = {0};
+    struct cli_id_name names[MAX_SERVED_NAMES];
+    size_t n_names = 0;
+    int status = EXIT_ERROR;
+    for (size_t i = 0; i < n_ids; i++) {
+        const char *get[] = {"GET", ids[i]};
+        if (cli_conn_send(conn, 2, get) < 0 && cli_conn_err(conn) != 0) {
+            goto failed;
+        }
+    }
+    for (size_t i = 0; i < n_ids; i++) {
+        if (cli_conn_read_reply(conn, &answers[i]) < 0) {
+            goto failed;
+        }
+        struct cli_facility f;
+        if (answers[i]->kind == CLI_REPLY_OK && answers[i]->n_records == 1 &&
+            cli_record_facility(&answers[i]->records[0], &f) == 0) {
+            names[n_names++] = (struct cli_id_name){.id = ids[i], .name = f.name};
+        }
+    }
+    if (cli_areas_print(stdout, reply, names, n_names) < 0) {
+        fprintf(stderr, "nearest: out of memory\n");
+        goto done;
+    }
+    status = EXIT_FOUND;
+    goto done;
+failed:
+    fprintf(stderr, "nearest: %s: %s\n", address, cli_conn_errstr(conn));
+done:
+    for (size_t i = 0; i < n_ids; i++) {
+        cli_reply_free(answers[i]);
+        free((char *)ids[i]);
+    }
+    return status;
+}
+
+static int show_reply(const struct config *cfg, const struct request *req,
+                      struct cli_conn *conn, const char *address,
+                      const struct cli_reply *reply) {
     if (reply->kind == CLI_REPLY_JSON) {
         int status = show_json(reply->json);
         return cfg->raw != NULL && status == EXIT_NOTHING ? EXIT_FOUND : status;
@@ -309,28 +555,32 @@ static int show_reply(const struct config *cfg, const struct cli_reply *reply) {
     }
     if (cfg->tsv) {
         cli_tsv_print(stdout, reply);
+    } else if (req->kind == REQ_SERVES) {
+        return show_serves(conn, address, reply);
     } else {
-        cli_table_print(stdout, reply);
+        cli_table_print_attrs(stdout, reply, req->attrs, req->n_attrs);
     }
     return EXIT_FOUND;
 }
 
 /* Sends the one request of the command line and shows its answer. */
 static int run_once(const struct config *cfg, struct cli_conn *conn, const char *address,
-                    const char *const *req, size_t n_req) {
+                    const struct request *req) {
     struct cli_reply *reply = NULL;
     int status = EXIT_ERROR;
-    /* --json: FORMAT json goes first, pipelined with the request. */
-    static const char *const format_json[] = {"FORMAT", "json"};
-    int ret = cfg->json ? cli_conn_send(conn, 2, format_json) : 0;
+    /* --json and --geojson: FORMAT goes first, pipelined with the request. */
+    const char *format = cfg->json ? "json" : cfg->geojson ? "geojson" : NULL;
+    const char *const format_tokens[] = {"FORMAT", format};
+    int ret = format != NULL ? cli_conn_send(conn, 2, format_tokens) : 0;
     if (ret == 0) {
         ret = cfg->raw != NULL ? cli_conn_send_line(conn, cfg->raw, strlen(cfg->raw))
-                               : cli_conn_send(conn, n_req, req);
+                               : cli_conn_send(conn, req->n_tokens, req->tokens);
     }
-    if (ret == 0 && cfg->json) {
+    if (ret == 0 && format != NULL) {
         ret = cli_conn_read_reply(conn, &reply); /* the answer to FORMAT */
         if (ret == 0 && reply->kind != CLI_REPLY_JSON) {
-            fprintf(stderr, "nearest: %s: the server does not speak FORMAT json\n", address);
+            fprintf(stderr, "nearest: %s: the server does not speak FORMAT %s\n", address,
+                    format);
             goto done;
         }
         cli_reply_free(reply);
@@ -343,28 +593,35 @@ static int run_once(const struct config *cfg, struct cli_conn *conn, const char 
         fprintf(stderr, "nearest: %s: %s\n", address, cli_conn_errstr(conn));
         goto done;
     }
-    status = show_reply(cfg, reply);
+    status = show_reply(cfg, req, conn, address, reply);
 done:
     cli_reply_free(reply);
     return status;
 }
 
-/* Whether a request line's first token is QUIT, after which the server closes. */
-static bool is_quit(const char *line) {
+/* Whether a request line's first token is `word` (ASCII case ignored). */
+static bool first_token_is(const char *line, const char *word) {
     line += strspn(line, " \t");
-    return strncasecmp(line, "quit", 4) == 0 && (line[4] == '\0' || line[4] == ' ' ||
-                                                 line[4] == '\t');
+    size_t n = strlen(word);
+    return strncasecmp(line, word, n) == 0 &&
+           (line[n] == '\0' || line[n] == ' ' || line[n] == '\t');
 }
 
-/* Shows an answer at the prompt: facilities as a table, other records as
- * they came, errors as "(error) CODE: message". */
-static void show_interactive(const struct cli_reply *reply) {
+/* Shows an answer at the prompt: facilities as a table, HELP as usage and
+ * summary, areas as their table, other records as they came, errors as
+ * "(error) CODE: message". */
+static void show_interactive(const char *line, const struct cli_reply *reply) {
     if (reply->kind == CLI_REPLY_JSON) {
         puts(reply->json);
     } else if (reply->kind == CLI_REPLY_ERR) {
         printf("(error) %s: %s\n", reply->code, reply->message);
     } else if (reply->n_records == 0) {
         puts("(empty)");
+    } else if (first_token_is(line, "HELP")) {
+        cli_help_print(stdout, reply);
+    } else if ((first_token_is(line, "SERVES") || first_token_is(line, "AREAS")) &&
+               cli_areas_print(stdout, reply, NULL, 0) == 0) {
+        /* printed */
     } else {
         bool facilities = true;
         for (size_t i = 0; i < reply->n_records && facilities; i++) {
@@ -388,14 +645,18 @@ static int run_interactive(const struct config *cfg, struct cli_conn *conn,
     char prompt[320];
     snprintf(prompt, sizeof prompt, "%s> ", address);
     int status = EXIT_FOUND;
-    if (cfg->json) {
-        static const char *const format_json[] = {"FORMAT", "json"};
+    const char *format = cfg->json ? "json" : cfg->geojson ? "geojson" : NULL;
+    if (format != NULL) {
+        const char *const format_tokens[] = {"FORMAT", format};
         struct cli_reply *reply = NULL;
-        if (cli_conn_command(conn, 2, format_json, &reply) < 0) {
+        if (cli_conn_command(conn, 2, format_tokens, &reply) < 0) {
             fprintf(stderr, "nearest: %s: %s\n", address, cli_conn_errstr(conn));
             return EXIT_ERROR;
         }
         cli_reply_free(reply);
+    }
+    if (isatty(STDIN_FILENO)) {
+        printf("Connected to %s. HELP lists the commands; QUIT or Ctrl-D leaves.\n", address);
     }
     char *line;
     while ((line = readline(prompt)) != NULL) {
@@ -405,19 +666,20 @@ static int run_interactive(const struct config *cfg, struct cli_conn *conn,
             continue;
         }
         add_history(line);
-        bool quit = is_quit(line);
+        bool quit = first_token_is(line, "QUIT");
         struct cli_reply *reply = NULL;
         int ret = cli_conn_send_line(conn, line, len);
         if (ret == 0) {
             ret = cli_conn_read_reply(conn, &reply);
         }
-        free(line);
         if (ret < 0) {
+            free(line);
             fprintf(stderr, "nearest: %s: %s\n", address, cli_conn_errstr(conn));
             status = EXIT_ERROR;
             break;
         }
-        show_interactive(reply);
+        show_interactive(line, reply);
+        free(line);
         cli_reply_free(reply);
         if (quit) {
             break;
@@ -429,35 +691,37 @@ static int run_interactive(const struct config *cfg, struct cli_conn *conn,
 
 int main(int argc, char **argv) {
     struct config cfg = {0};
+    struct request req = {0};
+    struct cli_conn *conn = NULL;
+    int status = EXIT_ERROR;
     if (!parse_args(argc, argv, &cfg)) {
-        return EXIT_ERROR;
+        goto done;
     }
     if (cfg.help) {
         usage(stdout);
-        return EXIT_FOUND;
+        status = EXIT_FOUND;
+        goto done;
     }
     bool interactive = cfg.interactive ||
                        (cfg.raw == NULL && cfg.n_pos == 0 && isatty(STDIN_FILENO));
-    const char *req[8];
-    size_t n_req = 0;
+    bool has_filters = cfg.k || cfg.maxdist || cfg.n_where || cfg.open || cfg.crs;
     if (interactive) {
-        if (cfg.raw != NULL || cfg.n_pos != 0) {
+        if (cfg.raw != NULL || cfg.n_pos != 0 || has_filters || cfg.tsv) {
             fprintf(stderr, "nearest: -i reads requests from the prompt; no other requests\n");
-            return EXIT_ERROR;
+            goto done;
         }
     } else if (cfg.raw != NULL) {
-        if (cfg.n_pos != 0) {
+        if (cfg.n_pos != 0 || has_filters) {
             fprintf(stderr, "nearest: --raw takes the whole request; no other arguments\n");
-            return EXIT_ERROR;
+            goto done;
         }
-    } else if (!build_request(&cfg, req, &n_req)) {
-        return EXIT_ERROR;
+    } else if (!build_request(&cfg, &req)) {
+        goto done;
     }
 
-    int status = EXIT_ERROR;
     char address[300];
     format_address(&cfg, address, sizeof address);
-    struct cli_conn *conn = cli_conn_open(cfg.host, cfg.port, cfg.timeout_ms);
+    conn = cli_conn_open(cfg.host, cfg.port, cfg.timeout_ms);
     if (conn == NULL) {
         fprintf(stderr, "nearest: out of memory\n");
         goto done;
@@ -470,8 +734,9 @@ int main(int argc, char **argv) {
         goto done;
     }
     status = interactive ? run_interactive(&cfg, conn, address)
-                         : run_once(&cfg, conn, address, req, n_req);
+                         : run_once(&cfg, conn, address, &req);
 done:
     cli_conn_close(conn);
+    request_clear(&req);
     return status;
 }
