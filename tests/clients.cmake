@@ -2,6 +2,7 @@
 nearest_add_test(test_proto LIBS nearest_proto)
 nearest_add_test(test_reply LIBS nearest_client)
 nearest_add_test(test_cli_view LIBS nearest_cli_view)
+nearest_add_test(test_cli_args LIBS nearest_cli_view)
 
 # it_cli: the `nearest` binary against the real daemon, which must be built.
 if(TARGET nearestd)

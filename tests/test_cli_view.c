@@ -193,6 +193,129 @@ static void test_tsv_and_raw_print_records_as_received(void **state) {
     cli_reply_free(r);
 }
 
+static char *print_to_string(void (*print)(FILE *, const struct cli_reply *),
+                             const struct cli_reply *r) {
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&text, &size);
+    print(out, r);
+    fclose(out);
+    return text;
+}
+
+static size_t split_lines(char *text, char **lines, size_t max) {
+    size_t n = 0;
+    for (char *save = NULL, *l = strtok_r(text, "\n", &save); l && n < max;
+         l = strtok_r(NULL, "\n", &save)) {
+        lines[n++] = l;
+    }
+    return n;
+}
+
+static const char *const where_attrs[] = {"stars", "dementia"};
+
+static void print_with_attrs(FILE *out, const struct cli_reply *r) {
+    cli_table_print_attrs(out, r, where_attrs, 2);
+}
+
+static void test_table_adds_a_column_for_each_filtered_attribute(void **state) {
+    (void)state;
+    struct cli_reply *r = parse(
+        "OK 3\n"
+        "ec-018\telder_care\t青岛市李沧区嘉峰康养中心\t36.159914\t120.400908\t863.7"
+        "\tstars=5\tbeds=479\tdementia=true\n"
+        "ec-2\telder_care\tB home\t36.1\t120.4\t1075.1\tdementia=false\tstars=4\n"
+        "ec-3\telder_care\t无星\t36.1\t120.4\t2000\n");
+    char *text = print_to_string(print_with_attrs, r);
+    char *lines[8];
+    assert_int_equal(split_lines(text, lines, 8), 4);
+    size_t stars_col = column_of(lines[0], "stars");
+    size_t dementia_col = column_of(lines[0], "dementia");
+    size_t pos_col = column_of(lines[0], "lat, lon");
+    assert_true(column_of(lines[0], "distance") < stars_col && stars_col < dementia_col &&
+                dementia_col < pos_col);
+    const char *stars[] = {NULL, " 5 ", " 4 ", " - "};
+    const char *dementia[] = {NULL, " true ", " false ", " - "};
+    const char *pos[] = {NULL, "36.159914, 120.400908", "36.100000, 120.400000",
+                         "36.100000, 120.400000"};
+    for (size_t i = 1; i < 4; i++) {
+        assert_int_equal(column_of(lines[i], stars[i]) + 1, stars_col);
+        /* Searched after the stars cell, which may be the same text. */
+        const char *after_stars = strstr(lines[i], stars[i]) + 2;
+        assert_int_equal(column_of(lines[i], stars[i]) + 2 + column_of(after_stars, dementia[i]) + 1,
+                         dementia_col);
+        assert_int_equal(column_of(lines[i], pos[i]), pos_col);
+    }
+    free(text);
+    /* Without attributes it is the plain table. */
+    char *plain = print_to_string(cli_table_print, r);
+    assert_null(strstr(plain, "stars"));
+    free(plain);
+    cli_reply_free(r);
+}
+
+static const struct cli_id_name served_names[] = {
+    {"sc-032", "青岛市李沧区泰塘小学"},
+    {"dt-108", "泰塘社区卫生服务站家庭医生团队1"},
+};
+
+static void print_areas(FILE *out, const struct cli_reply *r) {
+    assert_int_equal(cli_areas_print(out, r, served_names, 2), 0);
+}
+
+static void test_areas_table_names_who_serves_each_area(void **state) {
+    (void)state;
+    struct cli_reply *r = parse(
+        "OK 4\n"
+        "ca-008\tcatchment\t青岛市李沧区泰塘小学小学学区\tdistrict\tsc-032\n"
+        "cm-078\tcommunity\t泰塘社区\tst-hushan\tdt-108;dt-999\n"
+        "district\tdistrict\t李沧区\t\t\n"
+        "st-hushan\tstreet\tHushan \x1b[2J road\tdistrict\t\n");
+    char *text = print_to_string(print_areas, r);
+    char *lines[8];
+    assert_int_equal(split_lines(text, lines, 8), 5);
+    assert_true(strncmp(lines[0], "kind ", 5) == 0);
+    size_t name_col = column_of(lines[0], "name");
+    size_t id_col = column_of(lines[0], " id") + 1;
+    size_t served_col = column_of(lines[0], "served by");
+    const char *names[] = {NULL, "青岛市李沧区泰塘小学小学学区", "泰塘社区", "李沧区",
+                           "Hushan ?[2J road"};
+    const char *ids[] = {NULL, " ca-008", " cm-078", " district", " st-hushan"};
+    const char *served[] = {NULL, "青岛市李沧区泰塘小学 (sc-032)",
+                            "泰塘社区卫生服务站家庭医生团队1 (dt-108), dt-999", "-", "-"};
+    for (size_t i = 1; i < 5; i++) {
+        assert_int_equal(column_of(lines[i], names[i]), name_col);
+        assert_int_equal(column_of(lines[i], ids[i]) + 1, id_col);
+        /* The served-by cell ends the line (ids may hold '-', so no search). */
+        assert_int_equal(cli_display_width(lines[i]) - cli_display_width(served[i]),
+                         served_col);
+        assert_string_equal(lines[i] + strlen(lines[i]) - strlen(served[i]), served[i]);
+    }
+    free(text);
+    cli_reply_free(r);
+
+    /* AREAS records have no served-by column. */
+    r = parse("OK 1\nst-licun\tstreet\t李村街道\tdistrict\n");
+    char *areas = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&areas, &size);
+    assert_int_equal(cli_areas_print(out, r, NULL, 0), 0);
+    fclose(out);
+    assert_null(strstr(areas, "served"));
+    assert_non_null(strstr(areas, "李村街道"));
+    free(areas);
+    cli_reply_free(r);
+}
+
+static void test_help_shows_usage_then_summary(void **state) {
+    (void)state;
+    struct cli_reply *r = parse("OK 2\nPING\tanswers OK 0\nGET <id>\tone facility by id\n");
+    char *text = print_to_string(cli_help_print, r);
+    assert_string_equal(text, "PING\n    answers OK 0\nGET <id>\n    one facility by id\n");
+    free(text);
+    cli_reply_free(r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_width_counts_cjk_as_two_columns),
@@ -201,6 +324,9 @@ int main(void) {
         cmocka_unit_test(test_table_lines_up_columns_by_display_width),
         cmocka_unit_test(test_table_shows_control_characters_as_question_marks),
         cmocka_unit_test(test_tsv_and_raw_print_records_as_received),
+        cmocka_unit_test(test_table_adds_a_column_for_each_filtered_attribute),
+        cmocka_unit_test(test_areas_table_names_who_serves_each_area),
+        cmocka_unit_test(test_help_shows_usage_then_summary),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -285,6 +285,59 @@ static void test_record_reads_facility_fields(void **state) {
     }
 }
 
+static void test_facility_attr_finds_values_by_key(void **state) {
+    (void)state;
+    struct cli_facility f;
+    struct cli_reply *r = NULL;
+    assert_int_equal(facility_of("pk-1\tparking\tP\t36.1\t120.4\t5.0\tfree=12\tfree_x=3"
+                                 "\tshared_hours=Mo-Fr 18:00-08:00\tempty=\tnoequals\tfree=99",
+                                 &f, &r),
+                     0);
+    assert_string_equal(cli_facility_attr(&f, "free"), "12"); /* the first one wins */
+    assert_string_equal(cli_facility_attr(&f, "free_x"), "3");
+    assert_string_equal(cli_facility_attr(&f, "shared_hours"), "Mo-Fr 18:00-08:00");
+    assert_string_equal(cli_facility_attr(&f, "empty"), "");
+    assert_null(cli_facility_attr(&f, "fre"));       /* a prefix is not a key */
+    assert_null(cli_facility_attr(&f, "noequals"));  /* a field without '=' has no value */
+    assert_null(cli_facility_attr(&f, "stars"));
+    assert_null(cli_facility_attr(&f, "id"));        /* the six fields are not attributes */
+    cli_reply_free(r);
+}
+
+static void test_record_reads_area_fields(void **state) {
+    (void)state;
+    struct cli_reply *r = NULL;
+    struct cli_facility unused;
+    struct cli_area a;
+    /* SERVES: five fields, served_by possibly empty. */
+    facility_of("cm-078\tcommunity\t泰塘社区\tst-hushan\tdt-108;dt-109", &unused, &r);
+    assert_int_equal(cli_record_area(&r->records[0], &a), 0);
+    assert_string_equal(a.id, "cm-078");
+    assert_string_equal(a.kind, "community");
+    assert_string_equal(a.name, "泰塘社区");
+    assert_string_equal(a.parent, "st-hushan");
+    assert_string_equal(a.served_by, "dt-108;dt-109");
+    cli_reply_free(r);
+    facility_of("district\tdistrict\t李沧区\t\t", &unused, &r);
+    assert_int_equal(cli_record_area(&r->records[0], &a), 0);
+    assert_string_equal(a.parent, "");
+    assert_string_equal(a.served_by, "");
+    cli_reply_free(r);
+    /* AREAS: four fields, nothing said about who serves. */
+    facility_of("st-licun\tstreet\t李村街道\tdistrict", &unused, &r);
+    assert_int_equal(cli_record_area(&r->records[0], &a), 0);
+    assert_null(a.served_by);
+    cli_reply_free(r);
+
+    const char *bad[] = {"a\tb\tc", "\tstreet\tx\ty", "a\t\tx\ty", "a",
+                         "ec-1\telder_care\tn\t36.1\t120.4\t5.0"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        facility_of(bad[i], &unused, &r);
+        assert_int_equal(cli_record_area(&r->records[0], &a), CLI_ERR_PARSE);
+        cli_reply_free(r);
+    }
+}
+
 /* ---- A random stream against its model --------------------------------------- */
 
 static void random_token(char *out, size_t max) {
@@ -440,6 +493,8 @@ int main(void) {
         cmocka_unit_test(test_parser_accepts_the_largest_count_without_allocating_for_it),
         cmocka_unit_test(test_parser_refuses_an_answer_line_over_the_limit),
         cmocka_unit_test(test_record_reads_facility_fields),
+        cmocka_unit_test(test_facility_attr_finds_values_by_key),
+        cmocka_unit_test(test_record_reads_area_fields),
         cmocka_unit_test(test_parser_agrees_with_a_model_on_random_streams),
         cmocka_unit_test(test_request_quotes_only_what_needs_it),
         cmocka_unit_test(test_request_refuses_line_breaks_and_oversize),
