@@ -33,6 +33,8 @@ struct http_conn {
     size_t writes_pending;
     bool closing;
     bool close_after_write;       /* Connection: close, an error, or turned away */
+    bool shut;                    /* our side is shut down; reading discards until EOF */
+    uv_shutdown_t shutdown_req;
     bool paused;                  /* reading stopped for backpressure */
     bool counted;                 /* in n_open */
     uint64_t active_ms;           /* uv_now() of the last request or response sent */
@@ -59,6 +61,9 @@ struct http_srv {
 };
 
 static void conn_resume(struct http_conn *c);
+static void conn_end(struct http_conn *c);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 
 /* ---- Connection lifetime -------------------------------------------------------- */
 
@@ -136,7 +141,7 @@ static void on_write(uv_write_t *req, int status) {
     }
     c->active_ms = uv_now(c->srv->loop);
     if (c->close_after_write && c->writes_pending == 0) {
-        conn_close(c);
+        conn_end(c);
         return;
     }
     if (c->paused) {
@@ -166,11 +171,33 @@ static void flush(struct http_conn *c) {
         }
         c->writes_pending++;
     }
-    if (c->close_after_write) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        if (c->writes_pending == 0) {
-            conn_close(c);
-        }
+    if (c->close_after_write && c->writes_pending == 0) {
+        conn_end(c);
+    }
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+    struct http_conn *c = req->data;
+    if (status < 0 && !c->closing) {
+        conn_close(c);
+    }
+}
+
+/* Ends a connection whose last response has been written: shuts our side
+ * down and reads (and drops) what the client still sends until its EOF or the
+ * idle sweep. Closing at once with unread request bytes in the kernel would
+ * send a reset, which can destroy the 413 or 400 response before the client
+ * reads it. */
+static void conn_end(struct http_conn *c) {
+    if (c->closing || c->shut) {
+        return;
+    }
+    c->shut = true;
+    c->shutdown_req.data = c;
+    uv_read_stop((uv_stream_t *)&c->tcp); /* then started again: it may be running */
+    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) < 0 ||
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
+        conn_close(c);
     }
 }
 

@@ -19,3 +19,22 @@ target_compile_definitions(it_protocol_doc PRIVATE NEARESTD_BIN="$<TARGET_FILE:n
                            NEARESTD_DATASET_DIR="${NEARESTD_DATASET_DIR}"
                            NEARESTD_PROTOCOL_MD="${CMAKE_SOURCE_DIR}/PROTOCOL.md")
 add_dependencies(it_protocol_doc nearestd)
+
+# HTTP responses read back with libhttp-parser, for test_http and it_http.
+add_library(nearest_http_support STATIC http_support.c)
+target_include_directories(nearest_http_support PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}
+                           ${HTTP_PARSER_INCLUDE_DIR})
+target_link_libraries(nearest_http_support PUBLIC ${HTTP_PARSER_LIBRARY})
+
+# The HTTP core (routing, statuses, the reader) on the bundled dataset, against
+# the line protocol's answers.
+nearest_add_test(test_http LIBS nearestd_core nearest_http_support)
+target_compile_definitions(test_http PRIVATE NEARESTD_DATASET_DIR="${NEARESTD_DATASET_DIR}")
+
+# nearestd --http over loopback: keep-alive, pipelining, statuses, the page, polygons.
+nearest_add_test(it_http LIBS nearest_it_support nearest_http_support PkgConfig::JANSSON
+                 PkgConfig::GEOS)
+target_compile_definitions(it_http PRIVATE NEARESTD_BIN="$<TARGET_FILE:nearestd>"
+                           NEARESTD_DATASET_DIR="${NEARESTD_DATASET_DIR}"
+                           NEARESTD_WEB_PAGE="${CMAKE_SOURCE_DIR}/clients/web/index.html")
+add_dependencies(it_http nearestd)
