@@ -5,7 +5,7 @@
  * Accept buffers), the bytes read but not yet parsed (at most one read, 64 KB,
  * and only while the connection is paused) and unsent responses, which stop
  * the connection from being read past max_output_bytes; an AREAS answer with
- * every polygon is the largest, about 0.5 MB.
+ * every polygon is the largest, about 150 KB.
  *
  * Lifetimes follow srv.c: a connection closes only through conn_close() and
  * is freed in its close callback; a write request owns its buffer until its

@@ -1287,6 +1287,79 @@ static void test_format_geojson_answers_feature_collections(void **state) {
     fx->session.format = REPLY_TEXT;
 }
 
+/* In geojson, AREAS and SERVES answer area Features whose geometry holds the
+ * area's vertices (in the connection's or the request's CRS); text and json
+ * answers have no geometry (test_areas_lists_every_area_or_one_kind). */
+static void test_format_geojson_areas_carry_their_polygons(void **state) {
+    (void)state;
+    static const char *const crs_names[] = {"wgs84", "gcj02", "bd09"};
+    for (int crs = GEO_CRS_WGS84; crs <= GEO_CRS_BD09; crs++) {
+        char request[128];
+        fx->session.format = REPLY_TEXT;
+        snprintf(request, sizeof request, "CRS %s", crs_names[crs]);
+        free(run(request));
+        json_decref(run_json("FORMAT geojson"));
+        json_t *doc = run_json("AREAS");
+        assert_string_equal(json_string_value(json_object_get(doc, "type")),
+                            "FeatureCollection");
+        assert_string_equal(json_string_value(json_object_get(doc, "crs")), crs_names[crs]);
+        json_t *features = json_object_get(doc, "features");
+        assert_int_equal(json_array_size(features), N_AREAS);
+        for (size_t i = 0; i < N_AREAS; i++) {
+            const struct test_area *a = &test_areas[i];
+            json_t *feat = json_array_get(features, i);
+            json_t *props = json_object_get(feat, "properties");
+            assert_string_equal(json_string_value(json_object_get(props, "id")), a->id);
+            assert_string_equal(json_string_value(json_object_get(props, "kind")), a->kind);
+            assert_string_equal(json_string_value(json_object_get(props, "parent")),
+                                a->parent ? a->parent : "");
+            json_t *geom = json_object_get(feat, "geometry");
+            const char *type = json_string_value(json_object_get(geom, "type"));
+            json_t *ring = json_array_get(json_object_get(geom, "coordinates"), 0);
+            if (strcmp(type, "MultiPolygon") == 0) {
+                ring = json_array_get(ring, 0);
+            } else {
+                assert_string_equal(type, "Polygon");
+            }
+            assert_int_equal(json_array_size(ring), a->n + 1); /* closed */
+            /* Every vertex is on the ring, converted to the CRS (1e-6 deg: JSON digits). */
+            for (size_t v = 0; v < a->n; v++) {
+                struct geo_point p = {a->lat[v], a->lon[v]}, q;
+                assert_int_equal(geo_crs_from_wgs84((enum geo_crs)crs, p, &q), 0);
+                bool found = false;
+                for (size_t k = 0; k < a->n && !found; k++) {
+                    json_t *pos = json_array_get(ring, k);
+                    found = fabs(json_num(json_array_get(pos, 0)) - q.lon_deg) < 1e-6 &&
+                            fabs(json_num(json_array_get(pos, 1)) - q.lat_deg) < 1e-6;
+                }
+                assert_true(found);
+            }
+        }
+        json_decref(doc);
+    }
+    /* SERVES: the same areas as in text, with served_by as an array. */
+    fx->session.format = REPLY_TEXT;
+    free(run("CRS wgs84"));
+    char *text = run("SERVES 36.15 120.36");
+    json_decref(run_json("FORMAT geojson"));
+    json_t *doc = run_json("SERVES 36.15 120.36");
+    json_t *features = json_object_get(doc, "features");
+    size_t n = strtoul(text + 3, NULL, 10);
+    assert_int_equal(json_array_size(features), n);
+    const char *line = strchr(text, '\n') + 1;
+    for (size_t i = 0; i < n; i++) {
+        json_t *props = json_object_get(json_array_get(features, i), "properties");
+        const char *id = json_string_value(json_object_get(props, "id"));
+        assert_int_equal(strncmp(line, id, strlen(id)), 0);
+        assert_true(json_is_array(json_object_get(props, "served_by")));
+        line = strchr(line, '\n') + 1;
+    }
+    json_decref(doc);
+    free(text);
+    fx->session.format = REPLY_TEXT;
+    fx->session.crs = GEO_CRS_WGS84;
+}
+
 /* ---- Small commands --------------------------------------------------------------- */
 
 static void test_ping_and_quit_answer_ok_0(void **state) {
@@ -1947,6 +2020,7 @@ int main(void) {
         T(test_format_json_answers_one_object_a_line),
         T(test_json_answers_state_the_crs_of_their_positions),
         T(test_format_geojson_answers_feature_collections),
+        T(test_format_geojson_areas_carry_their_polygons),
         T(test_json_records_carry_typed_attributes),
         T(test_ping_and_quit_answer_ok_0),
         T(test_blank_line_gets_no_answer),

@@ -437,6 +437,77 @@ static void test_area_m2_is_geodesic_and_subtracts_holes(void **state) {
     geo_areas_free(set);
 }
 
+/* Reads a geometry's vertices, in ring order, into xy (pairs); returns their
+ * count. */
+static size_t vertices(GEOSContextHandle_t ctx, const GEOSGeometry *g, double *xy, size_t max) {
+    size_t n = 0;
+    for (int i = 0; i < GEOSGetNumGeometries_r(ctx, g); i++) {
+        const GEOSGeometry *poly = GEOSGetGeometryN_r(ctx, g, i);
+        for (int r = -1; r < GEOSGetNumInteriorRings_r(ctx, poly); r++) {
+            const GEOSGeometry *ring = r < 0 ? GEOSGetExteriorRing_r(ctx, poly)
+                                             : GEOSGetInteriorRingN_r(ctx, poly, r);
+            const GEOSCoordSequence *seq = GEOSGeom_getCoordSeq_r(ctx, ring);
+            unsigned size = 0;
+            assert_true(GEOSCoordSeq_getSize_r(ctx, seq, &size));
+            for (unsigned k = 0; k < size && n < max; k++, n++) {
+                assert_true(GEOSCoordSeq_getXY_r(ctx, seq, k, &xy[2 * n], &xy[2 * n + 1]));
+            }
+        }
+    }
+    return n;
+}
+
+static void test_geojson_is_the_polygon_in_each_crs(void **state) {
+    (void)state;
+    static const char *const shapes[] = {
+        "POLYGON((120.40 36.15,120.42 36.15,120.42 36.17,120.40 36.17,120.40 36.15),"
+        "(120.405 36.155,120.415 36.155,120.415 36.165,120.405 36.165,120.405 36.155))",
+        "MULTIPOLYGON(((120.40 36.15,120.42 36.15,120.41 36.17,120.40 36.15)),"
+        "((120.45 36.20,120.46 36.20,120.46 36.21,120.45 36.20)))",
+    };
+    static const char *const types[] = {"\"Polygon\"", "\"MultiPolygon\""};
+    struct geo_areas *set = geo_areas_new();
+    assert_non_null(set);
+    GEOSContextHandle_t ctx = GEOS_init_r();
+    GEOSWKTReader *wkt = GEOSWKTReader_create_r(ctx);
+    GEOSGeoJSONReader *json = GEOSGeoJSONReader_create_r(ctx);
+    for (uint32_t h = 0; h < 2; h++) {
+        assert_int_equal(geo_areas_add_wkt(set, h, 0, shapes[h]), GEO_OK);
+        GEOSGeometry *want = GEOSWKTReader_read_r(ctx, wkt, shapes[h]);
+        double want_xy[64], got_xy[64];
+        size_t n_want = vertices(ctx, want, want_xy, 32);
+        for (int crs = GEO_CRS_WGS84; crs <= GEO_CRS_BD09; crs++) {
+            char *text = NULL;
+            assert_int_equal(geo_areas_geojson(set, h, (enum geo_crs)crs, &text), GEO_OK);
+            assert_non_null(strstr(text, types[h]));
+            GEOSGeometry *got = GEOSGeoJSONReader_readGeometry_r(ctx, json, text);
+            assert_non_null(got);
+            assert_int_equal(GEOSGeomTypeId_r(ctx, got), GEOSGeomTypeId_r(ctx, want));
+            assert_int_equal(vertices(ctx, got, got_xy, 32), n_want);
+            /* Every vertex is the WGS84 one converted, in [lon, lat] order. */
+            for (size_t k = 0; k < n_want; k++) {
+                struct geo_point p = {.lat_deg = want_xy[2 * k + 1], .lon_deg = want_xy[2 * k]};
+                struct geo_point q;
+                assert_int_equal(geo_crs_from_wgs84((enum geo_crs)crs, p, &q), GEO_OK);
+                assert_true(fabs(got_xy[2 * k] - q.lon_deg) < 1e-12);
+                assert_true(fabs(got_xy[2 * k + 1] - q.lat_deg) < 1e-12);
+            }
+            GEOSGeom_destroy_r(ctx, got);
+            free(text);
+        }
+        GEOSGeom_destroy_r(ctx, want);
+    }
+    char *text = (char *)"untouched";
+    assert_int_equal(geo_areas_geojson(set, 9, GEO_CRS_WGS84, &text), GEO_ERR_NOTFOUND);
+    assert_null(text);
+    assert_int_equal(geo_areas_geojson(set, 0, (enum geo_crs)7, &text), GEO_ERR_ARG);
+    assert_int_equal(geo_areas_geojson(set, 0, GEO_CRS_WGS84, NULL), GEO_ERR_ARG);
+    GEOSGeoJSONReader_destroy_r(ctx, json);
+    GEOSWKTReader_destroy_r(ctx, wkt);
+    GEOS_finish_r(ctx);
+    geo_areas_free(set);
+}
+
 static void test_bad_geometry_is_refused_and_leaves_the_set_unchanged(void **state) {
     (void)state;
     struct geo_areas *set = geo_areas_new();
@@ -527,6 +598,7 @@ int main(void) {
         cmocka_unit_test(test_kind_mask_selects_kinds_and_max_truncates),
         cmocka_unit_test(test_wkb_and_wkt_answer_alike),
         cmocka_unit_test(test_area_m2_is_geodesic_and_subtracts_holes),
+        cmocka_unit_test(test_geojson_is_the_polygon_in_each_crs),
         cmocka_unit_test(test_bad_geometry_is_refused_and_leaves_the_set_unchanged),
         cmocka_unit_test(test_queries_before_build_are_refused),
         cmocka_unit_test(test_empty_set_builds_and_finds_nothing),
