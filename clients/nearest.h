@@ -195,8 +195,9 @@ NEAREST_API int cli_request_needs_quotes(const char *token);
 /* ---- The connection ---------------------------------------------------------
  *
  * One connection sends request lines and reads answers in order; every wait
- * (connect, send, receive) gives up after timeout_ms without progress. Use
- * one connection per thread. */
+ * (connect, send, receive) gives up after timeout_ms without progress. The
+ * socket has TCP_NODELAY set, so a request leaves at once. Use one connection
+ * per thread. */
 
 struct cli_conn;
 
@@ -222,8 +223,10 @@ NEAREST_API int cli_conn_err(const struct cli_conn *c);
 NEAREST_API const char *cli_conn_errstr(const struct cli_conn *c);
 
 /* Sends one raw request line of len bytes; a trailing "\n" (or "\r\n") is
- * optional and added when missing. Returns 0, CLI_ERR_ARG if the line holds
- * another "\n" (one line gets one answer), or CLI_ERR_IO / CLI_ERR_TIMEOUT. */
+ * optional and added when missing; the line goes out in one send. Returns 0,
+ * CLI_ERR_ARG if the line holds another "\n" (one line gets one answer),
+ * CLI_ERR_NOMEM (both leave the connection usable), or CLI_ERR_IO /
+ * CLI_ERR_TIMEOUT. */
 NEAREST_API int cli_conn_send_line(struct cli_conn *c, const char *line, size_t len);
 
 /* Sends the request made of argv[0..argc-1] (see cli_request_build()). */

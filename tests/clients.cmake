@@ -12,3 +12,27 @@ if(TARGET nearestd)
         NEAREST_CLI_BIN="$<TARGET_FILE:nearest>")
     add_dependencies(it_cli nearestd nearest)
 endif()
+
+# it_libnearest: the installed library (exports, SONAME, cmake --install,
+# pkg-config, shared and static builds of clients/example.c) and pipelining,
+# against the real daemon on the bundled dataset.
+if(TARGET nearestd)
+    include(GNUInstallDirs)
+    set(NEAREST_TEST_CFLAGS "")
+    if(NEARESTD_SANITIZE)
+        set(NEAREST_TEST_CFLAGS "-fsanitize=address,undefined -fno-omit-frame-pointer")
+    endif()
+    nearest_add_test(it_libnearest LIBS nearest_it_support nearest_client)
+    target_compile_definitions(it_libnearest PRIVATE
+        NEARESTD_BIN="$<TARGET_FILE:nearestd>"
+        NEARESTD_DATASET_DIR="${NEARESTD_DATASET_DIR}"
+        NEAREST_HEADER="${CMAKE_SOURCE_DIR}/clients/nearest.h"
+        EXAMPLE_SOURCE="${CMAKE_SOURCE_DIR}/clients/example.c"
+        NEAREST_SHARED_LIB="$<TARGET_FILE:nearest_shared>"
+        NEAREST_CMAKE="${CMAKE_COMMAND}"
+        NEAREST_BUILD_DIR="${CMAKE_BINARY_DIR}"
+        NEAREST_LIBDIR="${CMAKE_INSTALL_LIBDIR}"
+        TEST_CC="${CMAKE_C_COMPILER}"
+        TEST_CFLAGS="${NEAREST_TEST_CFLAGS}")
+    add_dependencies(it_libnearest nearestd nearest_shared nearest_static)
+endif()
