@@ -9,7 +9,8 @@ if(TARGET nearestd)
     nearest_add_test(it_cli LIBS nearest_it_support nearest_cli_view PkgConfig::JANSSON m)
     target_compile_definitions(it_cli PRIVATE
         NEARESTD_BIN="$<TARGET_FILE:nearestd>"
-        NEAREST_CLI_BIN="$<TARGET_FILE:nearest>")
+        NEAREST_CLI_BIN="$<TARGET_FILE:nearest>"
+        NEARESTD_DATASET_DIR="${NEARESTD_DATASET_DIR}")
     add_dependencies(it_cli nearestd nearest)
 endif()
 

@@ -108,14 +108,15 @@ static bool accepts(int port) {
     return ok;
 }
 
-static int group_setup(void **state) {
-    (void)state;
+/* Starts nearestd on a new database made from `dataset` (a directory) in a
+ * new fixture, which becomes fx. */
+static int start_fixture(const char *dataset, bool synthetic) {
     fx = calloc(1, sizeof *fx);
     if (fx == NULL) {
         return -1;
     }
     snprintf(fx->dir, sizeof fx->dir, "/tmp/it_cli-XXXXXX");
-    if (mkdtemp(fx->dir) == NULL || write_dataset() != 0) {
+    if (mkdtemp(fx->dir) == NULL || (synthetic && write_dataset() != 0)) {
         return -1;
     }
     snprintf(fx->db, sizeof fx->db, "%s/cli.db", fx->dir);
@@ -130,7 +131,7 @@ static int group_setup(void **state) {
             _exit(126);
         }
         execl(NEARESTD_BIN, NEARESTD_BIN, "--listen", listen, "--db", fx->db, "--init",
-              "--dataset", fx->dir, (char *)NULL);
+              "--dataset", synthetic ? fx->dir : dataset, (char *)NULL);
         _exit(127);
     }
     for (int waited = 0; waited < START_WAIT_MS; waited += 20) {
@@ -144,6 +145,18 @@ static int group_setup(void **state) {
     }
     fprintf(stderr, "nearestd did not start; see %s\n", fx->log);
     return -1;
+}
+
+/* The small synthetic dataset of `sites`. */
+static int group_setup(void **state) {
+    (void)state;
+    return start_fixture(NULL, true);
+}
+
+/* The bundled Licang dataset, with attributes, opening hours and areas. */
+static int licang_setup(void **state) {
+    (void)state;
+    return start_fixture(NEARESTD_DATASET_DIR, false);
 }
 
 static int group_teardown(void **state) {
@@ -685,6 +698,445 @@ static void test_answer_cut_short_or_malformed_exits_2(void **state) {
     }
 }
 
+/* ---- Against the bundled dataset: the CLI says what the protocol says --------- */
+
+#define LC_LAT "36.1602"
+#define LC_LON "120.4105"
+
+/* The daemon's whole answer to `line` on a fresh connection, as received
+ * (header and records, each line with its "\n"), after `prelude` (e.g.
+ * "FORMAT geojson") when not NULL, whose answer is dropped. Read by hand:
+ * "OK n" and n lines, or one line. */
+static char *protocol_answer(const char *prelude, const char *line) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)fx->port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    FILE *in = fdopen(fd, "r");
+    assert_non_null(in);
+    char request[1024];
+    int len = snprintf(request, sizeof request, "%s%s%s\n", prelude ? prelude : "",
+                       prelude ? "\n" : "", line);
+    assert_true(len > 0 && (size_t)len < sizeof request);
+    its_send_all(fd, request, (size_t)len);
+    char *out = NULL;
+    size_t out_len = 0;
+    FILE *collect = open_memstream(&out, &out_len);
+    char *buf = NULL;
+    size_t cap = 0;
+    for (int answer = prelude ? 0 : 1; answer < 2; answer++) {
+        ssize_t n = getline(&buf, &cap, in);
+        assert_true(n > 0 && buf[n - 1] == '\n');
+        long records = strncmp(buf, "OK ", 3) == 0 ? strtol(buf + 3, NULL, 10) : 0;
+        if (answer == 1) {
+            fputs(buf, collect);
+        }
+        for (long i = 0; i < records; i++) {
+            n = getline(&buf, &cap, in);
+            assert_true(n > 0 && buf[n - 1] == '\n');
+            if (answer == 1) {
+                fputs(buf, collect);
+            }
+        }
+    }
+    free(buf);
+    fclose(collect);
+    fclose(in);
+    return out;
+}
+
+/* The records of an answer: what follows its first line. */
+static const char *records_of(const char *answer) {
+    return strchr(answer, '\n') + 1;
+}
+
+/* Runs the CLI with `args` and, through --tsv, checks that it prints exactly
+ * the records the daemon answers to `line`, with exit status 0 when there
+ * are some and 1 when there are none. Returns the number of records. */
+static size_t check_tsv_matches(const char *const *args, const char *line) {
+    const char *argv[24] = {"--tsv"};
+    size_t n = 1;
+    for (; args[n - 1] != NULL; n++) {
+        argv[n] = args[n - 1];
+    }
+    argv[n] = NULL;
+    char *want = protocol_answer(NULL, line);
+    struct run r = run_cli(argv);
+    if (strcmp(r.out, records_of(want)) != 0 || strcmp(r.err, "") != 0) {
+        fail_msg("nearest --tsv for '%s' printed:\n%s(stderr: %s)\nthe daemon answered:\n%s",
+                 line, r.out, r.err, want);
+    }
+    size_t records = (size_t)strtol(want + 3, NULL, 10);
+    assert_int_equal(r.status, records > 0 ? 0 : 1);
+    run_free(&r);
+    free(want);
+    return records;
+}
+
+static void test_where_conditions_become_protocol_where(void **state) {
+    (void)state;
+    static const struct {
+        const char *args[12];
+        const char *line;
+    } cases[] = {
+        {{"--where", "stars>=4", "--where", "dementia=yes", "elder_care", LC_LAT, LC_LON, "-k",
+          "7", NULL},
+         "NEAREST elder_care " LC_LAT " " LC_LON " K 7 WHERE stars >= 4 WHERE dementia = yes"},
+        {{"elder_care", LC_LAT, LC_LON, "--where", "beds<100", NULL},
+         "NEAREST elder_care " LC_LAT " " LC_LON " WHERE beds < 100"},
+        {{"elder_care", LC_LAT, LC_LON, "--where= beds > 200 ", NULL},
+         "NEAREST elder_care " LC_LAT " " LC_LON " WHERE beds > 200"},
+        {{"--where", "stars<=3", "elder_care", LC_LAT, LC_LON, NULL},
+         "NEAREST elder_care " LC_LAT " " LC_LON " WHERE stars <= 3"},
+        {{"--where", "level!=primary", "school", LC_LAT, LC_LON, "-k", "4", NULL},
+         "NEAREST school " LC_LAT " " LC_LON " K 4 WHERE level != primary"},
+        {{"--where", "name=青岛市李沧区泰塘小学", "*", LC_LAT, LC_LON, NULL},
+         "NEAREST * " LC_LAT " " LC_LON " WHERE name = 青岛市李沧区泰塘小学"},
+        {{"--where", "free>100", "--where", "price<=3", "parking", LC_LAT, LC_LON, NULL},
+         "NEAREST parking " LC_LAT " " LC_LON " WHERE free > 100 WHERE price <= 3"},
+    };
+    size_t nonempty = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        nonempty += check_tsv_matches(cases[i].args, cases[i].line) > 0;
+    }
+    assert_true(nonempty >= 6); /* the filters select something, so the check has teeth */
+
+    /* The table shows the filtered attributes, with the ids in the answer's order. */
+    char *want = protocol_answer(NULL, cases[0].line);
+    struct run r = run_cli(cases[0].args);
+    assert_int_equal(r.status, 0);
+    char *lines[32];
+    size_t n = split_lines(r.out, lines, 32);
+    assert_non_null(strstr(lines[0], "stars"));
+    assert_non_null(strstr(lines[0], "dementia"));
+    char *save = NULL;
+    size_t row = 1;
+    strtok_r(want, "\n", &save);
+    for (char *rec = strtok_r(NULL, "\n", &save); rec; rec = strtok_r(NULL, "\n", &save)) {
+        assert_true(row < n);
+        *strchr(rec, '\t') = '\0';
+        assert_string_equal(lines[row] + strlen(lines[row]) - strlen(rec), rec);
+        assert_non_null(strstr(lines[row], "true"));
+        row++;
+    }
+    assert_int_equal(row, n);
+    run_free(&r);
+    free(want);
+}
+
+static void test_open_becomes_protocol_open(void **state) {
+    (void)state;
+    const char *at[] = {"--open", "2026-12-01T11:30", "meal_point", LC_LAT, LC_LON, "-k",
+                        "8", NULL};
+    assert_true(check_tsv_matches(at, "NEAREST meal_point " LC_LAT " " LC_LON
+                                      " K 8 OPEN 2026-12-01T11:30") > 0);
+    const char *night[] = {"--open=2026-12-01T03:00", "meal_point", LC_LAT, LC_LON, NULL};
+    check_tsv_matches(night, "NEAREST meal_point " LC_LAT " " LC_LON " OPEN 2026-12-01T03:00");
+    /* "now" moves: compare with the daemon's answer just before and just after. */
+    const char *now[] = {"--tsv", "--open", "now", "parking", LC_LAT, LC_LON, "-k", "10", NULL};
+    const char *line = "NEAREST parking " LC_LAT " " LC_LON " K 10 OPEN now";
+    char *before = protocol_answer(NULL, line);
+    struct run r = run_cli(now);
+    char *after = protocol_answer(NULL, line);
+    assert_true(strcmp(r.out, records_of(before)) == 0 || strcmp(r.out, records_of(after)) == 0);
+    run_free(&r);
+    free(before);
+    free(after);
+}
+
+static void test_radius_and_maxdist_become_protocol_options(void **state) {
+    (void)state;
+    const char *radius[] = {"radius", "school", LC_LAT, LC_LON, "1500", NULL};
+    assert_true(check_tsv_matches(radius, "RADIUS school " LC_LAT " " LC_LON " 1500") > 3);
+    const char *limit[] = {"radius", "*", LC_LAT, LC_LON, "900", "-k", "3", NULL};
+    assert_int_equal(check_tsv_matches(limit, "RADIUS * " LC_LAT " " LC_LON " 900 LIMIT 3"), 3);
+    const char *filtered[] = {"radius", "elder_care", LC_LAT, LC_LON, "3000", "--where",
+                              "stars>=4", "--open", "2026-12-01T11:30", NULL};
+    check_tsv_matches(filtered, "RADIUS elder_care " LC_LAT " " LC_LON
+                                " 3000 WHERE stars >= 4 OPEN 2026-12-01T11:30");
+    const char *maxdist[] = {"--maxdist", "800", "*", LC_LAT, LC_LON, "-k", "50", NULL};
+    size_t within = check_tsv_matches(maxdist, "NEAREST * " LC_LAT " " LC_LON " K 50 MAXDIST 800");
+    assert_true(within > 0 && within < 50);
+    const char *none[] = {"--maxdist", "1", "parking", LC_LAT, LC_LON, NULL};
+    assert_int_equal(check_tsv_matches(none, "NEAREST parking " LC_LAT " " LC_LON " MAXDIST 1"),
+                     0);
+
+    /* The table of a radius answer: ids in order, distances for people. */
+    char *want = protocol_answer(NULL, "RADIUS school " LC_LAT " " LC_LON " 1500");
+    const char *table[] = {"radius", "school", LC_LAT, LC_LON, "1500", NULL};
+    struct run r = run_cli(table);
+    assert_int_equal(r.status, 0);
+    char *lines[128];
+    size_t n = split_lines(r.out, lines, 128);
+    char *save = NULL;
+    size_t row = 1;
+    strtok_r(want, "\n", &save);
+    for (char *rec = strtok_r(NULL, "\n", &save); rec; rec = strtok_r(NULL, "\n", &save)) {
+        char *f[6];
+        char *fsave = NULL;
+        for (size_t k = 0; k < 6; k++) {
+            f[k] = strtok_r(k ? NULL : rec, "\t", &fsave);
+        }
+        char shown[32];
+        cli_format_distance(true, strtod(f[5], NULL), shown, sizeof shown);
+        assert_true(row < n);
+        assert_non_null(strstr(lines[row], shown));
+        assert_string_equal(lines[row] + strlen(lines[row]) - strlen(f[0]), f[0]);
+        row++;
+    }
+    assert_int_equal(row, n);
+    run_free(&r);
+    free(want);
+}
+
+static void test_crs_reads_and_writes_positions_in_that_system(void **state) {
+    (void)state;
+    const char *gcj[] = {"--crs", "gcj02", "elder_care", LC_LAT, LC_LON, "-k", "3", NULL};
+    check_tsv_matches(gcj, "NEAREST elder_care " LC_LAT " " LC_LON " K 3 CRS gcj02");
+    const char *serves[] = {"--crs", "bd09", "serves", LC_LAT, LC_LON, NULL};
+    check_tsv_matches(serves, "SERVES " LC_LAT " " LC_LON " CRS bd09");
+    /* Not the WGS84 answer. */
+    char *wgs = protocol_answer(NULL, "NEAREST elder_care " LC_LAT " " LC_LON " K 3");
+    char *gcj02 = protocol_answer(NULL, "NEAREST elder_care " LC_LAT " " LC_LON " K 3 CRS gcj02");
+    assert_string_not_equal(wgs, gcj02);
+    free(wgs);
+    free(gcj02);
+}
+
+static void test_json_and_geojson_print_the_daemons_answer(void **state) {
+    (void)state;
+    static const struct {
+        const char *args[10];
+        const char *format;
+        const char *line;
+        int status;
+    } cases[] = {
+        {{"--geojson", "meal_point", LC_LAT, LC_LON, "-k", "3", NULL}, "FORMAT geojson",
+         "NEAREST meal_point " LC_LAT " " LC_LON " K 3", 0},
+        {{"--geojson", "--crs", "gcj02", "school", LC_LAT, LC_LON, NULL}, "FORMAT geojson",
+         "NEAREST school " LC_LAT " " LC_LON " CRS gcj02", 0},
+        {{"--geojson", "serves", LC_LAT, LC_LON, NULL}, "FORMAT geojson",
+         "SERVES " LC_LAT " " LC_LON, 0},
+        {{"--json", "radius", "parking", LC_LAT, LC_LON, "1", NULL}, "FORMAT json",
+         "RADIUS parking " LC_LAT " " LC_LON " 1", 1},
+        {{"--geojson", "--where", "stars>=9", "elder_care", LC_LAT, LC_LON, NULL},
+         "FORMAT geojson", "NEAREST elder_care " LC_LAT " " LC_LON " WHERE stars >= 9", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *want = protocol_answer(cases[i].format, cases[i].line);
+        struct run r = run_cli(cases[i].args);
+        if (strcmp(r.out, want) != 0) {
+            fail_msg("%s: printed\n%s\nthe daemon answered\n%s", cases[i].line, r.out, want);
+        }
+        assert_int_equal(r.status, cases[i].status);
+        assert_string_equal(r.err, "");
+        json_error_t jerr;
+        json_t *root = json_loads(r.out, 0, &jerr);
+        assert_non_null(root);
+        json_decref(root);
+        run_free(&r);
+        free(want);
+    }
+}
+
+static void test_serves_table_shows_areas_and_who_serves_them(void **state) {
+    (void)state;
+    char *want = protocol_answer(NULL, "SERVES " LC_LAT " " LC_LON);
+    const char *args[] = {"serves", LC_LAT, LC_LON, NULL};
+    struct run r = run_cli(args);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.err, "");
+    char *lines[80];
+    size_t n = split_lines(r.out, lines, 80);
+    assert_true(strncmp(lines[0], "kind", 4) == 0);
+    assert_non_null(strstr(lines[0], "served by"));
+    size_t row = 1, served_rows = 0;
+    char *save = NULL;
+    strtok_r(want, "\n", &save);
+    for (char *rec = strtok_r(NULL, "\n", &save); rec; rec = strtok_r(NULL, "\n", &save)) {
+        /* id kind name parent served_by; empty fields kept. */
+        char *f[5];
+        char *p = rec;
+        for (size_t k = 0; k < 5; k++) {
+            f[k] = p;
+            p = strchr(p, '\t');
+            if (p != NULL) {
+                *p++ = '\0';
+            } else {
+                assert_int_equal(k, 4);
+            }
+        }
+        assert_true(row < n);
+        const char *line = lines[row++];
+        assert_true(strncmp(line, f[1], strlen(f[1])) == 0); /* kind first */
+        assert_non_null(strstr(line, f[2]));
+        assert_non_null(strstr(line, f[0]));
+        if (*f[4] == '\0') {
+            assert_string_equal(line + strlen(line) - 1, "-");
+            continue;
+        }
+        served_rows++;
+        for (char *id_save = NULL, *id = strtok_r(f[4], ";", &id_save); id;
+             id = strtok_r(NULL, ";", &id_save)) {
+            char get[128], named[512];
+            snprintf(get, sizeof get, "GET %s", id);
+            char *facility = protocol_answer(NULL, get);
+            char *name = strchr(strchr(records_of(facility), '\t') + 1, '\t') + 1;
+            *strchr(name, '\t') = '\0';
+            snprintf(named, sizeof named, "%s (%s)", name, id);
+            if (strstr(line, named) == NULL) {
+                fail_msg("row '%s' does not name %s", line, named);
+            }
+            free(facility);
+        }
+    }
+    assert_int_equal(row, n);
+    assert_true(served_rows >= 3);
+    run_free(&r);
+    free(want);
+
+    const char *one_kind[] = {"--tsv", "serves", LC_LAT, LC_LON, "community", NULL};
+    check_tsv_matches(one_kind + 1, "SERVES " LC_LAT " " LC_LON " community");
+    const char *outside[] = {"serves", "0", "0", NULL};
+    assert_int_equal(check_tsv_matches(outside, "SERVES 0 0"), 0);
+    r = run_cli(outside);
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.out, "");
+    run_free(&r);
+}
+
+/* The CLI's stderr for a request the daemon refuses is its ERR line, as
+ * "nearest: CODE: message", and the exit status is 2. */
+static void check_daemon_error(const char *const *args, const char *line) {
+    char *answer = protocol_answer(NULL, line);
+    assert_true(strncmp(answer, "ERR ", 4) == 0);
+    char *code = answer + 4;
+    char *message = strchr(code, ' ');
+    *message++ = '\0';
+    char want[700];
+    snprintf(want, sizeof want, "nearest: %s: %s", code, message); /* keeps its "\n" */
+    struct run r = run_cli(args);
+    assert_int_equal(r.status, 2);
+    assert_string_equal(r.out, "");
+    assert_string_equal(r.err, want);
+    run_free(&r);
+    free(answer);
+}
+
+static void test_daemon_errors_reach_stderr_with_exit_2(void **state) {
+    (void)state;
+    const char *field[] = {"--where", "nosuch>1", "school", LC_LAT, LC_LON, NULL};
+    check_daemon_error(field, "NEAREST school " LC_LAT " " LC_LON " WHERE nosuch > 1");
+    const char *kind[] = {"--where", "stars=many", "elder_care", LC_LAT, LC_LON, NULL};
+    check_daemon_error(kind, "NEAREST elder_care " LC_LAT " " LC_LON " WHERE stars = many");
+    const char *open[] = {"--open", "tomorrow", "parking", LC_LAT, LC_LON, NULL};
+    check_daemon_error(open, "NEAREST parking " LC_LAT " " LC_LON " OPEN tomorrow");
+    const char *crs[] = {"--crs", "nad27", "parking", LC_LAT, LC_LON, NULL};
+    check_daemon_error(crs, "NEAREST parking " LC_LAT " " LC_LON " CRS nad27");
+    const char *radius[] = {"radius", "school", LC_LAT, LC_LON, "-5", NULL};
+    check_daemon_error(radius, "RADIUS school " LC_LAT " " LC_LON " -5");
+    const char *maxdist[] = {"--maxdist", "far", "school", LC_LAT, LC_LON, NULL};
+    check_daemon_error(maxdist, "NEAREST school " LC_LAT " " LC_LON " MAXDIST far");
+    const char *serves[] = {"serves", LC_LAT, LC_LON, "planet", NULL};
+    check_daemon_error(serves, "SERVES " LC_LAT " " LC_LON " planet");
+}
+
+static void test_bad_combinations_are_refused_before_connecting(void **state) {
+    (void)state;
+    static const char *const cases[][14] = {
+        {"serves", LC_LAT, LC_LON, "-k", "3", NULL},
+        {"serves", LC_LAT, LC_LON, "--where", "stars>=4", NULL},
+        {"serves", LC_LAT, LC_LON, "--open", "now", NULL},
+        {"serves", LC_LAT, LC_LON, "street", "extra", NULL},
+        {"serves", LC_LAT, NULL},
+        {"radius", "school", LC_LAT, LC_LON, "--maxdist", "5", "100", NULL},
+        {"radius", "school", LC_LAT, LC_LON, NULL},
+        {"--json", "--tsv", "school", LC_LAT, LC_LON, NULL},
+        {"--json", "--geojson", "school", LC_LAT, LC_LON, NULL},
+        {"--raw", "PING", "--where", "stars>=4", NULL},
+        {"--where", "stars=>4", "elder_care", LC_LAT, LC_LON, NULL},
+        {"--where", "stars", "elder_care", LC_LAT, LC_LON, NULL},
+        {"--where", NULL},
+        {"--where", "a=1", "--where", "a=1", "--where", "a=1", "--where", "a=1", "--where",
+         "a=1", "--where", "a=1", NULL},
+    };
+    /* A port where nothing listens: reaching the network would say so. */
+    char port[16];
+    snprintf(port, sizeof port, "%d", its_free_port());
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct run r = run_cli_env(NULL, port, cases[i]);
+        if (r.status != 2 || strncmp(r.err, "nearest: ", 9) != 0 ||
+            strstr(r.err, "connect") != NULL || strcmp(r.out, "") != 0) {
+            fail_msg("case %zu: status %d, stderr '%s'", i, r.status, r.err);
+        }
+        run_free(&r);
+    }
+    /* Nine conditions: one more than the server takes. */
+    const char *nine[24] = {"elder_care", LC_LAT, LC_LON};
+    for (size_t i = 0; i < 9; i++) {
+        nine[3 + 2 * i] = "--where";
+        nine[4 + 2 * i] = "stars>=1";
+    }
+    struct run r = run_cli_env(NULL, port, nine);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "at most 8"));
+    run_free(&r);
+}
+
+static void test_interactive_help_is_the_servers_help(void **state) {
+    (void)state;
+    char *want = protocol_answer(NULL, "HELP");
+    char port[16];
+    snprintf(port, sizeof port, "%d", fx->port);
+    const char *args[] = {"-i", NULL};
+    struct run r = run_cli_input(NULL, port, "help\nSERVES " LC_LAT " " LC_LON "\n", args);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.err, "");
+    size_t commands = 0;
+    char *save = NULL;
+    const char *at = r.out;
+    strtok_r(want, "\n", &save);
+    for (char *rec = strtok_r(NULL, "\n", &save); rec; rec = strtok_r(NULL, "\n", &save)) {
+        char *tab = strchr(rec, '\t');
+        assert_non_null(tab);
+        *tab = '\0';
+        char shown[1024];
+        snprintf(shown, sizeof shown, "%s\n    %s\n", rec, tab + 1);
+        const char *found = strstr(at, shown);
+        if (found == NULL) {
+            fail_msg("the prompt's HELP does not show, in order:\n%s", shown);
+        }
+        at = found + strlen(shown);
+        commands++;
+    }
+    assert_true(commands >= 16);
+    /* SERVES at the prompt shows the areas table after the help. */
+    assert_non_null(strstr(at, "kind "));
+    assert_non_null(strstr(at, "cm-078"));
+    run_free(&r);
+    free(want);
+}
+
+static void test_help_documents_every_option_and_command(void **state) {
+    (void)state;
+    const char *args[] = {"--help", NULL};
+    struct run r = run_cli(args);
+    assert_int_equal(r.status, 0);
+    static const char *const words[] = {
+        "--where", "--open", "--maxdist", "--crs", "gcj02", "--geojson", "--json", "--tsv",
+        "--raw", "-k", "--host", "--port", "--timeout", "-i, --interactive", "NEAREST_HOST",
+        "NEAREST_PORT", "radius <category>", "serves <lat>", ">= <= != = < >", "Exit status",
+        "HELP",
+    };
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+        if (strstr(r.out, words[i]) == NULL) {
+            fail_msg("--help does not mention '%s'", words[i]);
+        }
+    }
+    run_free(&r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table_lists_nearest_ids_in_order),
@@ -703,5 +1155,19 @@ int main(void) {
         cmocka_unit_test(test_silent_server_times_out_with_exit_2),
         cmocka_unit_test(test_answer_cut_short_or_malformed_exits_2),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    const struct CMUnitTest licang_tests[] = {
+        cmocka_unit_test(test_where_conditions_become_protocol_where),
+        cmocka_unit_test(test_open_becomes_protocol_open),
+        cmocka_unit_test(test_radius_and_maxdist_become_protocol_options),
+        cmocka_unit_test(test_crs_reads_and_writes_positions_in_that_system),
+        cmocka_unit_test(test_json_and_geojson_print_the_daemons_answer),
+        cmocka_unit_test(test_serves_table_shows_areas_and_who_serves_them),
+        cmocka_unit_test(test_daemon_errors_reach_stderr_with_exit_2),
+        cmocka_unit_test(test_bad_combinations_are_refused_before_connecting),
+        cmocka_unit_test(test_interactive_help_is_the_servers_help),
+        cmocka_unit_test(test_help_documents_every_option_and_command),
+    };
+    int failed = cmocka_run_group_tests_name("synthetic", tests, group_setup, group_teardown);
+    failed += cmocka_run_group_tests_name("licang", licang_tests, licang_setup, group_teardown);
+    return failed;
 }
