@@ -590,17 +590,30 @@ static int run(const struct cmd_env *env, enum reply_format format, const char *
     r.format = format;
     int ret = 0;
     if (crs) {
+        /* Not counted as a request of its own: the HTTP request is one. */
+        const struct cmd_env quiet = {.catalog = env->catalog, .stats = NULL};
         char crs_copy[64];
         snprintf(crs_copy, sizeof crs_copy, "%s", crs);
         char *crs_argv[2] = {"CRS", crs_copy};
-        ret = cmd_dispatch(env, &session, 2, crs_argv, &r);
+        ret = cmd_dispatch(&quiet, &session, 2, crs_argv, &r);
         if (ret == 0) {
             size_t scratch_len = 0;
             free(reply_take(&r, &scratch_len)); /* the CRS answer itself is not wanted */
+        } else if (env->stats) {
+            env->stats->requests++;
+            env->stats->errors++;
         }
     }
     if (ret == 0) {
         ret = cmd_dispatch(env, &session, argc, argv, &r);
+    }
+    /* STATS' per-command counters, which the line server keeps in srv.c. */
+    size_t n_specs = 0;
+    const struct cmd_spec *spec = cmd_lookup(argv[0]);
+    size_t row = spec ? (size_t)(spec - cmd_table(&n_specs)) : CMD_MAX_COMMANDS;
+    if (env->stats && row < CMD_MAX_COMMANDS) {
+        env->stats->requests_by_cmd[row]++;
+        env->stats->errors_by_cmd[row] += ret < 0;
     }
     if (reply_failed(&r)) {
         ret = CMD_ERR_INTERNAL;

@@ -374,6 +374,32 @@ static void test_root_is_the_embedded_page(void **state) {
     hs_response_free(&r);
 }
 
+static void test_each_request_counts_once_in_stats(void **state) {
+    (void)state;
+    size_t n_specs = 0;
+    size_t row = (size_t)(cmd_lookup("NEAREST") - cmd_table(&n_specs));
+    static const struct {
+        const char *url;
+        int errors;
+    } cases[] = {
+        {"/v1/nearest?category=school&lat=36.16&lon=120.41", 0},
+        {"/v1/nearest?category=school&lat=36.16&lon=120.41&crs=gcj02", 0},
+        {"/v1/nearest?category=school&lat=36.16&lon=120.41&crs=mars", 1},
+        {"/v1/nearest?category=school&lat=96.16&lon=120.41&crs=bd09", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct cmd_stats before = fx->stats;
+        struct hs_response r;
+        get(cases[i].url, &r);
+        hs_response_free(&r);
+        assert_int_equal(fx->stats.requests, before.requests + 1);
+        assert_int_equal(fx->stats.errors, before.errors + (uint64_t)cases[i].errors);
+        assert_int_equal(fx->stats.requests_by_cmd[row], before.requests_by_cmd[row] + 1);
+        assert_int_equal(fx->stats.errors_by_cmd[row],
+                         before.errors_by_cmd[row] + (uint64_t)cases[i].errors);
+    }
+}
+
 /* ---- The reader ------------------------------------------------------------------- */
 
 static const char pipeline[] =
@@ -545,6 +571,7 @@ int main(void) {
         cmocka_unit_test(test_accept_chooses_geojson_or_json),
         cmocka_unit_test(test_head_has_the_headers_of_get_and_no_body),
         cmocka_unit_test(test_root_is_the_embedded_page),
+        cmocka_unit_test(test_each_request_counts_once_in_stats),
         cmocka_unit_test(test_reader_reads_pipelined_requests_whole_and_split_at_every_byte),
         cmocka_unit_test(test_reader_limits_and_malformed_requests),
         cmocka_unit_test(test_keep_alive_follows_the_version_and_connection_header),
