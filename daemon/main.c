@@ -38,9 +38,9 @@
 #define MAX_HOST_BYTES 256
 
 static const char usage[] =
-    "usage: nearestd [--listen HOST:PORT] [--http HOST:PORT] [--db PATH] [--init] [--dataset DIR]\n"
-    "                [--auth-token-file PATH] [--max-connections N] [--idle-timeout-ms MS]\n"
-    "                [--max-output-bytes N] [--help]\n"
+    "usage: nearestd [--listen HOST:PORT] [--http HOST:PORT] [--db PATH] [--init]\n"
+    "                [--dataset DIR] [--auth-token-file PATH] [--max-connections N]\n"
+    "                [--idle-timeout-ms MS] [--max-output-bytes N] [--help]\n"
     "  --listen HOST:PORT  address to serve on (default " DEFAULT_HOST ":%d);\n"
     "                      an IPv6 host goes in brackets: [::1]:7878\n"
     "  --http HOST:PORT    also serve the read-only HTTP/GeoJSON API and the map page\n"

@@ -499,6 +499,46 @@ static void test_answers_equal_the_line_protocols(void **state) {
     }
 }
 
+/* Runs nearestd with `http_arg` for --http on a fresh database path and
+ * returns its exit status (it must exit within the wait). */
+static int exit_status_with_http(const char *http_arg) {
+    char db[320], listen[64];
+    snprintf(db, sizeof db, "%s/other.db", dir);
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", its_free_port());
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        if (null < 0 || dup2(null, 2) < 0) {
+            _exit(126);
+        }
+        execl(NEARESTD_BIN, NEARESTD_BIN, "--db", db, "--init", "--dataset",
+              NEARESTD_DATASET_DIR, "--listen", listen, "--http", http_arg, (char *)NULL);
+        _exit(127);
+    }
+    assert_true(pid > 0);
+    int status = 0;
+    for (int64_t start = now_ms(); waitpid(pid, &status, WNOHANG) != pid;) {
+        if (now_ms() - start > 3 * WAIT_MS) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            fail_msg("nearestd --http %s did not exit", http_arg);
+        }
+        usleep(10000);
+    }
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+static void test_bad_or_busy_http_address_stops_start_up(void **state) {
+    (void)state;
+    assert_int_equal(exit_status_with_http("127.0.0.1"), 2);
+    assert_int_equal(exit_status_with_http("localhost:80800"), 2);
+    assert_int_equal(exit_status_with_http("nohost:8080"), 1);
+    char busy[64];
+    snprintf(busy, sizeof busy, "127.0.0.1:%d", http_port); /* the running daemon's */
+    assert_int_equal(exit_status_with_http(busy), 1);
+}
+
 /* Last: SIGTERM stops the daemon with an HTTP connection open; it exits 0. */
 static void test_sigterm_stops_http_with_the_line_server(void **state) {
     (void)state;
@@ -533,6 +573,7 @@ int main(void) {
         cmocka_unit_test(test_root_serves_the_map_page),
         cmocka_unit_test(test_street_polygons_are_valid_and_hold_their_communities),
         cmocka_unit_test(test_answers_equal_the_line_protocols),
+        cmocka_unit_test(test_bad_or_busy_http_address_stops_start_up),
         cmocka_unit_test(test_sigterm_stops_http_with_the_line_server),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

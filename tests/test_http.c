@@ -517,7 +517,8 @@ static void test_reader_limits_and_malformed_requests(void **state) {
     /* A body, announced either way. */
     const char *with_body = "GET / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc";
     assert_int_equal(reader_error_status(with_body, strlen(with_body)), 413);
-    const char *chunked = "GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+    const char *chunked =
+        "GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
     assert_int_equal(reader_error_status(chunked, strlen(chunked)), 413);
     const char *zero = "GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
     assert_int_equal(reader_error_status(zero, strlen(zero)), 0);
