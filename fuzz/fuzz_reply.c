@@ -1,6 +1,7 @@
 /* fuzz_reply.c: libFuzzer target for libnearest's reply parser
- * (clients/cli_reply.h) and request builder (clients/cli_request.h), the code
- * a client runs on whatever a server, or something posing as one, sends.
+ * (clients/nearest.h: cli_reply_parser_*, cli_record_*) and request builder
+ * (cli_request_build), the code a client runs on whatever a server, or
+ * something posing as one, sends.
  *
  * The input is the byte stream from the server. It goes to two parsers: one
  * gets it whole, the other in chunks whose sizes come from the stream (1 +
@@ -13,6 +14,9 @@
  *     or CLI_ERR_PARSE, and on 0 counts the extra fields right;
  *   - ERR: the header starts "ERR " and code and message are set;
  *   - JSON: the header starts "{" and json is set.
+ * Every record also goes through cli_record_area(), which accepts exactly the
+ * four- and five-field records with an id and a kind, and the attributes of
+ * every facility through cli_facility_attr(), checked against a plain scan.
  * Errors are one of the three documented codes and sticky until reset, after
  * which "OK 0\n" parses. The first line of the input, split by proto_split()
  * into tokens, also goes through cli_request_build(), whose line must split
@@ -22,8 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli_reply.h"
-#include "cli_request.h"
+#include "nearest.h"
 #include "proto.h"
 
 #define CHECK(cond)      \
@@ -38,6 +41,33 @@
 /* Whether the stream holds a NUL byte: a record line holding one cannot be
  * rebuilt from C strings, so the field/line check is skipped then. */
 static bool stream_has_nul;
+
+/* cli_facility_attr() against a plain scan: for the key of every extra
+ * field holding '=', the value is the text after the first field naming
+ * that key; a key no field names has none. */
+static void check_attrs(const struct cli_facility *f)
+{
+    for (size_t i = 0; i < f->n_extra; i++) {
+        const char *eq = strchr(f->extra[i], '=');
+        if (eq == NULL) {
+            continue;
+        }
+        size_t key_len = (size_t)(eq - f->extra[i]);
+        char key[64];
+        if (key_len >= sizeof key) {
+            continue;
+        }
+        memcpy(key, f->extra[i], key_len);
+        key[key_len] = '\0';
+        const char *want = NULL;
+        for (size_t k = 0; k < f->n_extra && want == NULL; k++) {
+            if (strncmp(f->extra[k], key, key_len) == 0 && f->extra[k][key_len] == '=') {
+                want = f->extra[k] + key_len + 1;
+            }
+        }
+        CHECK(want != NULL && cli_facility_attr(f, key) == want);
+    }
+}
 
 static void check_answer(const struct cli_reply *a)
 {
@@ -70,8 +100,20 @@ static void check_answer(const struct cli_reply *a)
             if (rc == 0) {
                 CHECK(rec->n_fields >= 6 && fac.n_extra == rec->n_fields - 6);
                 CHECK(fac.id != NULL && fac.category != NULL && fac.name != NULL);
+                check_attrs(&fac);
             } else {
                 CHECK(cli_err_str(rc) != NULL);
+            }
+            struct cli_area area;
+            rc = cli_record_area(rec, &area);
+            CHECK(rc == 0 || rc == CLI_ERR_PARSE);
+            bool area_shaped = (rec->n_fields == 4 || rec->n_fields == 5) &&
+                               rec->fields[0][0] != '\0' && rec->fields[1][0] != '\0';
+            CHECK((rc == 0) == area_shaped);
+            if (rc == 0) {
+                CHECK(area.id == rec->fields[0] && area.kind == rec->fields[1]);
+                CHECK(area.name == rec->fields[2] && area.parent == rec->fields[3]);
+                CHECK((area.served_by != NULL) == (rec->n_fields == 5));
             }
         }
         break;
