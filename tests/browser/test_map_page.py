@@ -1,0 +1,414 @@
+#!/usr/bin/python3
+"""The map page (clients/web/index.html) in Debian's Chromium, headless, against a live
+nearestd: the page is loaded from the daemon's own GET /, a point is clicked, and the
+list the page shows must name the facilities that the line protocol's NEAREST names for
+the same point, in the same order, with the same distances.
+
+Driven by Debian's python3-selenium through Debian's chromedriver (/usr/bin/chromedriver,
+passed explicitly, so nothing is downloaded); the machine has no network, and Chromium is
+started with every background fetch off. Missing Chromium or chromedriver is a failure,
+not a skip: scripts/install-deps installs them.
+
+Usage: test_map_page.py --nearestd BIN --dataset DIR --page FILE [--screenshot PNG]
+One Chromium and one daemon serve every case (start-up is about 1 s each); the whole
+program takes about 10 s.
+"""
+
+import argparse
+import functools
+import http.server
+import math
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from nearestd_fixture import Daemon, LineClient  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage", "--window-size=1200,800"]
+WAIT_S = 15
+M_PER_DEG = 6371008.8 * math.pi / 180
+
+ARGS = None
+
+
+def format_distance(m):
+    """The page's (and the CLI's) way of writing a distance."""
+    if m < 999.5:
+        return "%d m" % round(max(m, 0))
+    if m < 99995:
+        return "%.2f km" % (m / 1000)
+    return "%.1f km" % (m / 1000)
+
+
+class MapPageTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
+        if missing:
+            raise RuntimeError("missing %s: run scripts/install-deps (Debian packages "
+                               "chromium, chromium-driver, python3-selenium)"
+                               % ", ".join(missing))
+        # Imported here so that a missing python3-selenium fails the same way.
+        global webdriver, By, Select, ActionChains, ScrollOrigin, WebDriverWait
+        from selenium import webdriver
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import Select, WebDriverWait
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
+        from selenium.webdriver.chrome.service import Service
+
+        cls.daemon = Daemon(ARGS.nearestd, ARGS.dataset).start()
+        cls.proto = LineClient(cls.daemon.line_port)
+        cls.profile = tempfile.mkdtemp(prefix="nearestd-chromium-")
+        options = webdriver.ChromeOptions()
+        options.binary_location = CHROMIUM
+        for flag in CHROMIUM_FLAGS:
+            options.add_argument(flag)
+        options.add_argument("--user-data-dir=" + cls.profile)
+        cls.driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER),
+                                      options=options)
+        cls.driver.set_page_load_timeout(WAIT_S)
+
+    @classmethod
+    def tearDownClass(cls):
+        driver = getattr(cls, "driver", None)
+        if driver is not None:
+            driver.quit()
+        if getattr(cls, "profile", None):
+            shutil.rmtree(cls.profile, ignore_errors=True)
+        if getattr(cls, "proto", None):
+            cls.proto.close()
+        daemon = getattr(cls, "daemon", None)
+        if daemon is not None:
+            log = daemon.log()
+            status = daemon.stop()
+            if status != 0:
+                raise AssertionError("nearestd exited with %r:\n%s" % (status, log))
+
+    # ---- helpers -------------------------------------------------------------------
+
+    def load(self, url=None):
+        self.driver.get(url or self.daemon.http_base + "/")
+        self.wait().until(
+            lambda d: d.find_element(By.ID, "map").get_attribute("data-ready") == "true"
+            or d.find_element(By.ID, "status").get_attribute("data-state") == "error")
+        status = self.driver.find_element(By.ID, "status")
+        self.assertEqual(status.get_attribute("data-state"), "ready", status.text)
+        return self.driver.find_element(By.ID, "map")
+
+    def wait(self):
+        return WebDriverWait(self.driver, WAIT_S, poll_frequency=0.05)
+
+    def js(self, script, *args):
+        return self.driver.execute_script(script, *args)
+
+    def seq(self):
+        return int(self.driver.find_element(By.ID, "results").get_attribute("data-seq"))
+
+    def wait_query(self, before):
+        self.wait().until(lambda d: self.seq() > before)
+
+    def choose(self, category=None, k=None, open_now=None):
+        if category is not None:
+            Select(self.driver.find_element(By.ID, "query-category")).select_by_value(category)
+        if k is not None:
+            box = self.driver.find_element(By.ID, "k")
+            box.clear()
+            box.send_keys(str(k))
+        if open_now is not None:
+            box = self.driver.find_element(By.ID, "open-now")
+            if box.is_selected() != open_now:
+                box.click()
+
+    def click_map(self, svg, dx, dy):
+        """Clicks (dx, dy) pixels from the map's centre; returns the page's answer:
+        (lat string, lon string, [(id, distance_m, text)...], request path)."""
+        before = self.seq()
+        ActionChains(self.driver).move_to_element_with_offset(svg, dx, dy).click().perform()
+        self.wait_query(before)
+        marker = self.driver.find_element(By.ID, "click-marker")
+        point = self.driver.find_element(By.ID, "query-point")
+        lat, lon = marker.get_attribute("data-lat"), marker.get_attribute("data-lon")
+        self.assertEqual((point.get_attribute("data-lat"), point.get_attribute("data-lon")),
+                         (lat, lon))
+        # The marker sits where the mouse clicked.
+        centre = self.js("var r = arguments[0].getBoundingClientRect(), m ="
+                         " document.getElementById('click-marker').getBoundingClientRect();"
+                         " return [m.x + m.width / 2 - (r.x + r.width / 2),"
+                         " m.y + m.height / 2 - (r.y + r.height / 2)];", svg)
+        self.assertLess(abs(centre[0] - dx), 1.5, centre)
+        self.assertLess(abs(centre[1] - dy), 1.5, centre)
+        items = self.driver.find_elements(By.CSS_SELECTOR, "#results > li")
+        listed = [(li.get_attribute("data-id"), float(li.get_attribute("data-distance-m")),
+                   li.text) for li in items]
+        request = self.driver.find_element(By.ID, "results").get_attribute("data-request")
+        return lat, lon, listed, request
+
+    def protocol_nearest(self, category, lat, lon, k, open_now=False):
+        line = "NEAREST %s %s %s K %d" % (category, lat, lon, k)
+        if open_now:
+            line += " OPEN now"
+        reply = self.proto.ask(line)
+        self.assertTrue(reply["ok"], reply)
+        return [(r["id"], r["distance_m"], r["name"]) for r in reply["results"]]
+
+    def assert_same_answer(self, listed, expected):
+        self.assertEqual([i for i, _, _ in listed], [i for i, _, _ in expected])
+        for (pid, pdist, text), (eid, edist, name) in zip(listed, expected):
+            self.assertEqual(pdist, edist, pid)
+            self.assertIn(name, text)
+            self.assertIn(eid, text)
+            self.assertIn(format_distance(edist), text)
+
+    def visible_by_category(self):
+        return self.js("var n = {}; document.querySelectorAll('circle.facility')"
+                       ".forEach(function (c) { var k = c.getAttribute('data-category');"
+                       " n[k] = (n[k] || 0) + (c.getBoundingClientRect().width > 0 ? 1 : 0); });"
+                       " return n;")
+
+    # ---- cases -----------------------------------------------------------------------
+
+    def test_page_names_no_url_and_loads_only_from_the_daemon(self):
+        with open(ARGS.page, encoding="utf-8") as f:
+            text = f.read()
+        self.assertIsNone(re.search(r"(?i)\b(?:https?|wss?|ftp):|url\(|@import|<link|"
+                                    r"<img|<iframe|\bsrc\s*=", text))
+        self.load()
+        origin = self.daemon.http_base
+        resources = self.js("return performance.getEntriesByType('resource')"
+                            ".map(function (e) { return e.name; });")
+        self.assertGreaterEqual(len(resources), 4)  # categories, 2 x areas, inarea
+        for name in resources:
+            self.assertTrue(name.startswith(origin + "/v1/"), name)
+
+    def test_draws_the_district_streets_and_every_facility(self):
+        self.load()
+        expected = self.proto.ask("INAREA * district")
+        self.assertTrue(expected["ok"])
+        drawn = self.js("return Array.from(document.querySelectorAll('circle.facility'))"
+                        ".map(function (c) { return [c.getAttribute('data-id'),"
+                        " c.getAttribute('data-category')]; });")
+        self.assertEqual(sorted(map(tuple, drawn)),
+                         sorted((r["id"], r["category"]) for r in expected["results"]))
+        for kind, selector in (("district", "path.district"), ("street", "path.street")):
+            areas = self.proto.ask("AREAS " + kind)
+            self.assertTrue(areas["ok"])
+            ids = self.js("return Array.from(document.querySelectorAll(arguments[0]))"
+                          ".map(function (p) { return p.getAttribute('data-id'); });",
+                          selector)
+            self.assertEqual(sorted(ids), sorted(row[0] for row in areas["results"]))
+        # The outlines are really drawn: the district fills most of the map.
+        box = self.js("var b = document.querySelector('path.district').getBoundingClientRect(),"
+                      " m = document.getElementById('map').getBoundingClientRect();"
+                      " return [b.width / m.width, b.height / m.height];")
+        self.assertGreater(max(box), 0.8)
+
+    def test_click_lists_the_facilities_the_protocol_names_nearest(self):
+        svg = self.load()
+        cases = [("meal_point", 5, 40, -30), ("school", 3, -150, 90),
+                 ("elder_care", 10, 120, 110), ("*", 7, -60, -120), ("parking", 1, 0, 0)]
+        for category, k, dx, dy in cases:
+            with self.subTest(category=category, k=k):
+                self.choose(category=category, k=k)
+                lat, lon, listed, request = self.click_map(svg, dx, dy)
+                path, _, query = request.partition("?")
+                self.assertEqual(path, "/v1/nearest")
+                self.assertEqual(urllib.parse.parse_qs(query, keep_blank_values=True),
+                                 {"category": [category], "lat": [lat], "lon": [lon],
+                                  "k": [str(k)]})
+                expected = self.protocol_nearest(category, lat, lon, k)
+                self.assertEqual(len(expected), k)
+                self.assert_same_answer(listed, expected)
+                lines = self.js("return Array.from(document.querySelectorAll("
+                                "'#layer-lines line')).map(function (l) {"
+                                " return l.getAttribute('data-id'); });")
+                self.assertEqual(lines, [i for i, _, _ in expected])
+                labels = self.js("return Array.from(document.querySelectorAll("
+                                 "'text.result-label')).map(function (t) {"
+                                 " return t.textContent; });")
+                self.assertEqual(labels, ["%d. %s" % (n + 1, format_distance(d))
+                                          for n, (_, d, _) in enumerate(expected)])
+                self.assertEqual(self.driver.find_element(By.ID, "status")
+                                 .get_attribute("data-state"), "ready")
+
+    def test_zoom_and_pan_keep_clicks_on_the_right_spot(self):
+        svg = self.load()
+
+        def positions():
+            return self.js("var m = document.getElementById('map').getBoundingClientRect(),"
+                           " out = {}; document.querySelectorAll('circle.facility')"
+                           ".forEach(function (c) { var b = c.getBoundingClientRect();"
+                           " out[c.getAttribute('data-id')] = [b.x + b.width / 2 - m.x,"
+                           " b.y + b.height / 2 - m.y]; }); return out;")
+
+        def spread(pos):
+            xs = [p[0] for p in pos.values()]
+            return max(xs) - min(xs)
+
+        p0 = positions()
+        self.driver.find_element(By.ID, "zoom-in").click()
+        p1 = positions()
+        self.assertAlmostEqual(spread(p1) / spread(p0), 1.5, delta=0.01)
+        ActionChains(self.driver).scroll_from_origin(
+            ScrollOrigin.from_element(svg), 0, -200).perform()
+        self.wait().until(lambda d: spread(positions()) > spread(p1))
+        self.driver.find_element(By.ID, "zoom-out").click()
+        p2 = positions()
+        ActionChains(self.driver).move_to_element_with_offset(svg, 0, 0).click_and_hold() \
+            .move_by_offset(40, 20).move_by_offset(40, 30).release().perform()
+        p3 = positions()
+        some = next(iter(p2))
+        self.assertAlmostEqual(p3[some][0] - p2[some][0], 80, delta=1)
+        self.assertAlmostEqual(p3[some][1] - p2[some][1], 50, delta=1)
+        # A drag is not a click: no query was made.
+        self.assertEqual(self.seq(), 0)
+
+        # Click exactly on a school marker near the centre: the nearest school is that
+        # one, within about a pixel (in metres at this zoom).
+        rect = self.js("var r = arguments[0].getBoundingClientRect();"
+                       " return [r.width, r.height];", svg)
+        schools = self.js("return Array.from(document.querySelectorAll("
+                          "'circle.facility[data-category=school]')).map(function (c) {"
+                          " return c.getAttribute('data-id'); });")
+        target = min(schools, key=lambda i: (p3[i][0] - rect[0] / 2) ** 2
+                     + (p3[i][1] - rect[1] / 2) ** 2)
+        self.choose(category="school", k=3)
+        dx = round(p3[target][0] - rect[0] / 2)
+        dy = round(p3[target][1] - rect[1] / 2)
+        lat, lon, listed, _ = self.click_map(svg, dx, dy)
+        ids = [i for i, _, _ in listed]
+        # Metres per pixel, from the westmost and eastmost facilities' known longitudes
+        # and their positions on the screen.
+        coords = self.js("var o = {}; document.querySelectorAll('circle.facility')"
+                         ".forEach(function (c) { o[c.getAttribute('data-id')] ="
+                         " [+c.getAttribute('data-lat'), +c.getAttribute('data-lon')]; });"
+                         " return o;")
+        west = min(p3, key=lambda i: p3[i][0])
+        east = max(p3, key=lambda i: p3[i][0])
+        lat_mid = math.radians((coords[west][0] + coords[east][0]) / 2)
+        metres_per_px = ((coords[east][1] - coords[west][1]) * math.cos(lat_mid) * M_PER_DEG
+                         / (p3[east][0] - p3[west][0]))
+        self.assertIn(target, ids)
+        self.assertLess(listed[0][1], 2.5 * metres_per_px + 1)
+        self.assertLess(dict((i, d) for i, d, _ in listed)[target], 2.5 * metres_per_px + 1)
+        self.assert_same_answer(listed, self.protocol_nearest("school", lat, lon, 3))
+
+    def test_category_toggle_hides_and_shows_its_markers(self):
+        self.load()
+        counts = self.proto.ask("CATEGORIES")
+        totals = {row[0]: int(row[1]) for row in counts["results"]}
+        self.assertEqual(self.visible_by_category(), totals)
+        self.driver.find_element(By.ID, "show-school").click()
+        hidden = dict(totals, school=0)
+        self.assertEqual(self.visible_by_category(), hidden)
+        self.driver.find_element(By.ID, "show-parking").click()
+        self.assertEqual(self.visible_by_category(), dict(hidden, parking=0))
+        self.driver.find_element(By.ID, "show-school").click()
+        self.driver.find_element(By.ID, "show-parking").click()
+        self.assertEqual(self.visible_by_category(), totals)
+
+    def test_open_now_switch_adds_open_now_to_the_request(self):
+        svg = self.load()
+        for open_now in (True, False, True):
+            with self.subTest(open_now=open_now):
+                self.choose(category="meal_point", k=8, open_now=open_now)
+                # "now" moves: retry if the minute turned while asking (the two
+                # protocol answers around the click differ).
+                for _ in range(3):
+                    before = self.protocol_nearest("meal_point", 36.16, 120.41, 8, open_now)
+                    lat, lon, listed, request = self.click_map(svg, 30, 20)
+                    expected = self.protocol_nearest("meal_point", lat, lon, 8, open_now)
+                    after = self.protocol_nearest("meal_point", 36.16, 120.41, 8, open_now)
+                    if before == after:
+                        break
+                query = urllib.parse.parse_qs(request.partition("?")[2])
+                self.assertEqual(query.get("open"), ["now"] if open_now else None, request)
+                self.assert_same_answer(listed, expected)
+
+    def test_api_errors_show_in_the_status_line(self):
+        svg = self.load()
+        self.choose(category="meal_point", k=3)
+        _, _, listed, _ = self.click_map(svg, 0, 0)
+        self.assertEqual(len(listed), 3)
+        self.choose(k=0)
+        lat, lon, listed, request = self.click_map(svg, 10, 10)
+        self.assertIn("k=0", request)
+        status = self.driver.find_element(By.ID, "status")
+        self.assertEqual(status.get_attribute("data-state"), "error")
+        reply = self.proto.ask("NEAREST meal_point %s %s K 0" % (lat, lon))
+        self.assertFalse(reply["ok"])
+        self.assertIn(reply["error"]["code"], status.text)
+        self.assertIn(reply["error"]["message"], status.text)
+        self.assertEqual(listed, [])
+        self.assertTrue(status.is_displayed())
+
+    def test_api_parameter_points_a_page_from_another_origin_at_the_daemon(self):
+        handler = functools.partial(QuietHandler, directory=os.path.dirname(ARGS.page))
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            page = "http://127.0.0.1:%d/%s?api=%s" % (
+                server.server_address[1], os.path.basename(ARGS.page), self.daemon.http_base)
+            svg = self.load(page)
+            self.choose(category="doctor_team", k=4)
+            lat, lon, listed, _ = self.click_map(svg, -20, 40)
+            self.assert_same_answer(listed, self.protocol_nearest("doctor_team", lat, lon, 4))
+            resources = self.js("return performance.getEntriesByType('resource')"
+                                ".map(function (e) { return e.name; });")
+            self.assertIn(self.daemon.http_base + "/v1/nearest?category=doctor_team&lat=%s"
+                          "&lon=%s&k=4" % (lat, lon), resources)
+        finally:
+            server.shutdown()
+            server.server_close()
+
+    def test_screenshot_after_a_click(self):
+        """Leaves a PNG of the page after a click when --screenshot is given (for a
+        person to look at); checks that Chromium rendered a non-empty image."""
+        svg = self.load()
+        self.choose(category="meal_point", k=5, open_now=False)
+        self.click_map(svg, 40, -30)
+        png = self.driver.get_screenshot_as_png()
+        self.assertEqual(png[:8], b"\x89PNG\r\n\x1a\n")
+        self.assertGreater(len(png), 10000)
+        if ARGS.screenshot:
+            with open(ARGS.screenshot, "wb") as f:
+                f.write(png)
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def main():
+    global ARGS
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--nearestd", required=True)
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--page", required=True)
+    parser.add_argument("--screenshot")
+    ARGS, rest = parser.parse_known_args()
+    started = time.monotonic()
+    program = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2)
+    result = program.result
+    failed = len(result.failures) + len(result.errors)
+    print("%d passed, %d failed (%.1f s)" % (result.testsRun - failed, failed,
+                                             time.monotonic() - started))
+    sys.exit(0 if result.wasSuccessful() and result.testsRun > 0 else 1)
+
+
+if __name__ == "__main__":
+    main()
