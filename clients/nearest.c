@@ -496,13 +496,20 @@ static int show_serves(struct cli_conn *conn, const char *address,
     struct cli_id_name names[MAX_SERVED_NAMES];
     size_t n_names = 0;
     int status = EXIT_ERROR;
+    bool sent[MAX_SERVED_NAMES] = {false};
     for (size_t i = 0; i < n_ids; i++) {
         const char *get[] = {"GET", ids[i]};
-        if (cli_conn_send(conn, 2, get) < 0 && cli_conn_err(conn) != 0) {
+        /* An id no request can carry (a "\r" in it) is refused here, with
+         * the connection still usable: it is shown without a name. */
+        sent[i] = cli_conn_send(conn, 2, get) == 0;
+        if (!sent[i] && cli_conn_err(conn) != 0) {
             goto failed;
         }
     }
     for (size_t i = 0; i < n_ids; i++) {
+        if (!sent[i]) {
+            continue;
+        }
         if (cli_conn_read_reply(conn, &answers[i]) < 0) {
             goto failed;
         }

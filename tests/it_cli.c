@@ -1,13 +1,21 @@
-/* it_cli.c: the `nearest` CLI against the real nearestd.
+/* it_cli.c: the `nearest` CLI against the real nearestd, run as a user would.
  *
- * The group setup writes a small dataset (GeoJSON Points with every property
- * the importer reads) into a temporary directory, starts the build's nearestd
- * with --init on a new database and a free port, and waits until it accepts.
- * Facilities sit at distances from the query point that differ by at least
- * 30 %, so a flat-earth approximation is an exact oracle for their order. Each
- * test runs the build's `nearest` binary as a child process, with its own
- * environment, and checks stdout, stderr and the exit status. The daemon is
- * always killed in the teardown. */
+ * Two groups, each with its own daemon started with --init on a new database
+ * and a free port, killed in the teardown:
+ *
+ *   synthetic: a small dataset written here (GeoJSON Points with every
+ *   property the importer reads). Facilities sit at distances from the query
+ *   point that differ by at least 30 %, so a flat-earth approximation is an
+ *   exact oracle for their order; names mix Chinese and ASCII for the table.
+ *
+ *   licang: the bundled dataset, with attributes, opening hours and areas. The
+ *   oracle is the protocol itself: each CLI form (--where, --open, --maxdist,
+ *   --crs, radius, serves, --json, --geojson) must print exactly what the
+ *   daemon answers to the equivalent request line, read here from a plain
+ *   socket, and its errors must be the daemon's ERR lines.
+ *
+ * Each test runs the build's `nearest` binary as a child process, with its own
+ * environment, and checks stdout, stderr and the exit status. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>

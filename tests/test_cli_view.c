@@ -242,8 +242,8 @@ static void test_table_adds_a_column_for_each_filtered_attribute(void **state) {
         assert_int_equal(column_of(lines[i], stars[i]) + 1, stars_col);
         /* Searched after the stars cell, which may be the same text. */
         const char *after_stars = strstr(lines[i], stars[i]) + 2;
-        assert_int_equal(column_of(lines[i], stars[i]) + 2 + column_of(after_stars, dementia[i]) + 1,
-                         dementia_col);
+        size_t after_col = column_of(lines[i], stars[i]) + 2;
+        assert_int_equal(after_col + column_of(after_stars, dementia[i]) + 1, dementia_col);
         assert_int_equal(column_of(lines[i], pos[i]), pos_col);
     }
     free(text);
