@@ -66,22 +66,22 @@ static const struct opt options[] = {
     {OPT_HOST, "host", 0, true, "HOST", "server address (default $NEAREST_HOST or 127.0.0.1)"},
     {OPT_PORT, "port", 0, true, "PORT", "server port (default $NEAREST_PORT or 7878)"},
     {OPT_K, "k", 'k', true, "N",
-     "how many facilities (1..1000; default 5, with radius 100: LIMIT)"},
+     "how many, 1..1000 (K, default 5; with radius LIMIT, default 100)"},
     {OPT_MAXDIST, "maxdist", 0, true, "METRES", "only facilities within METRES (not radius)"},
     {OPT_WHERE, "where", 0, true, "COND",
-     "attribute filter FIELD OP VALUE, OP one of >= <= != = < >, e.g. 'stars>=4',\n"
-     "                     'dementia=yes', 'level=primary'; repeatable (all must hold)"},
+     "filter FIELD OP VALUE, OP one of >= <= != = < > ('stars>=4',\n"
+     "                     dementia=yes, level=primary); repeatable, all must hold"},
     {OPT_OPEN, "open", 0, true, "WHEN",
      "only facilities open now, or at YYYY-MM-DDTHH:MM (Qingdao time)"},
     {OPT_CRS, "crs", 0, true, "CRS",
-     "coordinates in and out in wgs84 (default), gcj02 (Amap) or bd09 (Baidu)"},
+     "positions in and out: wgs84 (default), gcj02 (Amap), bd09 (Baidu)"},
     {OPT_TSV, "tsv", 0, false, NULL, "print raw tab-separated records, for scripts"},
-    {OPT_JSON, "json", 0, false, NULL, "print the answer as one JSON object (FORMAT json)"},
+    {OPT_JSON, "json", 0, false, NULL, "print the answer as one JSON line (FORMAT json)"},
     {OPT_GEOJSON, "geojson", 0, false, NULL,
-     "print the answer as one GeoJSON FeatureCollection (FORMAT geojson)"},
+     "print the answer as one GeoJSON line (FORMAT geojson)"},
     {OPT_RAW, "raw", 0, true, "LINE", "send LINE as is and print the answer as received"},
     {OPT_INTERACTIVE, "interactive", 'i', false, NULL,
-     "type protocol lines at a prompt (the default on a terminal without arguments)"},
+     "protocol lines at a prompt (default on a terminal, no arguments)"},
     {OPT_TIMEOUT, "timeout", 0, true, "MS", "give up after MS ms without progress (5000)"},
     {OPT_HELP, "help", 'h', false, NULL, "print this help and exit"},
 };
@@ -145,8 +145,8 @@ static void usage(FILE *out) {
         }
         fprintf(out, "  %-18s %s\n", left, o->help);
     }
-    fputs("\nOutput: a table on a terminal and elsewhere (distances in m below 1 km, in km\n"
-          "above); --tsv, --json, --geojson or --raw for programs (choose one).\n"
+    fputs("\nOutput: an aligned table (distances in m below 1 km, in km above);\n"
+          "--tsv, --json, --geojson or --raw for programs (choose one).\n"
           "Environment: NEAREST_HOST, NEAREST_PORT (the options win).\n"
           "Interactive mode: line editing and history; type HELP for the server's\n"
           "commands, QUIT or end of input to leave.\n"
