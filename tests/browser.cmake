@@ -11,3 +11,11 @@ add_test(NAME browser_map_page
                  --nearestd $<TARGET_FILE:nearestd> --dataset ${NEARESTD_DATASET_DIR}
                  --page ${CMAKE_SOURCE_DIR}/clients/web/index.html)
 set_tests_properties(browser_map_page PROPERTIES LABELS browser TIMEOUT 180)
+
+# examples_mobile_backend: examples/mobile_backend.py and .js (quoted in docs/MAPS.md)
+# against a live nearestd; their output must be the protocol's answer. Needs Node.js too.
+add_test(NAME examples_mobile_backend
+         COMMAND ${NEAREST_TEST_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/browser/test_examples.py
+                 --nearestd $<TARGET_FILE:nearestd> --dataset ${NEARESTD_DATASET_DIR}
+                 --source-dir ${CMAKE_SOURCE_DIR})
+set_tests_properties(examples_mobile_backend PROPERTIES LABELS examples TIMEOUT 120)
