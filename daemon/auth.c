@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "auth.h"
 #include "proto.h"
@@ -105,6 +106,41 @@ static enum auth_verdict deny(struct reply *out, struct cmd_stats *stats, int ro
     return verdict;
 }
 
+/* ---- The daemon-wide limit on wrong tokens ---------------------------------------- */
+
+void auth_limiter_init(struct auth_limiter *l, int64_t now_ms) {
+    l->tokens = AUTH_FAIL_BURST;
+    l->last_ms = now_ms;
+    l->logged_empty = false;
+}
+
+bool auth_limiter_allows(struct auth_limiter *l, int64_t now_ms) {
+    if (now_ms > l->last_ms) {
+        l->tokens += (double)(now_ms - l->last_ms) * AUTH_FAIL_PER_SECOND / 1000.0;
+        if (l->tokens > AUTH_FAIL_BURST) {
+            l->tokens = AUTH_FAIL_BURST;
+        }
+        l->last_ms = now_ms;
+    }
+    if (l->tokens >= 1.0) {
+        l->logged_empty = false;
+        return true;
+    }
+    return false;
+}
+
+void auth_limiter_charge(struct auth_limiter *l) {
+    l->tokens = l->tokens >= 1.0 ? l->tokens - 1.0 : 0.0;
+}
+
+static int64_t monotonic_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- AUTH ------------------------------------------------------------------------ */
+
 static enum auth_verdict answer_auth(const struct auth_policy *p, struct auth_conn *c,
                                      const char *token, struct reply *out,
                                      struct cmd_stats *stats, int row, const char *peer) {
@@ -113,6 +149,18 @@ static enum auth_verdict answer_auth(const struct auth_policy *p, struct auth_co
                     "no token is configured (without one, writes are accepted from "
                     "loopback clients only)");
     }
+    struct auth_limiter *l = c->limiter;
+    if (l && !auth_limiter_allows(l, monotonic_ms())) {
+        if (!l->logged_empty) {
+            l->logged_empty = true;
+            fprintf(stderr, "nearestd: too many wrong AUTH tokens daemon-wide (last from %s); "
+                            "AUTH is refused for now\n", peer ? peer : "?");
+        }
+        reply_err(out, CMD_ERR_BUSY, "too many wrong AUTH tokens lately; try again in a "
+                                     "second");
+        count(stats, row, true);
+        return AUTH_ANSWERED;
+    }
     if (auth_token_matches(p, token, strlen(token))) {
         c->authed = true;
         reply_ok(out, 0);
@@ -120,6 +168,9 @@ static enum auth_verdict answer_auth(const struct auth_policy *p, struct auth_co
         return AUTH_ANSWERED;
     }
     c->failures++;
+    if (l) {
+        auth_limiter_charge(l);
+    }
     fprintf(stderr, "nearestd: wrong AUTH token from %s (%d of %d on this connection)\n",
             peer ? peer : "?", c->failures, AUTH_MAX_FAILURES);
     if (c->failures >= AUTH_MAX_FAILURES) {

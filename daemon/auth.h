@@ -15,13 +15,20 @@
  * Refusals are ERR DENIED. A wrong token is logged (one line on stderr, the
  * peer's address, never the token) and a connection is closed at its
  * AUTH_MAX_FAILURES-th wrong token, so guessing costs a TCP handshake per
- * three tries. Nothing here touches a socket: the server hands in the
- * request line and the peer's address, and tests call the functions alone. */
+ * three tries. Across all connections, wrong tokens draw on one token bucket
+ * (struct auth_limiter: AUTH_FAIL_BURST at once, then AUTH_FAIL_PER_SECOND):
+ * while it is empty every AUTH, right or wrong, is answered ERR BUSY without
+ * being compared, so many connections guess no faster than one. The price is
+ * that a guesser can keep honest clients from authenticating while it
+ * guesses; they get ERR BUSY, not a wrong verdict, and may retry. Nothing
+ * here touches a socket: the server hands in the request line and the peer's
+ * address, and tests call the functions alone. */
 #ifndef NEARESTD_AUTH_H
 #define NEARESTD_AUTH_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <sys/socket.h>
 
@@ -30,6 +37,8 @@
 
 #define AUTH_MAX_TOKEN_BYTES 256 /* longest token a token file may hold */
 #define AUTH_MAX_FAILURES 3      /* wrong tokens a connection may send; it is closed at this one */
+#define AUTH_FAIL_BURST 20       /* wrong tokens the whole daemon absorbs at once ... */
+#define AUTH_FAIL_PER_SECOND 2   /* ... and then per second */
 
 /* The server-wide rule, set at start and read-only afterwards. */
 struct auth_policy {
@@ -39,11 +48,19 @@ struct auth_policy {
     bool read_only;                         /* non-loopback listener without a token */
 };
 
-/* One connection's state. Start it zeroed, then set `loopback`. */
+/* The daemon-wide bucket of wrong tokens. Start it with auth_limiter_init(). */
+struct auth_limiter {
+    double tokens;                          /* wrong tokens allowed now, 0..AUTH_FAIL_BURST */
+    int64_t last_ms;                        /* when tokens was last refilled */
+    bool logged_empty;                      /* the log said it is empty; reset on refill */
+};
+
+/* One connection's state. Start it zeroed, then set `loopback` and `limiter`. */
 struct auth_conn {
     bool loopback;                          /* the peer's address is a loopback address */
     bool authed;                            /* a correct AUTH was sent */
     int failures;                           /* wrong tokens so far */
+    struct auth_limiter *limiter;           /* shared by every connection; NULL: no limit */
 };
 
 /* What auth_gate() decided about a request line. */
@@ -68,6 +85,17 @@ bool auth_token_matches(const struct auth_policy *p, const char *given, size_t g
  * ::1, or ::ffff:127.x.y.z. False for any other address or family. */
 bool auth_addr_is_loopback(const struct sockaddr *sa);
 
+/* Fills the bucket: AUTH_FAIL_BURST wrong tokens allowed from now_ms (any
+ * monotonic clock in milliseconds; auth_gate() uses CLOCK_MONOTONIC). */
+void auth_limiter_init(struct auth_limiter *l, int64_t now_ms);
+
+/* Refills the bucket for the time since the last call, then returns true when
+ * at least one wrong token may be absorbed now. */
+bool auth_limiter_allows(struct auth_limiter *l, int64_t now_ms);
+
+/* Takes one wrong token from the bucket (after auth_limiter_allows()). */
+void auth_limiter_charge(struct auth_limiter *l);
+
 /* Decides about one request line (line[0..len-1], not modified) before it
  * runs. An AUTH request with one argument is answered here; a write the
  * connection may not make is answered ERR DENIED; everything else, including
@@ -75,7 +103,8 @@ bool auth_addr_is_loopback(const struct sockaddr *sa);
  * cmd_execute(), which answers it. Answers go to `out` in its current format;
  * requests and errors answered here are counted in `stats` (may be NULL),
  * in total and by command. `peer` names the client in the log line of a
- * wrong token. *cmd_row (if not NULL) gets the line's row in cmd_table(), or
+ * wrong token. With c->limiter set, an AUTH while the bucket is empty is
+ * answered ERR BUSY and not compared, and a wrong token takes from the bucket. *cmd_row (if not NULL) gets the line's row in cmd_table(), or
  * -1 for a blank, malformed or unknown request. */
 enum auth_verdict auth_gate(const struct auth_policy *p, struct auth_conn *c, const char *line,
                             size_t len, struct reply *out, struct cmd_stats *stats,

@@ -449,6 +449,10 @@ static uint64_t sweep_period_ms(uint64_t idle_timeout_ms) {
     return p < 10 ? 10 : p > 1000 ? 1000 : p;
 }
 
+void http_srv_set_catalog(struct http_srv *s, struct catalog *catalog) {
+    s->env.catalog = catalog;
+}
+
 int http_srv_open(uv_loop_t *loop, const struct cmd_env *env, const char *host, int port,
                   const struct http_srv_config *cfg, struct http_srv **out, char *err,
                   size_t err_len) {

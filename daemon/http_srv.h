@@ -48,6 +48,11 @@ int http_srv_open(uv_loop_t *loop, const struct cmd_env *env, const char *host, 
                   const struct http_srv_config *cfg, struct http_srv **out, char *err,
                   size_t err_len);
 
+/* Answers from `catalog` from now on (borrowed like env's). The line server's
+ * SIGHUP reload calls this through srv_on_reload() before it frees the old
+ * catalogue. */
+void http_srv_set_catalog(struct http_srv *s, struct catalog *catalog);
+
 /* The port actually bound, or a negative libuv error. */
 int http_srv_port(const struct http_srv *s);
 

@@ -10,14 +10,20 @@
  * token file). A non-loopback address without a token file starts read-only,
  * and the log says so in its own line. --http adds an HTTP listener on the
  * same loop (http_srv.h), read-only on any address, logged in a line of its
- * own and shut down with the line server. The daemon then runs
- * until SIGINT or SIGTERM, closes the store and exits 0. */
+ * own and shut down with the line server. A database that another process
+ * holds locked for writing (longer than STORE_BUSY_TIMEOUT_MS) is a start-up
+ * error too, since every write would fail. The open-file limit is raised to
+ * its hard limit, so --max-connections is not capped by a soft 1024. The
+ * daemon then runs until SIGINT or SIGTERM, answers the writes in flight
+ * (srv.h, srv_close()), closes the store and exits 0. SIGHUP reloads the
+ * catalogue from the database. */
 #include <malloc.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -200,6 +206,35 @@ static void close_http(void *http) {
     http_srv_close(http);
 }
 
+/* srv_on_reload()'s hook: the HTTP listener answers from the new catalogue. */
+static void reload_http(void *http, struct catalog *catalog) {
+    http_srv_set_catalog(http, catalog);
+}
+
+/* Raises the soft open-file limit to the hard one: each connection is a file
+ * descriptor, and a soft limit of 1024 would turn clients away with accept
+ * errors long before --max-connections. Says so when the limit stays below
+ * what --max-connections needs. */
+static void raise_file_limit(unsigned long long max_connections) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        return;
+    }
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+            getrlimit(RLIMIT_NOFILE, &rl);
+        }
+    }
+    /* The listener, the database, its WAL and shared memory, libuv's own. */
+    const rlim_t spare = 32;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < max_connections + spare) {
+        fprintf(stderr, "nearestd: warning: the open-file limit (%llu) is below "
+                        "--max-connections (%llu) plus %d; connections past it fail to accept\n",
+                (unsigned long long)rl.rlim_cur, max_connections, (int)spare);
+    }
+}
+
 int main(int argc, char **argv) {
     struct options opt = {0};
     int status = parse_args(argc, argv, &opt);
@@ -213,12 +248,14 @@ int main(int argc, char **argv) {
     }
     /* A client that vanishes mid-write must cost an EPIPE, not the process. */
     signal(SIGPIPE, SIG_IGN);
+    raise_file_limit(opt.max_connections);
 
     char err[512] = "";
     struct store *st = NULL;
     struct catalog *cat = NULL;
     struct srv *srv = NULL;
     struct http_srv *http = NULL;
+    bool srv_owns_cat = false;
     uv_loop_t *loop = NULL;
     status = 1;
 
@@ -228,6 +265,7 @@ int main(int argc, char **argv) {
     cfg.idle_timeout_ms = opt.idle_timeout_ms;
     cfg.max_output_bytes = (size_t)opt.max_output_bytes;
     cfg.db_path = opt.db;
+    cfg.owns_catalog = true; /* SIGHUP replaces it */
     if (opt.token_file && auth_token_load(&cfg.auth, opt.token_file, err, sizeof err) < 0) {
         fprintf(stderr, "nearestd: %s\n", err);
         goto done;
@@ -275,6 +313,12 @@ int main(int argc, char **argv) {
         st = NULL;
         goto done;
     }
+    ret = store_write_probe(st, err, sizeof err);
+    if (ret < 0) {
+        fprintf(stderr, "nearestd: cannot write '%s': %s\n", opt.db,
+                err[0] ? err : store_strerror(ret));
+        goto done;
+    }
     malloc_trim(0);
     loop = uv_default_loop();
     if (!loop) {
@@ -286,8 +330,10 @@ int main(int argc, char **argv) {
     explicit_bzero(&cfg.auth, sizeof cfg.auth); /* the server keeps its own copy */
     if (ret < 0) {
         fprintf(stderr, "nearestd: %s\n", err);
+        srv = NULL;
         goto done;
     }
+    srv_owns_cat = true; /* srv_free() frees it, or the one a reload put in its place */
     fprintf(stderr, "nearestd: serving %zu facilities on %s%s%s:%d\n", catalog_count(cat),
             strchr(opt.host, ':') ? "[" : "", opt.host, strchr(opt.host, ':') ? "]" : "",
             srv_port(srv));
@@ -312,6 +358,7 @@ int main(int argc, char **argv) {
             goto done;
         }
         srv_on_close(srv, close_http, http);
+        srv_on_reload(srv, reload_http, http);
         fprintf(stderr, "nearestd: serving HTTP (read-only) on http://%s%s%s:%d/\n",
                 strchr(opt.http_host, ':') ? "[" : "", opt.http_host,
                 strchr(opt.http_host, ':') ? "]" : "", http_srv_port(http));
@@ -330,7 +377,9 @@ done:
             status = 1;
         }
     }
-    catalog_free(cat);
+    if (!srv_owns_cat) {
+        catalog_free(cat);
+    }
     store_close(st);
     return status;
 }

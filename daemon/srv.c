@@ -30,6 +30,7 @@
  * nor had an answer taken by the kernel for idle_timeout_ms: a client that
  * trickles bytes without ending a line, and one that never reads its
  * answers, are both idle. A connection waiting for a group commit is not. */
+#include <malloc.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,7 +74,11 @@ struct srv {
     uv_signal_t sigint;
     uv_signal_t sigterm;
     uv_timer_t sweep;             /* the idle timeout */
-    int n_open_handles;           /* of the four above; freed when 0 */
+    uv_signal_t sighup;           /* reload the catalogue */
+    uv_timer_t drain;             /* bounds the shutdown; started by srv_close() */
+    bool drain_open;              /* drain was initialised and is not closed yet */
+    bool drain_expired;           /* it fired: what is left is closed unanswered */
+    int n_open_handles;           /* of the handles above; freed when 0 */
     struct srv_config cfg;
     bool stopping;
     struct catalog *catalog;
@@ -92,10 +97,22 @@ struct srv {
     int write_rows[3];            /* cmd_table() rows of PUT, DEL, SET (enum cmd_write_kind) */
     void (*close_hook)(void *);   /* srv_on_close(): run when srv_close() starts */
     void *close_hook_arg;
+    /* SIGHUP: a new catalogue is built on the pool while write groups wait. */
+    bool reload_wanted;           /* SIGHUP seen; starts once no group runs */
+    bool reloading;               /* the build runs on the pool */
+    uv_work_t reload_work;
+    struct catalog *reload_new;   /* the pool's result, NULL on failure */
+    char reload_err[256];
+    uint64_t reload_start_ms;
+    void (*reload_hook)(void *arg, struct catalog *catalog); /* srv_on_reload() */
+    void *reload_hook_arg;
+    /* The failed-AUTH rate limit, shared by every connection. */
+    struct auth_limiter auth_limit;
 };
 
 static void srv_conn_close(struct srv_conn *c);
 static void srv_conn_resume(struct srv_conn *c);
+static void drain_check(struct srv *s);
 
 /* ---- Connection lifetime ---------------------------------------------------- */
 
@@ -126,6 +143,7 @@ static void srv_conn_close(struct srv_conn *c) {
         c->srv->stats.connections_open--;
     }
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+    drain_check(c->srv);
 }
 
 /* ---- Writing ------------------------------------------------------------------ */
@@ -337,6 +355,8 @@ static void srv_conn_resume(struct srv_conn *c) {
 /* ---- Group commit ----------------------------------------------------------------- */
 
 static void group_start(struct srv *s);
+static void group_next(struct srv *s);
+static void reload_start(struct srv *s);
 
 /* The database file's size plus its write-ahead log's, or 0 without a path. */
 static uint64_t db_size_bytes(const char *path) {
@@ -385,20 +405,22 @@ static void on_group_done(uv_work_t *req, int status) {
         cmd_write_free(w);
         if (c) {
             c->waiting = NULL;
-            run_lines(c);  /* the rest of its pipeline, up to its next write */
-            flush(c);
-            srv_conn_resume(c); /* reading stopped while the write waited */
+            if (s->stopping) {
+                flush(c); /* the answer, then the close srv_close() asked for */
+            } else {
+                run_lines(c);  /* the rest of its pipeline, up to its next write */
+                flush(c);
+                srv_conn_resume(c); /* reading stopped while the write waited */
+            }
         }
         w = next;
     }
-    if (!s->stopping) {
-        group_start(s);
-    }
+    group_next(s);
 }
 
 /* Sends everything queued to the pool as one group, unless one is running. */
 static void group_start(struct srv *s) {
-    if (s->group || !s->queue_head) {
+    if (s->group || !s->queue_head || s->reloading || s->reload_wanted || s->drain_expired) {
         return;
     }
     s->group = s->queue_head;
@@ -514,6 +536,7 @@ static void on_connection(uv_stream_t *listener, int status) {
     s->conns = c;
     c->active_ms = uv_now(s->loop);
     describe_peer(c);
+    c->auth.limiter = &s->auth_limit;
     uv_tcp_nodelay(&c->tcp, 1); /* answers are small; a failure only costs latency */
     if (s->stats.connections_open >= s->cfg.max_connections) {
         /* Turned away: one answer, then closed; it never counts as open. */
@@ -546,18 +569,29 @@ static void on_signal(uv_signal_t *h, int signum) {
     srv_close(s);
 }
 
-void srv_close(struct srv *s) {
-    if (s->stopping) {
+/* ---- Shutdown: drain, then close ----------------------------------------------------
+ *
+ * SIGTERM (or srv_close()) stops accepting and reading at once. A connection
+ * whose write is queued or committing keeps its socket until that write is
+ * answered; the queue keeps committing group after group (no new writes can
+ * join it, since nothing is read any more); every connection closes as soon
+ * as the answers it was given have been sent. Requests a client pipelined
+ * behind a queued write are not executed. The drain timer bounds all this:
+ * after cfg.drain_timeout_ms whatever is left is closed unanswered (writes not
+ * yet started are dropped, never acknowledged) and uv_run() returns once a
+ * group commit already running has finished. */
+
+/* Closes the drain timer once nothing is left to answer. */
+static void drain_check(struct srv *s) {
+    if (!s->drain_open || s->conns || s->group || s->queue_head || s->reloading) {
         return;
     }
-    s->stopping = true;
-    if (s->close_hook) {
-        s->close_hook(s->close_hook_arg);
-    }
-    uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
-    uv_close((uv_handle_t *)&s->sigint, on_server_handle_closed);
-    uv_close((uv_handle_t *)&s->sigterm, on_server_handle_closed);
-    uv_close((uv_handle_t *)&s->sweep, on_server_handle_closed);
+    s->drain_open = false;
+    uv_close((uv_handle_t *)&s->drain, on_server_handle_closed);
+}
+
+/* Frees the writes that have not started; their clients get no answer. */
+static void queue_drop(struct srv *s) {
     while (s->queue_head) {
         struct cmd_write *w = s->queue_head;
         s->queue_head = w->next;
@@ -567,9 +601,184 @@ void srv_close(struct srv *s) {
         cmd_write_free(w);
     }
     s->queue_tail = NULL;
+}
+
+static void on_drain_expired(uv_timer_t *t) {
+    struct srv *s = t->data;
+    size_t n_conns = 0;
+    for (struct srv_conn *c = s->conns; c; c = c->next) {
+        n_conns++;
+    }
+    fprintf(stderr, "nearestd: shutdown: %zu connections still busy after %llu ms; closing "
+                    "them\n", n_conns, (unsigned long long)s->cfg.drain_timeout_ms);
+    s->drain_expired = true;
+    queue_drop(s);
     while (s->conns) {
         srv_conn_close(s->conns);
     }
+    drain_check(s);
+}
+
+/* Stops reading c and closes it once its answers, and its queued write's
+ * answer, have been sent. */
+static void srv_conn_drain(struct srv_conn *c) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->close_after_write = true;
+    if (!c->waiting && c->writes_pending == 0) {
+        srv_conn_close(c);
+    }
+}
+
+void srv_close(struct srv *s) {
+    if (s->stopping) {
+        return;
+    }
+    s->stopping = true;
+    s->reload_wanted = false; /* a reload not yet started would only delay the exit */
+    if (s->close_hook) {
+        s->close_hook(s->close_hook_arg);
+    }
+    uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
+    uv_close((uv_handle_t *)&s->sigint, on_server_handle_closed);
+    uv_close((uv_handle_t *)&s->sigterm, on_server_handle_closed);
+    uv_close((uv_handle_t *)&s->sighup, on_server_handle_closed);
+    uv_close((uv_handle_t *)&s->sweep, on_server_handle_closed);
+    if (uv_timer_init(s->loop, &s->drain) == 0) {
+        s->drain.data = s;
+        s->drain_open = true;
+        s->n_open_handles++;
+        uv_timer_start(&s->drain, on_drain_expired, s->cfg.drain_timeout_ms, 0);
+    } else {
+        s->drain_expired = true; /* cannot bound a drain: do not start one */
+        queue_drop(s);
+    }
+    struct srv_conn *next = NULL;
+    for (struct srv_conn *c = s->conns; c; c = next) {
+        next = c->next; /* srv_conn_drain() may unlink c */
+        if (s->drain_expired) {
+            srv_conn_close(c);
+        } else {
+            srv_conn_drain(c);
+        }
+    }
+    group_start(s); /* the queue, if no group runs and no reload holds it */
+    drain_check(s);
+}
+
+/* After a group commit: a reload waiting for it goes first, then the next group. */
+static void group_next(struct srv *s) {
+    reload_start(s);
+    group_start(s);
+    drain_check(s);
+}
+
+/* ---- SIGHUP: reload the catalogue --------------------------------------------------
+ *
+ * The new catalogue is built on the thread pool from its own connection to
+ * the database, while the loop goes on answering queries from the old one.
+ * Write groups are held from the SIGHUP until the swap (a running group
+ * finishes first), so the database does not change under the build except
+ * by other processes, and no write committed by this daemon can be missing
+ * from the new catalogue: writes queued meanwhile commit after the swap and
+ * are applied to the new one. The swap is one pointer assignment on the loop
+ * thread between two callbacks, so no request sees a half-built catalogue.
+ * Writes wait about as long as start-up's load (0.1 s for the bundled
+ * dataset, 2 s for 10^6 facilities); reads do not wait. */
+
+static void on_reload_work(uv_work_t *req) {
+    struct srv *s = req->data;
+    struct store *st = NULL;
+    struct catalog *cat = NULL;
+    s->reload_err[0] = '\0';
+    int ret = store_open(s->cfg.db_path, &st, s->reload_err, sizeof s->reload_err);
+    if (ret < 0) {
+        goto done;
+    }
+    cat = catalog_new();
+    if (!cat) {
+        snprintf(s->reload_err, sizeof s->reload_err, "out of memory");
+        goto done;
+    }
+    ret = catalog_load(cat, st, s->reload_err, sizeof s->reload_err);
+    if (ret < 0) {
+        catalog_free(cat);
+        cat = NULL;
+    }
+done:
+    store_close(st);
+    s->reload_new = cat;
+}
+
+static void on_reload_done(uv_work_t *req, int status) {
+    struct srv *s = req->data;
+    struct catalog *fresh = s->reload_new;
+    s->reload_new = NULL;
+    s->reloading = false;
+    uint64_t took_ms = uv_now(s->loop) - s->reload_start_ms;
+    if (status < 0 || !fresh) {
+        fprintf(stderr, "nearestd: reload failed, still serving the old catalogue: %s\n",
+                status < 0 ? uv_strerror(status) : s->reload_err);
+        catalog_free(fresh);
+    } else {
+        struct catalog *old = s->catalog;
+        s->catalog = fresh;
+        s->env.catalog = fresh;
+        if (s->reload_hook) {
+            s->reload_hook(s->reload_hook_arg, fresh);
+        }
+        fprintf(stderr, "nearestd: reloaded %zu facilities (was %zu) and %zu areas from %s in "
+                        "%llu ms\n", catalog_count(fresh), catalog_count(old),
+                catalog_area_count(fresh), s->cfg.db_path, (unsigned long long)took_ms);
+        catalog_free(old);
+        malloc_trim(0); /* the old catalogue's pages go back to the system */
+    }
+    group_start(s);
+    drain_check(s);
+}
+
+/* Starts the build a SIGHUP asked for, once no group commit runs. */
+static void reload_start(struct srv *s) {
+    if (!s->reload_wanted || s->reloading || s->group || s->stopping) {
+        return;
+    }
+    s->reload_wanted = false;
+    s->reloading = true;
+    s->reload_start_ms = uv_now(s->loop);
+    s->reload_work.data = s;
+    int ret = uv_queue_work(s->loop, &s->reload_work, on_reload_work, on_reload_done);
+    if (ret < 0) {
+        s->reloading = false;
+        fprintf(stderr, "nearestd: reload failed, still serving the old catalogue: "
+                        "uv_queue_work: %s\n", uv_strerror(ret));
+        group_start(s);
+    }
+}
+
+static void on_sighup(uv_signal_t *h, int signum) {
+    (void)signum;
+    struct srv *s = h->data;
+    if (s->stopping) {
+        return;
+    }
+    if (!s->cfg.db_path || !s->cfg.owns_catalog) {
+        fprintf(stderr, "nearestd: SIGHUP ignored: this server cannot replace its catalogue\n");
+        return;
+    }
+    if (s->reload_wanted || s->reloading) {
+        fprintf(stderr, "nearestd: SIGHUP ignored: a reload is already under way\n");
+        return;
+    }
+    s->reload_wanted = true;
+    reload_start(s); /* now, or when the running group commit completes */
+}
+
+void srv_on_reload(struct srv *s, void (*fn)(void *arg, struct catalog *catalog), void *arg) {
+    s->reload_hook = fn;
+    s->reload_hook_arg = arg;
+}
+
+struct catalog *srv_catalog(const struct srv *s) {
+    return s->catalog;
 }
 
 void srv_on_close(struct srv *s, void (*fn)(void *arg), void *arg) {
@@ -578,6 +787,9 @@ void srv_on_close(struct srv *s, void (*fn)(void *arg), void *arg) {
 }
 
 void srv_free(struct srv *s) {
+    if (s && s->cfg.owns_catalog) {
+        catalog_free(s->catalog);
+    }
     free(s);
 }
 
@@ -603,6 +815,7 @@ void srv_config_init(struct srv_config *cfg) {
     cfg->max_connections = SRV_DEFAULT_MAX_CONNECTIONS;
     cfg->idle_timeout_ms = SRV_DEFAULT_IDLE_TIMEOUT_MS;
     cfg->max_output_bytes = SRV_MAX_QUEUED_BYTES;
+    cfg->drain_timeout_ms = SRV_DEFAULT_DRAIN_TIMEOUT_MS;
 }
 
 bool srv_is_read_only(const struct srv *s) {
@@ -653,6 +866,7 @@ int srv_open_config(uv_loop_t *loop, struct catalog *catalog, struct store *stor
     s->env.catalog = catalog;
     s->env.stats = &s->stats;
     s->stats.started_unix = (int64_t)time(NULL);
+    auth_limiter_init(&s->auth_limit, (int64_t)(uv_hrtime() / 1000000));
     s->stats.db_bytes = db_size_bytes(cfg->db_path);
     static const char *const write_names[3] = {"PUT", "DEL", "SET"};
     for (int k = 0; k < 3; k++) {
@@ -689,6 +903,13 @@ int srv_open_config(uv_loop_t *loop, struct catalog *catalog, struct store *stor
     }
     s->sweep.data = s;
     s->n_open_handles++;
+    ret = uv_signal_init(loop, &s->sighup);
+    if (ret < 0) {
+        snprintf(err, err_len, "uv_signal_init: %s", uv_strerror(ret));
+        goto fail;
+    }
+    s->sighup.data = s;
+    s->n_open_handles++;
     ret = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0);
     if (ret == 0) {
         ret = uv_listen((uv_stream_t *)&s->listener, SRV_BACKLOG, on_connection);
@@ -700,6 +921,9 @@ int srv_open_config(uv_loop_t *loop, struct catalog *catalog, struct store *stor
     ret = uv_signal_start(&s->sigint, on_signal, SIGINT);
     if (ret == 0) {
         ret = uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+    }
+    if (ret == 0) {
+        ret = uv_signal_start(&s->sighup, on_sighup, SIGHUP);
     }
     if (ret < 0) {
         snprintf(err, err_len, "uv_signal_start: %s", uv_strerror(ret));
@@ -728,6 +952,9 @@ fail:
     }
     if (s->n_open_handles >= 4) {
         uv_close((uv_handle_t *)&s->sweep, on_server_handle_closed);
+    }
+    if (s->n_open_handles >= 5) {
+        uv_close((uv_handle_t *)&s->sighup, on_server_handle_closed);
     }
     while (s->n_open_handles > 0) {
         uv_run(loop, UV_RUN_ONCE);

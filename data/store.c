@@ -605,6 +605,27 @@ int store_create(const char *path, const char *dataset_dir, char *err, size_t er
 /* Transactions and group commit                                            */
 /* ------------------------------------------------------------------------ */
 
+int store_write_probe(struct store *st, char *err, size_t err_len)
+{
+    if (st->in_batch) {
+        set_err(err, err_len, "a batch is open");
+        return STORE_ERR_ARG;
+    }
+    int rc = sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        int ret = from_sqlite(rc);
+        if (ret == STORE_ERR_BUSY) {
+            set_err(err, err_len, "locked by another process (it has held the write lock for "
+                                  "over %d ms)", STORE_BUSY_TIMEOUT_MS);
+        } else {
+            set_err(err, err_len, "%s", sqlite3_errmsg(st->db));
+        }
+        return ret;
+    }
+    sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+    return 0;
+}
+
 int store_batch_begin(struct store *st)
 {
     if (st->in_batch) {

@@ -180,6 +180,14 @@ int store_batch_commit(struct store *st);
 /* Discards the batch. No-op when none is open. */
 void store_batch_rollback(struct store *st);
 
+/* Checks that this connection can take the write lock now: begins an
+ * IMMEDIATE transaction (waiting up to STORE_BUSY_TIMEOUT_MS for another
+ * process's) and rolls it back, writing nothing. Returns 0, STORE_ERR_BUSY
+ * when another process holds the lock that long, or another store_err, with a
+ * one-line message in err. The daemon calls it at start, so that a database
+ * locked by another process stops start-up instead of failing every write. */
+int store_write_probe(struct store *st, char *err, size_t err_len);
+
 /* Starts a batch for a large load (nearest-import): like store_batch_begin(),
  * but the spatial index of facilities is brought up to date once, in
  * store_batch_commit(), instead of row by row, which is several times faster
