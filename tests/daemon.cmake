@@ -38,3 +38,9 @@ target_compile_definitions(it_http PRIVATE NEARESTD_BIN="$<TARGET_FILE:nearestd>
                            NEARESTD_DATASET_DIR="${NEARESTD_DATASET_DIR}"
                            NEARESTD_WEB_PAGE="${CMAKE_SOURCE_DIR}/clients/web/index.html")
 add_dependencies(it_http nearestd)
+
+# SIGTERM drain, SIGHUP reload and bad databases at start, against the real daemon.
+nearest_add_test(it_faults LIBS nearest_it_support nearest_data PkgConfig::SQLITE3)
+target_compile_definitions(it_faults PRIVATE NEARESTD_BIN="$<TARGET_FILE:nearestd>"
+                           NEARESTD_DATASET_DIR="${NEARESTD_DATASET_DIR}")
+add_dependencies(it_faults nearestd)

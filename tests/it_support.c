@@ -2,12 +2,21 @@
  * it_support.h. Failures go through cmocka's assertions, so this file is
  * only ever linked into cmocka test programs. */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -39,4 +48,175 @@ void its_send_all(int fd, const char *buf, size_t len) {
         buf += n;
         len -= (size_t)n;
     }
+}
+
+/* ---- Daemons and buffered connections ------------------------------------------------ */
+
+static int64_t its_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+pid_t its_spawn(const char *bin, const char *log_path, const char *const *args) {
+    const char *argv[40] = {bin};
+    size_t n = 1;
+    for (; args[n - 1] && n < 39; n++) {
+        argv[n] = args[n - 1];
+    }
+    argv[n] = NULL;
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || dup2(fd, 2) < 0) {
+            _exit(126);
+        }
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    assert_true(pid > 0);
+    return pid;
+}
+
+int its_wait_exit(pid_t pid, int timeout_ms) {
+    for (int64_t start = its_now_ms(); its_now_ms() - start <= timeout_ms;) {
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            return status;
+        }
+        usleep(5000);
+    }
+    return -1;
+}
+
+void its_stop(pid_t pid) {
+    if (pid > 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+}
+
+int its_dial(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) {
+        return -1;
+    }
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+int its_wait_ready(pid_t pid, int port) {
+    for (int64_t start = its_now_ms(); its_now_ms() - start < ITS_WAIT_MS;) {
+        int fd = its_dial(port);
+        if (fd >= 0) {
+            return fd;
+        }
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            return -1;
+        }
+        usleep(20000);
+    }
+    return -1;
+}
+
+char *its_read_line(struct its_conn *c) {
+    for (;;) {
+        char *nl = memchr(c->buf, '\n', c->len);
+        if (nl) {
+            size_t n = (size_t)(nl - c->buf) + 1;
+            char *line = strndup(c->buf, n);
+            assert_non_null(line);
+            memmove(c->buf, c->buf + n, c->len - n);
+            c->len -= n;
+            return line;
+        }
+        assert_true(c->len < sizeof c->buf);
+        struct pollfd p = {.fd = c->fd, .events = POLLIN};
+        if (poll(&p, 1, ITS_WAIT_MS) != 1) {
+            fail_msg("no answer within %d ms", ITS_WAIT_MS);
+        }
+        ssize_t n = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, 0);
+        if (n == 0 || (n < 0 && errno == ECONNRESET)) {
+            return NULL;
+        }
+        assert_true(n > 0);
+        c->len += (size_t)n;
+    }
+}
+
+char *its_read_answer(struct its_conn *c) {
+    char *first = its_read_line(c);
+    if (!first || strncmp(first, "OK ", 3) != 0) {
+        return first;
+    }
+    size_t n = strtoul(first + 3, NULL, 10);
+    size_t len = strlen(first);
+    for (size_t i = 0; i < n; i++) {
+        char *line = its_read_line(c);
+        assert_non_null(line);
+        size_t l = strlen(line);
+        char *grown = realloc(first, len + l + 1);
+        assert_non_null(grown);
+        first = grown;
+        memcpy(first + len, line, l + 1);
+        len += l;
+        free(line);
+    }
+    return first;
+}
+
+void its_ask(struct its_conn *c, const char *request, const char *prefix) {
+    its_send_all(c->fd, request, strlen(request));
+    char *a = its_read_answer(c);
+    if (!a || strncmp(a, prefix, strlen(prefix)) != 0) {
+        fail_msg("%s-> got %s, expected %s...", request, a ? a : "(closed)", prefix);
+    }
+    free(a);
+}
+
+bool its_closes_within(int fd, int ms) {
+    for (int64_t start = its_now_ms();;) {
+        int left = ms - (int)(its_now_ms() - start);
+        if (left <= 0) {
+            return false;
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, left) != 1) {
+            return false;
+        }
+        char b[65536];
+        ssize_t n = recv(fd, b, sizeof b, 0);
+        if (n == 0 || (n < 0 && errno == ECONNRESET)) {
+            return true;
+        }
+    }
+}
+
+char *its_read_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    if (f) {
+        size_t n;
+        while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+            len += n;
+            if (cap - len < 2) {
+                cap *= 2;
+                buf = realloc(buf, cap);
+                assert_non_null(buf);
+            }
+        }
+        fclose(f);
+    }
+    buf[len] = '\0';
+    return buf;
 }
