@@ -190,21 +190,36 @@ static size_t max_size(size_t a, size_t b) {
     return a > b ? a : b;
 }
 
-/* A facility row's cell in column c of a table laid out as
- * "#  name  distance  <attrs...>  lat, lon  id". */
-static const char *facility_cell(const struct cli_facility *f, const struct row_text *t,
-                                 const char *const *attrs, size_t n_attrs, size_t c) {
-    if (c == 0) {
+/* The columns of a facility table, left to right:
+ * "#  name  [category]  distance  [attributes...]  lat, lon  id". */
+enum column_kind { COL_NUMBER, COL_NAME, COL_CATEGORY, COL_DISTANCE, COL_ATTR, COL_POSITION,
+                   COL_ID };
+
+struct column {
+    enum column_kind kind;
+    const char *head;       /* also the attribute's key for COL_ATTR */
+    size_t width;           /* display columns */
+};
+
+static const char *facility_cell(const struct column *col, const struct cli_facility *f,
+                                 const struct row_text *t) {
+    switch (col->kind) {
+    case COL_NUMBER:
         return t->number;
-    } else if (c == 1) {
+    case COL_NAME:
         return f->name;
-    } else if (c == 2) {
+    case COL_CATEGORY:
+        return f->category;
+    case COL_DISTANCE:
         return t->distance;
-    } else if (c < 3 + n_attrs) {
-        const char *v = cli_facility_attr(f, attrs[c - 3]);
+    case COL_ATTR: {
+        const char *v = cli_facility_attr(f, col->head);
         return v != NULL ? v : "-";
-    } else if (c == 3 + n_attrs) {
+    }
+    case COL_POSITION:
         return t->position;
+    case COL_ID:
+        break;
     }
     return f->id;
 }
@@ -220,24 +235,47 @@ static void print_cell(FILE *out, const char *s, size_t width, bool right, bool 
     fputs(last ? "\n" : "  ", out);
 }
 
+static bool is_right_aligned(const struct column *col) {
+    return col->kind == COL_NUMBER || col->kind == COL_DISTANCE;
+}
+
+/* Whether the facility records hold more than one category (a "*" query). */
+static bool mixes_categories(const struct cli_reply *reply) {
+    const char *first = NULL;
+    for (size_t i = 0; i < reply->n_records; i++) {
+        struct cli_facility f;
+        if (cli_record_facility(&reply->records[i], &f) < 0) {
+            continue;
+        }
+        if (first == NULL) {
+            first = f.category;
+        } else if (strcmp(first, f.category) != 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 void cli_table_print_attrs(FILE *out, const struct cli_reply *reply, const char *const *attrs,
                            size_t n_attrs) {
     if (n_attrs > CLI_TABLE_MAX_ATTRS) {
         n_attrs = CLI_TABLE_MAX_ATTRS;
     }
-    size_t n_cols = 5 + n_attrs;
-    const char *head[5 + CLI_TABLE_MAX_ATTRS];
-    size_t width[5 + CLI_TABLE_MAX_ATTRS];
-    head[0] = "#";
-    head[1] = "name";
-    head[2] = "distance";
-    for (size_t a = 0; a < n_attrs; a++) {
-        head[3 + a] = attrs[a];
+    struct column cols[6 + CLI_TABLE_MAX_ATTRS];
+    size_t n_cols = 0;
+    cols[n_cols++] = (struct column){COL_NUMBER, "#", 0};
+    cols[n_cols++] = (struct column){COL_NAME, "name", 0};
+    if (mixes_categories(reply)) {
+        cols[n_cols++] = (struct column){COL_CATEGORY, "category", 0};
     }
-    head[3 + n_attrs] = "lat, lon";
-    head[4 + n_attrs] = "id";
+    cols[n_cols++] = (struct column){COL_DISTANCE, "distance", 0};
+    for (size_t a = 0; a < n_attrs; a++) {
+        cols[n_cols++] = (struct column){COL_ATTR, attrs[a], 0};
+    }
+    cols[n_cols++] = (struct column){COL_POSITION, "lat, lon", 0};
+    cols[n_cols++] = (struct column){COL_ID, "id", 0};
     for (size_t c = 0; c < n_cols; c++) {
-        width[c] = clean_width(head[c]);
+        cols[c].width = clean_width(cols[c].head);
     }
     for (size_t i = 0; i < reply->n_records; i++) {
         struct cli_facility f;
@@ -247,11 +285,12 @@ void cli_table_print_attrs(FILE *out, const struct cli_reply *reply, const char 
         struct row_text t;
         row_text(i, &f, &t);
         for (size_t c = 0; c < n_cols; c++) {
-            width[c] = max_size(width[c], clean_width(facility_cell(&f, &t, attrs, n_attrs, c)));
+            cols[c].width = max_size(cols[c].width, clean_width(facility_cell(&cols[c], &f, &t)));
         }
     }
     for (size_t c = 0; c < n_cols; c++) {
-        print_cell(out, head[c], width[c], c == 0 || c == 2, c + 1 == n_cols);
+        print_cell(out, cols[c].head, cols[c].width, is_right_aligned(&cols[c]),
+                   c + 1 == n_cols);
     }
     for (size_t i = 0; i < reply->n_records; i++) {
         const struct cli_record *rec = &reply->records[i];
@@ -267,8 +306,8 @@ void cli_table_print_attrs(FILE *out, const struct cli_reply *reply, const char 
         struct row_text t;
         row_text(i, &f, &t);
         for (size_t c = 0; c < n_cols; c++) {
-            print_cell(out, facility_cell(&f, &t, attrs, n_attrs, c), width[c], c == 0 || c == 2,
-                       c + 1 == n_cols);
+            print_cell(out, facility_cell(&cols[c], &f, &t), cols[c].width,
+                       is_right_aligned(&cols[c]), c + 1 == n_cols);
         }
     }
 }

@@ -29,7 +29,8 @@ void cli_format_distance(bool has_distance, double distance_m, char *buf, size_t
 #define CLI_TABLE_MAX_ATTRS 8      /* attribute columns; as many as WHEREs in one request */
 
 /* Prints an OK answer as an aligned table with the columns
- * "#  name  distance  lat, lon  id", one row per facility record; records
+ * "#  name  distance  lat, lon  id", plus "category" after the name when the
+ * records hold more than one category, one row per facility record; records
  * that are not facilities are printed as their fields joined by two spaces.
  * Control characters (C0, DEL, C1) in names, ids and fields print as '?', so
  * a record cannot drive the terminal. */

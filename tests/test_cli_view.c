@@ -254,6 +254,32 @@ static void test_table_adds_a_column_for_each_filtered_attribute(void **state) {
     cli_reply_free(r);
 }
 
+static void test_table_names_categories_only_when_they_differ(void **state) {
+    (void)state;
+    struct cli_reply *mixed = parse("OK 2\n"
+                                    "dt-108\tdoctor_team\t泰塘团队1\t36.1\t120.4\t56.8\n"
+                                    "sc-032\tschool\tA campus\t36.1\t120.4\t157.2\n");
+    char *text = print_to_string(cli_table_print, mixed);
+    char *lines[4];
+    assert_int_equal(split_lines(text, lines, 4), 3);
+    size_t category_col = column_of(lines[0], "category");
+    assert_true(column_of(lines[0], "name") < category_col &&
+                category_col < column_of(lines[0], "distance"));
+    assert_int_equal(column_of(lines[1], "doctor_team"), category_col);
+    assert_int_equal(column_of(lines[2], "school"), category_col);
+    free(text);
+    cli_reply_free(mixed);
+
+    struct cli_reply *one = parse("OK 2\n"
+                                  "sc-1\tschool\tA\t36.1\t120.4\t5\n"
+                                  "sc-2\tschool\tB\t36.1\t120.4\t6\n");
+    text = print_to_string(cli_table_print, one);
+    assert_null(strstr(text, "category"));
+    assert_null(strstr(text, "school"));
+    free(text);
+    cli_reply_free(one);
+}
+
 static const struct cli_id_name served_names[] = {
     {"sc-032", "青岛市李沧区泰塘小学"},
     {"dt-108", "泰塘社区卫生服务站家庭医生团队1"},
@@ -325,6 +351,7 @@ int main(void) {
         cmocka_unit_test(test_table_shows_control_characters_as_question_marks),
         cmocka_unit_test(test_tsv_and_raw_print_records_as_received),
         cmocka_unit_test(test_table_adds_a_column_for_each_filtered_attribute),
+        cmocka_unit_test(test_table_names_categories_only_when_they_differ),
         cmocka_unit_test(test_areas_table_names_who_serves_each_area),
         cmocka_unit_test(test_help_shows_usage_then_summary),
     };
