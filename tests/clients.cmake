@@ -30,6 +30,7 @@ if(TARGET nearestd)
         NEAREST_HEADER="${CMAKE_SOURCE_DIR}/clients/nearest.h"
         EXAMPLE_SOURCE="${CMAKE_SOURCE_DIR}/clients/example.c"
         NEAREST_SHARED_LIB="$<TARGET_FILE:nearest_shared>"
+        NEAREST_STATIC_LIB="${NEAREST_STATIC_LIB}"
         NEAREST_CMAKE="${CMAKE_COMMAND}"
         NEAREST_BUILD_DIR="${CMAKE_BINARY_DIR}"
         NEAREST_LIBDIR="${CMAKE_INSTALL_LIBDIR}"
