@@ -130,7 +130,7 @@ def main():
     program = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2)
     result = program.result
     failed = len(result.failures) + len(result.errors)
-    print("%d passed, %d failed" % (result.testsRun - failed, failed))
+    print("%d passed, %d failed" % (max(result.testsRun - failed, 0), failed))
     sys.exit(0 if result.wasSuccessful() and result.testsRun > 0 else 1)
 
 

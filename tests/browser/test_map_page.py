@@ -405,8 +405,8 @@ def main():
     program = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2)
     result = program.result
     failed = len(result.failures) + len(result.errors)
-    print("%d passed, %d failed (%.1f s)" % (result.testsRun - failed, failed,
-                                             time.monotonic() - started))
+    print("browser_map_page: %.1f s" % (time.monotonic() - started))
+    print("%d passed, %d failed" % (max(result.testsRun - failed, 0), failed))
     sys.exit(0 if result.wasSuccessful() and result.testsRun > 0 else 1)
 
 
