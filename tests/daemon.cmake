@@ -44,3 +44,11 @@ nearest_add_test(it_faults LIBS nearest_it_support nearest_data PkgConfig::SQLIT
 target_compile_definitions(it_faults PRIVATE NEARESTD_BIN="$<TARGET_FILE:nearestd>"
                            NEARESTD_DATASET_DIR="${NEARESTD_DATASET_DIR}")
 add_dependencies(it_faults nearestd)
+
+# A full disk and a read-only file system, on a small tmpfs the test mounts
+# (needs root; otherwise it exits 77 and CTest reports it skipped).
+nearest_add_test(it_disk LIBS nearest_it_support PkgConfig::SQLITE3)
+target_compile_definitions(it_disk PRIVATE NEARESTD_BIN="$<TARGET_FILE:nearestd>"
+                           NEARESTD_DATASET_DIR="${NEARESTD_DATASET_DIR}")
+set_tests_properties(it_disk PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 90)
+add_dependencies(it_disk nearestd)
