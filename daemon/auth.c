@@ -65,7 +65,7 @@ bool auth_token_matches(const struct auth_policy *p, const char *given, size_t g
         diff |= (uint8_t)(g ^ (uint8_t)p->token[i]);
     }
     size_t len_diff = given_len ^ p->token_len;
-    return diff == 0 && len_diff == 0;
+    return ((size_t)diff | len_diff) == 0; /* one test: no early exit on either part */
 }
 
 bool auth_addr_is_loopback(const struct sockaddr *sa) {

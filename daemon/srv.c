@@ -726,9 +726,14 @@ static void on_reload_done(uv_work_t *req, int status) {
         if (s->reload_hook) {
             s->reload_hook(s->reload_hook_arg, fresh);
         }
+        size_t n_waited = 0;
+        for (const struct cmd_write *w = s->queue_head; w; w = w->next) {
+            n_waited++;
+        }
         fprintf(stderr, "nearestd: reloaded %zu facilities (was %zu) and %zu areas from %s in "
-                        "%llu ms\n", catalog_count(fresh), catalog_count(old),
-                catalog_area_count(fresh), s->cfg.db_path, (unsigned long long)took_ms);
+                        "%llu ms; writes that waited: %zu\n", catalog_count(fresh), catalog_count(old),
+                catalog_area_count(fresh), s->cfg.db_path, (unsigned long long)took_ms,
+                n_waited);
         catalog_free(old);
         malloc_trim(0); /* the old catalogue's pages go back to the system */
     }
