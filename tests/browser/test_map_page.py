@@ -15,6 +15,7 @@ program takes about 10 s.
 """
 
 import argparse
+import decimal
 import functools
 import http.server
 import math
@@ -29,7 +30,7 @@ import unittest
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nearestd_fixture import Daemon, LineClient  # noqa: E402
+from nearestd_fixture import Daemon, LineClient, free_port  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -41,15 +42,22 @@ WAIT_S = 15
 M_PER_DEG = 6371008.8 * math.pi / 180
 
 ARGS = None
+# Record fields the list does not repeat as "key: value" (shown otherwise, or ids of areas).
+NOT_LISTED = {"id", "category", "name", "lat", "lon", "distance_m", "street", "community",
+              "serves", "service_area", "catchment"}
 
 
 def format_distance(m):
-    """The page's (and the CLI's) way of writing a distance."""
+    """The page's way of writing a distance (the CLI's, but with JavaScript's rounding:
+    Math.round and toFixed round a tie such as 668.5 up, where printf rounds it to even)."""
+    def fixed(x, places):
+        return str(decimal.Decimal(x).quantize(decimal.Decimal(1).scaleb(-places),
+                                               rounding=decimal.ROUND_HALF_UP))
     if m < 999.5:
-        return "%d m" % round(max(m, 0))
+        return fixed(max(m, 0), 0) + " m"
     if m < 99995:
-        return "%.2f km" % (m / 1000)
-    return "%.1f km" % (m / 1000)
+        return fixed(m / 1000, 2) + " km"
+    return fixed(m / 1000, 1) + " km"
 
 
 class MapPageTest(unittest.TestCase):
@@ -61,9 +69,10 @@ class MapPageTest(unittest.TestCase):
                                "chromium, chromium-driver, python3-selenium)"
                                % ", ".join(missing))
         # Imported here so that a missing python3-selenium fails the same way.
-        global webdriver, By, Select, ActionChains, ScrollOrigin, WebDriverWait
+        global webdriver, By, Keys, Select, ActionChains, ScrollOrigin, WebDriverWait
         from selenium import webdriver
         from selenium.webdriver.common.by import By
+        from selenium.webdriver.common.keys import Keys
         from selenium.webdriver.support.ui import Select, WebDriverWait
         from selenium.webdriver.common.action_chains import ActionChains
         from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
@@ -136,7 +145,8 @@ class MapPageTest(unittest.TestCase):
         """Clicks (dx, dy) pixels from the map's centre; returns the page's answer:
         (lat string, lon string, [(id, distance_m, text)...], request path)."""
         before = self.seq()
-        ActionChains(self.driver).move_to_element_with_offset(svg, dx, dy).click().perform()
+        ActionChains(self.driver, duration=0).move_to_element_with_offset(svg, dx, dy) \
+            .click().perform()
         self.wait_query(before)
         marker = self.driver.find_element(By.ID, "click-marker")
         point = self.driver.find_element(By.ID, "query-point")
@@ -150,27 +160,40 @@ class MapPageTest(unittest.TestCase):
                          " m.y + m.height / 2 - (r.y + r.height / 2)];", svg)
         self.assertLess(abs(centre[0] - dx), 1.5, centre)
         self.assertLess(abs(centre[1] - dy), 1.5, centre)
-        items = self.driver.find_elements(By.CSS_SELECTOR, "#results > li")
-        listed = [(li.get_attribute("data-id"), float(li.get_attribute("data-distance-m")),
-                   li.text) for li in items]
         request = self.driver.find_element(By.ID, "results").get_attribute("data-request")
-        return lat, lon, listed, request
+        return lat, lon, self.listed(), request
+
+    def listed(self):
+        """The list's items: [(id, distance_m, text)...] in the page's order."""
+        items = self.js("return Array.from(document.querySelectorAll('#results > li'))"
+                        ".map(function (li) { return [li.getAttribute('data-id'),"
+                        " li.getAttribute('data-distance-m'), li.innerText]; });")
+        return [(pid, float(distance), text) for pid, distance, text in items]
 
     def protocol_nearest(self, category, lat, lon, k, open_now=False):
+        """The line protocol's records for the same query, as dicts."""
         line = "NEAREST %s %s %s K %d" % (category, lat, lon, k)
         if open_now:
             line += " OPEN now"
         reply = self.proto.ask(line)
         self.assertTrue(reply["ok"], reply)
-        return [(r["id"], r["distance_m"], r["name"]) for r in reply["results"]]
+        return reply["results"]
 
     def assert_same_answer(self, listed, expected):
-        self.assertEqual([i for i, _, _ in listed], [i for i, _, _ in expected])
-        for (pid, pdist, text), (eid, edist, name) in zip(listed, expected):
-            self.assertEqual(pdist, edist, pid)
-            self.assertIn(name, text)
-            self.assertIn(eid, text)
-            self.assertIn(format_distance(edist), text)
+        """The page's list names the protocol's records in its order, each with its name,
+        id, distance (as the page writes it) and readable attributes."""
+        self.assertEqual([i for i, _, _ in listed], [r["id"] for r in expected])
+        for (pid, pdist, text), r in zip(listed, expected):
+            self.assertEqual(pdist, r["distance_m"], pid)
+            self.assertIn(r["name"], text)
+            self.assertIn(r["id"], text)
+            self.assertIn(format_distance(r["distance_m"]), text)
+            for key, value in r.items():
+                if key in NOT_LISTED or value is None or isinstance(value, (list, dict)):
+                    continue
+                if isinstance(value, bool):
+                    value = "yes" if value else "no"
+                self.assertIn("%s: %s" % (key.replace("_", " "), value), text)
 
     def visible_by_category(self):
         return self.js("var n = {}; document.querySelectorAll('circle.facility')"
@@ -234,12 +257,12 @@ class MapPageTest(unittest.TestCase):
                 lines = self.js("return Array.from(document.querySelectorAll("
                                 "'#layer-lines line')).map(function (l) {"
                                 " return l.getAttribute('data-id'); });")
-                self.assertEqual(lines, [i for i, _, _ in expected])
+                self.assertEqual(lines, [r["id"] for r in expected])
                 labels = self.js("return Array.from(document.querySelectorAll("
                                  "'text.result-label')).map(function (t) {"
                                  " return t.textContent; });")
-                self.assertEqual(labels, ["%d. %s" % (n + 1, format_distance(d))
-                                          for n, (_, d, _) in enumerate(expected)])
+                self.assertEqual(labels, ["%d. %s" % (n + 1, format_distance(r["distance_m"]))
+                                          for n, r in enumerate(expected)])
                 self.assertEqual(self.driver.find_element(By.ID, "status")
                                  .get_attribute("data-state"), "ready")
 
@@ -319,23 +342,76 @@ class MapPageTest(unittest.TestCase):
         self.driver.find_element(By.ID, "show-parking").click()
         self.assertEqual(self.visible_by_category(), totals)
 
-    def test_open_now_switch_adds_open_now_to_the_request(self):
+    def test_open_now_switch_asks_again_with_open_now(self):
         svg = self.load()
+        self.choose(category="meal_point", k=8, open_now=False)
+        lat, lon, listed, request = self.click_map(svg, 30, 20)
+        self.assertNotIn("open", urllib.parse.parse_qs(request.partition("?")[2]))
         for open_now in (True, False, True):
             with self.subTest(open_now=open_now):
-                self.choose(category="meal_point", k=8, open_now=open_now)
-                # "now" moves: retry if the minute turned while asking (the two
-                # protocol answers around the click differ).
-                for _ in range(3):
-                    before = self.protocol_nearest("meal_point", 36.16, 120.41, 8, open_now)
-                    lat, lon, listed, request = self.click_map(svg, 30, 20)
-                    expected = self.protocol_nearest("meal_point", lat, lon, 8, open_now)
-                    after = self.protocol_nearest("meal_point", 36.16, 120.41, 8, open_now)
+                # "now" moves: if the minute turned while asking (the protocol's answers
+                # before and after differ), ask again by clicking the same spot.
+                for attempt in range(3):
+                    before = self.protocol_nearest("meal_point", lat, lon, 8, open_now)
+                    if attempt == 0:
+                        seq = self.seq()
+                        self.choose(open_now=open_now)
+                        self.wait_query(seq)
+                        listed = self.listed()
+                        request = self.driver.find_element(By.ID, "results") \
+                            .get_attribute("data-request")
+                    else:
+                        _, _, listed, request = self.click_map(svg, 30, 20)
+                    after = self.protocol_nearest("meal_point", lat, lon, 8, open_now)
                     if before == after:
                         break
                 query = urllib.parse.parse_qs(request.partition("?")[2])
                 self.assertEqual(query.get("open"), ["now"] if open_now else None, request)
-                self.assert_same_answer(listed, expected)
+                self.assertEqual((query["lat"], query["lon"]), ([lat], [lon]))
+                self.assert_same_answer(listed, after)
+
+    def test_changing_category_or_k_asks_again_for_the_same_point(self):
+        svg = self.load()
+        self.choose(category="meal_point", k=3)
+        lat, lon, listed, _ = self.click_map(svg, -70, 40)
+        self.assert_same_answer(listed, self.protocol_nearest("meal_point", lat, lon, 3))
+        seq = self.seq()
+        self.choose(category="elder_care")
+        self.wait_query(seq)
+        self.assert_same_answer(self.listed(), self.protocol_nearest("elder_care", lat, lon, 3))
+        seq = self.seq()
+        box = self.driver.find_element(By.ID, "k")
+        box.send_keys(Keys.BACKSPACE, "6", Keys.ENTER)
+        self.wait().until(lambda d: len(self.listed()) == 6)
+        self.assertGreater(self.seq(), seq)
+        self.assert_same_answer(self.listed(), self.protocol_nearest("elder_care", lat, lon, 6))
+        marker = self.driver.find_element(By.ID, "click-marker")
+        self.assertEqual((marker.get_attribute("data-lat"), marker.get_attribute("data-lon")),
+                         (lat, lon))
+
+    def test_hovering_an_answer_highlights_its_line_and_marker(self):
+        svg = self.load()
+        self.choose(category="school", k=4)
+        _, _, listed, _ = self.click_map(svg, 50, 50)
+        items = self.driver.find_elements(By.CSS_SELECTOR, "#results > li")
+        focused = ("return Array.from(document.querySelectorAll('.focus')).map("
+                   "function (e) { return e.tagName + ' ' + e.getAttribute('data-id'); })"
+                   ".sort();")
+        self.assertEqual(len(items), 4)
+        for item, (pid, _, _) in zip(items, listed):
+            ActionChains(self.driver, duration=0).move_to_element(item).perform()
+            self.assertEqual(self.js(focused), sorted(["circle " + pid, "line " + pid]))
+        ActionChains(self.driver, duration=0).move_to_element(svg).perform()
+        self.assertEqual(self.js(focused), [])
+
+    def test_an_unreachable_api_is_reported(self):
+        port = free_port()
+        self.driver.get(self.daemon.http_base + "/?api=http://127.0.0.1:%d" % port)
+        status = self.driver.find_element(By.ID, "status")
+        self.wait().until(lambda d: status.get_attribute("data-state") == "error")
+        self.assertIn("cannot reach the API at http://127.0.0.1:%d" % port, status.text)
+        self.assertEqual(self.driver.find_element(By.ID, "map").get_attribute("data-ready"),
+                         "false")
 
     def test_api_errors_show_in_the_status_line(self):
         svg = self.load()
