@@ -404,6 +404,17 @@ class MapPageTest(unittest.TestCase):
         ActionChains(self.driver, duration=0).move_to_element(svg).perform()
         self.assertEqual(self.js(focused), [])
 
+    def test_a_page_opened_from_a_file_works_with_api_and_says_it_needs_it(self):
+        url = "file://" + os.path.abspath(ARGS.page)
+        self.driver.get(url)
+        status = self.driver.find_element(By.ID, "status")
+        self.wait().until(lambda d: status.get_attribute("data-state") == "error")
+        self.assertIn("?api=", status.text)
+        svg = self.load(url + "?api=" + self.daemon.http_base)
+        self.choose(category="parking", k=2)
+        lat, lon, listed, _ = self.click_map(svg, 25, -45)
+        self.assert_same_answer(listed, self.protocol_nearest("parking", lat, lon, 2))
+
     def test_an_unreachable_api_is_reported(self):
         port = free_port()
         self.driver.get(self.daemon.http_base + "/?api=http://127.0.0.1:%d" % port)
