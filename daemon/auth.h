@@ -104,8 +104,9 @@ void auth_limiter_charge(struct auth_limiter *l);
  * requests and errors answered here are counted in `stats` (may be NULL),
  * in total and by command. `peer` names the client in the log line of a
  * wrong token. With c->limiter set, an AUTH while the bucket is empty is
- * answered ERR BUSY and not compared, and a wrong token takes from the bucket. *cmd_row (if not NULL) gets the line's row in cmd_table(), or
- * -1 for a blank, malformed or unknown request. */
+ * answered ERR BUSY and not compared, and a wrong token takes from the bucket.
+ * *cmd_row (if not NULL) gets the line's row in cmd_table(), or -1 for a
+ * blank, malformed or unknown request. */
 enum auth_verdict auth_gate(const struct auth_policy *p, struct auth_conn *c, const char *line,
                             size_t len, struct reply *out, struct cmd_stats *stats,
                             const char *peer, int *cmd_row);

@@ -731,9 +731,9 @@ static void on_reload_done(uv_work_t *req, int status) {
             n_waited++;
         }
         fprintf(stderr, "nearestd: reloaded %zu facilities (was %zu) and %zu areas from %s in "
-                        "%llu ms; writes that waited: %zu\n", catalog_count(fresh), catalog_count(old),
-                catalog_area_count(fresh), s->cfg.db_path, (unsigned long long)took_ms,
-                n_waited);
+                        "%llu ms; writes that waited: %zu\n",
+                catalog_count(fresh), catalog_count(old), catalog_area_count(fresh),
+                s->cfg.db_path, (unsigned long long)took_ms, n_waited);
         catalog_free(old);
         malloc_trim(0); /* the old catalogue's pages go back to the system */
     }
