@@ -199,6 +199,16 @@ enum auth_verdict auth_gate(const struct auth_policy *p, struct auth_conn *c, co
         }
         return AUTH_ANSWERED;
     }
+    if (memchr(line, '\0', len)) {
+        /* The tokenizer would end a token at it, so "36.1\0junk" would read
+         * as 36.1: refuse the line instead of running part of it. */
+        reply_err(out, CMD_ERR_SYNTAX, "request holds a NUL byte");
+        if (stats) {
+            stats->requests++;
+            stats->errors++;
+        }
+        return AUTH_ANSWERED;
+    }
     memcpy(copy, line, len);
     copy[len] = '\0';
     char *argv[PROTO_MAX_ARGS];

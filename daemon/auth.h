@@ -105,8 +105,10 @@ void auth_limiter_charge(struct auth_limiter *l);
  * in total and by command. `peer` names the client in the log line of a
  * wrong token. With c->limiter set, an AUTH while the bucket is empty is
  * answered ERR BUSY and not compared, and a wrong token takes from the bucket.
- * *cmd_row (if not NULL) gets the line's row in cmd_table(), or -1 for a
- * blank, malformed or unknown request. */
+ * A line holding a NUL byte is answered ERR SYNTAX here, since the tokenizer
+ * would cut a token at it and run the rest of the line as if it were not
+ * there. *cmd_row (if not NULL) gets the line's row in cmd_table(), or -1 for
+ * a blank, malformed or unknown request. */
 enum auth_verdict auth_gate(const struct auth_policy *p, struct auth_conn *c, const char *line,
                             size_t len, struct reply *out, struct cmd_stats *stats,
                             const char *peer, int *cmd_row);

@@ -84,9 +84,9 @@ static bool parse_number(const char *s, double *out) {
 
 /* Parses a decimal integer of digits only (an optional leading "+").
  * Returns 0 and sets *out; CMD_ERR_ARG when not an integer; CMD_ERR_RANGE
- * when it does not fit in a long. */
+ * when it does not fit in a long or is negative (counts start at 1). */
 static int parse_count(const char *s, long *out) {
-    const char *p = *s == '+' ? s + 1 : s;
+    const char *p = *s == '+' || *s == '-' ? s + 1 : s;
     if (!*p) {
         return CMD_ERR_ARG;
     }
@@ -94,6 +94,9 @@ static int parse_count(const char *s, long *out) {
         if (!isdigit((unsigned char)*q)) {
             return CMD_ERR_ARG;
         }
+    }
+    if (*s == '-') {
+        return CMD_ERR_RANGE; /* an integer, and below every count's range */
     }
     errno = 0;
     long v = strtol(p, NULL, 10);

@@ -803,6 +803,90 @@ static void test_stats_counts_by_command_and_shows_database_size(void **state) {
     conn_close(c);
 }
 
+/* Malformed numbers, empty tokens, quotes, NUL bytes, invalid UTF-8 and
+ * out-of-range counts each get one ERR line of the right code; -0 means 0;
+ * then 300 lines of random bytes each get one answer, and the daemon serves on. */
+static void test_garbage_gets_the_right_err_and_nothing_crashes(void **state) {
+    (void)state;
+    start_daemon(NULL);
+    static const struct {
+        const char *bytes;
+        size_t len;        /* 0: strlen(bytes) */
+        const char *want;  /* prefix of the answer */
+    } cases[] = {
+        {"NEAREST school NaN 120.4\n", 0, "ERR ARG latitude 'NaN' is not a number"},
+        {"NEAREST school nan 120.4\n", 0, "ERR ARG "},
+        {"NEAREST school 36.1 inf\n", 0, "ERR ARG longitude 'inf' is not a number"},
+        {"NEAREST school 36.1 -inf\n", 0, "ERR ARG "},
+        {"NEAREST school 1e400 120.4\n", 0, "ERR ARG "},
+        {"NEAREST school 0x10 120.4\n", 0, "ERR ARG "},
+        {"NEAREST school \"\" 120.4\n", 0, "ERR ARG latitude '' is not a number"},
+        {"NEAREST \"school 36.1 120.4\n", 0, "ERR SYNTAX "},
+        {"NEAREST school 36.1 \"120.4\n", 0, "ERR SYNTAX "},
+        {"NEAREST school 36.1 120.4 K 0\n", 0, "ERR RANGE K 0 is outside"},
+        {"NEAREST school 36.1 120.4 K -1\n", 0, "ERR RANGE K -1 is outside"},
+        {"NEAREST school 36.1 120.4 K 1000000000000\n", 0, "ERR RANGE "},
+        {"NEAREST school 36.1 120.4 K 5.0\n", 0, "ERR ARG "},
+        {"NEAREST school 36.1 120.4 MAXDIST inf\n", 0, "ERR ARG "},
+        {"RADIUS school 36.1 120.4 NaN\n", 0, "ERR ARG "},
+        {"RADIUS school 36.1 120.4 1e400\n", 0, "ERR ARG "},
+        {"NEAREST school 36.1\0junk 120.4\n", 32, "ERR SYNTAX request holds a NUL byte"},
+        {"\0\0\0\n", 4, "ERR SYNTAX request holds a NUL byte"},
+        {"PING\0\n", 6, "ERR SYNTAX "},
+        {"NEAREST \xff\xfe 36.1 120.4\n", 0, "ERR UNKNOWN "},
+        {"GET \xc3\x28\n", 0, "ERR NOTFOUND "},
+        {"\x01\x02\x7f\n", 0, "ERR UNKNOWN "},
+        {"PUT g-1 school NaN 120.4 name=g\n", 0, "ERR ARG "},
+        {"PUT g-1 school 36.1 120.4 name=\xff\xfe\n", 0, "ERR ARG "},
+        {"SET pk-001 free=NaN\n", 0, "ERR ARG free: expected a number"},
+        {"SET pk-001 free=1e400\n", 0, "ERR ARG free: expected a number"},
+    };
+    struct conn *c = conn_open();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t len = cases[i].len ? cases[i].len : strlen(cases[i].bytes);
+        its_send_all(c->fd, cases[i].bytes, len);
+        char *a = read_answer(c);
+        if (strncmp(a, cases[i].want, strlen(cases[i].want)) != 0 || strchr(a, '\n')[1]) {
+            fail_msg("case %zu: got \"%s\", expected one line starting \"%s\"", i, a,
+                     cases[i].want);
+        }
+        free(a);
+    }
+    ask(c, "GET g-1\n", "ERR NOTFOUND ");
+    /* -0 is zero. */
+    its_send_all(c->fd, "NEAREST school 0 120.4 K 3\n", 27);
+    char *zero = read_answer(c);
+    its_send_all(c->fd, "NEAREST school -0 120.4 K 3\n", 28);
+    char *minus_zero = read_answer(c);
+    assert_string_equal(zero, minus_zero);
+    assert_true(strncmp(zero, "OK 3\n", 5) == 0);
+    free(zero);
+    free(minus_zero);
+
+    /* Random bytes: each line (a non-blank first byte, no "\n") gets exactly
+     * one answer, in order; PING after each batch proves the framing held. */
+    char line[256];
+    for (int batch = 0; batch < 10; batch++) {
+        for (int i = 0; i < 30; i++) {
+            size_t len = 1 + rng_next() % 200;
+            line[0] = (char)(0x21 + rng_next() % 0x5e);
+            for (size_t j = 1; j < len; j++) {
+                do {
+                    line[j] = (char)(rng_next() & 0xff);
+                } while (line[j] == '\n');
+            }
+            line[len] = '\n';
+            its_send_all(c->fd, line, len + 1);
+            char *a = read_answer(c);
+            assert_true(strncmp(a, "ERR ", 4) == 0 || strncmp(a, "OK ", 3) == 0);
+            free(a);
+        }
+        ask(c, "PING\n", "OK 0\n");
+    }
+    conn_close(c);
+    assert_int_equal(waitpid(daemon_pid, NULL, WNOHANG), 0);
+}
+
 /* ---- Abuse: the daemon-wide AUTH limit, a huge line, thousands of idle clients ---- */
 
 static void test_auth_limiter_allows_a_burst_then_its_rate(void **state) {
@@ -1077,6 +1161,7 @@ int main(void) {
         T(test_1000_pipelined_requests_are_answered_in_order),
         T(test_clients_vanishing_with_requests_in_flight_do_not_hurt),
         T(test_stats_counts_by_command_and_shows_database_size),
+        T(test_garbage_gets_the_right_err_and_nothing_crashes),
         T(test_auth_limiter_allows_a_burst_then_its_rate),
         T(test_wrong_tokens_are_rate_limited_across_connections),
         T(test_10_mib_line_gets_err_limit_and_costs_no_memory),
