@@ -77,6 +77,7 @@ struct srv {
     uv_signal_t sighup;           /* reload the catalogue */
     uv_timer_t drain;             /* bounds the shutdown; started by srv_close() */
     bool drain_open;              /* drain was initialised and is not closed yet */
+    bool closed;                  /* the drain is over: signals and drain closed */
     bool drain_expired;           /* it fired: what is left is closed unanswered */
     int n_open_handles;           /* of the handles above; freed when 0 */
     struct srv_config cfg;
@@ -565,6 +566,10 @@ static void on_server_handle_closed(uv_handle_t *h) {
 
 static void on_signal(uv_signal_t *h, int signum) {
     struct srv *s = h->data;
+    if (s->stopping) {
+        fprintf(stderr, "nearestd: caught signal %d, already shutting down\n", signum);
+        return;
+    }
     fprintf(stderr, "nearestd: caught signal %d, shutting down\n", signum);
     srv_close(s);
 }
@@ -579,15 +584,25 @@ static void on_signal(uv_signal_t *h, int signum) {
  * behind a queued write are not executed. The drain timer bounds all this:
  * after cfg.drain_timeout_ms whatever is left is closed unanswered (writes not
  * yet started are dropped, never acknowledged) and uv_run() returns once a
- * group commit already running has finished. */
+ * group commit already running has finished. A second signal during the
+ * drain is logged and ignored (drain_check()). */
 
-/* Closes the drain timer once nothing is left to answer. */
+/* Once nothing is left to answer after srv_close(): closes the drain timer
+ * and the signal handlers, which stay open during the drain so that a second
+ * SIGTERM or a SIGHUP is logged and ignored rather than taking its default
+ * action (ending the process). */
 static void drain_check(struct srv *s) {
-    if (!s->drain_open || s->conns || s->group || s->queue_head || s->reloading) {
+    if (!s->stopping || s->closed || s->conns || s->group || s->queue_head || s->reloading) {
         return;
     }
-    s->drain_open = false;
-    uv_close((uv_handle_t *)&s->drain, on_server_handle_closed);
+    s->closed = true;
+    uv_close((uv_handle_t *)&s->sigint, on_server_handle_closed);
+    uv_close((uv_handle_t *)&s->sigterm, on_server_handle_closed);
+    uv_close((uv_handle_t *)&s->sighup, on_server_handle_closed);
+    if (s->drain_open) {
+        s->drain_open = false;
+        uv_close((uv_handle_t *)&s->drain, on_server_handle_closed);
+    }
 }
 
 /* Frees the writes that have not started; their clients get no answer. */
@@ -639,9 +654,6 @@ void srv_close(struct srv *s) {
         s->close_hook(s->close_hook_arg);
     }
     uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
-    uv_close((uv_handle_t *)&s->sigint, on_server_handle_closed);
-    uv_close((uv_handle_t *)&s->sigterm, on_server_handle_closed);
-    uv_close((uv_handle_t *)&s->sighup, on_server_handle_closed);
     uv_close((uv_handle_t *)&s->sweep, on_server_handle_closed);
     if (uv_timer_init(s->loop, &s->drain) == 0) {
         s->drain.data = s;

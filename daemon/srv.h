@@ -82,15 +82,15 @@ bool srv_is_read_only(const struct srv *s);
 /* The port actually bound (useful after port 0), or a negative libuv error. */
 int srv_port(const struct srv *s);
 
-/* Starts shutting down: stops accepting and reading, and closes the signal
- * handlers. Every connection is closed once the answers it was given and the
+/* Starts shutting down: stops accepting and reading. Every connection is closed once the answers it was given and the
  * answer to its queued write have been sent: queued writes keep committing,
  * in group commits as usual, and are answered. Requests pipelined behind a
  * queued write are not executed. After cfg.drain_timeout_ms whatever is left
  * is closed unanswered (writes not yet started are dropped, so never
  * acknowledged). uv_run() returns once the closes complete and a group commit
- * already running has finished. Idempotent; the SIGINT/SIGTERM handlers call
- * it. */
+ * already running has finished. The signal handlers stay open until then, so
+ * a second SIGINT/SIGTERM, or a SIGHUP, during the drain is logged and
+ * ignored. Idempotent; the SIGINT/SIGTERM handlers call it. */
 void srv_close(struct srv *s);
 
 /* Frees the server. Call only after srv_close() and after uv_run() has

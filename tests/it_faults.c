@@ -188,7 +188,11 @@ static void test_sigterm_answers_writes_queued_behind_a_running_commit(void **st
     usleep(150000);
     assert_int_equal(kill(daemon_pid, SIGTERM), 0);
     usleep(300000);
-    /* The daemon is draining, not gone: it still waits for the lock. */
+    /* The daemon is draining, not gone: it still waits for the lock, and a
+     * second SIGTERM or a SIGHUP meanwhile changes nothing. */
+    assert_int_equal(kill(daemon_pid, SIGTERM), 0);
+    assert_int_equal(kill(daemon_pid, SIGHUP), 0);
+    usleep(100000);
     assert_int_equal(waitpid(daemon_pid, NULL, WNOHANG), 0);
     assert_int_equal(sqlite3_exec(locker, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_close(locker), SQLITE_OK);
@@ -216,6 +220,7 @@ static void test_sigterm_answers_writes_queued_behind_a_running_commit(void **st
     assert_int_equal(db_has(check, "tq-2"), 1);
     assert_int_equal(sqlite3_close(check), SQLITE_OK);
     char *text = its_read_file(log);
+    assert_non_null(strstr(text, "already shutting down"));
     assert_non_null(strstr(text, "nearestd: stopped"));
     free(text);
 }
