@@ -82,9 +82,10 @@ bool srv_is_read_only(const struct srv *s);
 /* The port actually bound (useful after port 0), or a negative libuv error. */
 int srv_port(const struct srv *s);
 
-/* Starts shutting down: stops accepting and reading. Every connection is closed once the answers it was given and the
- * answer to its queued write have been sent: queued writes keep committing,
- * in group commits as usual, and are answered. Requests pipelined behind a
+/* Starts shutting down: stops accepting and reading. Every connection is
+ * closed once the answers it was given and the answer to its queued write
+ * have been sent: queued writes keep committing, in group commits as usual,
+ * and are answered. Requests pipelined behind a
  * queued write are not executed. After cfg.drain_timeout_ms whatever is left
  * is closed unanswered (writes not yet started are dropped, so never
  * acknowledged). uv_run() returns once the closes complete and a group commit

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -420,14 +421,44 @@ static void change_behind_the_back(const char *db, char *gone) {
     store_close(st);
 }
 
+/* One HTTP/1.1 GET of `path` on 127.0.0.1:port with Connection: close;
+ * returns the whole response (malloc'ed). */
+static char *http_get(int port, const char *path) {
+    int fd = its_dial(port);
+    assert_true(fd >= 0);
+    char req[256];
+    snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+             path);
+    its_send_all(fd, req, strlen(req));
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        assert_int_equal(poll(&p, 1, ITS_WAIT_MS), 1);
+        ssize_t n = recv(fd, buf + len, cap - len - 1, 0);
+        if (n <= 0) {
+            break;
+        }
+        len += (size_t)n;
+        assert_true(len < cap - 1);
+    }
+    buf[len] = '\0';
+    close(fd);
+    return buf;
+}
+
 static void test_sighup_shows_changes_made_behind_the_daemons_back(void **state) {
     (void)state;
-    char db[400], log[400], gone[STORE_ID_MAX_BYTES + 1], request[128];
+    char db[400], log[400], gone[STORE_ID_MAX_BYTES + 1], request[128], http[64];
     fresh_db("hup.db", db, sizeof db);
     snprintf(log, sizeof log, "%s/hup.log", dir);
+    int http_port = its_free_port();
+    snprintf(http, sizeof http, "127.0.0.1:%d", http_port);
+    const char *flags[] = {"--http", http, NULL};
     struct its_conn *c = calloc(1, sizeof *c);
     assert_non_null(c);
-    c->fd = start_daemon(db, log, NULL);
+    c->fd = start_daemon(db, log, flags);
     its_ask(c, "GET hup-new\n", "ERR NOTFOUND ");
     change_behind_the_back(db, gone);
     snprintf(request, sizeof request, "GET %s\n", gone);
@@ -449,6 +480,12 @@ static void test_sighup_shows_changes_made_behind_the_daemons_back(void **state)
     assert_true(seen);
     its_ask(c, request, "ERR NOTFOUND ");
     its_ask(c, "NEAREST school 36.18 120.45 K 1\n", "OK 1\nhup-new\t");
+    /* The HTTP listener answers from the new catalogue too. */
+    char *resp = http_get(http_port, "/v1/facilities/hup-new");
+    if (strncmp(resp, "HTTP/1.1 200 ", 13) != 0 || !strstr(resp, "Reloaded School")) {
+        fail_msg("HTTP after the reload: %s", resp);
+    }
+    free(resp);
     char *text = its_read_file(log);
     const char *line = strstr(text, "nearestd: reloaded ");
     assert_non_null(line);
