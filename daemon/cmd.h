@@ -126,6 +126,12 @@ const struct cmd_spec *cmd_lookup(const char *name);
 int cmd_execute(const struct cmd_env *env, struct cmd_session *session, char *line,
                 size_t len, struct reply *out);
 
+/* Answers ERR SYNTAX for a request line that proto_split() refused, and
+ * counts it, as cmd_execute() does for such a line (for a server that splits
+ * lines itself and dispatches them with cmd_dispatch()). Returns the cmd_err. */
+int cmd_answer_split_error(const struct cmd_env *env, struct cmd_session *session,
+                           struct reply *out);
+
 /* Runs an already tokenized request (argv[0] is the command). Answers like
  * cmd_execute(). argc must be at least 1. */
 int cmd_dispatch(const struct cmd_env *env, struct cmd_session *session, size_t argc,

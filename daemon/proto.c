@@ -20,12 +20,19 @@
  * pipelined 41-byte requests in 64 KiB feeds (-O2): about 30 ns a line for
  * feed and next, about 100 ns with proto_split().
  *
- * The tokenizer knows nothing of commands; it only cuts a line into tokens.
- * Sockets, command names and replies are left to the daemon and clients. */
+ * The tokenizer knows nothing of commands; it only cuts a line into tokens,
+ * and reads the numbers in them. Sockets, command names and replies are left
+ * to the daemon and clients. Both have a fast path for what clients send
+ * nearly always (no quotes; plain decimals), because a NEAREST spent about
+ * 1,450 instructions splitting its 40 bytes and 1,700 in strtod() for its
+ * two coordinates (callgrind on the daemon under bench_loadgen). */
 #define _GNU_SOURCE /* memrchr() */
 #include "proto.h"
 
+#include <ctype.h>
+#include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -202,7 +209,38 @@ static bool is_blank(char c) {
  * A NUL byte inside a line is an ordinary token byte; since tokens are C
  * strings, a token holding one reads as ending there. It never ends the line:
  * the line is `len` bytes long whatever it holds. */
+/* proto_split() of a line without any double quote: tokens are the runs of
+ * non-blank bytes, cut where they stand. */
+static int split_unquoted(char *line, size_t len, char **argv, size_t max_args, size_t *argc) {
+    size_t n = 0;
+    size_t i = 0;
+    for (;;) {
+        while (i < len && is_blank(line[i])) {
+            i++;
+        }
+        if (i >= len) {
+            break;
+        }
+        if (n == max_args) {
+            return PROTO_ERR_SYNTAX;
+        }
+        argv[n++] = line + i;
+        while (i < len && !is_blank(line[i])) {
+            i++;
+        }
+        if (i < len) {
+            line[i++] = '\0'; /* the blank that ended the token */
+        }
+    }
+    line[len] = '\0';
+    *argc = n;
+    return 0;
+}
+
 int proto_split(char *line, size_t len, char **argv, size_t max_args, size_t *argc) {
+    if (!memchr(line, '"', len)) {
+        return split_unquoted(line, len, argv, max_args, argc);
+    }
     size_t n = 0;
     size_t i = 0;
     for (;;) {
@@ -245,4 +283,65 @@ int proto_split(char *line, size_t len, char **argv, size_t max_args, size_t *ar
     line[len] = '\0'; /* ends a bare last token; the header asks for len + 1 bytes */
     *argc = n;
     return 0;
+}
+
+/* ---- Numbers ----------------------------------------------------------------- */
+
+/* Reads [+-]digits[.digits] with at most 19 digits, at most 22 of them after
+ * the point, and a digit value up to 2^53. Then the value is m / 10^f with m
+ * and 10^f exact doubles, and one IEEE division, rounded to nearest, gives the
+ * double nearest the decimal, which is what strtod() returns (Clinger's fast
+ * path). Returns false for anything else, to be read by strtod(). */
+static bool parse_plain_decimal(const char *s, double *out) {
+    static const double pow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    const char *p = s;
+    bool negative = *p == '-';
+    if (*p == '-' || *p == '+') {
+        p++;
+    }
+    uint64_t m = 0;
+    int n_digits = 0, n_frac = 0;
+    for (; *p >= '0' && *p <= '9'; p++, n_digits++) {
+        m = m * 10 + (uint64_t)(*p - '0');
+        if (n_digits >= 19) {
+            return false;
+        }
+    }
+    if (*p == '.') {
+        for (p++; *p >= '0' && *p <= '9'; p++, n_digits++, n_frac++) {
+            m = m * 10 + (uint64_t)(*p - '0');
+            if (n_digits >= 19) {
+                return false;
+            }
+        }
+    }
+    if (*p != '\0' || n_digits == 0 || n_frac > 22 || m > (1ull << 53)) {
+        return false;
+    }
+    double v = (double)m / pow10[n_frac];
+    *out = negative ? -v : v;
+    return true;
+}
+
+bool proto_parse_number(const char *s, double *out) {
+    if (!*s) {
+        return false;
+    }
+    if (parse_plain_decimal(s, out)) {
+        return true;
+    }
+    for (const char *p = s; *p; p++) {
+        if (!isdigit((unsigned char)*p) && !strchr("+-.eE", *p)) {
+            return false;
+        }
+    }
+    char *end = NULL;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0' || !isfinite(v)) {
+        return false;
+    }
+    *out = v;
+    return true;
 }

@@ -14,6 +14,7 @@
 #ifndef NEARESTD_PROTO_H
 #define NEARESTD_PROTO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define PROTO_DEFAULT_PORT 7878
@@ -75,5 +76,13 @@ size_t proto_reader_capacity(const struct proto_reader *r);
  * line is an ordinary token byte, so the C string of a token holding one ends
  * there; it never ends the line or crashes the split. */
 int proto_split(char *line, size_t len, char **argv, size_t max_args, size_t *argc);
+
+/* Reads a number argument: an optional sign, then digits with an optional
+ * fraction and exponent ("36.1", "-1e3", ".5", "5."), to the double nearest
+ * its value, as strtod() does. Hex, "inf", "nan", blanks and trailing bytes,
+ * which strtod() alone would accept or skip, are refused, and so is a value
+ * too large for a double. Returns true and sets *out when s is such a number;
+ * returns false and leaves *out alone otherwise. */
+bool proto_parse_number(const char *s, double *out);
 
 #endif

@@ -119,6 +119,18 @@ bool reply_failed(const struct reply *r);
  * records is not part of the buffer yet. */
 char *reply_take(struct reply *r, size_t *len);
 
+/* Hands over the buffer as reply_take() does, but also when it holds no
+ * bytes: returns it (NULL when r has none), its length in *len and its
+ * allocated size in *cap, and leaves r empty without a buffer. The caller
+ * owns it: free() it, or give it to an empty reply with reply_reuse(). */
+char *reply_take_buffer(struct reply *r, size_t *len, size_t *cap);
+
+/* Lets r append into buf, cap bytes from malloc() (cap >= 1), instead of
+ * allocating its own, and takes ownership of buf. Only a reply without a
+ * buffer takes one: when r already has one, returns false and buf stays the
+ * caller's; otherwise returns true. */
+bool reply_reuse(struct reply *r, char *buf, size_t cap);
+
 /* Says that the positions of the next success reply are in the coordinate
  * system named `crs` (a static string such as "gcj02"); JSON answers then state
  * it as a "crs" member. Applies to one reply_ok() only. */

@@ -1571,6 +1571,69 @@ static void test_distances_print_as_printf_would(void **state) {
     assert_string_equal(got, "0.2"); /* an exact tie goes to even */
 }
 
+/* Random text of 0 - 40 bytes from 1 - 255, control characters and DEL
+ * included, so that every byte position of the builder's word-at-a-time copy
+ * meets one. */
+static void random_field(char *out) {
+    size_t n = (size_t)(rng_next() % 41);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t r = rng_next();
+        out[i] = (char)(r % 4 == 0 ? 1 + (r >> 8) % 0x20 : r % 4 == 1 ? 0x7f : 1 + (r >> 8) % 255);
+    }
+    out[n] = '\0';
+}
+
+/* A field as the protocol shows it: C0 controls and DEL become spaces. */
+static void model_field(char *out, const char *s) {
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        *out++ = c < 0x20 || c == 0x7f ? ' ' : (char)c;
+    }
+    *out = '\0';
+}
+
+static void test_records_print_as_a_plain_printf_model_would(void **state) {
+    (void)state;
+    struct reply r;
+    reply_init(&r);
+    char want[4096], fields[3][48], clean[3][48], pos[64], dist[64];
+    size_t want_len = 0;
+    for (int i = 0; i < 100000; i++) {
+        if (i % 50 == 0) {
+            size_t n_ok = (size_t)(rng_next() % 1000000007u);
+            reply_ok(&r, n_ok); /* text format: no records are awaited */
+            want_len += (size_t)snprintf(want + want_len, sizeof want - want_len, "OK %zu\n",
+                                         n_ok);
+        }
+        for (int k = 0; k < 3; k++) {
+            random_field(fields[k]);
+            model_field(clean[k], fields[k]);
+        }
+        int32_t lat_e6 = (int32_t)(rng_next() % 180000001) - 90000000;
+        int32_t lon_e6 = (int32_t)(rng_next() % 360000001) - 180000000;
+        bool has_e6 = rng_next() % 4 != 0;
+        double d = rng_next() % 8 == 0 ? NAN : (double)(rng_next() >> 11) / 0x1p53 * 2e7;
+        struct reply_facility f = {.id = fields[0], .category = fields[1], .name = fields[2],
+                                   .where = {lat_e6 / 1e6, lon_e6 / 1e6}, .distance_m = d,
+                                   .has_e6 = has_e6, .lat_e6 = lat_e6, .lon_e6 = lon_e6};
+        reply_facility(&r, &f);
+        snprintf(pos, sizeof pos, "%.6f\t%.6f", f.where.lat_deg, f.where.lon_deg);
+        snprintf(dist, sizeof dist, isnan(d) ? "-" : "%.1f", d);
+        want_len += (size_t)snprintf(want + want_len, sizeof want - want_len,
+                                     "%s\t%s\t%s\t%s\t%s\n", clean[0], clean[1], clean[2], pos,
+                                     dist);
+        if (i % 16 == 15) {
+            size_t got_len = 0;
+            char *got = reply_take(&r, &got_len);
+            assert_int_equal(got_len, want_len);
+            assert_memory_equal(got, want, want_len);
+            free(got);
+            want_len = 0;
+        }
+    }
+    reply_close(&r);
+}
+
 static void test_reply_echo_cuts_at_a_character_boundary(void **state) {
     (void)state;
     char text[400] = "";
@@ -2032,6 +2095,7 @@ int main(void) {
         T(test_echoed_text_is_one_capped_line),
         T(test_microdegree_records_print_as_printf_would),
         T(test_distances_print_as_printf_would),
+        T(test_records_print_as_a_plain_printf_model_would),
         T(test_reply_echo_cuts_at_a_character_boundary),
         T(test_random_requests_get_exactly_one_answer),
         T(test_catalog_put_and_remove_agree_with_a_plain_array),

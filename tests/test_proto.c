@@ -2,7 +2,11 @@
  * sockets, in the manner of hiredis's reader tests: the same bytes whole,
  * split at every offset, pipelined, and malformed. The reader is checked
  * against a plain model (split at "\n", drop one "\r") on random streams, and
- * the tokenizer against a plain blank split and against re-quoting. */
+ * the tokenizer against a plain blank split and against re-quoting (which
+ * takes the quoted path where the plain line took the unquoted one), and the
+ * number reader against strtod() on random decimals. */
+#include <ctype.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -424,6 +428,107 @@ static void test_split_agrees_with_plain_split_and_requoting(void **state) {
     }
 }
 
+/* ---- Numbers ----------------------------------------------------------------- */
+
+/* The obviously correct reader: the allowed characters, then strtod(). */
+static bool model_number(const char *s, double *out) {
+    if (!*s) {
+        return false;
+    }
+    for (const char *p = s; *p; p++) {
+        if (!isdigit((unsigned char)*p) && !strchr("+-.eE", *p)) {
+            return false;
+        }
+    }
+    char *end = NULL;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0' || !isfinite(v)) {
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static uint64_t num_rng = 0x9e3779b97f4a7c15ull;
+
+static uint64_t num_next(void) {
+    num_rng ^= num_rng << 13;
+    num_rng ^= num_rng >> 7;
+    num_rng ^= num_rng << 17;
+    return num_rng;
+}
+
+/* A random decimal of a random shape: coordinates as clients send them,
+ * long digit strings either side of the fast path's limits (19 digits,
+ * 22 after the point, 2^53), exponents, and junk. */
+static void random_number_text(char *out, size_t cap) {
+    static const char junk[] = "0123456789+-.eExX \tinfa";
+    size_t n = 0;
+    switch (num_next() % 6) {
+    case 0: /* a coordinate with 6 decimals */
+        snprintf(out, cap, "%s%u.%06u", num_next() % 2 ? "-" : "",
+                 (unsigned)(num_next() % 181), (unsigned)(num_next() % 1000000));
+        return;
+    case 1: /* around 2^53 */
+        snprintf(out, cap, "%llu.%u", (unsigned long long)((1ull << 53) - 2 + num_next() % 5),
+                 (unsigned)(num_next() % 3));
+        if (num_next() % 2) {
+            out[strlen(out) - 2] = '\0'; /* no fraction */
+        }
+        return;
+    default:
+        break;
+    }
+    if (num_next() % 3 == 0) {
+        out[n++] = "+-"[num_next() % 2];
+    }
+    size_t int_digits = (size_t)(num_next() % 22);
+    for (size_t i = 0; i < int_digits; i++) {
+        out[n++] = (char)('0' + num_next() % 10);
+    }
+    if (num_next() % 4 != 0) {
+        out[n++] = '.';
+        size_t frac_digits = (size_t)(num_next() % 26);
+        for (size_t i = 0; i < frac_digits; i++) {
+            out[n++] = (char)('0' + num_next() % 10);
+        }
+    }
+    if (num_next() % 5 == 0) {
+        n += (size_t)snprintf(out + n, cap - n, "e%d", (int)(num_next() % 700) - 350);
+    }
+    if (num_next() % 10 == 0) {
+        size_t at = (size_t)(num_next() % (n + 1)); /* n: appended */
+        out[at] = junk[num_next() % (sizeof junk - 1)];
+        n += at == n;
+    }
+    out[n] = '\0';
+}
+
+static void test_numbers_read_as_strtod_reads_them(void **state) {
+    (void)state;
+    static const char *const edges[] = {
+        "", "+", "-", ".", "-.", "0", "-0", "-0.0", "+.5", "5.", "1e5", "1e", "0x10", "inf",
+        "nan", " 1", "1 ", "1-2", "9007199254740992", "9007199254740993", "9007199254740993.0",
+        "1234567890123456789", "12345678901234567890", "0.1234567890123456789012",
+        "0.12345678901234567890123", "1e309", "-1e309", "1e-400", "36.183414", "120.434430",
+    };
+    char text[96];
+    for (size_t i = 0; i < 600000; i++) {
+        const char *s = text;
+        if (i < sizeof edges / sizeof edges[0]) {
+            s = edges[i];
+        } else {
+            random_number_text(text, sizeof text);
+        }
+        double got = 12345.0, want = 12345.0;
+        bool ok = proto_parse_number(s, &got);
+        bool want_ok = model_number(s, &want);
+        if (ok != want_ok || memcmp(&got, &want, sizeof got) != 0) {
+            fail_msg("'%s': read %d %.17g, strtod says %d %.17g", s, ok, got, want_ok, want);
+        }
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reader_returns_whole_lines_without_terminators),
@@ -442,6 +547,7 @@ int main(void) {
         cmocka_unit_test(test_split_enforces_max_args),
         cmocka_unit_test(test_split_survives_nul_bytes),
         cmocka_unit_test(test_split_agrees_with_plain_split_and_requoting),
+        cmocka_unit_test(test_numbers_read_as_strtod_reads_them),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
