@@ -116,7 +116,8 @@ enum auth_verdict auth_gate(const struct auth_policy *p, struct auth_conn *c, co
 /* auth_gate() for a request line that proto_split() has already cut into
  * argv[0..argc-1] (argc >= 1), so that the server tokenizes each line once;
  * argv is not modified. Decides and answers exactly as auth_gate() does on
- * the line. */
+ * the line, except for the checks of the line itself (a NUL byte, the
+ * length), which the caller makes by passing such lines to auth_gate(). */
 enum auth_verdict auth_gate_argv(const struct auth_policy *p, struct auth_conn *c, size_t argc,
                                  char **argv, struct reply *out, struct cmd_stats *stats,
                                  const char *peer, int *cmd_row);

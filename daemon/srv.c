@@ -330,6 +330,12 @@ static void run_lines(struct srv_conn *c) {
         if (st == PROTO_LINE) {
             c->active_ms = uv_now(s->loop);
             c->out.format = c->session.format;
+            if (memchr(line, '\0', len)) {
+                /* auth_gate() answers a line holding a NUL byte, ERR SYNTAX. */
+                auth_gate(&s->cfg.auth, &c->auth, line, len, &c->out, &s->stats, c->peer,
+                          NULL);
+                continue;
+            }
             /* One split serves the gate and the dispatcher. */
             char *argv[PROTO_MAX_ARGS];
             size_t argc = 0;
