@@ -777,8 +777,10 @@ static void group_next(struct srv *s) {
  * from the new catalogue: writes queued meanwhile commit after the swap and
  * are applied to the new one. The swap is one pointer assignment on the loop
  * thread between two callbacks, so no request sees a half-built catalogue.
- * Writes wait about as long as start-up's load (0.1 s for the bundled
- * dataset, 2 s for 10^6 facilities); reads do not wait. */
+ * Writes wait as long as the build: 8 ms for the bundled dataset, 1.4 s for
+ * 10^6 facilities (measured); reads do not wait. Both catalogues are in
+ * memory until the swap, so a reload briefly needs twice the catalogue's
+ * memory; the old one's pages are handed back afterwards (malloc_trim). */
 
 static void on_reload_work(uv_work_t *req) {
     struct srv *s = req->data;
