@@ -1,6 +1,8 @@
-/* cli_table.c: the table, TSV and raw views of answers for the `nearest` CLI.
- * Answers hold at most 1000 records, so the table is laid out in two passes
- * over the reply (measure, then print) without copying anything. */
+/* cli_table.c: the views of answers for the `nearest` CLI: the facility
+ * table (with optional category and attribute columns), the areas table of
+ * SERVES and AREAS, HELP for people, TSV and raw. Answers hold at most 1000
+ * records, so a table is laid out in two passes over the reply (measure,
+ * then print) without copying anything but the "served by" texts. */
 #include "cli_table.h"
 
 #include <math.h>
