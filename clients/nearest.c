@@ -47,6 +47,7 @@
 #define MAX_WHERE 8          /* the server takes at most 8 WHEREs a request */
 #define MAX_REQUEST_TOKENS 48
 #define MAX_SERVED_NAMES 256 /* GETs pipelined to name who serves the areas */
+#define HISTORY_LINES 1000   /* lines of prompt history kept */
 
 enum opt_id {
     OPT_HOST, OPT_PORT, OPT_K, OPT_MAXDIST, OPT_WHERE, OPT_OPEN, OPT_CRS, OPT_TSV, OPT_JSON,
@@ -148,8 +149,9 @@ static void usage(FILE *out) {
     fputs("\nOutput: an aligned table (distances in m below 1 km, in km above);\n"
           "--tsv, --json, --geojson or --raw for programs (choose one).\n"
           "Environment: NEAREST_HOST, NEAREST_PORT (the options win).\n"
-          "Interactive mode: line editing and history; type HELP for the server's\n"
-          "commands, QUIT or end of input to leave.\n"
+          "Interactive mode: line editing and history (kept in $NEAREST_HISTORY, else\n"
+          "~/.nearest_history); type HELP for the server's commands, QUIT or Ctrl-D\n"
+          "to leave.\n"
           "Exit status: 0 found, 1 nothing matched, 2 error (the server's message on\n"
           "stderr as \"nearest: CODE: message\").\n",
           out);
@@ -644,8 +646,23 @@ static void show_interactive(const char *line, const struct cli_reply *reply) {
     fflush(stdout);
 }
 
-/* Reads protocol lines with libedit (history included) and answers each on
- * one connection, until end of input or QUIT. Blank lines are not sent: the
+/* Where the prompt's history lives between sessions: $NEAREST_HISTORY, else
+ * ~/.nearest_history; "" (no file) when neither can be named. */
+static void history_path(char *buf, size_t cap) {
+    const char *path = getenv("NEAREST_HISTORY");
+    const char *home = getenv("HOME");
+    if (path != NULL && *path != '\0') {
+        snprintf(buf, cap, "%s", path);
+    } else if (home != NULL && *home != '\0') {
+        snprintf(buf, cap, "%s/.nearest_history", home);
+    } else {
+        buf[0] = '\0';
+    }
+}
+
+/* Reads protocol lines with libedit (history included, kept between
+ * sessions when stdin is a terminal) and answers each on one connection,
+ * until end of input or QUIT. Blank lines are not sent: the
  * server would not answer them. Returns 0, or 2 when the connection fails. */
 static int run_interactive(const struct config *cfg, struct cli_conn *conn,
                            const char *address) {
@@ -662,8 +679,14 @@ static int run_interactive(const struct config *cfg, struct cli_conn *conn,
         }
         cli_reply_free(reply);
     }
+    char history[4096] = "";
     if (isatty(STDIN_FILENO)) {
         printf("Connected to %s. HELP lists the commands; QUIT or Ctrl-D leaves.\n", address);
+        history_path(history, sizeof history);
+    }
+    stifle_history(HISTORY_LINES);
+    if (history[0] != '\0') {
+        (void)read_history(history); /* none yet is fine */
     }
     char *line;
     while ((line = readline(prompt)) != NULL) {
@@ -691,6 +714,9 @@ static int run_interactive(const struct config *cfg, struct cli_conn *conn,
         if (quit) {
             break;
         }
+    }
+    if (history[0] != '\0' && write_history(history) != 0) {
+        fprintf(stderr, "nearest: could not save the history in %s\n", history);
     }
     clear_history();
     return status;

@@ -6,7 +6,7 @@ nearest_add_test(test_cli_args LIBS nearest_cli_view)
 
 # it_cli: the `nearest` binary against the real daemon, which must be built.
 if(TARGET nearestd)
-    nearest_add_test(it_cli LIBS nearest_it_support nearest_cli_view PkgConfig::JANSSON m)
+    nearest_add_test(it_cli LIBS nearest_it_support nearest_cli_view PkgConfig::JANSSON m util)
     target_compile_definitions(it_cli PRIVATE
         NEARESTD_BIN="$<TARGET_FILE:nearestd>"
         NEAREST_CLI_BIN="$<TARGET_FILE:nearest>"

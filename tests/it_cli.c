@@ -21,6 +21,9 @@
 #include <fcntl.h>
 #include <math.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pty.h>
+#include <termios.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -1145,6 +1148,122 @@ static void test_help_documents_every_option_and_command(void **state) {
     run_free(&r);
 }
 
+/* ---- A terminal ------------------------------------------------------------------ */
+
+/* What a pseudo-terminal's reader has seen of the CLI's output. */
+struct screen {
+    char text[1 << 16];
+    size_t len;
+    size_t mark;    /* where the next expect() starts looking */
+};
+
+/* Reads the terminal until `needle` appears after the mark (then moves the
+ * mark past it) or timeout_ms pass. Returns whether it appeared. */
+static bool expect(int master, struct screen *s, const char *needle, int timeout_ms) {
+    for (int waited = 0; waited <= timeout_ms; waited += 10) {
+        const char *at = strstr(s->text + s->mark, needle);
+        if (at != NULL) {
+            s->mark = (size_t)(at - s->text) + strlen(needle);
+            return true;
+        }
+        struct pollfd p = {.fd = master, .events = POLLIN};
+        if (poll(&p, 1, 10) > 0) {
+            ssize_t n = read(master, s->text + s->len, sizeof s->text - s->len - 1);
+            if (n <= 0) {
+                return false; /* the other side is gone */
+            }
+            s->len += (size_t)n;
+            s->text[s->len] = '\0';
+        }
+    }
+    return false;
+}
+
+/* Runs `nearest` with no arguments on a new pseudo-terminal, as a person
+ * would start it, with its history in `history`. */
+static pid_t start_on_terminal(int *master, const char *history) {
+    char port[16];
+    snprintf(port, sizeof port, "%d", fx->port);
+    pid_t pid = forkpty(master, NULL, NULL, NULL);
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        unsetenv("NEAREST_HOST");
+        setenv("NEAREST_PORT", port, 1);
+        setenv("NEAREST_HISTORY", history, 1);
+        execl(NEAREST_CLI_BIN, NEAREST_CLI_BIN, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Types keys once the prompt shows and the line editor has the terminal:
+ * libedit prints the prompt and then leaves canonical mode; keys typed
+ * before that are taken by the terminal's own line discipline instead. */
+static void type_at_prompt(int master, struct screen *s, const char *prompt, const char *keys) {
+    if (!expect(master, s, prompt, 5000)) {
+        fail_msg("no prompt '%s'; the terminal shows:\n%s", prompt, s->text);
+    }
+    struct termios mode;
+    int waited = 0;
+    while (tcgetattr(master, &mode) == 0 && (mode.c_lflag & ICANON) && waited < 5000) {
+        usleep(1000);
+        waited++;
+    }
+    assert_false(mode.c_lflag & ICANON);
+    assert_int_equal(write(master, keys, strlen(keys)), (ssize_t)strlen(keys));
+}
+
+static int wait_exit(pid_t pid, int master, struct screen *s) {
+    for (int waited = 0; waited < 5000; waited += 10) {
+        int status = 0;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        }
+        /* Keep draining the terminal; once the child has closed it, reads
+         * fail at once, so sleep as well. */
+        expect(master, s, "\x01never", 10);
+        usleep(10000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    fail_msg("nearest did not leave; the terminal shows:\n%s", s->text);
+    return -1;
+}
+
+static void test_terminal_without_arguments_prompts_and_keeps_history(void **state) {
+    (void)state;
+    char history[160], prompt[64], banner[96];
+    snprintf(history, sizeof history, "%s/history", fx->dir);
+    snprintf(prompt, sizeof prompt, "127.0.0.1:%d> ", fx->port);
+    snprintf(banner, sizeof banner, "Connected to 127.0.0.1:%d.", fx->port);
+    unlink(history);
+
+    int master = -1;
+    static struct screen s;
+    memset(&s, 0, sizeof s);
+    pid_t pid = start_on_terminal(&master, history);
+    assert_true(expect(master, &s, banner, 5000));
+    type_at_prompt(master, &s, prompt, "PING\n");
+    assert_true(expect(master, &s, "(empty)", 5000));
+    type_at_prompt(master, &s, prompt, "HELP ping\n");
+    assert_true(expect(master, &s, "PING\r\n    answers OK 0", 5000));
+    type_at_prompt(master, &s, prompt, "\x04"); /* Ctrl-D on an empty line */
+    assert_int_equal(wait_exit(pid, master, &s), 0);
+    close(master);
+
+    /* The next session recalls the last line with the up arrow and runs it. */
+    FILE *h = fopen(history, "r");
+    assert_non_null(h);
+    fclose(h);
+    memset(&s, 0, sizeof s);
+    pid = start_on_terminal(&master, history);
+    type_at_prompt(master, &s, prompt, "\x1b[A\n");
+    assert_true(expect(master, &s, "PING\r\n    answers OK 0", 5000));
+    type_at_prompt(master, &s, prompt, "quit\n");
+    assert_int_equal(wait_exit(pid, master, &s), 0);
+    close(master);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table_lists_nearest_ids_in_order),
@@ -1173,6 +1292,7 @@ int main(void) {
         cmocka_unit_test(test_daemon_errors_reach_stderr_with_exit_2),
         cmocka_unit_test(test_bad_combinations_are_refused_before_connecting),
         cmocka_unit_test(test_interactive_help_is_the_servers_help),
+        cmocka_unit_test(test_terminal_without_arguments_prompts_and_keeps_history),
         cmocka_unit_test(test_help_documents_every_option_and_command),
     };
     int failed = cmocka_run_group_tests_name("synthetic", tests, group_setup, group_teardown);
