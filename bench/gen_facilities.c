@@ -10,7 +10,9 @@
  *   facilities.resp      "GEOADD <category> lon lat id" as RESP, for redis-cli --pipe
  *   queries.nearest      "NEAREST <category> <lat> <lon> K 5", one per line
  *   queries.geosearch    "GEOSEARCH <category> FROMLONLAT <lon> <lat> BYRADIUS <r> km
- *                        ASC COUNT 5", the same points in the same order
+ *                        ASC COUNT 5", the same points in the same order, each with
+ *                        its own oracle radius (below)
+ *   queries.geosearch_fixed  the same, with one radius per category (below)
  *   facilities.geojson,  with --dataset: the dataset directory nearestd --init
  *   areas.geojson        --dataset reads (the areas collection is empty)
  *
@@ -35,6 +37,10 @@
  * to the next metre. So every GEOSEARCH returns exactly 5 members and scans
  * the smallest area that guarantees it: the most favourable radius Redis could
  * be given. A real client without the oracle would have to guess larger.
+ * queries.geosearch_fixed is what such a client, knowing only N and the
+ * category, must send to be sure of 5 answers at every query point: issue 7's
+ * "r chosen so every query gets 5" read as one r per category, the largest of
+ * that category's per-query radii (so the smallest that serves all of them).
  *
  * Everything is a function of --seed (one splitmix64 stream, no other source),
  * so two runs with the same arguments write identical files.
@@ -463,9 +469,13 @@ static int write_queries(const char *dir, const struct world *w, const struct fa
     memset(grids, 0, sizeof grids);
     FILE *nq = open_out(dir, "queries.nearest");
     FILE *gq = open_out(dir, "queries.geosearch");
+    FILE *fq = open_out(dir, "queries.geosearch_fixed");
     double *radii = calloc(n_queries ? n_queries : 1, sizeof *radii);
+    double *points = calloc(n_queries ? 2 * n_queries : 1, sizeof *points);
+    int *cats = calloc(n_queries ? n_queries : 1, sizeof *cats);
+    double cat_max_m[N_CATS] = {0};
     int rc = -1;
-    if (!nq || !gq || !radii) {
+    if (!nq || !gq || !fq || !radii || !points || !cats) {
         goto done;
     }
     for (int c = 0; c < N_CATS; c++) {
@@ -486,9 +496,18 @@ static int write_queries(const char *dir, const struct world *w, const struct fa
         }
         double r_m = ceil(kth_m * 1.01 + 1.0);
         radii[q] = r_m;
+        points[2 * q] = lat;
+        points[2 * q + 1] = lon;
+        cats[q] = cat;
+        cat_max_m[cat] = r_m > cat_max_m[cat] ? r_m : cat_max_m[cat];
         fprintf(nq, "NEAREST %s %.6f %.6f K %zu\n", cat_names[cat], lat, lon, k);
         fprintf(gq, "GEOSEARCH %s FROMLONLAT %.6f %.6f BYRADIUS %.3f km ASC COUNT %zu\n",
                 cat_names[cat], lon, lat, r_m / 1000.0, k);
+    }
+    for (size_t q = 0; q < n_queries; q++) {
+        fprintf(fq, "GEOSEARCH %s FROMLONLAT %.6f %.6f BYRADIUS %.3f km ASC COUNT %zu\n",
+                cat_names[cats[q]], points[2 * q + 1], points[2 * q], cat_max_m[cats[q]] / 1000.0,
+                k);
     }
     rc = 0;
 done:
@@ -500,12 +519,20 @@ done:
         }
         fprintf(stderr, "bench_gen: %zu queries, GEOSEARCH radius mean %.0f m, max %.0f m\n",
                 n_queries, sum / n_queries, max);
+        fprintf(stderr, "bench_gen: one radius per category (fixed):");
+        for (int c = 0; c < N_CATS; c++) {
+            fprintf(stderr, " %s %.0f m", cat_names[c], cat_max_m[c]);
+        }
+        fprintf(stderr, "\n");
     }
     for (int c = 0; c < N_CATS; c++) {
         grid_free(&grids[c]);
     }
     free(radii);
-    if (close_out(nq, "queries.nearest") || close_out(gq, "queries.geosearch")) {
+    free(points);
+    free(cats);
+    if (close_out(nq, "queries.nearest") || close_out(gq, "queries.geosearch") ||
+        close_out(fq, "queries.geosearch_fixed")) {
         rc = -1;
     }
     return rc;
