@@ -2,7 +2,7 @@
  *
  *   nearestd [--listen HOST:PORT] [--http HOST:PORT] [--db PATH] [--init] [--dataset DIR]
  *            [--auth-token-file PATH] [--max-connections N] [--idle-timeout-ms MS]
- *            [--max-output-bytes N] [--help]
+ *            [--max-output-bytes N] [--shutdown-timeout-ms MS] [--help]
  *
  * Start-up either succeeds and logs one "serving" line, or prints one line to
  * stderr and exits non-zero: 2 for a bad command line, 1 for anything else
@@ -46,7 +46,8 @@
 static const char usage[] =
     "usage: nearestd [--listen HOST:PORT] [--http HOST:PORT] [--db PATH] [--init]\n"
     "                [--dataset DIR] [--auth-token-file PATH] [--max-connections N]\n"
-    "                [--idle-timeout-ms MS] [--max-output-bytes N] [--help]\n"
+    "                [--idle-timeout-ms MS] [--max-output-bytes N]\n"
+    "                [--shutdown-timeout-ms MS] [--help]\n"
     "  --listen HOST:PORT  address to serve on (default " DEFAULT_HOST ":%d);\n"
     "                      an IPv6 host goes in brackets: [::1]:7878\n"
     "  --http HOST:PORT    also serve the read-only HTTP/GeoJSON API and the map page\n"
@@ -60,6 +61,8 @@ static const char usage[] =
     "  --max-connections N connections open at once (default %d)\n"
     "  --idle-timeout-ms MS  close a connection idle this long, 0 never (default %d)\n"
     "  --max-output-bytes N  unsent answers that pause a connection (default %d)\n"
+    "  --shutdown-timeout-ms MS  on SIGTERM, how long answers in flight may take\n"
+    "                      before the rest is closed unanswered (default %d)\n"
     "  --help              print this and exit\n";
 
 struct options {
@@ -73,6 +76,7 @@ struct options {
     unsigned long long max_connections;
     unsigned long long idle_timeout_ms;
     unsigned long long max_output_bytes;
+    unsigned long long shutdown_timeout_ms;
     bool http;                    /* --http given */
     char http_host[MAX_HOST_BYTES];
     int http_port;
@@ -137,11 +141,12 @@ static int parse_args(int argc, char **argv, struct options *o) {
     o->max_connections = SRV_DEFAULT_MAX_CONNECTIONS;
     o->idle_timeout_ms = SRV_DEFAULT_IDLE_TIMEOUT_MS;
     o->max_output_bytes = SRV_MAX_QUEUED_BYTES;
+    o->shutdown_timeout_ms = SRV_DEFAULT_DRAIN_TIMEOUT_MS;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         static const char *const with_value[] = {
             "--listen", "--http", "--db", "--dataset", "--auth-token-file", "--max-connections",
-            "--idle-timeout-ms", "--max-output-bytes"};
+            "--idle-timeout-ms", "--max-output-bytes", "--shutdown-timeout-ms"};
         bool takes_value = false;
         for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) {
             takes_value = takes_value || strcmp(a, with_value[k]) == 0;
@@ -186,6 +191,12 @@ static int parse_args(int argc, char **argv, struct options *o) {
             if (!parse_count(argv[++i], 1024, 1ull << 32, &o->max_output_bytes)) {
                 fprintf(stderr,
                         "nearestd: bad --max-output-bytes '%s': expected 1024..4294967296\n",
+                        argv[i]);
+                return 2;
+            }
+        } else if (strcmp(a, "--shutdown-timeout-ms") == 0) {
+            if (!parse_count(argv[++i], 0, 600000, &o->shutdown_timeout_ms)) {
+                fprintf(stderr, "nearestd: bad --shutdown-timeout-ms '%s': expected 0..600000\n",
                         argv[i]);
                 return 2;
             }
@@ -243,7 +254,7 @@ int main(int argc, char **argv) {
     }
     if (opt.help) {
         printf(usage, PROTO_DEFAULT_PORT, NEARESTD_DATASET_DIR, SRV_DEFAULT_MAX_CONNECTIONS,
-               SRV_DEFAULT_IDLE_TIMEOUT_MS, SRV_MAX_QUEUED_BYTES);
+               SRV_DEFAULT_IDLE_TIMEOUT_MS, SRV_MAX_QUEUED_BYTES, SRV_DEFAULT_DRAIN_TIMEOUT_MS);
         return 0;
     }
     /* A client that vanishes mid-write must cost an EPIPE, not the process. */
@@ -264,6 +275,7 @@ int main(int argc, char **argv) {
     cfg.max_connections = (size_t)opt.max_connections;
     cfg.idle_timeout_ms = opt.idle_timeout_ms;
     cfg.max_output_bytes = (size_t)opt.max_output_bytes;
+    cfg.drain_timeout_ms = opt.shutdown_timeout_ms;
     cfg.db_path = opt.db;
     cfg.owns_catalog = true; /* SIGHUP replaces it */
     if (opt.token_file && auth_token_load(&cfg.auth, opt.token_file, err, sizeof err) < 0) {

@@ -31,6 +31,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -295,6 +296,68 @@ static void test_sigterm_during_write_streams_keeps_every_acknowledged_write(voi
     assert_int_equal(sqlite3_close(check), SQLITE_OK);
     print_message("SIGTERM mid-stream: %d of %d writes answered OK, all of them kept\n",
                   n_acked, CLIENTS * PER_CLIENT);
+}
+
+/* A client that never reads holds unsent answers the daemon cannot deliver:
+ * SIGTERM still ends in exit 0, once --shutdown-timeout-ms has passed, and
+ * the log says what was cut off. */
+static void test_sigterm_with_a_client_that_never_reads_exits_after_the_timeout(void **state) {
+    (void)state;
+    char db[400], log[400];
+    fresh_db("term-hog.db", db, sizeof db);
+    snprintf(log, sizeof log, "%s/term-hog.log", dir);
+    const char *flags[] = {"--shutdown-timeout-ms", "500", "--max-output-bytes", "65536", NULL};
+    struct its_conn *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+    c->fd = start_daemon(db, log, flags);
+    /* A small receive buffer, set before connecting, fills at once. */
+    int hog = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(hog >= 0);
+    int rcvbuf = 4096;
+    setsockopt(hog, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port_of(c->fd)),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(hog, (struct sockaddr *)&a, sizeof a), 0);
+    /* 2,000 answers of about 50 KB each, never read. */
+    const char *req = "RADIUS * 36.16 120.41 100000 LIMIT 1000\n";
+    size_t req_len = strlen(req), n_req = 2000;
+    char *batch = malloc(req_len * n_req);
+    assert_non_null(batch);
+    for (size_t i = 0; i < n_req; i++) {
+        memcpy(batch + i * req_len, req, req_len);
+    }
+    size_t sent = 0;
+    for (int i = 0; i < 50 && sent < req_len * n_req; i++) {
+        ssize_t n = send(hog, batch + sent, req_len * n_req - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            sent += (size_t)n;
+        } else {
+            usleep(10000);
+        }
+    }
+    free(batch);
+    usleep(500000); /* the daemon fills the socket, then holds the rest unsent */
+    its_ask(c, "PING\n", "OK 0\n"); /* the others are still served */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(kill(daemon_pid, SIGTERM), 0);
+    int status = its_wait_exit(daemon_pid, ITS_WAIT_MS);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    daemon_pid = -1;
+    assert_true(status != -1 && WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    long took_ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    char *text = its_read_file(log);
+    if (!strstr(text, "nearestd: shutdown: 1 connections still busy after 500 ms")) {
+        fail_msg("the log does not show the drain cut off: %s", text);
+    }
+    free(text);
+    print_message("exit 0 %ld ms after SIGTERM (shutdown timeout 500 ms)\n", took_ms);
+    assert_true(took_ms >= 450);
+    assert_true(its_closes_within(c->fd, ITS_WAIT_MS));
+    close(hog);
+    close(c->fd);
+    free(c);
 }
 
 /* ---- Start-up faults ------------------------------------------------------------------ */
@@ -601,6 +664,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         T(test_sigterm_answers_writes_queued_behind_a_running_commit),
         T(test_sigterm_during_write_streams_keeps_every_acknowledged_write),
+        T(test_sigterm_with_a_client_that_never_reads_exits_after_the_timeout),
         T(test_read_only_database_file_stops_start_up),
         T(test_database_locked_by_another_process_stops_start_up),
         T(test_corrupt_or_truncated_database_stops_start_up),
