@@ -1,8 +1,10 @@
 /* cli_reply.c: assembles nearestd answers from reply lines.
  *
- * Lines come out of the protocol's own proto_reader (with a 64 KiB limit: a
- * record is a name and a few numbers, about 150 bytes, but HELP and future
- * commands may send longer ones). Answers are small (at most 1000 records of
+ * Lines come out of the protocol's own proto_reader, with a 16 MiB limit: a
+ * record is a name and a few numbers, about 150 bytes, but in FORMAT geojson
+ * a whole answer is one line, and AREAS sends every polygon (150 KB for the
+ * Licang dataset, 100 times that for a city's worth); the reader grows its
+ * buffer only as far as a line really goes. Answers are small (at most 1000 records of
  * NEAREST or RADIUS), so each record is copied into its own allocation and
  * the record array grows by doubling; nothing is sized from the header's
  * count, so a lying "OK 999999" costs nothing until records really arrive. */

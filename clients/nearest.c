@@ -147,7 +147,7 @@ static void usage(FILE *out) {
         fprintf(out, "  %-18s %s\n", left, o->help);
     }
     fputs("\nOutput: an aligned table (distances in m below 1 km, in km above);\n"
-          "--tsv, --json, --geojson or --raw for programs (choose one).\n"
+          "--tsv, --json or --geojson for programs (choose one; --raw takes either JSON).\n"
           "Environment: NEAREST_HOST, NEAREST_PORT (the options win).\n"
           "Interactive mode: line editing and history (kept in $NEAREST_HISTORY, else\n"
           "~/.nearest_history); type HELP for the server's commands, QUIT or Ctrl-D\n"
@@ -307,8 +307,11 @@ static bool parse_args(int argc, char **argv, struct config *cfg) {
             return false;
         }
     }
-    if (cfg->tsv + cfg->json + cfg->geojson + (cfg->raw != NULL) > 1) {
-        fprintf(stderr, "nearest: choose one of --tsv, --json, --geojson, --raw\n");
+    /* --raw prints as received, so it goes with --json or --geojson (whose
+     * FORMAT it then uses), not with --tsv. */
+    if (cfg->tsv + cfg->json + cfg->geojson > 1 || (cfg->tsv && cfg->raw != NULL)) {
+        fprintf(stderr, "nearest: choose one of --tsv, --json, --geojson (--raw goes "
+                        "with --json or --geojson)\n");
         return false;
     }
     return true;

@@ -49,7 +49,9 @@ extern "C" {
 
 #define CLI_DEFAULT_PORT 7878
 #define CLI_DEFAULT_TIMEOUT_MS 5000
-#define CLI_MAX_REPLY_LINE_BYTES 65536   /* one answer line, terminator excluded */
+#define CLI_MAX_REPLY_LINE_BYTES 16777216 /* one answer line, terminator excluded: 16 MiB,
+                                            room for an AREAS answer in FORMAT geojson,
+                                            polygons included (150 KB for Licang) */
 #define CLI_MAX_REPLY_RECORDS 1000000    /* records in one answer; the server sends <= 1000 */
 
 /* ---- Errors ------------------------------------------------------------------ */

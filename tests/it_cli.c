@@ -196,8 +196,16 @@ struct run {
 static char *slurp(const char *path) {
     FILE *f = fopen(path, "rb");
     assert_non_null(f);
-    char *buf = malloc(1 << 16);
-    size_t n = fread(buf, 1, (1 << 16) - 1, f);
+    size_t cap = 1 << 16, n = 0, got;
+    char *buf = malloc(cap);
+    while (buf != NULL && (got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += got;
+        if (n + 1 == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
+    }
+    assert_non_null(buf);
     buf[n] = '\0';
     fclose(f);
     return buf;
@@ -933,6 +941,10 @@ static void test_json_and_geojson_print_the_daemons_answer(void **state) {
          "RADIUS parking " LC_LAT " " LC_LON " 1", 1},
         {{"--geojson", "--where", "stars>=9", "elder_care", LC_LAT, LC_LON, NULL},
          "FORMAT geojson", "NEAREST elder_care " LC_LAT " " LC_LON " WHERE stars >= 9", 1},
+        {{"--json", "--raw", "CATEGORIES", NULL}, "FORMAT json", "CATEGORIES", 0},
+        {{"--raw", "AREAS street", "--geojson", NULL}, "FORMAT geojson", "AREAS street", 0},
+        /* Every polygon of the district in one line, far over 64 KiB. */
+        {{"--raw", "AREAS", "--geojson", NULL}, "FORMAT geojson", "AREAS", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *want = protocol_answer(cases[i].format, cases[i].line);
@@ -1065,6 +1077,7 @@ static void test_bad_combinations_are_refused_before_connecting(void **state) {
         {"radius", "school", LC_LAT, LC_LON, NULL},
         {"--json", "--tsv", "school", LC_LAT, LC_LON, NULL},
         {"--json", "--geojson", "school", LC_LAT, LC_LON, NULL},
+        {"--tsv", "--raw", "PING", NULL},
         {"--raw", "PING", "--where", "stars>=4", NULL},
         {"--where", "stars=>4", "elder_care", LC_LAT, LC_LON, NULL},
         {"--where", "stars", "elder_care", LC_LAT, LC_LON, NULL},
