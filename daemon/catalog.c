@@ -46,7 +46,10 @@ struct slot {
     uint32_t hours_no;     /* into timetables; 0 is "no hours" */
     uint8_t n_attrs;
     uint8_t category;      /* enum store_category, or SLOT_FREE */
+    bool plain_text;       /* id and name hold no C0 control or DEL (in the padding) */
 };
+
+_Static_assert(sizeof(struct slot) == 32, "a slot is 32 bytes (plain_text is in the padding)");
 
 /* One typed attribute; text_off for TEXT and IDS, num for NUM and BOOL. */
 struct attr {
@@ -597,6 +600,18 @@ static bool record_is_valid(const struct store_facility *f) {
            geo_point_is_valid(f->where);
 }
 
+/* True when s holds no C0 control character and no DEL: a reply may copy it
+ * as it is instead of replacing those with spaces byte by byte. */
+static bool text_is_plain(const char *s) {
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch < 0x20 || ch == 0x7f) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Appends a new slot for f (whose id is not present). Does not touch the index. */
 static int slot_append(struct catalog *c, const struct store_facility *f, uint32_t *slot_out) {
     if (c->n_slots > GEO_MAX_HANDLE) {
@@ -635,6 +650,7 @@ static int slot_append(struct catalog *c, const struct store_facility *f, uint32
         c->n_attrs = attrs_mark;
         return ret;
     }
+    s.plain_text = text_is_plain(f->id) && text_is_plain(c->arena + s.name_off);
     uint32_t slot = c->n_slots++;
     c->slots[slot] = s;
     c->hash[hash_probe(c, f->id)] = slot + 1;
@@ -862,6 +878,7 @@ int catalog_put(struct catalog *c, const struct store_facility *f) {
     c->per_category[f->category]++;
     s->category = (uint8_t)f->category;
     s->name_off = name_off;
+    s->plain_text = text_is_plain(c->arena + s->id_off) && text_is_plain(c->arena + name_off);
     s->lat_e6 = to_e6(f->where.lat_deg);
     s->lon_e6 = to_e6(f->where.lon_deg);
     slot_links(c, slot, true);
@@ -910,6 +927,7 @@ int catalog_get(const struct catalog *c, uint32_t slot, struct catalog_facility 
     out->where = (struct geo_point){s->lat_e6 / 1e6, s->lon_e6 / 1e6};
     out->lat_e6 = s->lat_e6;
     out->lon_e6 = s->lon_e6;
+    out->plain_text = s->plain_text;
     return 0;
 }
 

@@ -42,6 +42,7 @@ struct catalog_facility {
     struct geo_point where;  /* WGS84, to 1e-6 degree (0.11 m) */
     int32_t lat_e6;          /* the same position in integer microdegrees */
     int32_t lon_e6;
+    bool plain_text;         /* id and name hold no C0 control character or DEL */
 };
 
 struct catalog;

@@ -480,6 +480,7 @@ static void answer_one(const struct catalog *cat, struct reply *out, uint32_t sl
     struct reply_facility rf = {.id = f->id, .category = store_category_name(f->category),
                                 .name = f->name, .where = where, .distance_m = distance_m,
                                 .has_e6 = has_e6, .lat_e6 = f->lat_e6, .lon_e6 = f->lon_e6,
+                                .plain_text = f->plain_text, /* category names are plain */
                                 .attrs = ra, .n_attrs = n};
     reply_facility(out, &rf);
 }

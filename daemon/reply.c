@@ -443,14 +443,25 @@ void reply_facility(struct reply *r, const struct reply_facility *f) {
         goto done;
     }
     char *p = r->buf + r->len;
-    copy_clean(p, f->id, n_id);
-    p += n_id;
-    *p++ = '\t';
-    copy_clean(p, f->category, n_cat);
-    p += n_cat;
-    *p++ = '\t';
-    copy_clean(p, f->name, n_name);
-    p += n_name;
+    if (f->plain_text) {
+        memcpy(p, f->id, n_id);
+        p += n_id;
+        *p++ = '\t';
+        memcpy(p, f->category, n_cat);
+        p += n_cat;
+        *p++ = '\t';
+        memcpy(p, f->name, n_name);
+        p += n_name;
+    } else {
+        copy_clean(p, f->id, n_id);
+        p += n_id;
+        *p++ = '\t';
+        copy_clean(p, f->category, n_cat);
+        p += n_cat;
+        *p++ = '\t';
+        copy_clean(p, f->name, n_name);
+        p += n_name;
+    }
     /* 6 decimals of a degree is 0.11 m, finer than any position we hold. */
     if (f->has_e6) {
         p = fmt_e6(p, f->lat_e6);

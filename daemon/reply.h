@@ -77,6 +77,8 @@ struct reply_facility {
                               * without printf's cost) */
     int32_t lat_e6;
     int32_t lon_e6;
+    bool plain_text;         /* id, category and name are known to hold no C0 control
+                              * character or DEL: copied without checking each byte */
     const struct reply_attr *attrs;  /* extra fields, in order; NULL when n_attrs is 0 */
     size_t n_attrs;
 };

@@ -1571,14 +1571,20 @@ static void test_distances_print_as_printf_would(void **state) {
     assert_string_equal(got, "0.2"); /* an exact tie goes to even */
 }
 
-/* Random text of 0 - 40 bytes from 1 - 255, control characters and DEL
- * included, so that every byte position of the builder's word-at-a-time copy
+/* Random text of 0 - 40 bytes: half of the fields printable bytes only
+ * (0x20 - 0xff but DEL), the others with a C0 control or DEL in one byte of
+ * four, so that every byte position of the builder's word-at-a-time copy
  * meets one. */
 static void random_field(char *out) {
     size_t n = (size_t)(rng_next() % 41);
+    bool dirty = rng_next() % 2;
     for (size_t i = 0; i < n; i++) {
         uint64_t r = rng_next();
-        out[i] = (char)(r % 4 == 0 ? 1 + (r >> 8) % 0x20 : r % 4 == 1 ? 0x7f : 1 + (r >> 8) % 255);
+        char c = (char)(0x20 + (r >> 8) % 0xe0);
+        if (c == 0x7f || (dirty && r % 4 == 0)) {
+            c = (char)(r % 8 == 0 ? 0x7f : 1 + (r >> 8) % 0x1f);
+        }
+        out[i] = c;
     }
     out[n] = '\0';
 }
@@ -1613,9 +1619,16 @@ static void test_records_print_as_a_plain_printf_model_would(void **state) {
         int32_t lon_e6 = (int32_t)(rng_next() % 360000001) - 180000000;
         bool has_e6 = rng_next() % 4 != 0;
         double d = rng_next() % 8 == 0 ? NAN : (double)(rng_next() >> 11) / 0x1p53 * 2e7;
+        bool plain = true;
+        for (int k = 0; k < 3; k++) {
+            plain = plain && strcmp(fields[k], clean[k]) == 0;
+        }
+        /* The builder copies fields said to be plain as they are: say so when
+         * they are, half of the time. */
         struct reply_facility f = {.id = fields[0], .category = fields[1], .name = fields[2],
                                    .where = {lat_e6 / 1e6, lon_e6 / 1e6}, .distance_m = d,
-                                   .has_e6 = has_e6, .lat_e6 = lat_e6, .lon_e6 = lon_e6};
+                                   .has_e6 = has_e6, .lat_e6 = lat_e6, .lon_e6 = lon_e6,
+                                   .plain_text = plain && rng_next() % 2};
         reply_facility(&r, &f);
         snprintf(pos, sizeof pos, "%.6f\t%.6f", f.where.lat_deg, f.where.lon_deg);
         snprintf(dist, sizeof dist, isnan(d) ? "-" : "%.1f", d);
@@ -1752,7 +1765,8 @@ static void test_catalog_put_and_remove_agree_with_a_plain_array(void **state) {
         } else {
             category[i] = (int)(rng_next() % STORE_CAT_COUNT);
             char name[32];
-            snprintf(name, sizeof name, "n%d-%d", i, op);
+            /* One name in three holds a tab: its record is not plain text. */
+            snprintf(name, sizeof name, "n%d%s-%d", i, op % 3 == 0 ? "\t" : "", op);
             char attrs[96];
             version[i] = op;
             snprintf(attrs, sizeof attrs, "{\"v\": %d, \"ok\": %s, \"tag\": \"t%d\"}", op,
@@ -1776,6 +1790,11 @@ static void test_catalog_put_and_remove_agree_with_a_plain_array(void **state) {
             assert_int_equal(catalog_get(c, slot, &f), 0);
             assert_string_equal(f.id, id);
             assert_int_equal(f.category, category[i]);
+            char name[32];
+            snprintf(name, sizeof name, "n%d%s-%d", i, version[i] % 3 == 0 ? "\t" : "",
+                     version[i]);
+            assert_string_equal(f.name, name);
+            assert_int_equal(f.plain_text, version[i] % 3 != 0);
             /* The attributes and subtype of the last put, typed. */
             assert_string_equal(f.subtype, subtypes[version[i] % 5]);
             struct catalog_attr a[4];
