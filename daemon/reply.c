@@ -436,10 +436,10 @@ void reply_facility(struct reply *r, const struct reply_facility *f) {
         return;
     }
     /* The common record is written in place after one reserve: the three
-     * strings, two tabs, two positions of up to 13 bytes, a tab and a
-     * distance of up to 18 bytes. */
+     * strings, two tabs, two positions of up to 13 bytes, a tab, a distance
+     * of up to 18 bytes and the newline. */
     size_t n_id = strlen(f->id), n_cat = strlen(f->category), n_name = strlen(f->name);
-    if (!reserve(r, n_id + n_cat + n_name + 2 + 2 * 13 + 1 + 18)) {
+    if (!reserve(r, n_id + n_cat + n_name + 2 + 2 * 13 + 1 + 18 + 1)) {
         goto done;
     }
     char *p = r->buf + r->len;
@@ -467,6 +467,13 @@ void reply_facility(struct reply *r, const struct reply_facility *f) {
         p = fmt_e6(p, f->lat_e6);
         p = fmt_e6(p, f->lon_e6);
         *p++ = '\t';
+        if (f->n_attrs == 0 && f->distance_m >= 0.0 && f->distance_m < REPLY_TENTHS_MAX) {
+            p = fmt_tenths(p, f->distance_m); /* NEAREST's records end here */
+            *p++ = '\n';
+            *p = '\0';
+            r->len = (size_t)(p - r->buf);
+            goto done;
+        }
     }
     *p = '\0';
     r->len = (size_t)(p - r->buf);
