@@ -133,18 +133,17 @@ static void test_database_on_a_read_only_file_system_stops_start_up(void **state
 static void test_full_disk_write_gets_err_reads_go_on_and_writes_resume(void **state) {
     (void)state;
     enum { MAX_WRITES = 20000 };
-    char db[400], log[400], filler[400], listen[64];
+    char db[400], log[400], filler[400];
     snprintf(db, sizeof db, "%s/full.db", mnt);
     snprintf(filler, sizeof filler, "%s/filler", mnt);
     snprintf(log, sizeof log, "%s/full.log", dir);
     copy_file(base_db, db);
-    int port = its_free_port();
-    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
-    const char *args[] = {"--db", db, "--listen", listen, NULL};
+    const char *args[] = {"--db", db, "--listen", "127.0.0.1:0", NULL};
     daemon_pid = its_spawn(NEARESTD_BIN, log, args);
     struct its_conn *c = calloc(1, sizeof *c);
     assert_non_null(c);
-    c->fd = its_wait_ready(daemon_pid, port);
+    int port = its_wait_serving(daemon_pid, log);
+    c->fd = port > 0 ? its_dial(port) : -1;
     assert_true(c->fd >= 0);
 
     /* Writes before the disk fills, then fill it. */
@@ -231,19 +230,15 @@ static void test_full_disk_write_gets_err_reads_go_on_and_writes_resume(void **s
 static int group_setup(void **state) {
     (void)state;
     snprintf(base_db, sizeof base_db, "%s/base.db", dir);
-    char log[320], listen[64];
+    char log[320];
     snprintf(log, sizeof log, "%s/init.log", dir);
-    int port = its_free_port();
-    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
     const char *args[] = {"--db", base_db, "--init", "--dataset", NEARESTD_DATASET_DIR,
-                          "--listen", listen, NULL};
+                          "--listen", "127.0.0.1:0", NULL};
     pid_t pid = its_spawn(NEARESTD_BIN, log, args);
-    int fd = its_wait_ready(pid, port);
-    if (fd < 0) {
+    if (its_wait_serving(pid, log) < 0) {
         its_stop(pid);
         return -1;
     }
-    close(fd);
     kill(pid, SIGTERM);
     int status = its_wait_exit(pid, ITS_WAIT_MS);
     if (status == -1) {

@@ -111,18 +111,15 @@ static size_t count_lines(const char *s) {
 /* Starts nearestd on db with extra flags (NULL-terminated, may be NULL) and
  * returns a connection to it; the log goes to log_path. */
 static int start_daemon(const char *db, const char *log_path, const char *const *flags) {
-    int port = its_free_port();
-    assert_true(port > 0);
-    char listen[64];
-    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
-    const char *args[24] = {"--db", db, "--listen", listen};
+    const char *args[24] = {"--db", db, "--listen", "127.0.0.1:0"};
     size_t n = 4;
     for (size_t i = 0; flags && flags[i] && n < 23; i++) {
         args[n++] = flags[i];
     }
     args[n] = NULL;
     daemon_pid = its_spawn(NEARESTD_BIN, log_path, args);
-    int fd = its_wait_ready(daemon_pid, port);
+    int port = its_wait_serving(daemon_pid, log_path);
+    int fd = port > 0 ? its_dial(port) : -1;
     if (fd < 0) {
         char *log = its_read_file(log_path);
         fail_msg("nearestd did not start: %s", log);
@@ -623,18 +620,13 @@ static int group_setup(void **state) {
     snprintf(base_db, sizeof base_db, "%s/base.db", dir);
     char log[320];
     snprintf(log, sizeof log, "%s/init.log", dir);
-    int port = its_free_port();
-    char listen[64];
-    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
     const char *args[] = {"--db", base_db, "--init", "--dataset", NEARESTD_DATASET_DIR,
-                          "--listen", listen, NULL};
+                          "--listen", "127.0.0.1:0", NULL};
     pid_t pid = its_spawn(NEARESTD_BIN, log, args);
-    int fd = its_wait_ready(pid, port);
-    if (fd < 0) {
+    if (its_wait_serving(pid, log) < 0) {
         its_stop(pid);
         return -1;
     }
-    close(fd);
     kill(pid, SIGTERM);
     int status = its_wait_exit(pid, ITS_WAIT_MS);
     if (status == -1) {

@@ -77,46 +77,31 @@ static int dial(int rcvbuf) {
 }
 
 /* Starts nearestd with the given flags (NULL-terminated) after --db and
- * --listen; `listen_host` is the address part of --listen. Returns the exit
- * status if it exits within the wait, or -1 once it accepts. */
+ * --listen; `listen_host` is the address part of --listen, on a port the
+ * daemon picks (read from its log into daemon_port). Returns the exit status
+ * if it exits within the wait, or -1 once it serves. */
 static int start_daemon_on(const char *listen_host, const char *const *flags) {
-    daemon_port = its_free_port();
-    assert_true(daemon_port > 0);
     char listen[64];
-    snprintf(listen, sizeof listen, "%s:%d", listen_host, daemon_port);
-    const char *argv[24] = {NEARESTD_BIN, "--db", db, "--listen", listen, "--init",
+    snprintf(listen, sizeof listen, "%s:0", listen_host); /* the daemon picks the port */
+    const char *argv[24] = {"--db", db, "--listen", listen, "--init",
                             "--dataset", NEARESTD_DATASET_DIR};
-    size_t n = 8;
+    size_t n = 7;
     for (size_t i = 0; flags && flags[i] && n < 23; i++) {
         argv[n++] = flags[i];
     }
     argv[n] = NULL;
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd < 0 || dup2(fd, 2) < 0) {
-            _exit(126);
-        }
-        execv(NEARESTD_BIN, (char *const *)argv);
-        _exit(127);
-    }
-    assert_true(pid > 0);
+    pid_t pid = its_spawn(NEARESTD_BIN, log_path, argv);
     daemon_pid = pid;
-    for (int64_t start = now_ms(); now_ms() - start < 3 * WAIT_MS;) {
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            daemon_pid = -1;
-            return status;
-        }
-        int fd = dial(0);
-        if (fd >= 0) {
-            close(fd);
-            return -1;
-        }
-        usleep(20000);
+    daemon_port = its_wait_serving(pid, log_path);
+    if (daemon_port > 0) {
+        return -1;
     }
-    fail_msg("nearestd did not start");
-    return -1;
+    int status = its_wait_exit(pid, WAIT_MS);
+    if (status == -1) {
+        fail_msg("nearestd neither served nor exited");
+    }
+    daemon_pid = -1;
+    return status;
 }
 
 static void start_daemon(const char *const *flags) {

@@ -65,15 +65,19 @@ pid_t its_spawn(const char *bin, const char *log_path, const char *const *args) 
         argv[n] = args[n - 1];
     }
     argv[n] = NULL;
+    /* Truncated here, before the fork, so that nothing the caller reads from
+     * the log after this returns can be left over from an earlier daemon. */
+    int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    assert_true(fd >= 0);
     pid_t pid = fork();
     if (pid == 0) {
-        int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd < 0 || dup2(fd, 2) < 0) {
+        if (dup2(fd, 2) < 0) {
             _exit(126);
         }
         execv(bin, (char *const *)argv);
         _exit(127);
     }
+    close(fd);
     assert_true(pid > 0);
     return pid;
 }
@@ -123,6 +127,43 @@ int its_wait_ready(pid_t pid, int port) {
             return -1;
         }
         usleep(20000);
+    }
+    return -1;
+}
+
+/* The port of the first complete "nearestd: serving ... on HOST:PORT" line
+ * in text, or -1. */
+static int serving_port(const char *text) {
+    const char *line = strstr(text, "nearestd: serving ");
+    const char *end = line ? strchr(line, '\n') : NULL;
+    if (!end) {
+        return -1;
+    }
+    const char *colon = end;
+    while (colon > line && *colon != ':') {
+        colon--;
+    }
+    if (*colon != ':') {
+        return -1;
+    }
+    int port = atoi(colon + 1);
+    return port > 0 && port < 65536 ? port : -1;
+}
+
+int its_wait_serving(pid_t pid, const char *log_path) {
+    for (int64_t start = its_now_ms(); its_now_ms() - start < ITS_WAIT_MS;) {
+        char *text = its_read_file(log_path);
+        int port = serving_port(text);
+        free(text);
+        if (port > 0) {
+            return port;
+        }
+        siginfo_t info = {0};
+        if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+            info.si_pid == pid) {
+            return -1; /* exited; left for the caller to reap */
+        }
+        usleep(10000);
     }
     return -1;
 }

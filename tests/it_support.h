@@ -23,7 +23,7 @@ void its_send_all(int fd, const char *buf, size_t len);
 #define ITS_WAIT_MS 10000 /* every wait below gives up after this long */
 
 /* Starts `bin` with args (NULL-terminated, without argv[0]) in a child whose
- * stderr goes to log_path (truncated). Returns the pid; the test must reap it
+ * stderr goes to log_path (truncated before this returns). Returns the pid; the test must reap it
  * (its_stop() or its_wait_exit()). */
 pid_t its_spawn(const char *bin, const char *log_path, const char *const *args);
 
@@ -39,6 +39,13 @@ int its_dial(int port);
 /* Waits until something accepts on `port` while pid lives. Returns a
  * connected fd, or -1 when pid exited or ITS_WAIT_MS passed. */
 int its_wait_ready(pid_t pid, int port);
+
+/* Waits until the daemon `pid` logs its "nearestd: serving ... on HOST:PORT"
+ * line to log_path and returns PORT, or -1 when pid exited (not reaped: wait
+ * for it with its_wait_exit()) or ITS_WAIT_MS passed. Start the daemon with
+ * --listen 127.0.0.1:0 and use this instead of its_free_port(): the port is
+ * the one the daemon bound, so no other test can take it in between. */
+int its_wait_serving(pid_t pid, const char *log_path);
 
 /* A buffered reader of answers on one socket. */
 struct its_conn {
