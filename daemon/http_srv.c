@@ -20,6 +20,8 @@
 
 #define HTTP_SRV_BACKLOG 511
 #define HTTP_SRV_READ_BYTES 65536
+#define HTTP_SRV_LINGER_MS 2000       /* after its last response, a closing connection's
+                                       * client has this long to close its side */
 
 struct http_conn {
     uv_tcp_t tcp;                 /* tcp.data points back here */
@@ -193,6 +195,7 @@ static void conn_end(struct http_conn *c) {
         return;
     }
     c->shut = true;
+    c->active_ms = uv_now(c->srv->loop); /* the linger starts */
     c->shutdown_req.data = c;
     uv_read_stop((uv_stream_t *)&c->tcp); /* then started again: it may be running */
     if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) < 0 ||
@@ -395,7 +398,11 @@ static void on_sweep(uv_timer_t *t) {
     struct http_conn *next = NULL;
     for (struct http_conn *c = s->conns; c; c = next) {
         next = c->next; /* conn_close() unlinks c */
-        if (now - c->active_ms >= s->cfg.idle_timeout_ms) {
+        uint64_t limit = s->cfg.idle_timeout_ms;
+        if (c->shut && limit > HTTP_SRV_LINGER_MS) {
+            limit = HTTP_SRV_LINGER_MS;
+        }
+        if (now - c->active_ms >= limit) {
             conn_close(c);
         }
     }

@@ -12,7 +12,10 @@
  * max_connections open at once (one more gets a 503 and is closed); a
  * connection that completes no request and has no response taken by the
  * kernel for idle_timeout_ms is closed; a client that does not read its
- * responses stops being read once max_output_bytes of them wait. */
+ * responses stops being read once max_output_bytes of them wait. A connection
+ * that is to close (Connection: close, an error) shuts its side down after
+ * its last response and drops what the client still sends, so that the
+ * response is not lost to a reset, for at most 2 s (or the idle timeout). */
 #ifndef NEARESTD_HTTP_SRV_H
 #define NEARESTD_HTTP_SRV_H
 

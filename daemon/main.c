@@ -58,7 +58,7 @@ static const char usage[] =
     "  --auth-token-file PATH  writes need AUTH with the token on the file's first line;\n"
     "                      without it, writes come from loopback clients only, and a\n"
     "                      non-loopback --listen makes the daemon read-only\n"
-    "  --max-connections N connections open at once (default %d)\n"
+    "  --max-connections N connections open at once (default %d), and as many HTTP ones\n"
     "  --idle-timeout-ms MS  close a connection idle this long, 0 never (default %d)\n"
     "  --max-output-bytes N  unsent answers that pause a connection (default %d)\n"
     "  --shutdown-timeout-ms MS  on SIGTERM, how long answers in flight may take\n"
@@ -359,6 +359,7 @@ int main(int argc, char **argv) {
         struct http_srv_config http_cfg;
         http_srv_config_init(&http_cfg);
         http_cfg.idle_timeout_ms = opt.idle_timeout_ms;
+        http_cfg.max_connections = (size_t)opt.max_connections; /* a cap of its own */
         struct cmd_env env = {.catalog = cat, .stats = srv_stats(srv)};
         ret = http_srv_open(loop, &env, opt.http_host, opt.http_port, &http_cfg, &http, err,
                             sizeof err);

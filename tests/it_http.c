@@ -175,49 +175,63 @@ static char *line_answer(const char *format, const char *line) {
 
 /* ---- The daemon --------------------------------------------------------------------- */
 
-static int group_setup(void **state) {
-    (void)state;
-    snprintf(dir, sizeof dir, "/tmp/it_http-XXXXXX");
-    if (!mkdtemp(dir)) {
+/* Starts nearestd on the database `db_name` in dir with --listen and --http on
+ * free ports (written to *line, *http) and the NULL-terminated extra flags.
+ * Returns its pid once the HTTP port accepts, or -1. */
+static pid_t launch(const char *db_name, const char *const *extra, int *line, int *http) {
+    *line = its_free_port();
+    *http = its_free_port();
+    if (*line < 0 || *http < 0 || *line == *http) {
         return -1;
     }
-    line_port = its_free_port();
-    http_port = its_free_port();
-    if (line_port < 0 || http_port < 0 || line_port == http_port) {
-        return -1;
+    char db[320], log_path[320], listen[64], http_addr[64];
+    snprintf(db, sizeof db, "%s/%s", dir, db_name);
+    snprintf(log_path, sizeof log_path, "%s/%s.log", dir, db_name);
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", *line);
+    snprintf(http_addr, sizeof http_addr, "127.0.0.1:%d", *http);
+    const char *argv[16] = {NEARESTD_BIN, "--db", db, "--init", "--dataset",
+                            NEARESTD_DATASET_DIR, "--listen", listen, "--http", http_addr};
+    size_t n = 10;
+    for (size_t i = 0; extra && extra[i] && n < 15; i++) {
+        argv[n++] = extra[i];
     }
-    char db[320], log_path[320], listen[64], http[64];
-    snprintf(db, sizeof db, "%s/n.db", dir);
-    snprintf(log_path, sizeof log_path, "%s/log", dir);
-    snprintf(listen, sizeof listen, "127.0.0.1:%d", line_port);
-    snprintf(http, sizeof http, "127.0.0.1:%d", http_port);
+    argv[n] = NULL;
     pid_t pid = fork();
     if (pid == 0) {
         int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (fd < 0 || dup2(fd, 2) < 0) {
             _exit(126);
         }
-        execl(NEARESTD_BIN, NEARESTD_BIN, "--db", db, "--init", "--dataset",
-              NEARESTD_DATASET_DIR, "--listen", listen, "--http", http, (char *)NULL);
+        execv(NEARESTD_BIN, (char *const *)argv);
         _exit(127);
     }
     if (pid < 0) {
         return -1;
     }
-    daemon_pid = pid;
     for (int64_t start = now_ms(); now_ms() - start < 3 * WAIT_MS;) {
         if (waitpid(pid, NULL, WNOHANG) == pid) {
-            daemon_pid = -1;
             return -1;
         }
-        int fd = dial(http_port);
+        int fd = dial(*http);
         if (fd >= 0) {
             close(fd);
-            return 0;
+            return pid;
         }
         usleep(20000);
     }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
     return -1;
+}
+
+static int group_setup(void **state) {
+    (void)state;
+    snprintf(dir, sizeof dir, "/tmp/it_http-XXXXXX");
+    if (!mkdtemp(dir)) {
+        return -1;
+    }
+    daemon_pid = launch("n.db", NULL, &line_port, &http_port);
+    return daemon_pid > 0 ? 0 : -1;
 }
 
 static int group_teardown(void **state) {
@@ -499,6 +513,51 @@ static void test_answers_equal_the_line_protocols(void **state) {
     }
 }
 
+/* With --max-connections 2 and --idle-timeout-ms 300: a third HTTP connection
+ * gets a 503 and is closed; an idle one is closed by the sweep. */
+static void test_connection_cap_and_idle_timeout(void **state) {
+    (void)state;
+    const char *const flags[] = {"--max-connections", "2", "--idle-timeout-ms", "300", NULL};
+    int saved_line = line_port, saved_http = http_port;
+    pid_t pid = launch("cap.db", flags, &line_port, &http_port);
+    assert_true(pid > 0);
+    struct conn *a = conn_open();
+    struct conn *b = conn_open();
+    struct hs_response r;
+    conn_send(a, "GET /v1/categories HTTP/1.1\r\nHost: t\r\n\r\n");
+    conn_read(a, false, &r); /* a and b are both counted by now */
+    assert_int_equal(r.status, 200);
+    hs_response_free(&r);
+    struct conn *c = conn_open();
+    conn_read(c, false, &r);
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.body, "\"LIMIT\""));
+    hs_response_free(&r);
+    assert_true(conn_closed_by_peer(c));
+    conn_free(c);
+    /* Left idle, a and b are closed within the timeout plus a sweep period. */
+    int64_t start = now_ms();
+    assert_true(conn_closed_by_peer(a));
+    assert_true(conn_closed_by_peer(b));
+    int64_t waited = now_ms() - start;
+    assert_true(waited >= 200 && waited < 2000);
+    conn_free(a);
+    conn_free(b);
+    /* Then a new connection is served again. */
+    c = conn_open();
+    conn_send(c, "GET /v1/categories HTTP/1.1\r\nHost: t\r\n\r\n");
+    conn_read(c, false, &r);
+    assert_int_equal(r.status, 200);
+    hs_response_free(&r);
+    conn_free(c);
+    kill(pid, SIGTERM);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    line_port = saved_line;
+    http_port = saved_http;
+}
+
 /* Runs nearestd with `http_arg` for --http on a fresh database path and
  * returns its exit status (it must exit within the wait). */
 static int exit_status_with_http(const char *http_arg) {
@@ -573,6 +632,7 @@ int main(void) {
         cmocka_unit_test(test_root_serves_the_map_page),
         cmocka_unit_test(test_street_polygons_are_valid_and_hold_their_communities),
         cmocka_unit_test(test_answers_equal_the_line_protocols),
+        cmocka_unit_test(test_connection_cap_and_idle_timeout),
         cmocka_unit_test(test_bad_or_busy_http_address_stops_start_up),
         cmocka_unit_test(test_sigterm_stops_http_with_the_line_server),
     };
