@@ -556,6 +556,15 @@ static void test_sighup_shows_changes_made_behind_the_daemons_back(void **state)
     term_and_expect_exit_0();
 }
 
+/* Number of "reloaded" lines in a log. */
+static int count_reloads(const char *text) {
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, "nearestd: reloaded ")) != NULL; p++) {
+        n++;
+    }
+    return n;
+}
+
 /* Writes sent right after SIGHUP wait for the swap and then land in the new
  * catalogue: each one answered OK is seen by GET afterwards. */
 static void test_writes_during_a_reload_are_kept(void **state) {
@@ -582,7 +591,17 @@ static void test_writes_during_a_reload_are_kept(void **state) {
             assert_true(strncmp(a, "OK 1\n", 5) == 0);
             free(a);
         }
-        usleep(100000); /* let the reload finish before the next round's signal */
+        /* The next round's signal only once this round's reload is logged. */
+        bool logged = false;
+        for (int waited_ms = 0; !logged && waited_ms < ITS_WAIT_MS; waited_ms += 10) {
+            char *text = its_read_file(log);
+            logged = count_reloads(text) == round + 1;
+            free(text);
+            if (!logged) {
+                usleep(10000);
+            }
+        }
+        assert_true(logged);
     }
     for (int round = 0; round < ROUNDS; round++) {
         for (int i = 0; i < N; i++) {
@@ -595,11 +614,7 @@ static void test_writes_during_a_reload_are_kept(void **state) {
     free(c);
     /* Each round's signal was a reload of its own, none ignored or failed. */
     char *text = its_read_file(log);
-    int n_reloads = 0;
-    for (const char *p = text; (p = strstr(p, "nearestd: reloaded ")) != NULL; p++) {
-        n_reloads++;
-    }
-    assert_int_equal(n_reloads, ROUNDS);
+    assert_int_equal(count_reloads(text), ROUNDS);
     assert_null(strstr(text, "reload failed"));
     for (const char *p = text; (p = strstr(p, "nearestd: reloaded ")) != NULL; p++) {
         print_message("%.*s", (int)(strchr(p, '\n') - p + 1), p);
