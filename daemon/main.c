@@ -246,6 +246,15 @@ static void raise_file_limit(unsigned long long max_connections) {
     }
 }
 
+/* The store's messages start with "PATH: "; main's lines name the path once. */
+static const char *without_path(const char *err, const char *path) {
+    size_t n = strlen(path);
+    if (strncmp(err, path, n) == 0 && err[n] == ':' && err[n + 1] == ' ') {
+        return err + n + 2;
+    }
+    return err;
+}
+
 int main(int argc, char **argv) {
     struct options opt = {0};
     int status = parse_args(argc, argv, &opt);
@@ -299,7 +308,7 @@ int main(int argc, char **argv) {
     int ret = store_open(opt.db, &st, err, sizeof err);
     if (ret < 0) {
         fprintf(stderr, "nearestd: cannot open '%s': %s\n", opt.db,
-                err[0] ? err : store_strerror(ret));
+                err[0] ? without_path(err, opt.db) : store_strerror(ret));
         st = NULL;
         goto done;
     }
@@ -321,7 +330,7 @@ int main(int argc, char **argv) {
     ret = store_open(opt.db, &st, err, sizeof err);
     if (ret < 0) {
         fprintf(stderr, "nearestd: cannot reopen '%s': %s\n", opt.db,
-                err[0] ? err : store_strerror(ret));
+                err[0] ? without_path(err, opt.db) : store_strerror(ret));
         st = NULL;
         goto done;
     }

@@ -422,7 +422,8 @@ int store_open(const char *path, struct store **out, char *err, size_t err_len)
                            "PRAGMA foreign_keys = OFF", CACHE_SIZE_NORMAL};
     for (int i = 0; i < 4; i++) {
         if ((ret = exec(st, setup[i])) != 0) {
-            set_err(err, err_len, "%s: %s", path, st->errmsg);
+            set_err(err, err_len, "%s: %s%s", path,
+                    ret == STORE_ERR_SCHEMA ? "damaged database: " : "", st->errmsg);
             goto done;
         }
     }

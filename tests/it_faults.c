@@ -438,6 +438,14 @@ static void test_corrupt_or_truncated_database_stops_start_up(void **state) {
     }
     close(fd);
     expect_refused("garbage pages", db, "pages.db");
+    /* An empty file is an empty SQLite database, not a nearestd one. */
+    fresh_db("empty.db", db, sizeof db);
+    assert_int_equal(truncate(db, 0), 0);
+    expect_refused("empty file", db, "not a nearestd database");
+    /* A directory. */
+    snprintf(db, sizeof db, "%s/dir.db", dir);
+    assert_int_equal(mkdir(db, 0755), 0);
+    expect_refused("directory", db, "not a regular file");
 }
 
 static void test_database_from_a_newer_schema_stops_start_up(void **state) {
