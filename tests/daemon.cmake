@@ -44,6 +44,7 @@ nearest_add_test(it_faults LIBS nearest_it_support nearest_data PkgConfig::SQLIT
 target_compile_definitions(it_faults PRIVATE NEARESTD_BIN="$<TARGET_FILE:nearestd>"
                            NEARESTD_DATASET_DIR="${NEARESTD_DATASET_DIR}")
 add_dependencies(it_faults nearestd)
+set_tests_properties(it_faults it_limits PROPERTIES TIMEOUT 120)
 
 # A full disk and a read-only file system, on a small tmpfs the test mounts
 # (needs root; otherwise it exits 77 and CTest reports it skipped).

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -69,8 +70,13 @@ pid_t its_spawn(const char *bin, const char *log_path, const char *const *args) 
      * the log after this returns can be left over from an earlier daemon. */
     int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     assert_true(fd >= 0);
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
+        /* Dies with the test, even one killed by CTest's timeout. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) {
+            _exit(125);
+        }
         if (dup2(fd, 2) < 0) {
             _exit(126);
         }

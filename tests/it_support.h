@@ -23,8 +23,9 @@ void its_send_all(int fd, const char *buf, size_t len);
 #define ITS_WAIT_MS 10000 /* every wait below gives up after this long */
 
 /* Starts `bin` with args (NULL-terminated, without argv[0]) in a child whose
- * stderr goes to log_path (truncated before this returns). Returns the pid;
- * the test must reap it (its_stop() or its_wait_exit()). */
+ * stderr goes to log_path (truncated before this returns). The child is
+ * killed if the test process dies first. Returns the pid; the test must reap
+ * it (its_stop() or its_wait_exit()). */
 pid_t its_spawn(const char *bin, const char *log_path, const char *const *args);
 
 /* Waits up to timeout_ms for pid to exit. Returns its wait status, or -1. */
