@@ -461,7 +461,9 @@ static int show_json(const char *text) {
     return status;
 }
 
-/* The ids that serve the areas of a SERVES answer, each once, at most max. */
+/* The ids that serve the areas of a SERVES answer, each once, at most max,
+ * into ids[]: copies the caller frees with free(). Stops early when out of
+ * memory (the table then names fewer facilities). */
 static size_t served_ids(const struct cli_reply *reply, const char **ids, size_t max) {
     size_t n = 0;
     for (size_t i = 0; i < reply->n_records; i++) {
@@ -469,7 +471,6 @@ static size_t served_ids(const struct cli_reply *reply, const char **ids, size_t
         if (cli_record_area(&reply->records[i], &a) < 0 || a.served_by == NULL) {
             continue;
         }
-        /* served_by is borrowed from the reply; ids are cut from a copy below. */
         for (const char *p = a.served_by; *p && n < max;) {
             size_t len = strcspn(p, ";");
             bool seen = false;
