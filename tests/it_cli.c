@@ -1,7 +1,8 @@
 /* it_cli.c: the `nearest` CLI against the real nearestd, run as a user would.
  *
  * Two groups, each with its own daemon started with --init on a new database
- * and a free port, killed in the teardown:
+ * and a port it picks itself (--listen 127.0.0.1:0), killed in the teardown
+ * and with the test process:
  *
  *   synthetic: a small dataset written here (GeoJSON Points with every
  *   property the importer reads). Facilities sit at distances from the query
@@ -44,7 +45,6 @@
 
 #include "cli_table.h"
 
-#define START_WAIT_MS 20000
 #define QUERY_LAT 36.16
 #define QUERY_LON 120.41
 
@@ -108,17 +108,6 @@ static int write_dataset(void) {
     return fclose(f) == 0 ? ret : -1;
 }
 
-static bool accepts(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    if (fd >= 0) {
-        close(fd);
-    }
-    return ok;
-}
-
 /* Starts nearestd on a new database made from `dataset` (a directory) in a
  * new fixture, which becomes fx. */
 static int start_fixture(const char *dataset, bool synthetic) {
@@ -132,30 +121,17 @@ static int start_fixture(const char *dataset, bool synthetic) {
     }
     snprintf(fx->db, sizeof fx->db, "%s/cli.db", fx->dir);
     snprintf(fx->log, sizeof fx->log, "%s/nearestd.log", fx->dir);
-    fx->port = its_free_port();
-    char listen[64];
-    snprintf(listen, sizeof listen, "127.0.0.1:%d", fx->port);
-    fx->pid = fork();
-    if (fx->pid == 0) {
-        int fd = open(fx->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd < 0 || dup2(fd, 2) < 0 || dup2(fd, 1) < 0) {
-            _exit(126);
-        }
-        execl(NEARESTD_BIN, NEARESTD_BIN, "--listen", listen, "--db", fx->db, "--init",
-              "--dataset", synthetic ? fx->dir : dataset, (char *)NULL);
-        _exit(127);
+    /* Port 0: the daemon binds a free port and logs it, so no other test can
+     * take it in between. */
+    const char *args[] = {"--listen", "127.0.0.1:0", "--db", fx->db, "--init", "--dataset",
+                          synthetic ? fx->dir : dataset, NULL};
+    fx->pid = its_spawn(NEARESTD_BIN, fx->log, args);
+    fx->port = its_wait_serving(fx->pid, fx->log);
+    if (fx->port < 0) {
+        fprintf(stderr, "nearestd did not start; see %s\n", fx->log);
+        return -1;
     }
-    for (int waited = 0; waited < START_WAIT_MS; waited += 20) {
-        if (accepts(fx->port)) {
-            return 0;
-        }
-        if (waitpid(fx->pid, NULL, WNOHANG) == fx->pid) {
-            break;
-        }
-        usleep(20000);
-    }
-    fprintf(stderr, "nearestd did not start; see %s\n", fx->log);
-    return -1;
+    return 0;
 }
 
 /* The small synthetic dataset of `sites`. */
@@ -172,10 +148,7 @@ static int licang_setup(void **state) {
 
 static int group_teardown(void **state) {
     (void)state;
-    if (fx->pid > 0) {
-        kill(fx->pid, SIGKILL);
-        waitpid(fx->pid, NULL, 0);
-    }
+    its_stop(fx->pid);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->dir);
     if (system(cmd) != 0) {

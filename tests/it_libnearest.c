@@ -36,7 +36,6 @@
 #include "it_support.h"
 #include "nearest.h"
 
-#define START_WAIT_MS 20000
 #define N_PIPELINED 300
 
 static char dir[64];
@@ -66,40 +65,20 @@ static int group_setup(void **state) {
     }
     snprintf(db, sizeof db, "%s/licang.db", dir);
     snprintf(log_path, sizeof log_path, "%s/nearestd.log", dir);
-    daemon_port = its_free_port();
-    char listen[64];
-    snprintf(listen, sizeof listen, "127.0.0.1:%d", daemon_port);
-    daemon_pid = fork();
-    if (daemon_pid == 0) {
-        int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0) {
-            _exit(126);
-        }
-        execl(NEARESTD_BIN, NEARESTD_BIN, "--listen", listen, "--db", db, "--init", "--dataset",
-              NEARESTD_DATASET_DIR, (char *)NULL);
-        _exit(127);
+    const char *args[] = {"--listen", "127.0.0.1:0", "--db", db, "--init", "--dataset",
+                          NEARESTD_DATASET_DIR, NULL};
+    daemon_pid = its_spawn(NEARESTD_BIN, log_path, args);
+    daemon_port = its_wait_serving(daemon_pid, log_path);
+    if (daemon_port < 0) {
+        fprintf(stderr, "nearestd did not start; see %s\n", log_path);
+        return -1;
     }
-    for (int waited = 0; waited < START_WAIT_MS; waited += 20) {
-        int fd = dial();
-        if (fd >= 0) {
-            close(fd);
-            return 0;
-        }
-        if (waitpid(daemon_pid, NULL, WNOHANG) == daemon_pid) {
-            break;
-        }
-        usleep(20000);
-    }
-    fprintf(stderr, "nearestd did not start; see %s\n", log_path);
-    return -1;
+    return 0;
 }
 
 static int group_teardown(void **state) {
     (void)state;
-    if (daemon_pid > 0) {
-        kill(daemon_pid, SIGKILL);
-        waitpid(daemon_pid, NULL, 0);
-    }
+    its_stop(daemon_pid);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) {
