@@ -894,6 +894,7 @@ static void on_sighup(uv_signal_t *h, int signum) {
     (void)signum;
     struct srv *s = h->data;
     if (s->stopping) {
+        fprintf(stderr, "nearestd: SIGHUP ignored: shutting down\n");
         return;
     }
     if (!s->cfg.db_path || !s->cfg.owns_catalog) {

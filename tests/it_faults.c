@@ -220,6 +220,8 @@ static void test_sigterm_answers_writes_queued_behind_a_running_commit(void **st
     assert_int_equal(sqlite3_close(check), SQLITE_OK);
     char *text = its_read_file(log);
     assert_non_null(strstr(text, "already shutting down"));
+    assert_non_null(strstr(text, "SIGHUP ignored: shutting down"));
+    assert_null(strstr(text, "nearestd: reloaded "));
     assert_non_null(strstr(text, "nearestd: stopped"));
     free(text);
 }
