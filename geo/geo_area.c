@@ -11,8 +11,8 @@
  * geo_areas_geojson() writes an area out with GEOS's GeoJSON writer (GEOS >= 3.10),
  * moving the vertices to another CRS with GEOSGeom_transformXY (>= 3.11) first; it is
  * called per request rather than cached: areas are asked for rarely (a map page loads
- * them once), and most of the 6 ms that the largest answer (every area, 150 KB) takes
- * over HTTP is spent formatting JSON numbers, not here.
+ * them once), and a profile of the largest answer (every area, 150 KB) shows most of
+ * its time in formatting and parsing JSON numbers, not here.
  *
  * Only the reentrant GEOS API is used, with one context per set; GEOS reports
  * errors through that context into set->last_error. Every GEOS predicate result
