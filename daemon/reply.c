@@ -344,6 +344,19 @@ static const char digit_pairs[201] =
 
 /* Writes n in decimal at p; returns the end. */
 static char *fmt_uint(char *p, uint64_t n) {
+    if (n < 1000) { /* the degrees of a position, and most distances' metres */
+        if (n < 10) {
+            *p = (char)('0' + n);
+            return p + 1;
+        }
+        if (n < 100) {
+            memcpy(p, digit_pairs + 2 * n, 2);
+            return p + 2;
+        }
+        *p = (char)('0' + n / 100);
+        memcpy(p + 1, digit_pairs + 2 * (n % 100), 2);
+        return p + 3;
+    }
     size_t len = 1;
     for (uint64_t t = n; t >= 10; t /= 10) {
         len++;
