@@ -519,6 +519,12 @@ static int answer_hits(const struct catalog *cat, enum geo_crs crs, struct reply
         }
     }
     for (size_t i = 0; i < n; i++) {
+        if (crs == GEO_CRS_WGS84 && i != missing) {
+            /* What geo_crs_from_wgs84() would return: the catalogue holds
+             * only positions that passed geo_point_is_valid() when stored. */
+            where[i] = f[i].where;
+            continue;
+        }
         if (i == missing || geo_crs_from_wgs84(crs, f[i].where, &where[i]) < 0) {
             reply_err(out, CMD_ERR_INTERNAL, "cannot render facility handle %u",
                       (unsigned)hits[i].handle);
