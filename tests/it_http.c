@@ -395,6 +395,36 @@ static void test_errors_have_their_status_and_json_code(void **state) {
     free(big);
 }
 
+/* 100 pipelined requests whose answers (7.5 MB) pass the 4 MB of unsent
+ * responses at which the daemon stops reading a client: once the client
+ * reads, every answer arrives, in order. */
+static void test_a_slow_reader_gets_every_pipelined_answer_in_order(void **state) {
+    (void)state;
+    struct conn *c = conn_open();
+    size_t cap = 100 * 64, len = 0;
+    char *reqs = malloc(cap);
+    assert_non_null(reqs);
+    for (int i = 0; i < 100; i++) {
+        len += (size_t)snprintf(reqs + len, cap - len, "GET %s HTTP/1.1\r\nHost: t\r\n\r\n",
+                                i % 2 ? "/v1/facilities/ec-095" : "/v1/areas");
+    }
+    its_send_all(c->fd, reqs, len);
+    free(reqs);
+    usleep(300000); /* the daemon fills the socket buffers and pauses */
+    for (int i = 0; i < 100; i++) {
+        struct hs_response r;
+        conn_read(c, false, &r);
+        assert_int_equal(r.status, 200);
+        if (i % 2) {
+            assert_non_null(strstr(r.body, "\"id\":\"ec-095\""));
+        } else {
+            assert_true(r.body_len > 100000);
+        }
+        hs_response_free(&r);
+    }
+    conn_free(c);
+}
+
 static void test_options_is_a_cors_preflight(void **state) {
     (void)state;
     struct conn *c = conn_open();
@@ -651,6 +681,7 @@ int main(void) {
         cmocka_unit_test(test_pipelined_requests_are_answered_in_order),
         cmocka_unit_test(test_connection_close_is_honoured),
         cmocka_unit_test(test_errors_have_their_status_and_json_code),
+        cmocka_unit_test(test_a_slow_reader_gets_every_pipelined_answer_in_order),
         cmocka_unit_test(test_options_is_a_cors_preflight),
         cmocka_unit_test(test_root_serves_the_map_page),
         cmocka_unit_test(test_street_polygons_are_valid_and_hold_their_communities),
