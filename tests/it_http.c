@@ -555,6 +555,43 @@ static void test_answers_equal_the_line_protocols(void **state) {
     }
 }
 
+/* A write on the line port is seen over HTTP at once (one catalogue), and
+ * after SIGHUP swaps in a catalogue rebuilt from the database, HTTP answers
+ * from the new one (under ASan, reading the freed old one would fail here). */
+static void test_http_sees_writes_and_the_reloaded_catalogue(void **state) {
+    (void)state;
+    char *put = line_answer("json", "PUT zz-http parking 36.16 120.41 name=HTTP-Test");
+    assert_non_null(strstr(put, "zz-http"));
+    free(put);
+    struct hs_response r;
+    http_get("/v1/facilities/zz-http", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "HTTP-Test"));
+    hs_response_free(&r);
+    char log_path[320];
+    snprintf(log_path, sizeof log_path, "%s/n.db.log", dir);
+    assert_int_equal(kill(daemon_pid, SIGHUP), 0);
+    int64_t start = now_ms();
+    for (;;) {
+        char *text = its_read_file(log_path);
+        bool reloaded = strstr(text, "nearestd: reloaded ") != NULL;
+        free(text);
+        if (reloaded) {
+            break;
+        }
+        assert_true(now_ms() - start < WAIT_MS);
+        usleep(10000);
+    }
+    http_get("/v1/facilities/zz-http", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "HTTP-Test"));
+    hs_response_free(&r);
+    http_get("/v1/areas?kind=street", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"count\":11"));
+    hs_response_free(&r);
+}
+
 /* With --max-connections 2 and --idle-timeout-ms 300: once two HTTP
  * connections are being served, a third gets a 503 and is closed; idle ones
  * are closed by the sweep. */
@@ -686,6 +723,7 @@ int main(void) {
         cmocka_unit_test(test_root_serves_the_map_page),
         cmocka_unit_test(test_street_polygons_are_valid_and_hold_their_communities),
         cmocka_unit_test(test_answers_equal_the_line_protocols),
+        cmocka_unit_test(test_http_sees_writes_and_the_reloaded_catalogue),
         cmocka_unit_test(test_connection_cap_and_idle_timeout),
         cmocka_unit_test(test_bad_or_busy_http_address_stops_start_up),
         cmocka_unit_test(test_sigterm_stops_http_with_the_line_server),
