@@ -56,6 +56,7 @@ struct http_srv {
     struct http_srv_config cfg;
     struct cmd_env env;
     bool stopping;
+    bool sweep_closed;            /* uv_close() called on sweep */
     size_t n_open;                /* counted connections */
     struct http_conn *conns;
     char read_buf[HTTP_SRV_READ_BYTES];
@@ -77,6 +78,9 @@ static void on_conn_closed(uv_handle_t *h) {
     free(c);
 }
 
+static void drain_done_check(struct http_srv *s);
+static void on_server_handle_closed(uv_handle_t *h);
+
 static void conn_close(struct http_conn *c) {
     if (c->closing) {
         return;
@@ -94,6 +98,7 @@ static void conn_close(struct http_conn *c) {
         c->srv->n_open--;
     }
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+    drain_done_check(c->srv);
 }
 
 /* ---- Writing -------------------------------------------------------------------- */
@@ -192,6 +197,10 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
  * reads it. */
 static void conn_end(struct http_conn *c) {
     if (c->closing || c->shut) {
+        return;
+    }
+    if (c->srv->stopping) {
+        conn_close(c); /* shutting down: no lingering */
         return;
     }
     c->shut = true;
@@ -416,9 +425,31 @@ static void on_server_handle_closed(uv_handle_t *h) {
 }
 
 void http_srv_config_init(struct http_srv_config *cfg) {
+    cfg->drain_timeout_ms = HTTP_SRV_DEFAULT_DRAIN_TIMEOUT_MS;
     cfg->max_connections = HTTP_SRV_DEFAULT_MAX_CONNECTIONS;
     cfg->idle_timeout_ms = HTTP_SRV_DEFAULT_IDLE_TIMEOUT_MS;
     cfg->max_output_bytes = HTTP_SRV_DEFAULT_MAX_OUTPUT_BYTES;
+}
+
+/* Closes the sweep (the drain timer while stopping) once no connection is
+ * left, so that uv_run() can return. */
+static void drain_done_check(struct http_srv *s) {
+    if (s->stopping && !s->conns && !s->sweep_closed) {
+        s->sweep_closed = true;
+        uv_close((uv_handle_t *)&s->sweep, on_server_handle_closed);
+    }
+}
+
+/* The drain's deadline: whatever is still sending is cut off. */
+static void on_drain_timeout(uv_timer_t *t) {
+    struct http_srv *s = t->data;
+    size_t n = 0;
+    while (s->conns) {
+        conn_close(s->conns);
+        n++;
+    }
+    fprintf(stderr, "nearestd: HTTP drain timed out after %llu ms; closed %zu connections "
+                    "with responses unsent\n", (unsigned long long)s->cfg.drain_timeout_ms, n);
 }
 
 void http_srv_close(struct http_srv *s) {
@@ -427,10 +458,27 @@ void http_srv_close(struct http_srv *s) {
     }
     s->stopping = true;
     uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
-    uv_close((uv_handle_t *)&s->sweep, on_server_handle_closed);
-    while (s->conns) {
-        conn_close(s->conns);
+    /* Stop reading; a connection goes once what it was answered is sent. */
+    struct http_conn *next = NULL;
+    for (struct http_conn *c = s->conns; c; c = next) {
+        next = c->next; /* conn_close() unlinks c */
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        if (c->writes_pending == 0) {
+            conn_close(c);
+        } else {
+            c->close_after_write = true;
+        }
     }
+    if (s->conns) {
+        uv_timer_stop(&s->sweep);
+        if (s->cfg.drain_timeout_ms == 0 ||
+            uv_timer_start(&s->sweep, on_drain_timeout, s->cfg.drain_timeout_ms, 0) < 0) {
+            on_drain_timeout(&s->sweep);
+        } else {
+            uv_ref((uv_handle_t *)&s->sweep);
+        }
+    }
+    drain_done_check(s);
 }
 
 void http_srv_free(struct http_srv *s) {
@@ -520,6 +568,7 @@ int http_srv_open(uv_loop_t *loop, const struct cmd_env *env, const char *host, 
     return 0;
 fail:
     s->stopping = true;
+    s->sweep_closed = true;
     uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
     if (s->n_open_handles >= 2) {
         uv_close((uv_handle_t *)&s->sweep, on_server_handle_closed);

@@ -29,6 +29,7 @@
 #define HTTP_SRV_DEFAULT_MAX_CONNECTIONS 1000
 #define HTTP_SRV_DEFAULT_IDLE_TIMEOUT_MS 60000  /* browsers keep idle connections ~1 min */
 #define HTTP_SRV_DEFAULT_MAX_OUTPUT_BYTES (4 << 20) /* a few AREAS answers with polygons */
+#define HTTP_SRV_DEFAULT_DRAIN_TIMEOUT_MS 5000
 
 struct http_srv;
 
@@ -36,9 +37,11 @@ struct http_srv_config {
     size_t max_connections;       /* open at once; >= 1 */
     uint64_t idle_timeout_ms;     /* 0: never */
     size_t max_output_bytes;      /* unsent responses that stop reading a client; >= 1 */
+    uint64_t drain_timeout_ms;    /* http_srv_close(): responses being sent get this long */
 };
 
-/* Sets the HTTP_SRV_DEFAULT_* values. */
+/* Sets the HTTP_SRV_DEFAULT_* values. Added fields get defaults here, so start
+ * from this. */
 void http_srv_config_init(struct http_srv_config *cfg);
 
 /* Starts serving HTTP on host:port (an IPv4 or IPv6 literal; port 0 picks a
@@ -59,8 +62,10 @@ void http_srv_set_catalog(struct http_srv *s, struct catalog *catalog);
 /* The port actually bound, or a negative libuv error. */
 int http_srv_port(const struct http_srv *s);
 
-/* Stops accepting and closes every connection (responses in flight are
- * dropped). Idempotent. The loop returns once the closes complete. */
+/* Stops accepting and reading. Each connection closes once the responses it
+ * was given are sent (requests not yet read or answered get none); after
+ * cfg.drain_timeout_ms whatever is left is closed, and one line logged.
+ * Idempotent. The loop returns once the closes complete. */
 void http_srv_close(struct http_srv *s);
 
 /* Frees the server; only after http_srv_close() and uv_run() has returned.

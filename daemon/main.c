@@ -369,6 +369,7 @@ int main(int argc, char **argv) {
         http_srv_config_init(&http_cfg);
         http_cfg.idle_timeout_ms = opt.idle_timeout_ms;
         http_cfg.max_connections = (size_t)opt.max_connections; /* a cap of its own */
+        http_cfg.drain_timeout_ms = opt.shutdown_timeout_ms;
         struct cmd_env env = {.catalog = cat, .stats = srv_stats(srv)};
         ret = http_srv_open(loop, &env, opt.http_host, opt.http_port, &http_cfg, &http, err,
                             sizeof err);

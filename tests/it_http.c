@@ -696,7 +696,39 @@ static void test_sigterm_stops_http_with_the_line_server(void **state) {
     struct hs_response r;
     conn_read(c, false, &r);
     hs_response_free(&r);
+    /* A client with megabytes of responses waiting: they are sent whole
+     * before its connection closes (the drain), never cut mid-response. */
+    struct conn *busy = calloc(1, sizeof *busy);
+    assert_non_null(busy);
+    busy->fd = socket(AF_INET, SOCK_STREAM, 0);
+    int small = 65536; /* so that the kernel cannot take every response at once */
+    setsockopt(busy->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)http_port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(busy->fd, (struct sockaddr *)&a, sizeof a), 0);
+    for (int i = 0; i < 100; i++) {
+        conn_send(busy, "GET /v1/areas HTTP/1.1\r\nHost: t\r\n\r\n");
+    }
+    usleep(300000);
     assert_int_equal(kill(daemon_pid, SIGTERM), 0);
+    int whole = 0;
+    for (;;) {
+        long used = hs_parse(busy->buf, busy->len, false, &r);
+        assert_true(used >= 0);
+        if (used > 0) {
+            assert_int_equal(r.status, 200);
+            hs_response_free(&r);
+            memmove(busy->buf, busy->buf + used, busy->len - (size_t)used);
+            busy->len -= (size_t)used;
+            whole++;
+        } else if (!conn_fill(busy)) {
+            break;
+        }
+    }
+    printf("# %d whole responses before the close\n", whole);
+    assert_int_equal(busy->len, 0); /* nothing cut short */
+    assert_true(whole >= 1);
+    conn_free(busy);
     int status = 0;
     int64_t start = now_ms();
     while (waitpid(daemon_pid, &status, WNOHANG) != daemon_pid) {
