@@ -103,73 +103,8 @@ static int write_dataset(void) {
 
 /* ---- Processes and sockets --------------------------------------------------------- */
 
-/* Starts nearestd with argv (NULL-terminated, without argv[0]); its stderr
- * goes to log_path. Returns the pid. */
-static pid_t spawn_daemon(const char *log_path, const char *const *args) {
-    const char *argv[16] = {NEARESTD_BIN};
-    size_t n = 1;
-    for (; args[n - 1] && n < 15; n++) {
-        argv[n] = args[n - 1];
-    }
-    argv[n] = NULL;
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd < 0 || dup2(fd, 2) < 0) {
-            _exit(126);
-        }
-        execv(NEARESTD_BIN, (char *const *)argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* Waits up to timeout_ms for pid to exit. Returns its wait status, or -1. */
-static int wait_exit(pid_t pid, int timeout_ms) {
-    for (int waited = 0; waited <= timeout_ms; waited += 10) {
-        int status;
-        pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid) {
-            return status;
-        }
-        usleep(10000);
-    }
-    return -1;
-}
-
-static int try_connect(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        return fd;
-    }
-    if (fd >= 0) {
-        close(fd);
-    }
-    return -1;
-}
-
-/* Waits until a daemon on `port` accepts (and pid is still alive). */
-static int wait_ready(pid_t pid, int port) {
-    for (int waited = 0; waited < WAIT_MS; waited += 20) {
-        int fd = try_connect(port);
-        if (fd >= 0) {
-            return fd;
-        }
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            return -1;
-        }
-        usleep(20000);
-    }
-    return -1;
-}
-
 static int connect_daemon(void) {
-    int fd = try_connect(fx->port);
+    int fd = its_dial(fx->port);
     assert_true(fd >= 0);
     return fd;
 }
@@ -178,69 +113,17 @@ static void send_str(int fd, const char *s) {
     its_send_all(fd, s, strlen(s));
 }
 
-/* A buffered reader of answers. */
-struct conn {
-    int fd;
-    char buf[1 << 16];
-    size_t len;
-};
-
-/* Reads one line (with its "\n") into a malloc'ed string; NULL at EOF. */
-static char *read_line(struct conn *c) {
-    for (;;) {
-        char *nl = memchr(c->buf, '\n', c->len);
-        if (nl) {
-            size_t n = (size_t)(nl - c->buf) + 1;
-            char *line = strndup(c->buf, n);
-            memmove(c->buf, c->buf + n, c->len - n);
-            c->len -= n;
-            return line;
-        }
-        assert_true(c->len < sizeof c->buf);
-        struct pollfd p = {.fd = c->fd, .events = POLLIN};
-        int ready = poll(&p, 1, WAIT_MS);
-        assert_int_equal(ready, 1);
-        ssize_t n = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, 0);
-        if (n == 0 || (n < 0 && errno == ECONNRESET)) {
-            return NULL;
-        }
-        assert_true(n > 0);
-        c->len += (size_t)n;
-    }
-}
-
-/* Reads one whole answer: an ERR line, or "OK n" and n records. */
-static char *read_answer(struct conn *c) {
-    char *first = read_line(c);
-    assert_non_null(first);
-    size_t n = 0;
-    if (strncmp(first, "OK ", 3) != 0) {
-        assert_true(strncmp(first, "ERR ", 4) == 0);
-        return first;
-    }
-    n = strtoul(first + 3, NULL, 10);
-    size_t len = strlen(first);
-    for (size_t i = 0; i < n; i++) {
-        char *line = read_line(c);
-        assert_non_null(line);
-        size_t l = strlen(line);
-        first = realloc(first, len + l + 1);
-        memcpy(first + len, line, l + 1);
-        len += l;
-        free(line);
-    }
-    return first;
-}
-
-/* True when the peer closes (EOF or reset) within the wait. */
-static bool closes_soon(struct conn *c) {
-    struct pollfd p = {.fd = c->fd, .events = POLLIN};
-    if (poll(&p, 1, WAIT_MS) != 1) {
-        return false;
-    }
-    char b[64];
-    ssize_t n = recv(c->fd, b, sizeof b, 0);
-    return n == 0 || (n < 0 && errno == ECONNRESET);
+/* Starts another nearestd on fx->db, logging to log_path, on a free port,
+ * and returns a connection to it; *pid gets its pid, for its_stop(). */
+static int start_on_fx_db(const char *log_path, pid_t *pid) {
+    int port = its_free_port();
+    char listen[64];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    const char *args[] = {"--db", fx->db, "--listen", listen, NULL};
+    *pid = its_spawn(NEARESTD_BIN, log_path, args);
+    int fd = its_wait_ready_within(*pid, port, WAIT_MS);
+    assert_true(fd >= 0);
+    return fd;
 }
 
 /* ---- The oracle ------------------------------------------------------------------- */
@@ -329,8 +212,8 @@ static int group_setup(void **state) {
     snprintf(listen, sizeof listen, "127.0.0.1:%d", fx->port);
     const char *args[] = {"--init", "--db", fx->db, "--listen", listen, "--dataset", fx->dir,
                           NULL};
-    fx->pid = spawn_daemon(fx->log, args);
-    int fd = wait_ready(fx->pid, fx->port);
+    fx->pid = its_spawn(NEARESTD_BIN, fx->log, args);
+    int fd = its_wait_ready_within(fx->pid, fx->port, WAIT_MS);
     if (fd < 0) {
         fprintf(stderr, "nearestd did not start; see %s\n", fx->log);
         return -1;
@@ -349,10 +232,7 @@ static void remove_dir(const char *dir) {
 
 static int group_teardown(void **state) {
     (void)state;
-    if (fx->pid > 0) {
-        kill(fx->pid, SIGKILL);
-        waitpid(fx->pid, NULL, 0);
-    }
+    its_stop(fx->pid);
     remove_dir(fx->dir);
     free(fx);
     return 0;
@@ -360,9 +240,9 @@ static int group_teardown(void **state) {
 
 /* ---- Queries ---------------------------------------------------------------------- */
 
-static void ask(struct conn *c, const char *request, const char *want) {
+static void ask(struct its_conn *c, const char *request, const char *want) {
     send_str(c->fd, request);
-    char *got = read_answer(c);
+    char *got = its_expect_answer(c);
     if (strcmp(got, want) != 0) {
         fail_msg("request \"%s\"\n got: \"%s\"\nwant: \"%s\"", request, got, want);
     }
@@ -371,7 +251,7 @@ static void ask(struct conn *c, const char *request, const char *want) {
 
 static void test_nearest_answers_match_brute_force(void **state) {
     (void)state;
-    struct conn c = {.fd = connect_daemon()};
+    struct its_conn c = {.fd = connect_daemon(), .wait_ms = WAIT_MS};
     for (int i = 0; i < 100; i++) {
         char request[256];
         char *want = random_query(request, sizeof request, i % 3 != 0);
@@ -383,7 +263,7 @@ static void test_nearest_answers_match_brute_force(void **state) {
 
 static void test_nearest_without_k_returns_five(void **state) {
     (void)state;
-    struct conn c = {.fd = connect_daemon()};
+    struct its_conn c = {.fd = connect_daemon(), .wait_ms = WAIT_MS};
     char *want = expected_nearest(-1, (struct geo_point){36.2, 120.4}, 5);
     ask(&c, "NEAREST * 36.2 120.4\n", want);
     assert_int_equal(strncmp(want, "OK 5\n", 5), 0);
@@ -393,7 +273,7 @@ static void test_nearest_without_k_returns_five(void **state) {
 
 static void test_errors_are_one_line_and_the_connection_stays(void **state) {
     (void)state;
-    struct conn c = {.fd = connect_daemon()};
+    struct its_conn c = {.fd = connect_daemon(), .wait_ms = WAIT_MS};
     ask(&c, "NEAREST school 120.4 36.2\n",
         "ERR RANGE latitude 120.4 is outside [-90, 90] (latitude comes first)\n");
     ask(&c, "NEAREST hospital 36.2 120.4\n",
@@ -408,7 +288,7 @@ static void test_errors_are_one_line_and_the_connection_stays(void **state) {
 static void test_pipelined_requests_are_answered_in_order(void **state) {
     (void)state;
     enum { N = 300 };
-    struct conn c = {.fd = connect_daemon()};
+    struct its_conn c = {.fd = connect_daemon(), .wait_ms = WAIT_MS};
     static char batch[N * 128];
     char *want[N];
     size_t len = 0;
@@ -425,7 +305,7 @@ static void test_pipelined_requests_are_answered_in_order(void **state) {
     }
     its_send_all(c.fd, batch, len); /* one write */
     for (int i = 0; i < N; i++) {
-        char *got = read_answer(&c);
+        char *got = its_expect_answer(&c);
         assert_string_equal(got, want[i]);
         free(got);
         free(want[i]);
@@ -435,7 +315,7 @@ static void test_pipelined_requests_are_answered_in_order(void **state) {
 
 static void test_requests_split_across_many_writes_are_reassembled(void **state) {
     (void)state;
-    struct conn c = {.fd = connect_daemon()};
+    struct its_conn c = {.fd = connect_daemon(), .wait_ms = WAIT_MS};
     char r1[256], r2[256], both[512];
     char *w1 = random_query(r1, sizeof r1, true);
     char *w2 = random_query(r2, sizeof r2, false);
@@ -446,10 +326,10 @@ static void test_requests_split_across_many_writes_are_reassembled(void **state)
             usleep(1000); /* let some bytes arrive alone */
         }
     }
-    char *got = read_answer(&c);
+    char *got = its_expect_answer(&c);
     assert_string_equal(got, w1);
     free(got);
-    got = read_answer(&c);
+    got = its_expect_answer(&c);
     assert_string_equal(got, w2);
     free(got);
     free(w1);
@@ -459,30 +339,30 @@ static void test_requests_split_across_many_writes_are_reassembled(void **state)
 
 static void test_line_over_the_limit_gets_err_limit_then_close(void **state) {
     (void)state;
-    struct conn c = {.fd = connect_daemon()};
+    struct its_conn c = {.fd = connect_daemon(), .wait_ms = WAIT_MS};
     ask(&c, "PING\n", "OK 0\n");
     static char big[6000];
     memset(big, 'x', sizeof big);
     memcpy(big, "NEAREST ", 8);
     big[sizeof big - 1] = '\n';
     its_send_all(c.fd, big, sizeof big);
-    char *got = read_line(&c);
+    char *got = its_read_line(&c);
     assert_non_null(got);
     assert_string_equal(got, "ERR LIMIT request line longer than 4096 bytes; closing\n");
     free(got);
-    assert_true(closes_soon(&c));
+    assert_true(its_closes_silently(c.fd, WAIT_MS));
     close(c.fd);
 }
 
 static void test_line_of_exactly_the_limit_is_accepted(void **state) {
     (void)state;
-    struct conn c = {.fd = connect_daemon()};
+    struct its_conn c = {.fd = connect_daemon(), .wait_ms = WAIT_MS};
     static char line[4096 + 2];
     memset(line, ' ', 4096);
     memcpy(line, "PING", 4);
     line[4096] = '\n';
     its_send_all(c.fd, line, 4097);
-    char *got = read_answer(&c);
+    char *got = its_expect_answer(&c);
     assert_string_equal(got, "OK 0\n");
     free(got);
     close(c.fd);
@@ -490,16 +370,16 @@ static void test_line_of_exactly_the_limit_is_accepted(void **state) {
 
 static void test_quit_answers_then_closes(void **state) {
     (void)state;
-    struct conn c = {.fd = connect_daemon()};
+    struct its_conn c = {.fd = connect_daemon(), .wait_ms = WAIT_MS};
     /* Requests after QUIT in the same write are not answered. */
     send_str(c.fd, "PING\nQUIT\nPING\n");
-    char *got = read_answer(&c);
+    char *got = its_expect_answer(&c);
     assert_string_equal(got, "OK 0\n");
     free(got);
-    got = read_answer(&c);
+    got = its_expect_answer(&c);
     assert_string_equal(got, "OK 0\n");
     free(got);
-    assert_true(closes_soon(&c));
+    assert_true(its_closes_silently(c.fd, WAIT_MS));
     close(c.fd);
 }
 
@@ -517,7 +397,7 @@ static void test_clients_leaving_with_requests_in_flight_do_not_hurt(void **stat
         }
         close(fd);
     }
-    struct conn c = {.fd = connect_daemon()};
+    struct its_conn c = {.fd = connect_daemon(), .wait_ms = WAIT_MS};
     ask(&c, "PING\n", "OK 0\n");
     close(c.fd);
     int status;
@@ -527,7 +407,7 @@ static void test_clients_leaving_with_requests_in_flight_do_not_hurt(void **stat
 static void test_slow_reader_is_paused_and_gets_every_answer(void **state) {
     (void)state;
     enum { N = 300 }; /* about 6 MB of answers, far over the 1 MiB pause threshold */
-    struct conn c = {.fd = connect_daemon()};
+    struct its_conn c = {.fd = connect_daemon(), .wait_ms = WAIT_MS};
     static char batch[N * 40];
     size_t len = 0;
     for (int i = 0; i < N; i++) {
@@ -537,7 +417,7 @@ static void test_slow_reader_is_paused_and_gets_every_answer(void **state) {
     usleep(300000); /* let the server fill the socket and pause */
     char *want = expected_nearest(-1, (struct geo_point){36.2, 120.4}, 1000);
     for (int i = 0; i < N; i++) {
-        char *got = read_answer(&c);
+        char *got = its_expect_answer(&c);
         assert_string_equal(got, want);
         free(got);
     }
@@ -548,16 +428,16 @@ static void test_slow_reader_is_paused_and_gets_every_answer(void **state) {
 
 static void test_half_closed_client_still_gets_its_answers(void **state) {
     (void)state;
-    struct conn c = {.fd = connect_daemon()};
+    struct its_conn c = {.fd = connect_daemon(), .wait_ms = WAIT_MS};
     char request[256];
     char *want = random_query(request, sizeof request, true);
     send_str(c.fd, request);
     shutdown(c.fd, SHUT_WR);
-    char *got = read_answer(&c);
+    char *got = its_expect_answer(&c);
     assert_string_equal(got, want);
     free(got);
     free(want);
-    assert_true(closes_soon(&c));
+    assert_true(its_closes_silently(c.fd, WAIT_MS));
     close(c.fd);
 }
 
@@ -565,7 +445,7 @@ static void test_half_closed_client_still_gets_its_answers(void **state) {
 
 static void test_pipelined_writes_and_reads_answer_in_order(void **state) {
     (void)state;
-    struct conn c = {.fd = connect_daemon()};
+    struct its_conn c = {.fd = connect_daemon(), .wait_ms = WAIT_MS};
     send_str(c.fd, "PUT wr-1 school 36.3 120.6 \"name=新 学校\"\nGET wr-1\n"
                    "NEAREST school 36.3 120.6 K 1\nDEL wr-1\nGET wr-1\nPING\n");
     const char *want[] = {
@@ -577,7 +457,7 @@ static void test_pipelined_writes_and_reads_answer_in_order(void **state) {
         "OK 0\n",
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-        char *got = read_answer(&c);
+        char *got = its_expect_answer(&c);
         assert_string_equal(got, want[i]);
         free(got);
     }
@@ -587,8 +467,8 @@ static void test_pipelined_writes_and_reads_answer_in_order(void **state) {
 /* Once a write is answered OK, another connection sees it at once. */
 static void test_writes_are_seen_by_other_connections(void **state) {
     (void)state;
-    struct conn writer = {.fd = connect_daemon()};
-    struct conn reader = {.fd = connect_daemon()};
+    struct its_conn writer = {.fd = connect_daemon(), .wait_ms = WAIT_MS};
+    struct its_conn reader = {.fd = connect_daemon(), .wait_ms = WAIT_MS};
     ask(&reader, "GET xc-1\n", "ERR NOTFOUND no facility 'xc-1'\n");
     ask(&writer, "PUT xc-1 parking 36.7 121.1 name=lot free=2\n",
         "OK 1\nxc-1\tparking\tlot\t36.700000\t121.100000\t-\tfree=2\n");
@@ -606,9 +486,9 @@ static void test_writes_are_seen_by_other_connections(void **state) {
 }
 
 /* Reads STATS and checks that write_groups < writes. */
-static void ask_stats_groups_below_writes(struct conn *c) {
+static void ask_stats_groups_below_writes(struct its_conn *c) {
     send_str(c->fd, "STATS\n");
-    char *got = read_answer(c);
+    char *got = its_expect_answer(c);
     const char *w = strstr(got, "\nwrites\t"), *g = strstr(got, "\nwrite_groups\t");
     assert_non_null(w);
     assert_non_null(g);
@@ -622,9 +502,10 @@ static void ask_stats_groups_below_writes(struct conn *c) {
 static void test_writes_of_many_clients_all_commit(void **state) {
     (void)state;
     enum { CLIENTS = 8, EACH = 25 };
-    struct conn *c = calloc(CLIENTS, sizeof *c);
+    struct its_conn *c = calloc(CLIENTS, sizeof *c);
     for (int i = 0; i < CLIENTS; i++) {
         c[i].fd = connect_daemon();
+        c[i].wait_ms = WAIT_MS;
         char batch[EACH * 96];
         size_t len = 0;
         for (int j = 0; j < EACH; j++) {
@@ -640,7 +521,7 @@ static void test_writes_of_many_clients_all_commit(void **state) {
             snprintf(want, sizeof want,
                      "OK 1\nmc-%d-%d\tparking\tlot\t36.4%02d000\t120.6%02d000\t-\n", i, j, i,
                      j);
-            char *got = read_answer(&c[i]);
+            char *got = its_expect_answer(&c[i]);
             assert_string_equal(got, want);
             free(got);
         }
@@ -648,20 +529,15 @@ static void test_writes_of_many_clients_all_commit(void **state) {
     /* The writes shared commits: fewer groups than writes. */
     ask_stats_groups_below_writes(&c[0]);
     /* A second daemon opening the same file sees every write: they were committed. */
-    char log[400], listen[64];
-    int port = its_free_port();
+    char log[400];
     snprintf(log, sizeof log, "%s/second.log", fx->dir);
-    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
-    const char *args[] = {"--db", fx->db, "--listen", listen, NULL};
-    pid_t pid = spawn_daemon(log, args);
-    int fd = wait_ready(pid, port);
-    assert_true(fd >= 0);
-    struct conn second = {.fd = fd};
+    pid_t pid;
+    int fd = start_on_fx_db(log, &pid);
+    struct its_conn second = {.fd = fd, .wait_ms = WAIT_MS};
     ask(&second, "GET mc-7-24\n", "OK 1\nmc-7-24\tparking\tlot\t36.407000\t120.624000\t-\n");
     ask(&second, "GET mc-0-0\n", "OK 1\nmc-0-0\tparking\tlot\t36.400000\t120.600000\t-\n");
     close(fd);
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
+    its_stop(pid);
     for (int i = 0; i < CLIENTS; i++) {
         for (int j = 0; j < EACH; j++) {
             char request[64];
@@ -691,15 +567,11 @@ static void assert_database_is_intact(const char *path) {
 static void test_acknowledged_writes_survive_kill_9(void **state) {
     (void)state;
     enum { N = 400 };
-    char log[400], listen[64];
-    int port = its_free_port();
+    char log[400];
     snprintf(log, sizeof log, "%s/kill.log", fx->dir);
-    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
-    const char *args[] = {"--db", fx->db, "--listen", listen, NULL};
-    pid_t pid = spawn_daemon(log, args);
-    int fd = wait_ready(pid, port);
-    assert_true(fd >= 0);
-    struct conn c = {.fd = fd};
+    pid_t pid;
+    int fd = start_on_fx_db(log, &pid);
+    struct its_conn c = {.fd = fd, .wait_ms = WAIT_MS};
     static char batch[N * 64];
     size_t len = 0;
     for (int i = 0; i < N; i++) {
@@ -710,14 +582,14 @@ static void test_acknowledged_writes_survive_kill_9(void **state) {
     /* Read some answers, then kill the daemon in the middle of the stream. */
     int acked = 0;
     for (; acked < N / 4; acked++) {
-        char *got = read_answer(&c);
+        char *got = its_expect_answer(&c);
         assert_true(strncmp(got, "OK 1\n", 5) == 0);
         free(got);
     }
     assert_int_equal(kill(pid, SIGKILL), 0);
     waitpid(pid, NULL, 0);
     /* Answers already on their way were acknowledged too. */
-    for (char *got; acked < N && (got = read_line(&c)) != NULL; free(got)) {
+    for (char *got; acked < N && (got = its_read_line(&c)) != NULL; free(got)) {
         if (strncmp(got, "OK 1\n", 5) == 0) {
             acked++;
         }
@@ -726,12 +598,8 @@ static void test_acknowledged_writes_survive_kill_9(void **state) {
     /* The file the killed daemon left behind is a sound database. */
     assert_database_is_intact(fx->db);
     /* A new daemon on the same file has every acknowledged write. */
-    port = its_free_port();
-    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
-    pid = spawn_daemon(log, args);
-    fd = wait_ready(pid, port);
-    assert_true(fd >= 0);
-    struct conn again = {.fd = fd};
+    fd = start_on_fx_db(log, &pid);
+    struct its_conn again = {.fd = fd, .wait_ms = WAIT_MS};
     for (int i = 0; i < acked; i++) {
         char request[64], want[128];
         snprintf(request, sizeof request, "GET k9-%03d\n", i);
@@ -743,13 +611,12 @@ static void test_acknowledged_writes_survive_kill_9(void **state) {
         char request[64];
         snprintf(request, sizeof request, "DEL k9-%03d\n", i);
         send_str(fd, request);
-        char *got = read_answer(&again);
+        char *got = its_expect_answer(&again);
         assert_true(strcmp(got, "OK 0\n") == 0 || strncmp(got, "ERR NOTFOUND ", 13) == 0);
         free(got);
     }
     close(fd);
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
+    its_stop(pid);
 }
 
 /* ---- Start-up and shut-down --------------------------------------------------------- */
@@ -765,25 +632,17 @@ static const char *read_log(const char *path) {
     return buf;
 }
 
-static size_t count_lines(const char *s) {
-    size_t n = 0;
-    for (; *s; s++) {
-        n += *s == '\n';
-    }
-    return n;
-}
-
 static void test_missing_db_without_init_exits_1_with_one_line(void **state) {
     (void)state;
     char db[400], log[400];
     snprintf(db, sizeof db, "%s/missing.db", fx->dir);
     snprintf(log, sizeof log, "%s/missing.log", fx->dir);
     const char *args[] = {"--db", db, "--listen", "127.0.0.1:0", NULL};
-    int status = wait_exit(spawn_daemon(log, args), WAIT_MS);
+    int status = its_wait_exit(its_spawn(NEARESTD_BIN, log, args), WAIT_MS);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 1);
     const char *text = read_log(log);
-    assert_int_equal(count_lines(text), 1);
+    assert_int_equal(its_count_lines(text), 1);
     assert_non_null(strstr(text, "missing.db"));
     assert_int_equal(access(db, F_OK), -1); /* nothing was created */
 }
@@ -807,11 +666,11 @@ static void test_start_up_failures_are_one_line_and_non_zero(void **state) {
     const char *bad_db[] = {"--db", garbage, "--listen", "127.0.0.1:0", NULL};
     const char *const *cases[] = {in_use, bad_addr, bad_port, bad_flag, no_value, bad_db};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        int status = wait_exit(spawn_daemon(log, cases[i]), WAIT_MS);
+        int status = its_wait_exit(its_spawn(NEARESTD_BIN, log, cases[i]), WAIT_MS);
         assert_true(WIFEXITED(status));
         assert_int_not_equal(WEXITSTATUS(status), 0);
         const char *text = read_log(log);
-        if (count_lines(text) != 1) {
+        if (its_count_lines(text) != 1) {
             fail_msg("case %zu: expected one line, got \"%s\"", i, text);
         }
     }
@@ -819,26 +678,21 @@ static void test_start_up_failures_are_one_line_and_non_zero(void **state) {
 
 static void test_sigterm_closes_connections_and_exits_0(void **state) {
     (void)state;
-    char log[400], listen[64];
-    int port = its_free_port();
+    char log[400];
     snprintf(log, sizeof log, "%s/term.log", fx->dir);
-    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
-    const char *args[] = {"--db", fx->db, "--listen", listen, NULL};
-    pid_t pid = spawn_daemon(log, args);
-    int fd = wait_ready(pid, port);
-    assert_true(fd >= 0);
-    struct conn c = {.fd = fd};
+    pid_t pid;
+    int fd = start_on_fx_db(log, &pid);
+    struct its_conn c = {.fd = fd, .wait_ms = WAIT_MS};
     ask(&c, "PING\n", "OK 0\n");
     assert_int_equal(kill(pid, SIGTERM), 0);
-    int status = wait_exit(pid, WAIT_MS);
+    int status = its_wait_exit(pid, WAIT_MS);
     if (status == -1) {
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
+        its_stop(pid);
         fail_msg("nearestd did not exit within %d ms of SIGTERM", WAIT_MS);
     }
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
-    assert_true(closes_soon(&c));
+    assert_true(its_closes_silently(c.fd, WAIT_MS));
     close(fd);
     const char *text = read_log(log);
     assert_non_null(strstr(text, "nearestd: serving "));
@@ -851,7 +705,7 @@ static void test_sigterm_closes_connections_and_exits_0(void **state) {
  * attributes written are the ones filtered on, at once, pipelined. */
 static void test_attributes_written_are_filtered_on(void **state) {
     (void)state;
-    struct conn c = {.fd = connect_daemon()};
+    struct its_conn c = {.fd = connect_daemon(), .wait_ms = WAIT_MS};
     send_str(c.fd, "PUT it-p1 parking 36.5 120.9 \"name=P 1\" subtype=shared capacity=40 "
                    "free=12 price=2.5 \"shared_hours=Mo-Su 18:00-08:00\"\n"
                    "PUT it-p2 parking 36.5 120.901 \"name=P 2\" capacity=80 free=3 hours=24/7\n"
@@ -885,14 +739,14 @@ static void test_attributes_written_are_filtered_on(void **state) {
     snprintf(want[7], sizeof want[7], "ERR ARG unknown field 'colour' for parking (see "
                                       "CATEGORIES)\n");
     for (size_t i = 0; i < 8; i++) {
-        char *got = read_answer(&c);
+        char *got = its_expect_answer(&c);
         if (strcmp(got, want[i]) != 0) {
             fail_msg("answer %zu\n got: \"%s\"\nwant: \"%s\"", i, got, want[i]);
         }
         free(got);
     }
     for (int i = 0; i < 2; i++) {
-        char *got = read_answer(&c);
+        char *got = its_expect_answer(&c);
         assert_string_equal(got, "OK 0\n");
         free(got);
     }

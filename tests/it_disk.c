@@ -44,28 +44,6 @@ static pid_t daemon_pid = -1;
 
 /* ---- Helpers ------------------------------------------------------------------------- */
 
-static void copy_file(const char *from, const char *to) {
-    FILE *in = fopen(from, "rb");
-    FILE *out = fopen(to, "wb");
-    assert_non_null(in);
-    assert_non_null(out);
-    static char buf[1 << 16];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, in)) > 0) {
-        assert_int_equal(fwrite(buf, 1, n, out), n);
-    }
-    fclose(in);
-    assert_int_equal(fclose(out), 0);
-}
-
-static size_t count_lines(const char *s) {
-    size_t n = 0;
-    for (; *s; s++) {
-        n += *s == '\n';
-    }
-    return n;
-}
-
 /* Writes zeros to path until the file system is full. Returns the bytes. */
 static size_t fill_disk(const char *path) {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -107,7 +85,7 @@ static void test_database_on_a_read_only_file_system_stops_start_up(void **state
     char db[400], log[400];
     snprintf(db, sizeof db, "%s/ro.db", mnt);
     snprintf(log, sizeof log, "%s/ro.log", dir);
-    copy_file(base_db, db);
+    its_copy_file(base_db, db);
     assert_int_equal(mount(NULL, mnt, NULL, MS_REMOUNT | MS_RDONLY, MOUNT_OPTIONS), 0);
     const char *args[] = {"--db", db, "--listen", "127.0.0.1:0", NULL};
     pid_t pid = its_spawn(NEARESTD_BIN, log, args);
@@ -123,7 +101,7 @@ static void test_database_on_a_read_only_file_system_stops_start_up(void **state
     assert_true(WIFEXITED(status));
     assert_int_not_equal(WEXITSTATUS(status), 0);
     char *text = its_read_file(log);
-    if (count_lines(text) != 1 || !strstr(text, "not writable")) {
+    if (its_count_lines(text) != 1 || !strstr(text, "not writable")) {
         fail_msg("expected one line saying the database is not writable, got \"%s\"", text);
     }
     print_message("read-only file system: exit %d: %s", WEXITSTATUS(status), text);
@@ -137,7 +115,7 @@ static void test_full_disk_write_gets_err_reads_go_on_and_writes_resume(void **s
     snprintf(db, sizeof db, "%s/full.db", mnt);
     snprintf(filler, sizeof filler, "%s/filler", mnt);
     snprintf(log, sizeof log, "%s/full.log", dir);
-    copy_file(base_db, db);
+    its_copy_file(base_db, db);
     const char *args[] = {"--db", db, "--listen", "127.0.0.1:0", NULL};
     daemon_pid = its_spawn(NEARESTD_BIN, log, args);
     struct its_conn *c = calloc(1, sizeof *c);
@@ -232,20 +210,7 @@ static int group_setup(void **state) {
     snprintf(base_db, sizeof base_db, "%s/base.db", dir);
     char log[320];
     snprintf(log, sizeof log, "%s/init.log", dir);
-    const char *args[] = {"--db", base_db, "--init", "--dataset", NEARESTD_DATASET_DIR,
-                          "--listen", "127.0.0.1:0", NULL};
-    pid_t pid = its_spawn(NEARESTD_BIN, log, args);
-    if (its_wait_serving(pid, log) < 0) {
-        its_stop(pid);
-        return -1;
-    }
-    kill(pid, SIGTERM);
-    int status = its_wait_exit(pid, ITS_WAIT_MS);
-    if (status == -1) {
-        its_stop(pid);
-        return -1;
-    }
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+    return its_init_db(NEARESTD_BIN, NEARESTD_DATASET_DIR, base_db, log);
 }
 
 static int teardown(void **state) {

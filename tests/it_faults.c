@@ -46,28 +46,11 @@ static pid_t daemon_pid = -1;
 
 /* ---- Files and databases ------------------------------------------------------------ */
 
-static void copy_file(const char *from, const char *to) {
-    char *buf = NULL;
-    FILE *in = fopen(from, "rb");
-    FILE *out = fopen(to, "wb");
-    assert_non_null(in);
-    assert_non_null(out);
-    buf = malloc(1 << 16);
-    assert_non_null(buf);
-    size_t n;
-    while ((n = fread(buf, 1, 1 << 16, in)) > 0) {
-        assert_int_equal(fwrite(buf, 1, n, out), n);
-    }
-    free(buf);
-    fclose(in);
-    assert_int_equal(fclose(out), 0);
-}
-
 /* A fresh copy of the base database at dir/name; its path goes to path. */
 static void fresh_db(const char *name, char *path, size_t path_len) {
     snprintf(path, path_len, "%s/%s", dir, name);
     unlink(path);
-    copy_file(base_db, path);
+    its_copy_file(base_db, path);
 }
 
 /* Runs one SQL statement on the database at path. */
@@ -96,14 +79,6 @@ static int db_has(sqlite3 *db, const char *id) {
 static bool file_exists(const char *path) {
     struct stat sb;
     return stat(path, &sb) == 0;
-}
-
-static size_t count_lines(const char *s) {
-    size_t n = 0;
-    for (; *s; s++) {
-        n += *s == '\n';
-    }
-    return n;
 }
 
 /* ---- The daemon ----------------------------------------------------------------- */
@@ -377,7 +352,7 @@ static void expect_refused(const char *what, const char *db, const char *word) {
         fail_msg("%s: expected a non-zero exit, got wait status %d", what, status);
     }
     char *text = its_read_file(log);
-    if (count_lines(text) != 1 || !strstr(text, word)) {
+    if (its_count_lines(text) != 1 || !strstr(text, word)) {
         fail_msg("%s: expected one line with \"%s\", got \"%s\"", what, word, text);
     }
     print_message("%s: exit %d: %s", what, WEXITSTATUS(status), text);
@@ -645,20 +620,7 @@ static int group_setup(void **state) {
     snprintf(base_db, sizeof base_db, "%s/base.db", dir);
     char log[320];
     snprintf(log, sizeof log, "%s/init.log", dir);
-    const char *args[] = {"--db", base_db, "--init", "--dataset", NEARESTD_DATASET_DIR,
-                          "--listen", "127.0.0.1:0", NULL};
-    pid_t pid = its_spawn(NEARESTD_BIN, log, args);
-    if (its_wait_serving(pid, log) < 0) {
-        its_stop(pid);
-        return -1;
-    }
-    kill(pid, SIGTERM);
-    int status = its_wait_exit(pid, ITS_WAIT_MS);
-    if (status == -1) {
-        its_stop(pid);
-        return -1;
-    }
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+    return its_init_db(NEARESTD_BIN, NEARESTD_DATASET_DIR, base_db, log);
 }
 
 static int group_teardown(void **state) {

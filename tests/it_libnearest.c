@@ -47,14 +47,7 @@ static int daemon_port;
 /* ---- Daemon ------------------------------------------------------------------ */
 
 static int dial(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)daemon_port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
-        fd = -1;
-    }
-    return fd;
+    return its_dial(daemon_port);
 }
 
 static int group_setup(void **state) {

@@ -49,31 +49,10 @@ static int daemon_port;
 
 /* ---- Processes and sockets ------------------------------------------------------- */
 
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Connects to the daemon on loopback; rcvbuf > 0 shrinks the receive buffer
  * first. Returns the fd or -1. */
 static int dial(int rcvbuf) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) {
-        return -1;
-    }
-    if (rcvbuf > 0) {
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-    }
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)daemon_port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
-        return -1;
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    return fd;
+    return its_dial_rcvbuf(daemon_port, rcvbuf);
 }
 
 /* Starts nearestd with the given flags (NULL-terminated) after --db and
@@ -109,11 +88,8 @@ static void start_daemon(const char *const *flags) {
 }
 
 static void stop_daemon(void) {
-    if (daemon_pid > 0) {
-        kill(daemon_pid, SIGKILL);
-        waitpid(daemon_pid, NULL, 0);
-        daemon_pid = -1;
-    }
+    its_stop(daemon_pid);
+    daemon_pid = -1;
 }
 
 static char *read_log(void) {
@@ -126,108 +102,25 @@ static char *read_log(void) {
     return buf;
 }
 
-/* A buffered reader of answers. */
-struct conn {
-    int fd;
-    size_t len;
-    char buf[1 << 16];
-};
-
-static struct conn *conn_open(void) {
-    struct conn *c = calloc(1, sizeof *c);
+static struct its_conn *conn_open(void) {
+    struct its_conn *c = calloc(1, sizeof *c);
     assert_non_null(c);
     c->fd = dial(0);
     assert_true(c->fd >= 0);
     return c;
 }
 
-static void conn_close(struct conn *c) {
+static void conn_close(struct its_conn *c) {
     if (c) {
         close(c->fd);
         free(c);
     }
 }
 
-/* Reads one line with its "\n" into a malloc'ed string; NULL at EOF or reset. */
-static char *read_line(struct conn *c) {
-    for (;;) {
-        char *nl = memchr(c->buf, '\n', c->len);
-        if (nl) {
-            size_t n = (size_t)(nl - c->buf) + 1;
-            char *line = strndup(c->buf, n);
-            memmove(c->buf, c->buf + n, c->len - n);
-            c->len -= n;
-            return line;
-        }
-        assert_true(c->len < sizeof c->buf);
-        struct pollfd p = {.fd = c->fd, .events = POLLIN};
-        assert_int_equal(poll(&p, 1, WAIT_MS), 1);
-        ssize_t n = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, 0);
-        if (n == 0 || (n < 0 && errno == ECONNRESET)) {
-            return NULL;
-        }
-        assert_true(n > 0);
-        c->len += (size_t)n;
-    }
-}
-
-/* Reads one whole answer: an ERR line, or "OK n" and n lines. */
-static char *read_answer(struct conn *c) {
-    char *first = read_line(c);
-    assert_non_null(first);
-    if (strncmp(first, "OK ", 3) != 0) {
-        assert_true(strncmp(first, "ERR ", 4) == 0);
-        return first;
-    }
-    size_t n = strtoul(first + 3, NULL, 10);
-    size_t len = strlen(first);
-    for (size_t i = 0; i < n; i++) {
-        char *line = read_line(c);
-        assert_non_null(line);
-        size_t l = strlen(line);
-        first = realloc(first, len + l + 1);
-        assert_non_null(first);
-        memcpy(first + len, line, l + 1);
-        len += l;
-        free(line);
-    }
-    return first;
-}
-
-/* Sends `request` and checks that the answer starts with `prefix`. */
-static void ask(struct conn *c, const char *request, const char *prefix) {
-    its_send_all(c->fd, request, strlen(request));
-    char *a = read_answer(c);
-    if (strncmp(a, prefix, strlen(prefix)) != 0) {
-        fail_msg("%s-> got %s, expected %s...", request, a, prefix);
-    }
-    free(a);
-}
-
-/* True when the peer closes (EOF or reset) within ms, skipping any data. */
-static bool closes_within(int fd, int ms) {
-    int64_t start = now_ms();
-    for (;;) {
-        int left = ms - (int)(now_ms() - start);
-        if (left <= 0) {
-            return false;
-        }
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, left) != 1) {
-            return false;
-        }
-        char b[65536];
-        ssize_t n = recv(fd, b, sizeof b, 0);
-        if (n == 0 || (n < 0 && errno == ECONNRESET)) {
-            return true;
-        }
-    }
-}
-
 /* The value of one STATS key. */
-static unsigned long long stat_value(struct conn *c, const char *key) {
+static unsigned long long stat_value(struct its_conn *c, const char *key) {
     its_send_all(c->fd, "STATS\n", 6);
-    char *a = read_answer(c);
+    char *a = its_expect_answer(c);
     char pattern[64];
     snprintf(pattern, sizeof pattern, "\n%s\t", key);
     char *p = strstr(a, pattern);
@@ -422,15 +315,15 @@ static void test_auth_is_required_accepted_and_rejected(void **state) {
     start_daemon(flags);
     assert_non_null(strstr(read_log(), "writes need AUTH"));
 
-    struct conn *c = conn_open();
-    ask(c, "PUT lim-1 parking 36.16 120.41 name=P1\n",
+    struct its_conn *c = conn_open();
+    its_ask(c, "PUT lim-1 parking 36.16 120.41 name=P1\n",
         "ERR DENIED writes need AUTH <token> first");
-    ask(c, "GET lim-1\n", "ERR NOTFOUND");
-    ask(c, "AUTH wrong-horse\n", "ERR DENIED wrong token\n");
-    ask(c, "PUT lim-1 parking 36.16 120.41 name=P1\n", "ERR DENIED");
-    ask(c, "AUTH correct-horse\n", "OK 0\n");
-    ask(c, "PUT lim-1 parking 36.16 120.41 name=P1\n", "OK 1\nlim-1\tparking\tP1\t");
-    ask(c, "DEL lim-1\n", "OK 0\n");
+    its_ask(c, "GET lim-1\n", "ERR NOTFOUND");
+    its_ask(c, "AUTH wrong-horse\n", "ERR DENIED wrong token\n");
+    its_ask(c, "PUT lim-1 parking 36.16 120.41 name=P1\n", "ERR DENIED");
+    its_ask(c, "AUTH correct-horse\n", "OK 0\n");
+    its_ask(c, "PUT lim-1 parking 36.16 120.41 name=P1\n", "OK 1\nlim-1\tparking\tP1\t");
+    its_ask(c, "DEL lim-1\n", "OK 0\n");
     conn_close(c);
 
     const char *log = read_log();
@@ -443,15 +336,15 @@ static void test_auth_is_required_accepted_and_rejected(void **state) {
     const char *guesses = "AUTH a\nAUTH b\nAUTH c\nPING\n";
     its_send_all(c->fd, guesses, strlen(guesses));
     for (int i = 1; i <= 3; i++) {
-        char *a = read_answer(c);
+        char *a = its_expect_answer(c);
         assert_true(strncmp(a, "ERR DENIED wrong token", 22) == 0);
         free(a);
     }
-    assert_true(closes_within(c->fd, WAIT_MS));
+    assert_true(its_closes_within(c->fd, WAIT_MS));
     conn_close(c);
     c = conn_open();
-    ask(c, "PING\n", "OK 0\n");
-    ask(c, "PUT lim-2 parking 36.16 120.41 name=P2\n", "ERR DENIED");
+    its_ask(c, "PING\n", "OK 0\n");
+    its_ask(c, "PUT lim-2 parking 36.16 120.41 name=P2\n", "ERR DENIED");
     conn_close(c);
 }
 
@@ -480,11 +373,11 @@ static void test_non_loopback_listener_without_token_is_read_only(void **state) 
     (void)state;
     assert_int_equal(start_daemon_on("0.0.0.0", NULL), -1);
     assert_non_null(strstr(read_log(), "read-only mode"));
-    struct conn *c = conn_open(); /* from loopback, and still refused */
-    ask(c, "PUT lim-3 parking 36.16 120.41 name=P3\n", "ERR DENIED read-only");
-    ask(c, "SET ec-001 name=x\n", "ERR DENIED read-only");
-    ask(c, "DEL ec-001\n", "ERR DENIED read-only");
-    ask(c, "GET ec-001\n", "OK 1\nec-001\t");
+    struct its_conn *c = conn_open(); /* from loopback, and still refused */
+    its_ask(c, "PUT lim-3 parking 36.16 120.41 name=P3\n", "ERR DENIED read-only");
+    its_ask(c, "SET ec-001 name=x\n", "ERR DENIED read-only");
+    its_ask(c, "DEL ec-001\n", "ERR DENIED read-only");
+    its_ask(c, "GET ec-001\n", "OK 1\nec-001\t");
     conn_close(c);
 }
 
@@ -492,9 +385,9 @@ static void test_loopback_listener_without_token_accepts_loopback_writes(void **
     (void)state;
     start_daemon(NULL);
     assert_null(strstr(read_log(), "read-only"));
-    struct conn *c = conn_open();
-    ask(c, "PUT lim-4 parking 36.16 120.41 name=P4\n", "OK 1\n");
-    ask(c, "DEL lim-4\n", "OK 0\n");
+    struct its_conn *c = conn_open();
+    its_ask(c, "PUT lim-4 parking 36.16 120.41 name=P4\n", "OK 1\n");
+    its_ask(c, "DEL lim-4\n", "OK 0\n");
     conn_close(c);
 }
 
@@ -504,29 +397,29 @@ static void test_connection_past_the_limit_gets_err_limit_and_is_closed(void **s
     (void)state;
     const char *flags[] = {"--max-connections", "4", NULL};
     start_daemon(flags);
-    struct conn *open_conns[4];
+    struct its_conn *open_conns[4];
     for (int i = 0; i < 4; i++) {
         open_conns[i] = conn_open();
-        ask(open_conns[i], "PING\n", "OK 0\n");
+        its_ask(open_conns[i], "PING\n", "OK 0\n");
     }
-    struct conn *extra = conn_open();
-    char *line = read_line(extra);
+    struct its_conn *extra = conn_open();
+    char *line = its_read_line(extra);
     assert_non_null(line);
     assert_string_equal(line, "ERR LIMIT too many connections (at most 4); closing\n");
     free(line);
-    assert_true(closes_within(extra->fd, WAIT_MS));
+    assert_true(its_closes_within(extra->fd, WAIT_MS));
     conn_close(extra);
     for (int i = 0; i < 4; i++) {
-        ask(open_conns[i], "PING\n", "OK 0\n");
+        its_ask(open_conns[i], "PING\n", "OK 0\n");
     }
     assert_int_equal(stat_value(open_conns[0], "connections_open"), 4);
     /* A freed place is taken by the next client. */
     conn_close(open_conns[3]);
     bool accepted = false;
-    for (int64_t start = now_ms(); !accepted && now_ms() - start < WAIT_MS;) {
-        struct conn *c = conn_open();
+    for (int64_t start = its_now_ms(); !accepted && its_now_ms() - start < WAIT_MS;) {
+        struct its_conn *c = conn_open();
         its_send_all(c->fd, "PING\n", 5);
-        char *a = read_line(c);
+        char *a = its_read_line(c);
         accepted = a && strcmp(a, "OK 0\n") == 0;
         free(a);
         conn_close(c);
@@ -542,23 +435,23 @@ static void test_idle_connections_are_closed_and_busy_ones_kept(void **state) {
     (void)state;
     const char *flags[] = {"--idle-timeout-ms", "400", NULL};
     start_daemon(flags);
-    struct conn *silent = conn_open();
-    struct conn *trickle = conn_open();
-    struct conn *busy = conn_open();
-    int64_t start = now_ms();
+    struct its_conn *silent = conn_open();
+    struct its_conn *trickle = conn_open();
+    struct its_conn *busy = conn_open();
+    int64_t start = its_now_ms();
     bool trickle_closed = false;
     /* For 1.5 s: busy sends a request every 100 ms, trickle sends one byte
      * of a request that never ends every 100 ms, silent sends nothing. */
-    for (int i = 0; now_ms() - start < 1500; i++) {
-        ask(busy, "PING\n", "OK 0\n");
+    for (int i = 0; its_now_ms() - start < 1500; i++) {
+        its_ask(busy, "PING\n", "OK 0\n");
         if (!trickle_closed && send(trickle->fd, "N", 1, MSG_NOSIGNAL) != 1) {
             trickle_closed = true;
         }
         usleep(100000);
     }
-    assert_true(closes_within(silent->fd, 1000));
-    assert_true(closes_within(trickle->fd, 1000));
-    ask(busy, "PING\n", "OK 0\n");
+    assert_true(its_closes_within(silent->fd, 1000));
+    assert_true(its_closes_within(trickle->fd, 1000));
+    its_ask(busy, "PING\n", "OK 0\n");
     conn_close(silent);
     conn_close(trickle);
     conn_close(busy);
@@ -568,8 +461,8 @@ static void test_client_that_never_reads_is_dropped_while_others_are_served(void
     (void)state;
     const char *flags[] = {"--max-output-bytes", "65536", "--idle-timeout-ms", "1000", NULL};
     start_daemon(flags);
-    struct conn *other = conn_open();
-    ask(other, "PING\n", "OK 0\n");
+    struct its_conn *other = conn_open();
+    its_ask(other, "PING\n", "OK 0\n");
     long rss_before_kib = daemon_rss_kib();
 
     /* 3,000 answers of about 50 KB each: 150 MB if nothing stopped them. */
@@ -585,8 +478,8 @@ static void test_client_that_never_reads_is_dropped_while_others_are_served(void
     int flags_nb = fcntl(hog, F_GETFL);
     fcntl(hog, F_SETFL, flags_nb | O_NONBLOCK);
     size_t sent = 0;
-    int64_t start = now_ms();
-    while (sent < req_len * n_req && now_ms() - start < 2000) {
+    int64_t start = its_now_ms();
+    while (sent < req_len * n_req && its_now_ms() - start < 2000) {
         ssize_t n = send(hog, batch + sent, req_len * n_req - sent, MSG_NOSIGNAL);
         if (n > 0) {
             sent += (size_t)n;
@@ -598,23 +491,23 @@ static void test_client_that_never_reads_is_dropped_while_others_are_served(void
 
     /* Others are answered promptly while the hog sits at its cap. */
     for (int i = 0; i < 20; i++) {
-        int64_t t0 = now_ms();
-        ask(other, "NEAREST school 36.16 120.41 K 3\n", "OK 3\n");
-        assert_true(now_ms() - t0 < 1000);
+        int64_t t0 = its_now_ms();
+        its_ask(other, "NEAREST school 36.16 120.41 K 3\n", "OK 3\n");
+        assert_true(its_now_ms() - t0 < 1000);
         usleep(20000);
     }
     /* Then the hog is dropped: only `other` stays open. */
     bool dropped = false;
-    for (start = now_ms(); !dropped && now_ms() - start < WAIT_MS; usleep(50000)) {
+    for (start = its_now_ms(); !dropped && its_now_ms() - start < WAIT_MS; usleep(50000)) {
         dropped = stat_value(other, "connections_open") == 1;
     }
     assert_true(dropped);
     long rss_after_kib = daemon_rss_kib();
     assert_true(rss_after_kib - rss_before_kib < 32 * 1024);
     fcntl(hog, F_SETFL, flags_nb);
-    assert_true(closes_within(hog, WAIT_MS));
+    assert_true(its_closes_within(hog, WAIT_MS));
     close(hog);
-    ask(other, "PING\n", "OK 0\n");
+    its_ask(other, "PING\n", "OK 0\n");
     conn_close(other);
 }
 
@@ -661,12 +554,12 @@ static void test_1000_pipelined_requests_are_answered_in_order(void **state) {
     static char requests[N][96];
     char **expected = calloc(N, sizeof *expected);
     assert_non_null(expected);
-    struct conn *c = conn_open();
+    struct its_conn *c = conn_open();
     /* The oracle: the same requests one at a time. */
     for (int i = 0; i < N; i++) {
         mixed_request(requests[i], sizeof requests[i]);
         its_send_all(c->fd, requests[i], strlen(requests[i]));
-        expected[i] = read_answer(c);
+        expected[i] = its_expect_answer(c);
     }
     size_t total = 0;
     for (int i = 0; i < N; i++) {
@@ -679,10 +572,10 @@ static void test_1000_pipelined_requests_are_answered_in_order(void **state) {
         memcpy(batch + at, requests[i], strlen(requests[i]));
         at += strlen(requests[i]);
     }
-    struct conn *p = conn_open();
+    struct its_conn *p = conn_open();
     its_send_all(p->fd, batch, total); /* one write */
     for (int i = 0; i < N; i++) {
-        char *a = read_answer(p);
+        char *a = its_expect_answer(p);
         if (strcmp(a, expected[i]) != 0) {
             fail_msg("answer %d to %s differs: %s vs %s", i, requests[i], a, expected[i]);
         }
@@ -716,17 +609,17 @@ static void test_clients_vanishing_with_requests_in_flight_do_not_hurt(void **st
         }
         close(fd);
     }
-    struct conn *c = conn_open();
-    ask(c, "PING\n", "OK 0\n");
+    struct its_conn *c = conn_open();
+    its_ask(c, "PING\n", "OK 0\n");
     bool settled = false;
-    for (int64_t start = now_ms(); !settled && now_ms() - start < WAIT_MS; usleep(20000)) {
+    for (int64_t start = its_now_ms(); !settled && its_now_ms() - start < WAIT_MS; usleep(20000)) {
         settled = stat_value(c, "connections_open") == 1;
     }
     assert_true(settled);
     /* The writes of vanished clients still committed (or none ran): GET agrees
      * with a fresh write either way. */
-    ask(c, "PUT lim-5 parking 36.17 120.42 name=P5b\n", "OK 1\nlim-5\tparking\tP5b\t");
-    ask(c, "DEL lim-5\n", "OK 0\n");
+    its_ask(c, "PUT lim-5 parking 36.17 120.42 name=P5b\n", "OK 1\nlim-5\tparking\tP5b\t");
+    its_ask(c, "DEL lim-5\n", "OK 0\n");
     conn_close(c);
     assert_int_equal(waitpid(daemon_pid, NULL, WNOHANG), 0); /* still running */
 }
@@ -747,17 +640,17 @@ static unsigned long long file_bytes(const char *path) {
 static void test_stats_counts_by_command_and_shows_database_size(void **state) {
     (void)state;
     start_daemon(NULL);
-    struct conn *c = conn_open();
+    struct its_conn *c = conn_open();
     unsigned long long parking_before = stat_value(c, "facilities_parking");
     for (int i = 0; i < 3; i++) {
-        ask(c, "PING\n", "OK 0\n");
+        its_ask(c, "PING\n", "OK 0\n");
     }
-    ask(c, "NEAREST school 36.16 120.41\n", "OK 5\n");
-    ask(c, "nearest school 36.16 120.41 K 2\n", "OK 2\n");
-    ask(c, "NEAREST zoo 36.16 120.41\n", "ERR UNKNOWN");
-    ask(c, "PUT lim-6 parking 36.16 120.41 name=P6\n", "OK 1\n");
-    ask(c, "SET no-such-id name=x\n", "ERR NOTFOUND");
-    ask(c, "FLY\n", "ERR UNKNOWN");
+    its_ask(c, "NEAREST school 36.16 120.41\n", "OK 5\n");
+    its_ask(c, "nearest school 36.16 120.41 K 2\n", "OK 2\n");
+    its_ask(c, "NEAREST zoo 36.16 120.41\n", "ERR UNKNOWN");
+    its_ask(c, "PUT lim-6 parking 36.16 120.41 name=P6\n", "OK 1\n");
+    its_ask(c, "SET no-such-id name=x\n", "ERR NOTFOUND");
+    its_ask(c, "FLY\n", "ERR UNKNOWN");
     assert_int_equal(stat_value(c, "requests_ping"), 3);
     assert_int_equal(stat_value(c, "errors_ping"), 0);
     assert_int_equal(stat_value(c, "requests_nearest"), 3);
@@ -784,7 +677,7 @@ static void test_stats_counts_by_command_and_shows_database_size(void **state) {
     unsigned long long on_disk = file_bytes(db) + file_bytes(wal);
     assert_true(on_disk > 0);
     assert_int_equal(stat_value(c, "db_bytes"), on_disk);
-    ask(c, "DEL lim-6\n", "OK 0\n");
+    its_ask(c, "DEL lim-6\n", "OK 0\n");
     conn_close(c);
 }
 
@@ -826,23 +719,23 @@ static void test_garbage_gets_the_right_err_and_nothing_crashes(void **state) {
         {"SET pk-001 free=NaN\n", 0, "ERR ARG free: expected a number"},
         {"SET pk-001 free=1e400\n", 0, "ERR ARG free: expected a number"},
     };
-    struct conn *c = conn_open();
+    struct its_conn *c = conn_open();
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         size_t len = cases[i].len ? cases[i].len : strlen(cases[i].bytes);
         its_send_all(c->fd, cases[i].bytes, len);
-        char *a = read_answer(c);
+        char *a = its_expect_answer(c);
         if (strncmp(a, cases[i].want, strlen(cases[i].want)) != 0 || strchr(a, '\n')[1]) {
             fail_msg("case %zu: got \"%s\", expected one line starting \"%s\"", i, a,
                      cases[i].want);
         }
         free(a);
     }
-    ask(c, "GET g-1\n", "ERR NOTFOUND ");
+    its_ask(c, "GET g-1\n", "ERR NOTFOUND ");
     /* -0 is zero. */
     its_send_all(c->fd, "NEAREST school 0 120.4 K 3\n", 27);
-    char *zero = read_answer(c);
+    char *zero = its_expect_answer(c);
     its_send_all(c->fd, "NEAREST school -0 120.4 K 3\n", 28);
-    char *minus_zero = read_answer(c);
+    char *minus_zero = its_expect_answer(c);
     assert_string_equal(zero, minus_zero);
     assert_true(strncmp(zero, "OK 3\n", 5) == 0);
     free(zero);
@@ -862,11 +755,11 @@ static void test_garbage_gets_the_right_err_and_nothing_crashes(void **state) {
             }
             line[len] = '\n';
             its_send_all(c->fd, line, len + 1);
-            char *a = read_answer(c);
+            char *a = its_expect_answer(c);
             assert_true(strncmp(a, "ERR ", 4) == 0 || strncmp(a, "OK ", 3) == 0);
             free(a);
         }
-        ask(c, "PING\n", "OK 0\n");
+        its_ask(c, "PING\n", "OK 0\n");
     }
     conn_close(c);
     assert_int_equal(waitpid(daemon_pid, NULL, WNOHANG), 0);
@@ -908,15 +801,15 @@ static void test_wrong_tokens_are_rate_limited_across_connections(void **state) 
     write_file(token_path, "battery-staple\n");
     const char *flags[] = {"--auth-token-file", token_path, NULL};
     start_daemon(flags);
-    int64_t start = now_ms();
+    int64_t start = its_now_ms();
     int wrong = 0;
     bool busy = false;
     for (int i = 0; i < 3 * AUTH_FAIL_BURST && !busy; i++) {
-        struct conn *c = conn_open(); /* a new connection for each guess */
+        struct its_conn *c = conn_open(); /* a new connection for each guess */
         char guess[64];
         snprintf(guess, sizeof guess, "AUTH guess-%d\n", i);
         its_send_all(c->fd, guess, strlen(guess));
-        char *a = read_answer(c);
+        char *a = its_expect_answer(c);
         if (strncmp(a, "ERR DENIED wrong token", 22) == 0) {
             wrong++;
         } else {
@@ -926,17 +819,17 @@ static void test_wrong_tokens_are_rate_limited_across_connections(void **state) 
         free(a);
         conn_close(c);
     }
-    int64_t took_ms = now_ms() - start;
+    int64_t took_ms = its_now_ms() - start;
     assert_true(busy);
     assert_true(wrong >= AUTH_FAIL_BURST);
     assert_true(wrong <= AUTH_FAIL_BURST + 1 + (int)(took_ms * AUTH_FAIL_PER_SECOND / 1000));
-    struct conn *c = conn_open();
-    ask(c, "AUTH battery-staple\n", "ERR BUSY ");  /* not even compared */
-    ask(c, "PUT lim-7 parking 36.16 120.41 name=P7\n", "ERR DENIED");
+    struct its_conn *c = conn_open();
+    its_ask(c, "AUTH battery-staple\n", "ERR BUSY ");  /* not even compared */
+    its_ask(c, "PUT lim-7 parking 36.16 120.41 name=P7\n", "ERR DENIED");
     usleep(1200 * 1000 / AUTH_FAIL_PER_SECOND);    /* a token or two come back */
-    ask(c, "AUTH battery-staple\n", "OK 0\n");
-    ask(c, "PUT lim-7 parking 36.16 120.41 name=P7\n", "OK 1\n");
-    ask(c, "DEL lim-7\n", "OK 0\n");
+    its_ask(c, "AUTH battery-staple\n", "OK 0\n");
+    its_ask(c, "PUT lim-7 parking 36.16 120.41 name=P7\n", "OK 1\n");
+    its_ask(c, "DEL lim-7\n", "OK 0\n");
     conn_close(c);
     const char *log = read_log();
     const char *first = strstr(log, "too many wrong AUTH tokens daemon-wide");
@@ -952,17 +845,17 @@ static void test_wrong_tokens_are_rate_limited_across_connections(void **state) 
 static void test_10_mib_line_gets_err_limit_and_costs_no_memory(void **state) {
     (void)state;
     start_daemon(NULL);
-    struct conn *other = conn_open();
-    ask(other, "PING\n", "OK 0\n");
+    struct its_conn *other = conn_open();
+    its_ask(other, "PING\n", "OK 0\n");
     long rss_before_kib = daemon_rss_kib();
     size_t total = 10u << 20;
     char *junk = malloc(total);
     assert_non_null(junk);
     memset(junk, 'N', total);
-    struct conn *c = conn_open();
+    struct its_conn *c = conn_open();
     size_t sent = 0;
-    int64_t start = now_ms();
-    while (sent < total && now_ms() - start < WAIT_MS) {
+    int64_t start = its_now_ms();
+    while (sent < total && its_now_ms() - start < WAIT_MS) {
         struct pollfd p = {.fd = c->fd, .events = POLLOUT};
         if (poll(&p, 1, 100) != 1 || !(p.revents & POLLOUT)) {
             if (p.revents & (POLLERR | POLLHUP)) {
@@ -980,13 +873,13 @@ static void test_10_mib_line_gets_err_limit_and_costs_no_memory(void **state) {
         sent += (size_t)n;
     }
     free(junk);
-    char *line = read_line(c);
+    char *line = its_read_line(c);
     assert_non_null(line);
     if (strncmp(line, "ERR LIMIT ", 10) != 0) {
         fail_msg("expected ERR LIMIT, got %s", line);
     }
     free(line);
-    assert_true(closes_within(c->fd, WAIT_MS));
+    assert_true(its_closes_within(c->fd, WAIT_MS));
     conn_close(c);
     long rss_after_kib = daemon_rss_kib();
     long grown_kib = rss_after_kib - rss_before_kib;
@@ -994,7 +887,7 @@ static void test_10_mib_line_gets_err_limit_and_costs_no_memory(void **state) {
                   sent, grown_kib, PROTO_MAX_LINE_BYTES / 1024);
     /* A few line limits plus one read buffer. */
     assert_true(grown_kib * 1024 <= 4 * PROTO_MAX_LINE_BYTES + 4 * 65536);
-    ask(other, "PING\n", "OK 0\n");
+    its_ask(other, "PING\n", "OK 0\n");
     conn_close(other);
 }
 
@@ -1038,14 +931,15 @@ static void test_5000_idle_connections_and_50_clients(void **state) {
         idle[i] = dial(0);
         assert_true(idle[i] >= 0);
     }
-    struct conn **cl = calloc(CLIENTS, sizeof *cl);
+    struct its_conn **cl = calloc(CLIENTS, sizeof *cl);
     assert_non_null(cl);
     for (int i = 0; i < CLIENTS; i++) {
         cl[i] = conn_open();
     }
     /* Every connection is accepted and counted before the clients start. */
     bool all_open = false;
-    for (int64_t start = now_ms(); !all_open && now_ms() - start < WAIT_MS; usleep(20000)) {
+    for (int64_t start = its_now_ms(); !all_open && its_now_ms() - start < WAIT_MS;
+         usleep(20000)) {
         all_open = stat_value(cl[0], "connections_open") == (unsigned long long)(n_idle + CLIENTS);
     }
     assert_true(all_open);
@@ -1064,7 +958,7 @@ static void test_5000_idle_connections_and_50_clients(void **state) {
             its_send_all(cl[i]->fd, req, strlen(req));
         }
         for (int i = 0; i < CLIENTS; i++) {
-            char *a = read_answer(cl[i]); /* fails the test after WAIT_MS */
+            char *a = its_expect_answer(cl[i]); /* fails the test after ITS_WAIT_MS */
             struct timespec t1;
             clock_gettime(CLOCK_MONOTONIC, &t1);
             assert_true(strncmp(a, "OK 5\n", 5) == 0);
@@ -1081,16 +975,16 @@ static void test_5000_idle_connections_and_50_clients(void **state) {
     free(lat_us);
 
     /* One more than the limit: ERR LIMIT and closed. */
-    struct conn *extra = conn_open();
-    char *line = read_line(extra);
+    struct its_conn *extra = conn_open();
+    char *line = its_read_line(extra);
     assert_non_null(line);
     assert_true(strncmp(line, "ERR LIMIT too many connections", 30) == 0);
     free(line);
-    assert_true(closes_within(extra->fd, WAIT_MS));
+    assert_true(its_closes_within(extra->fd, WAIT_MS));
     conn_close(extra);
     /* Still up, still counting every idle connection. */
     assert_int_equal(stat_value(cl[0], "connections_open"), n_idle + CLIENTS);
-    ask(cl[CLIENTS - 1], "PING\n", "OK 0\n");
+    its_ask(cl[CLIENTS - 1], "PING\n", "OK 0\n");
     for (int i = 0; i < n_idle; i++) {
         close(idle[i]);
     }

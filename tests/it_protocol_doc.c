@@ -41,16 +41,7 @@ static pid_t daemon_pid = -1;
 static int daemon_port;
 
 static int dial(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)daemon_port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
-        return fd;
-    }
-    if (fd >= 0) {
-        close(fd);
-    }
-    return -1;
+    return its_dial(daemon_port);
 }
 
 /* A buffered line reader. */
@@ -247,41 +238,22 @@ static int group_setup(void **state) {
     snprintf(log_path, sizeof log_path, "%s/nearestd.log", dir);
     daemon_port = its_free_port();
     snprintf(listen, sizeof listen, "127.0.0.1:%d", daemon_port);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd < 0 || dup2(fd, 2) < 0) {
-            _exit(126);
-        }
-        execl(NEARESTD_BIN, NEARESTD_BIN, "--db", db, "--init", "--dataset",
-              NEARESTD_DATASET_DIR, "--listen", listen, (char *)NULL);
-        _exit(127);
-    }
-    if (pid < 0) {
+    const char *args[] = {"--db", db, "--init", "--dataset", NEARESTD_DATASET_DIR,
+                          "--listen", listen, NULL};
+    daemon_pid = its_spawn(NEARESTD_BIN, log_path, args);
+    int fd = its_wait_ready_within(daemon_pid, daemon_port, 3 * WAIT_MS);
+    if (fd < 0) {
+        its_stop(daemon_pid);
+        daemon_pid = -1;
         return -1;
     }
-    daemon_pid = pid;
-    for (int waited = 0; waited < 3 * WAIT_MS; waited += 20) {
-        int fd = dial();
-        if (fd >= 0) {
-            close(fd);
-            return 0;
-        }
-        if (waitpid(pid, NULL, WNOHANG) == pid) {
-            daemon_pid = -1;
-            return -1;
-        }
-        usleep(20000);
-    }
-    return -1;
+    close(fd);
+    return 0;
 }
 
 static int group_teardown(void **state) {
     (void)state;
-    if (daemon_pid > 0) {
-        kill(daemon_pid, SIGKILL);
-        waitpid(daemon_pid, NULL, 0);
-    }
+    its_stop(daemon_pid);
     for (size_t i = 0; i < n_steps; i++) {
         free(steps[i].request);
         for (size_t k = 0; k < steps[i].n_expected; k++) {

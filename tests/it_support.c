@@ -53,7 +53,7 @@ void its_send_all(int fd, const char *buf, size_t len) {
 
 /* ---- Daemons and buffered connections ------------------------------------------------ */
 
-static int64_t its_now_ms(void) {
+int64_t its_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -107,9 +107,16 @@ void its_stop(pid_t pid) {
 }
 
 int its_dial(int port) {
+    return its_dial_rcvbuf(port, 0);
+}
+
+int its_dial_rcvbuf(int port, int rcvbuf_bytes) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) {
         return -1;
+    }
+    if (rcvbuf_bytes > 0) {
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf_bytes, sizeof rcvbuf_bytes);
     }
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -123,7 +130,11 @@ int its_dial(int port) {
 }
 
 int its_wait_ready(pid_t pid, int port) {
-    for (int64_t start = its_now_ms(); its_now_ms() - start < ITS_WAIT_MS;) {
+    return its_wait_ready_within(pid, port, ITS_WAIT_MS);
+}
+
+int its_wait_ready_within(pid_t pid, int port, int timeout_ms) {
+    for (int64_t start = its_now_ms(); its_now_ms() - start < timeout_ms;) {
         int fd = its_dial(port);
         if (fd >= 0) {
             return fd;
@@ -186,9 +197,10 @@ char *its_read_line(struct its_conn *c) {
             return line;
         }
         assert_true(c->len < sizeof c->buf);
+        int wait_ms = c->wait_ms > 0 ? c->wait_ms : ITS_WAIT_MS;
         struct pollfd p = {.fd = c->fd, .events = POLLIN};
-        if (poll(&p, 1, ITS_WAIT_MS) != 1) {
-            fail_msg("no answer within %d ms", ITS_WAIT_MS);
+        if (poll(&p, 1, wait_ms) != 1) {
+            fail_msg("no answer within %d ms", wait_ms);
         }
         ssize_t n = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, 0);
         if (n == 0 || (n < 0 && errno == ECONNRESET)) {
@@ -220,6 +232,17 @@ char *its_read_answer(struct its_conn *c) {
     return first;
 }
 
+char *its_expect_answer(struct its_conn *c) {
+    char *a = its_read_answer(c);
+    if (!a) {
+        fail_msg("the connection closed before an answer");
+    }
+    if (strncmp(a, "OK ", 3) != 0 && strncmp(a, "ERR ", 4) != 0) {
+        fail_msg("not an answer: %s", a);
+    }
+    return a;
+}
+
 void its_ask(struct its_conn *c, const char *request, const char *prefix) {
     its_send_all(c->fd, request, strlen(request));
     char *a = its_read_answer(c);
@@ -247,6 +270,16 @@ bool its_closes_within(int fd, int ms) {
     }
 }
 
+bool its_closes_silently(int fd, int ms) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, ms) != 1) {
+        return false;
+    }
+    char b[64];
+    ssize_t n = recv(fd, b, sizeof b, 0);
+    return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
 char *its_read_file(const char *path) {
     FILE *f = fopen(path, "rb");
     size_t cap = 4096, len = 0;
@@ -266,4 +299,48 @@ char *its_read_file(const char *path) {
     }
     buf[len] = '\0';
     return buf;
+}
+
+/* ---- Databases and files ------------------------------------------------------------- */
+
+int its_init_db(const char *bin, const char *dataset_dir, const char *db_path,
+                const char *log_path) {
+    const char *args[] = {"--db", db_path, "--init", "--dataset", dataset_dir,
+                          "--listen", "127.0.0.1:0", NULL};
+    pid_t pid = its_spawn(bin, log_path, args);
+    if (its_wait_serving(pid, log_path) < 0) {
+        its_stop(pid);
+        return -1;
+    }
+    kill(pid, SIGTERM);
+    int status = its_wait_exit(pid, ITS_WAIT_MS);
+    if (status == -1) {
+        its_stop(pid);
+        return -1;
+    }
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+void its_copy_file(const char *from, const char *to) {
+    FILE *in = fopen(from, "rb");
+    FILE *out = fopen(to, "wb");
+    assert_non_null(in);
+    assert_non_null(out);
+    char *buf = malloc(1 << 16);
+    assert_non_null(buf);
+    size_t n;
+    while ((n = fread(buf, 1, 1 << 16, in)) > 0) {
+        assert_int_equal(fwrite(buf, 1, n, out), n);
+    }
+    free(buf);
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+}
+
+size_t its_count_lines(const char *s) {
+    size_t n = 0;
+    for (; *s; s++) {
+        n += *s == '\n';
+    }
+    return n;
 }

@@ -18,9 +18,13 @@ void its_send_all(int fd, const char *buf, size_t len);
 /* ---- Daemons and buffered connections (added for it_faults, it_disk) ---------------- */
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #define ITS_WAIT_MS 10000 /* every wait below gives up after this long */
+
+/* Milliseconds on the monotonic clock, for measuring waits. */
+int64_t its_now_ms(void);
 
 /* Starts `bin` with args (NULL-terminated, without argv[0]) in a child whose
  * stderr goes to log_path (truncated before this returns). The child is
@@ -37,9 +41,16 @@ void its_stop(pid_t pid);
 /* Connects to 127.0.0.1:port with TCP_NODELAY. Returns the fd or -1. */
 int its_dial(int port);
 
+/* Like its_dial(), but when rcvbuf_bytes > 0 first shrinks the socket's
+ * receive buffer to it (SO_RCVBUF), to make a client that reads slowly. */
+int its_dial_rcvbuf(int port, int rcvbuf_bytes);
+
 /* Waits until something accepts on `port` while pid lives. Returns a
  * connected fd, or -1 when pid exited or ITS_WAIT_MS passed. */
 int its_wait_ready(pid_t pid, int port);
+
+/* Like its_wait_ready(), giving up after timeout_ms instead. */
+int its_wait_ready_within(pid_t pid, int port, int timeout_ms);
 
 /* Waits until the daemon `pid` logs its "nearestd: serving ... on HOST:PORT"
  * line to log_path and returns PORT, or -1 when pid exited (not reaped: wait
@@ -53,15 +64,20 @@ struct its_conn {
     int fd;
     size_t len;
     char buf[1 << 16];
+    int wait_ms; /* how long one read waits for data; 0 means ITS_WAIT_MS */
 };
 
 /* Reads one line with its "\n" into a malloc'ed string; NULL at EOF or
- * reset. Fails the test after ITS_WAIT_MS without a line. */
+ * reset. Fails the test after c->wait_ms (ITS_WAIT_MS) without data. */
 char *its_read_line(struct its_conn *c);
 
 /* Reads one whole answer (an ERR line, or "OK n" and n lines) into a
  * malloc'ed string; NULL at EOF before its first line. */
 char *its_read_answer(struct its_conn *c);
+
+/* Like its_read_answer(), but fails the test unless an answer arrives and
+ * its first line starts "OK " or "ERR ". Never returns NULL. */
+char *its_expect_answer(struct its_conn *c);
 
 /* Sends request and fails the test unless the answer starts with prefix. */
 void its_ask(struct its_conn *c, const char *request, const char *prefix);
@@ -69,7 +85,27 @@ void its_ask(struct its_conn *c, const char *request, const char *prefix);
 /* True when the peer closes (EOF or reset) within ms, skipping any data. */
 bool its_closes_within(int fd, int ms);
 
+/* True when the peer closes (EOF or reset) within ms without sending
+ * anything more first: unlike its_closes_within(), data means false. */
+bool its_closes_silently(int fd, int ms);
+
 /* Reads the whole file at path into a malloc'ed string ("" if missing). */
 char *its_read_file(const char *path);
+
+/* ---- Databases and files (added for it_faults, it_disk) ------------------------------ */
+
+/* Creates the database db_path from the dataset in dataset_dir by starting
+ * the daemon `bin` with --init on 127.0.0.1:0, waiting until it serves and
+ * stopping it with SIGTERM; its stderr goes to log_path. Returns 0 when the
+ * daemon served and then exited with status 0, else -1 (no child left). */
+int its_init_db(const char *bin, const char *dataset_dir, const char *db_path,
+                const char *log_path);
+
+/* Copies the file at `from` to `to` (created or truncated); fails the test
+ * on any error. */
+void its_copy_file(const char *from, const char *to);
+
+/* The number of "\n" in s. */
+size_t its_count_lines(const char *s);
 
 #endif
