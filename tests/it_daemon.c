@@ -30,6 +30,7 @@
 #include <cmocka.h>
 
 #include "it_support.h"
+#include "test_rng.h"
 #include <sqlite3.h>
 #include <jansson.h>
 
@@ -65,15 +66,11 @@ static struct fixture *fx;
 static uint64_t rng_state = 0x2545f4914f6cdd1dull;
 
 static uint64_t rng_next(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
+    return test_rng_xorshift64(&rng_state);
 }
 
 static double rng_deg(double lo, double hi) {
-    int64_t a = llround(lo * 1e6), b = llround(hi * 1e6);
-    return (double)(a + (int64_t)(rng_next() % (uint64_t)(b - a + 1))) / 1e6;
+    return test_rng_microdeg(rng_next(), lo, hi);
 }
 
 static int write_dataset(void) {

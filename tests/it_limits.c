@@ -34,6 +34,7 @@
 #include <cmocka.h>
 
 #include "it_support.h"
+#include "test_rng.h"
 
 #include "auth.h"
 #include "proto.h"
@@ -514,10 +515,7 @@ static void test_client_that_never_reads_is_dropped_while_others_are_served(void
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
 static uint64_t rng_next(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
+    return test_rng_xorshift64(&rng_state);
 }
 
 /* The i-th request of a varied mix: queries, lookups, errors, blank-free. */

@@ -30,6 +30,7 @@
 #include "hours.h"
 #include "reply.h"
 #include "store.h"
+#include "test_rng.h"
 
 #define USAGE_NEAREST                                                                     \
     "NEAREST <category|*> <lat> <lon> [K <n>] [MAXDIST <metres>] [WHERE <field> <op> "    \
@@ -69,16 +70,12 @@ static struct fixture *fx;
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
 static uint64_t rng_next(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
+    return test_rng_xorshift64(&rng_state);
 }
 
 /* Uniform in [lo, hi], on the microdegree grid so that text round-trips. */
 static double rng_deg(double lo, double hi) {
-    int64_t a = llround(lo * 1e6), b = llround(hi * 1e6);
-    return (double)(a + (int64_t)(rng_next() % (uint64_t)(b - a + 1))) / 1e6;
+    return test_rng_microdeg(rng_next(), lo, hi);
 }
 
 static const char *const hours_pool[] = {

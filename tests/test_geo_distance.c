@@ -17,6 +17,7 @@
 #include <geodesic.h>
 
 #include "geo_distance.h"
+#include "test_rng.h"
 
 #define MM 1e-3
 
@@ -24,19 +25,16 @@
 static uint64_t rng_state = 0x6e65617265737464ULL;
 
 static uint64_t rng_next(void) {
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
+    return test_rng_splitmix64(&rng_state);
 }
 
 /* Uniform in [0, 1). */
 static double rng_unit(void) {
-    return (double)(rng_next() >> 11) * (1.0 / 9007199254740992.0);
+    return test_rng_unit(rng_next());
 }
 
 static double rng_range(double lo, double hi) {
-    return lo + (hi - lo) * rng_unit();
+    return test_rng_range(rng_next(), lo, hi);
 }
 
 static struct geod_geodesic wgs84;

@@ -25,24 +25,22 @@
 
 #include "geo_distance.h"
 #include "geo_index.h"
+#include "test_rng.h"
 
 /* ---- Random numbers ------------------------------------------------------ */
 
 static uint64_t rng_state = 0x67656f5f696e6478ULL;
 
 static uint64_t rng_next(void) {
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
+    return test_rng_splitmix64(&rng_state);
 }
 
 static double rng_unit(void) {
-    return (double)(rng_next() >> 11) * (1.0 / 9007199254740992.0);
+    return test_rng_unit(rng_next());
 }
 
 static double rng_range(double lo, double hi) {
-    return lo + (hi - lo) * rng_unit();
+    return test_rng_range(rng_next(), lo, hi);
 }
 
 static uint32_t rng_below(uint32_t n) {

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "proto.h"
+#include "test_rng.h"
 
 /* ---- Helpers ---------------------------------------------------------------- */
 
@@ -452,10 +453,7 @@ static bool model_number(const char *s, double *out) {
 static uint64_t num_rng = 0x9e3779b97f4a7c15ull;
 
 static uint64_t num_next(void) {
-    num_rng ^= num_rng << 13;
-    num_rng ^= num_rng >> 7;
-    num_rng ^= num_rng << 17;
-    return num_rng;
+    return test_rng_xorshift64(&num_rng);
 }
 
 /* A random decimal of a random shape: coordinates as clients send them,
