@@ -28,50 +28,20 @@
 #include "geo_crs.h"
 #include "import.h"
 #include "store.h"
+#include "test_tmpdir.h"
 
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                  */
 /* ------------------------------------------------------------------------ */
 
-struct fixture {
-    char dir[64];
-    char db[128];
-};
-
 static int setup(void **state)
 {
-    struct fixture *fx = calloc(1, sizeof *fx);
-    snprintf(fx->dir, sizeof fx->dir, "/tmp/test_import.XXXXXX");
-    if (!mkdtemp(fx->dir)) {
-        return -1;
-    }
-    snprintf(fx->db, sizeof fx->db, "%s/catalogue.db", fx->dir);
-    *state = fx;
-    return 0;
+    return tmpdir_fixture_setup(state, "test_import");
 }
 
 static int teardown(void **state)
 {
-    struct fixture *fx = *state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->dir);
-    int rc = system(cmd);
-    free(fx);
-    return rc == 0 ? 0 : -1;
-}
-
-/* Writes text to dir/name and returns the path (static buffer, one of four). */
-static const char *write_file(const struct fixture *fx, const char *name, const char *text)
-{
-    static char paths[4][256];
-    static int next;
-    char *path = paths[next++ % 4];
-    snprintf(path, 256, "%s/%s", fx->dir, name);
-    FILE *fp = fopen(path, "wb");
-    assert_non_null(fp);
-    assert_true(fputs(text, fp) >= 0);
-    assert_int_equal(fclose(fp), 0);
-    return path;
+    return tmpdir_fixture_teardown(state);
 }
 
 /* Runs nearest-import with the given arguments (NULL-terminated); the
@@ -136,7 +106,7 @@ static int64_t count_in(const char *db)
 }
 
 /* A failed import into a new catalogue leaves nothing: no file, no temporary. */
-static void assert_no_catalogue(const struct fixture *fx)
+static void assert_no_catalogue(const struct tmpdir_fixture *fx)
 {
     assert_int_equal(access(fx->db, F_OK), -1);
     char cmd[256];
@@ -198,8 +168,8 @@ static const char *const canonical_csv =
 
 static void test_csv_export_of_csv_import_is_byte_identical(void **state)
 {
-    struct fixture *fx = *state;
-    const char *csv = write_file(fx, "in.csv", canonical_csv);
+    struct tmpdir_fixture *fx = *state;
+    const char *csv = tmpdir_write_file(fx->dir, "in.csv", canonical_csv);
     char *msg = NULL;
     int status = run_import(&msg, "--db", fx->db, csv, NULL);
     if (status != 0) {
@@ -234,13 +204,13 @@ static void test_csv_export_of_csv_import_is_byte_identical(void **state)
 
 static void test_geojson_round_trip_keeps_records_and_text(void **state)
 {
-    struct fixture *fx = *state;
-    const char *csv = write_file(fx, "in.csv", canonical_csv);
+    struct tmpdir_fixture *fx = *state;
+    const char *csv = tmpdir_write_file(fx->dir, "in.csv", canonical_csv);
     assert_int_equal(run_import(NULL, "--db", fx->db, csv, NULL), 0);
     char *first = export_text(fx->db, EXPORT_GEOJSON, -1, false);
     assert_non_null(strstr(first, "\"name\":\"青岛市李沧区源庄康养中心, 北院\""));
     assert_non_null(strstr(first, "\"coordinates\":[120.394428,36.192482]"));
-    const char *gj = write_file(fx, "out.geojson", first);
+    const char *gj = tmpdir_write_file(fx->dir, "out.geojson", first);
     char db2[160];
     snprintf(db2, sizeof db2, "%s/second.db", fx->dir);
     char *msg = NULL;
@@ -273,8 +243,8 @@ static const char *const areas_geojson =
 
 static void test_areas_round_trip_and_are_detected_from_geometry(void **state)
 {
-    struct fixture *fx = *state;
-    const char *gj = write_file(fx, "areas.geojson", areas_geojson);
+    struct tmpdir_fixture *fx = *state;
+    const char *gj = tmpdir_write_file(fx->dir, "areas.geojson", areas_geojson);
     assert_int_equal(run_import(NULL, "--db", fx->db, gj, NULL), 0);
     assert_int_equal(sql_int(fx->db, "SELECT count(*) FROM areas"), 2);
     assert_int_equal(count_in(fx->db), 0);
@@ -284,7 +254,7 @@ static void test_areas_round_trip_and_are_detected_from_geometry(void **state)
                                   "[120.381,36.161],[120.38,36.16]]]]"));
     assert_non_null(strstr(first, "\"name\":\"明塘社区\",\"parent\":\"st-1\","
                                   "\"population\":5200"));
-    const char *again = write_file(fx, "again.geojson", first);
+    const char *again = tmpdir_write_file(fx->dir, "again.geojson", first);
     char db2[160];
     snprintf(db2, sizeof db2, "%s/second.db", fx->dir);
     assert_int_equal(run_import(NULL, "--db", db2, "--areas", again, NULL), 0);
@@ -436,9 +406,9 @@ static void frecs_assert_equal(const struct frecs *a, const struct frecs *b)
 
 static void test_random_records_survive_csv_and_geojson_round_trips(void **state)
 {
-    struct fixture *fx = *state;
+    struct tmpdir_fixture *fx = *state;
     char err[256];
-    const char *empty = write_file(fx, "empty.csv", "id,category,lat,lon\n");
+    const char *empty = tmpdir_write_file(fx->dir, "empty.csv", "id,category,lat,lon\n");
     assert_int_equal(run_import(NULL, "--db", fx->db, empty, NULL), 0);
     struct store *st = NULL;
     assert_int_equal(store_open(fx->db, &st, err, sizeof err), 0);
@@ -475,7 +445,7 @@ static void test_random_records_survive_csv_and_geojson_round_trips(void **state
     struct frecs *results[2] = {&via_csv, &via_geojson};
     for (int k = 0; k < 2; k++) {
         char *text = export_text(fx->db, formats[k], -1, false);
-        const char *path = write_file(fx, k == 0 ? "r.csv" : "r.geojson", text);
+        const char *path = tmpdir_write_file(fx->dir, k == 0 ? "r.csv" : "r.geojson", text);
         char db[160];
         snprintf(db, sizeof db, "%s/r%d.db", fx->dir, k);
         char *msg = NULL;
@@ -503,9 +473,9 @@ static void test_random_records_survive_csv_and_geojson_round_trips(void **state
 
 static void test_each_bad_csv_record_gets_one_message_with_its_line(void **state)
 {
-    struct fixture *fx = *state;
-    const char *csv = write_file(
-        fx, "bad.csv",
+    struct tmpdir_fixture *fx = *state;
+    const char *csv = tmpdir_write_file(
+        fx->dir, "bad.csv",
         "id,category,name,opening_hours,lat,lon,stars\n"                 /* 1 */
         "ok-1,elder_care,好,,36.1,120.3,3\n"                             /* 2 */
         "no-lat,elder_care,x,,,120.3,\n"                                 /* 3 */
@@ -543,7 +513,8 @@ static void test_each_bad_csv_record_gets_one_message_with_its_line(void **state
     /* Nothing was written: the catalogue was new, so there is none. */
     assert_no_catalogue(fx);
     /* Into an existing catalogue, nothing changes. */
-    const char *good = write_file(fx, "good.csv", "id,category,lat,lon\na,school,36.1,120.3\n");
+    const char *good = tmpdir_write_file(fx->dir, "good.csv",
+                                         "id,category,lat,lon\na,school,36.1,120.3\n");
     assert_int_equal(run_import(NULL, "--db", fx->db, good, NULL), 0);
     assert_int_equal(run_import(NULL, "--db", fx->db, csv, NULL), 2);
     assert_int_equal(count_in(fx->db), 1);
@@ -551,9 +522,9 @@ static void test_each_bad_csv_record_gets_one_message_with_its_line(void **state
 
 static void test_each_bad_geojson_feature_gets_one_message_with_its_number(void **state)
 {
-    struct fixture *fx = *state;
-    const char *gj = write_file(
-        fx, "bad.geojson",
+    struct tmpdir_fixture *fx = *state;
+    const char *gj = tmpdir_write_file(
+        fx->dir, "bad.geojson",
         "{\"type\":\"FeatureCollection\",\"features\":["
         "{\"type\":\"Feature\",\"geometry\":{\"type\":\"Point\",\"coordinates\":[120.3,36.1]},"
         "\"properties\":{\"id\":\"a\",\"category\":\"school\"}},"
@@ -600,8 +571,8 @@ static void test_each_bad_geojson_feature_gets_one_message_with_its_number(void 
 
 static void test_keep_going_imports_the_good_records_and_exits_1(void **state)
 {
-    struct fixture *fx = *state;
-    const char *csv = write_file(fx, "mixed.csv",
+    struct tmpdir_fixture *fx = *state;
+    const char *csv = tmpdir_write_file(fx->dir, "mixed.csv",
                                  "id,category,lat,lon\n"
                                  "a,school,36.1,120.3\n"
                                  "b,school,,120.3\n"
@@ -613,15 +584,15 @@ static void test_keep_going_imports_the_good_records_and_exits_1(void **state)
     free(msg);
     assert_int_equal(count_in(fx->db), 2);
     /* All bad: nothing to import, even with --keep-going. */
-    const char *bad = write_file(fx, "bad.csv", "id,category,lat,lon\nz,zoo,1,2\n");
+    const char *bad = tmpdir_write_file(fx->dir, "bad.csv", "id,category,lat,lon\nz,zoo,1,2\n");
     assert_int_equal(run_import(NULL, "--db", fx->db, "--keep-going", bad, NULL), 2);
     assert_int_equal(count_in(fx->db), 2);
 }
 
 static void test_unterminated_quote_is_reported_and_nothing_written(void **state)
 {
-    struct fixture *fx = *state;
-    const char *csv = write_file(fx, "q.csv", "id,category,name,lat,lon\n"
+    struct tmpdir_fixture *fx = *state;
+    const char *csv = tmpdir_write_file(fx->dir, "q.csv", "id,category,name,lat,lon\n"
                                               "a,school,fine,36.1,120.3\n"
                                               "b,school,\"open,36.1,120.3\n");
     char *msg = NULL;
@@ -633,8 +604,8 @@ static void test_unterminated_quote_is_reported_and_nothing_written(void **state
 
 static void test_missing_required_column_is_one_message_for_the_file(void **state)
 {
-    struct fixture *fx = *state;
-    const char *csv = write_file(fx, "nolat.csv", "\nid,category,纬度,lon\n"
+    struct tmpdir_fixture *fx = *state;
+    const char *csv = tmpdir_write_file(fx->dir, "nolat.csv", "\nid,category,纬度,lon\n"
                                                   "a,school,36.1,120.3\nb,school,36.2,120.3\n");
     char *msg = NULL;
     assert_int_equal(run_import(&msg, "--db", fx->db, "--keep-going", csv, NULL), 2);
@@ -652,8 +623,9 @@ static void test_missing_required_column_is_one_message_for_the_file(void **stat
 
 static void test_usage_errors_exit_2(void **state)
 {
-    struct fixture *fx = *state;
-    const char *csv = write_file(fx, "a.csv", "id,category,lat,lon\na,school,36.1,120.3\n");
+    struct tmpdir_fixture *fx = *state;
+    const char *csv = tmpdir_write_file(fx->dir, "a.csv",
+                                        "id,category,lat,lon\na,school,36.1,120.3\n");
     char *msg = NULL;
     assert_int_equal(run_import(&msg, csv, NULL), 2);
     assert_non_null(strstr(msg, "usage: nearest-import"));
@@ -679,8 +651,8 @@ static void test_usage_errors_exit_2(void **state)
 
 static void test_map_renames_columns_and_properties(void **state)
 {
-    struct fixture *fx = *state;
-    const char *csv = write_file(fx, "cn.csv",
+    struct tmpdir_fixture *fx = *state;
+    const char *csv = tmpdir_write_file(fx->dir, "cn.csv",
                                  "\xef\xbb\xbf编号,类别,名称,lat,lng,床位\n"
                                  "ec-9,elder_care,颐养院,36.1,120.3,80\n");
     char *msg = NULL;
@@ -694,8 +666,8 @@ static void test_map_renames_columns_and_properties(void **state)
     char text[256];
     assert_string_equal(sql_text(fx->db, "SELECT name || '|' || attrs FROM facilities", text,
                                  sizeof text), "颐养院|{\"beds\":80}");
-    const char *gj = write_file(
-        fx, "cn.geojson",
+    const char *gj = tmpdir_write_file(
+        fx->dir, "cn.geojson",
         "{\"type\":\"FeatureCollection\",\"features\":[{\"type\":\"Feature\",\"geometry\":"
         "{\"type\":\"Point\",\"coordinates\":[120.3,36.1]},\"properties\":{\"编号\":\"ec-10\","
         "\"category\":\"elder_care\",\"名称\":\"康乐园\"}}]}");
@@ -717,13 +689,13 @@ static int grab_point(const struct store_facility *f, void *ctx)
 
 static void test_crs_gcj02_and_bd09_are_converted_to_wgs84(void **state)
 {
-    struct fixture *fx = *state;
+    struct tmpdir_fixture *fx = *state;
     const struct geo_point given = {36.160123, 120.410456};
-    const char *csv = write_file(fx, "amap.csv",
+    const char *csv = tmpdir_write_file(fx->dir, "amap.csv",
                                  "id,category,lat,lon\namap-1,school,36.160123,120.410456\n");
     assert_int_equal(run_import(NULL, "--db", fx->db, "--crs", "gcj02", csv, NULL), 0);
-    const char *gj = write_file(
-        fx, "baidu.geojson",
+    const char *gj = tmpdir_write_file(
+        fx->dir, "baidu.geojson",
         "{\"type\":\"FeatureCollection\",\"features\":[{\"type\":\"Feature\",\"geometry\":"
         "{\"type\":\"Point\",\"coordinates\":[120.410456,36.160123]},\"properties\":"
         "{\"id\":\"bd-1\",\"category\":\"school\"}}]}");
@@ -752,8 +724,8 @@ static void test_crs_gcj02_and_bd09_are_converted_to_wgs84(void **state)
 /* ------------------------------------------------------------------------ */
 
 /* Writes n rows with ids prefix-0..n-1 at pseudo-random places in Licang. */
-static const char *write_rows(const struct fixture *fx, const char *name, const char *prefix,
-                              int n, unsigned seed)
+static const char *write_rows(const struct tmpdir_fixture *fx, const char *name,
+                              const char *prefix, int n, unsigned seed)
 {
     static char path[256];
     snprintf(path, sizeof path, "%s/%s", fx->dir, name);
@@ -774,7 +746,7 @@ static const char *write_rows(const struct fixture *fx, const char *name, const 
 
 static void test_bulk_import_that_moves_and_adds_rows_keeps_spatial_index_exact(void **state)
 {
-    struct fixture *fx = *state;
+    struct tmpdir_fixture *fx = *state;
     assert_int_equal(run_import(NULL, "--db", fx->db, write_rows(fx, "a.csv", "f", 3000, 1),
                                 NULL), 0);
     /* b.csv moves f-0..1999 and adds f-3000..3999; c.csv moves f-0..999 again
@@ -815,8 +787,8 @@ static void test_bulk_import_that_moves_and_adds_rows_keeps_spatial_index_exact(
 
 static void test_killed_import_leaves_database_as_it_was(void **state)
 {
-    struct fixture *fx = *state;
-    const char *csv = write_file(fx, "in.csv", canonical_csv);
+    struct tmpdir_fixture *fx = *state;
+    const char *csv = tmpdir_write_file(fx->dir, "in.csv", canonical_csv);
     assert_int_equal(run_import(NULL, "--db", fx->db, csv, NULL), 0);
     char *before = export_text(fx->db, EXPORT_CSV, -1, false);
     char big[256];
@@ -849,8 +821,8 @@ static void test_killed_import_leaves_database_as_it_was(void **state)
  * as before; when it finishes, all of it is there. */
 static void test_import_killed_at_any_moment_is_all_or_nothing(void **state)
 {
-    struct fixture *fx = *state;
-    const char *csv = write_file(fx, "in.csv", canonical_csv);
+    struct tmpdir_fixture *fx = *state;
+    const char *csv = tmpdir_write_file(fx->dir, "in.csv", canonical_csv);
     assert_int_equal(run_import(NULL, "--db", fx->db, csv, NULL), 0);
     char *before = export_text(fx->db, EXPORT_CSV, -1, false);
     char rows[256];
@@ -900,8 +872,8 @@ static void test_import_killed_at_any_moment_is_all_or_nothing(void **state)
 
 static void test_export_command_line(void **state)
 {
-    struct fixture *fx = *state;
-    const char *csv = write_file(fx, "in.csv", canonical_csv);
+    struct tmpdir_fixture *fx = *state;
+    const char *csv = tmpdir_write_file(fx->dir, "in.csv", canonical_csv);
     assert_int_equal(run_import(NULL, "--db", fx->db, csv, NULL), 0);
     char *out = NULL, *err = NULL;
     size_t out_len = 0, err_len = 0;

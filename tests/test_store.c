@@ -28,46 +28,20 @@
 
 #include "store.h"
 #include "store_schema.h"
+#include "test_tmpdir.h"
 
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                  */
 /* ------------------------------------------------------------------------ */
 
-struct fixture {
-    char dir[64];
-    char db[128];
-};
-
 static int setup(void **state)
 {
-    struct fixture *fx = calloc(1, sizeof *fx);
-    snprintf(fx->dir, sizeof fx->dir, "/tmp/test_store.XXXXXX");
-    if (!mkdtemp(fx->dir)) {
-        return -1;
-    }
-    snprintf(fx->db, sizeof fx->db, "%s/catalogue.db", fx->dir);
-    *state = fx;
-    return 0;
+    return tmpdir_fixture_setup(state, "test_store");
 }
 
 static int teardown(void **state)
 {
-    struct fixture *fx = *state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->dir);
-    int rc = system(cmd);
-    free(fx);
-    return rc == 0 ? 0 : -1;
-}
-
-static void write_file(const char *dir, const char *name, const char *text)
-{
-    char path[256];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *fp = fopen(path, "wb");
-    assert_non_null(fp);
-    assert_int_equal(fputs(text, fp) >= 0, 1);
-    assert_int_equal(fclose(fp), 0);
+    return tmpdir_fixture_teardown(state);
 }
 
 static const char *const small_facilities =
@@ -100,10 +74,10 @@ static const char *const small_areas =
     "{\"id\":\"ca-001\",\"kind\":\"catchment\",\"name\":\"源苑小学学区\",\"parent\":\"cm-002\"}}\n"
     "]}\n";
 
-static void make_small_db(struct fixture *fx)
+static void make_small_db(struct tmpdir_fixture *fx)
 {
-    write_file(fx->dir, "facilities.geojson", small_facilities);
-    write_file(fx->dir, "areas.geojson", small_areas);
+    tmpdir_write_file(fx->dir, "facilities.geojson", small_facilities);
+    tmpdir_write_file(fx->dir, "areas.geojson", small_areas);
     char err[256] = "";
     int rc = store_create(fx->db, fx->dir, err, sizeof err);
     if (rc != 0) {
@@ -197,7 +171,7 @@ static size_t count_dir_entries(const char *dir)
 
 static void test_create_then_open_returns_dataset_records(void **state)
 {
-    struct fixture *fx = *state;
+    struct tmpdir_fixture *fx = *state;
     make_small_db(fx);
     struct store *st = open_ok(fx->db);
     struct collect c = {0};
@@ -244,7 +218,7 @@ static int area_fn(const struct store_area *a, void *ctx)
 
 static void test_areas_are_multipolygons_with_kind_parent_and_attrs(void **state)
 {
-    struct fixture *fx = *state;
+    struct tmpdir_fixture *fx = *state;
     make_small_db(fx);
     struct store *st = open_ok(fx->db);
     struct area_seen s = {0};
@@ -277,7 +251,7 @@ static int link_fn(const struct store_link *l, void *ctx)
 
 static void test_links_follow_serves_and_catchment_attributes(void **state)
 {
-    struct fixture *fx = *state;
+    struct tmpdir_fixture *fx = *state;
     make_small_db(fx);
     struct store *st = open_ok(fx->db);
     struct link_seen s = {0};
@@ -306,7 +280,7 @@ static void test_links_follow_serves_and_catchment_attributes(void **state)
 
 static void test_create_on_existing_path_is_exists(void **state)
 {
-    struct fixture *fx = *state;
+    struct tmpdir_fixture *fx = *state;
     make_small_db(fx);
     struct stat before;
     assert_int_equal(stat(fx->db, &before), 0);
@@ -320,18 +294,19 @@ static void test_create_on_existing_path_is_exists(void **state)
 
 static void test_create_from_bad_dataset_leaves_no_file(void **state)
 {
-    struct fixture *fx = *state;
+    struct tmpdir_fixture *fx = *state;
     char data_dir[128];
     snprintf(data_dir, sizeof data_dir, "%s/data", fx->dir);
     assert_int_equal(mkdir(data_dir, 0755), 0);
     /* The first record is good, the second has an unknown category. */
-    write_file(data_dir, "facilities.geojson",
+    tmpdir_write_file(data_dir, "facilities.geojson",
                "{\"type\":\"FeatureCollection\",\"features\":["
                "{\"type\":\"Feature\",\"geometry\":{\"type\":\"Point\",\"coordinates\":[120,36]},"
                "\"properties\":{\"id\":\"a\",\"category\":\"school\"}},"
                "{\"type\":\"Feature\",\"geometry\":{\"type\":\"Point\",\"coordinates\":[120,36]},"
                "\"properties\":{\"id\":\"b\",\"category\":\"zoo\"}}]}");
-    write_file(data_dir, "areas.geojson", "{\"type\":\"FeatureCollection\",\"features\":[]}");
+    tmpdir_write_file(data_dir, "areas.geojson",
+                      "{\"type\":\"FeatureCollection\",\"features\":[]}");
     char err[512] = "";
     assert_int_equal(store_create(fx->db, data_dir, err, sizeof err), STORE_ERR_ARG);
     assert_non_null(strstr(err, "feature 2: category: unknown category 'zoo'"));
@@ -360,7 +335,7 @@ static int count_link_fn(const struct store_link *l, void *ctx)
 
 static void test_create_loads_bundled_licang_dataset(void **state)
 {
-    struct fixture *fx = *state;
+    struct tmpdir_fixture *fx = *state;
     char err[512] = "";
     int rc = store_create(fx->db, NEAREST_DATASET_DIR, err, sizeof err);
     if (rc != 0) {
@@ -409,7 +384,7 @@ static void test_create_loads_bundled_licang_dataset(void **state)
 
 static void test_open_missing_file_is_missing(void **state)
 {
-    struct fixture *fx = *state;
+    struct tmpdir_fixture *fx = *state;
     struct store *st = (struct store *)1;
     char err[256] = "";
     assert_int_equal(store_open(fx->db, &st, err, sizeof err), STORE_ERR_MISSING);
@@ -420,14 +395,14 @@ static void test_open_missing_file_is_missing(void **state)
 
 static void test_open_corrupt_file_is_schema(void **state)
 {
-    struct fixture *fx = *state;
+    struct tmpdir_fixture *fx = *state;
     char junk[8192];
     srand(7);
     for (size_t i = 0; i < sizeof junk; i++) {
         junk[i] = (char)(rand() % 255 + 1);
     }
     junk[sizeof junk - 1] = '\0';
-    write_file(fx->dir, "catalogue.db", junk);
+    tmpdir_write_file(fx->dir, "catalogue.db", junk);
     struct store *st = NULL;
     char err[256] = "";
     assert_int_equal(store_open(fx->db, &st, err, sizeof err), STORE_ERR_SCHEMA);
@@ -436,7 +411,7 @@ static void test_open_corrupt_file_is_schema(void **state)
 
 static void test_open_other_sqlite_file_is_schema(void **state)
 {
-    struct fixture *fx = *state;
+    struct tmpdir_fixture *fx = *state;
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(fx->db, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, "CREATE TABLE t(x); INSERT INTO t VALUES (1);", NULL,
@@ -450,7 +425,7 @@ static void test_open_other_sqlite_file_is_schema(void **state)
 
 static void test_open_newer_schema_is_schema(void **state)
 {
-    struct fixture *fx = *state;
+    struct tmpdir_fixture *fx = *state;
     make_small_db(fx);
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(fx->db, &db), SQLITE_OK);
@@ -466,7 +441,7 @@ static void test_open_newer_schema_is_schema(void **state)
 
 static void test_open_read_only_file_is_readonly(void **state)
 {
-    struct fixture *fx = *state;
+    struct tmpdir_fixture *fx = *state;
     make_small_db(fx);
     assert_int_equal(chmod(fx->db, 0444), 0);
     struct store *st = NULL;
@@ -477,7 +452,7 @@ static void test_open_read_only_file_is_readonly(void **state)
 
 static void test_open_locked_file_is_busy(void **state)
 {
-    struct fixture *fx = *state;
+    struct tmpdir_fixture *fx = *state;
     make_small_db(fx);
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(fx->db, &db), SQLITE_OK);
@@ -500,7 +475,7 @@ static void test_open_locked_file_is_busy(void **state)
 
 static void test_open_migrates_schema_1_and_derives_links(void **state)
 {
-    struct fixture *fx = *state;
+    struct tmpdir_fixture *fx = *state;
     char err[256] = "";
     assert_int_equal(store_schema_create_file(fx->db, 1, err, sizeof err), SQLITE_OK);
     /* Write a version-1 row the way a version-1 build did (no links table). */
@@ -552,7 +527,7 @@ static void test_open_migrates_schema_1_and_derives_links(void **state)
 
 static void test_put_each_delete_match_oracle_on_random_records(void **state)
 {
-    struct fixture *fx = *state;
+    struct tmpdir_fixture *fx = *state;
     make_small_db(fx);
     struct store *st = open_ok(fx->db);
     assert_int_equal(store_facility_delete(st, "dt-001"), 0);
@@ -608,7 +583,7 @@ static int stop_at_two(const struct store_facility *f, void *ctx)
 
 static void test_each_stops_on_nonzero_and_returns_it(void **state)
 {
-    struct fixture *fx = *state;
+    struct tmpdir_fixture *fx = *state;
     make_small_db(fx);
     struct store *st = open_ok(fx->db);
     int n = 0;
@@ -619,7 +594,7 @@ static void test_each_stops_on_nonzero_and_returns_it(void **state)
 
 static void test_put_replaces_existing_id(void **state)
 {
-    struct fixture *fx = *state;
+    struct tmpdir_fixture *fx = *state;
     make_small_db(fx);
     struct store *st = open_ok(fx->db);
     struct store_facility f = facility("ec-001", STORE_CAT_PARKING, 36.3, 120.5);
@@ -655,7 +630,7 @@ static void test_put_replaces_existing_id(void **state)
 
 static void test_invalid_records_are_rejected_and_nothing_written(void **state)
 {
-    struct fixture *fx = *state;
+    struct tmpdir_fixture *fx = *state;
     make_small_db(fx);
     struct store *st = open_ok(fx->db);
     char long_id[80];
@@ -715,7 +690,7 @@ static void test_invalid_records_are_rejected_and_nothing_written(void **state)
 
 static void test_batch_commits_together_and_rolls_back_together(void **state)
 {
-    struct fixture *fx = *state;
+    struct tmpdir_fixture *fx = *state;
     make_small_db(fx);
     struct store *st = open_ok(fx->db);
     assert_int_equal(store_batch_commit(st), STORE_ERR_ARG);
@@ -750,7 +725,7 @@ static void test_batch_commits_together_and_rolls_back_together(void **state)
 
 static void test_acknowledged_write_survives_kill_9(void **state)
 {
-    struct fixture *fx = *state;
+    struct tmpdir_fixture *fx = *state;
     make_small_db(fx);
     int fds[2];
     assert_int_equal(pipe(fds), 0);
