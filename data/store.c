@@ -82,42 +82,42 @@ static const char *const area_kind_names[STORE_AREA_KIND_COUNT] = {
     "district", "street", "community", "catchment", "service_area",
 };
 
+/* names[i], or NULL when i is not in 0..n-1. */
+static const char *name_at(const char *const *names, int n, int i)
+{
+    return i >= 0 && i < n ? names[i] : NULL;
+}
+
+/* Sets *out to the index of name in names[0..n-1]; STORE_ERR_ARG if absent. */
+static int index_of(const char *const *names, int n, const char *name, int *out)
+{
+    for (int i = 0; name && i < n; i++) {
+        if (strcmp(name, names[i]) == 0) {
+            *out = i;
+            return 0;
+        }
+    }
+    return STORE_ERR_ARG;
+}
+
 const char *store_category_name(int category)
 {
-    if (category < 0 || category >= STORE_CAT_COUNT) {
-        return NULL;
-    }
-    return category_names[category];
+    return name_at(category_names, STORE_CAT_COUNT, category);
 }
 
 int store_category_parse(const char *name, int *out)
 {
-    for (int i = 0; name && i < STORE_CAT_COUNT; i++) {
-        if (strcmp(name, category_names[i]) == 0) {
-            *out = i;
-            return 0;
-        }
-    }
-    return STORE_ERR_ARG;
+    return index_of(category_names, STORE_CAT_COUNT, name, out);
 }
 
 const char *store_area_kind_name(int kind)
 {
-    if (kind < 0 || kind >= STORE_AREA_KIND_COUNT) {
-        return NULL;
-    }
-    return area_kind_names[kind];
+    return name_at(area_kind_names, STORE_AREA_KIND_COUNT, kind);
 }
 
 int store_area_kind_parse(const char *name, int *out)
 {
-    for (int i = 0; name && i < STORE_AREA_KIND_COUNT; i++) {
-        if (strcmp(name, area_kind_names[i]) == 0) {
-            *out = i;
-            return 0;
-        }
-    }
-    return STORE_ERR_ARG;
+    return index_of(area_kind_names, STORE_AREA_KIND_COUNT, name, out);
 }
 
 const char *store_strerror(int err)
@@ -143,7 +143,7 @@ const char *store_errmsg(const struct store *st)
     return st ? st->errmsg : "";
 }
 
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
+void store_set_err(char *err, size_t err_len, const char *fmt, ...)
 {
     if (!err || err_len == 0) {
         return;
@@ -177,7 +177,7 @@ static int from_sqlite(int rc)
 /* Records SQLite's message for rc in st->errmsg and returns the store_err. */
 static int db_fail(struct store *st, int rc, const char *what)
 {
-    set_err(st->errmsg, sizeof st->errmsg, "%s: %s", what, sqlite3_errmsg(st->db));
+    store_set_err(st->errmsg, sizeof st->errmsg, "%s: %s", what, sqlite3_errmsg(st->db));
     return from_sqlite(rc);
 }
 
@@ -189,34 +189,36 @@ static int db_fail(struct store *st, int rc, const char *what)
 static int check_core(const struct store_facility *f, char *err, size_t err_len)
 {
     if (!store_id_is_valid(f->id)) {
-        set_err(err, err_len, "id: must be 1..%d bytes of [A-Za-z0-9_.:-]", STORE_ID_MAX_BYTES);
+        store_set_err(err, err_len, "id: must be 1..%d bytes of [A-Za-z0-9_.:-]",
+                      STORE_ID_MAX_BYTES);
         return STORE_ERR_ARG;
     }
     if (!store_category_name(f->category)) {
-        set_err(err, err_len, "category: unknown (expected elder_care, meal_point, "
-                              "doctor_team, school or parking)");
+        store_set_err(err, err_len, "category: unknown (expected elder_care, meal_point, "
+                                    "doctor_team, school or parking)");
         return STORE_ERR_ARG;
     }
     if (!geo_point_is_valid(f->where)) {
-        set_err(err, err_len, "lat/lon: out of range (lat -90..90, lon -180..180)");
+        store_set_err(err, err_len, "lat/lon: out of range (lat -90..90, lon -180..180)");
         return STORE_ERR_ARG;
     }
     const char *names[] = {"subtype", "name", "address", "phone", "opening_hours"};
     const char *values[] = {f->subtype, f->name, f->address, f->phone, f->hours};
     for (int i = 0; i < 5; i++) {
         if (values[i] && !store_utf8_is_valid(values[i])) {
-            set_err(err, err_len, "%s: not valid UTF-8 (convert GBK files with iconv)", names[i]);
+            store_set_err(err, err_len, "%s: not valid UTF-8 (convert GBK files with iconv)",
+                          names[i]);
             return STORE_ERR_ARG;
         }
     }
     if (f->category == STORE_CAT_PARKING && f->subtype && *f->subtype &&
         strcmp(f->subtype, "public") != 0 && strcmp(f->subtype, "shared") != 0) {
-        set_err(err, err_len, "subtype: parking must be public or shared");
+        store_set_err(err, err_len, "subtype: parking must be public or shared");
         return STORE_ERR_ARG;
     }
     char why[200];
     if (f->hours && !store_hours_check(f->hours, why, sizeof why)) {
-        set_err(err, err_len, "opening_hours: %s", why);
+        store_set_err(err, err_len, "opening_hours: %s", why);
         return STORE_ERR_ARG;
     }
     return 0;
@@ -225,7 +227,7 @@ static int check_core(const struct store_facility *f, char *err, size_t err_len)
 int store_facility_check(const struct store_facility *f, char *err, size_t err_len)
 {
     if (!f) {
-        set_err(err, err_len, "record: missing");
+        store_set_err(err, err_len, "record: missing");
         return STORE_ERR_ARG;
     }
     int rc = check_core(f, err, err_len);
@@ -342,14 +344,14 @@ static int connect(const char *path, int flags, struct store **out, char *err, s
 {
     struct store *st = calloc(1, sizeof *st);
     if (!st) {
-        set_err(err, err_len, "%s: out of memory", path);
+        store_set_err(err, err_len, "%s: out of memory", path);
         return STORE_ERR_NOMEM;
     }
     st->splite_cache = spatialite_alloc_connection();
     int rc = sqlite3_open_v2(path, &st->db, flags, NULL);
     if (rc != SQLITE_OK) {
-        set_err(err, err_len, "%s: %s", path, st->db ? sqlite3_errmsg(st->db)
-                                                      : sqlite3_errstr(rc));
+        store_set_err(err, err_len, "%s: %s", path, st->db ? sqlite3_errmsg(st->db)
+                                                            : sqlite3_errstr(rc));
         store_close(st);
         return from_sqlite(rc);
     }
@@ -366,18 +368,18 @@ int store_open(const char *path, struct store **out, char *err, size_t err_len)
     *out = NULL;
     struct stat sb;
     if (stat(path, &sb) != 0) {
-        set_err(err, err_len, "%s: %s", path, strerror(errno));
+        store_set_err(err, err_len, "%s: %s", path, strerror(errno));
         return errno == ENOENT ? STORE_ERR_MISSING : STORE_ERR_IO;
     }
     if (!S_ISREG(sb.st_mode)) {
-        set_err(err, err_len, "%s: not a regular file, so not a nearestd database", path);
+        store_set_err(err, err_len, "%s: not a regular file, so not a nearestd database", path);
         return STORE_ERR_SCHEMA;
     }
     /* A file without write permission bits counts as read-only even for root,
      * who could write it anyway: the owner said "do not change this". */
     if ((sb.st_mode & (S_IWUSR | S_IWGRP | S_IWOTH)) == 0 || access(path, W_OK) != 0 ||
         !dir_is_writable(path)) {
-        set_err(err, err_len, "%s: the file or its directory is not writable", path);
+        store_set_err(err, err_len, "%s: the file or its directory is not writable", path);
         return STORE_ERR_READONLY;
     }
     /* NOMUTEX: a struct store is used by one thread at a time (store.h). */
@@ -386,7 +388,7 @@ int store_open(const char *path, struct store **out, char *err, size_t err_len)
         goto done;
     }
     if (sqlite3_db_readonly(st->db, "main") == 1) {
-        set_err(err, err_len, "%s: opened read-only; the file is not writable", path);
+        store_set_err(err, err_len, "%s: opened read-only; the file is not writable", path);
         ret = STORE_ERR_READONLY;
         goto done;
     }
@@ -399,22 +401,23 @@ int store_open(const char *path, struct store **out, char *err, size_t err_len)
     if (rc != SQLITE_OK) {
         ret = from_sqlite(rc);
         if (ret == STORE_ERR_SCHEMA) {
-            set_err(err, err_len, "%s: not a SQLite database (or damaged), so not a nearestd "
-                                  "database", path);
+            store_set_err(err, err_len,
+                          "%s: not a SQLite database (or damaged), so not a nearestd database",
+                          path);
         } else {
-            set_err(err, err_len, "%s: %s", path, sqlite3_errmsg(st->db));
+            store_set_err(err, err_len, "%s: %s", path, sqlite3_errmsg(st->db));
         }
         goto done;
     }
     if (app_id != STORE_SCHEMA_APP_ID || version < 1) {
-        set_err(err, err_len, "%s: a SQLite file but not a nearestd database "
-                              "(application_id %d, user_version %d)", path, app_id, version);
+        store_set_err(err, err_len, "%s: a SQLite file but not a nearestd database "
+                                    "(application_id %d, user_version %d)", path, app_id, version);
         ret = STORE_ERR_SCHEMA;
         goto done;
     }
     if (version > STORE_SCHEMA_VERSION) {
-        set_err(err, err_len, "%s: made by a newer nearestd (schema %d; this build reads up "
-                              "to %d)", path, version, STORE_SCHEMA_VERSION);
+        store_set_err(err, err_len, "%s: made by a newer nearestd (schema %d; this build reads up "
+                                    "to %d)", path, version, STORE_SCHEMA_VERSION);
         ret = STORE_ERR_SCHEMA;
         goto done;
     }
@@ -422,14 +425,14 @@ int store_open(const char *path, struct store **out, char *err, size_t err_len)
                            "PRAGMA foreign_keys = OFF", CACHE_SIZE_NORMAL};
     for (int i = 0; i < 4; i++) {
         if ((ret = exec(st, setup[i])) != 0) {
-            set_err(err, err_len, "%s: %s%s", path,
-                    ret == STORE_ERR_SCHEMA ? "damaged database: " : "", st->errmsg);
+            store_set_err(err, err_len, "%s: %s%s", path,
+                          ret == STORE_ERR_SCHEMA ? "damaged database: " : "", st->errmsg);
             goto done;
         }
     }
     if (version < STORE_SCHEMA_VERSION) {
         if ((ret = exec(st, "BEGIN IMMEDIATE")) != 0) {
-            set_err(err, err_len, "%s: cannot migrate: %s", path, st->errmsg);
+            store_set_err(err, err_len, "%s: cannot migrate: %s", path, st->errmsg);
             goto done;
         }
         char why[200] = "";
@@ -440,13 +443,14 @@ int store_open(const char *path, struct store **out, char *err, size_t err_len)
         }
         if (rc != SQLITE_OK) {
             sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
-            set_err(err, err_len, "%s: migrating from schema %d failed: %s", path, version, why);
+            store_set_err(err, err_len, "%s: migrating from schema %d failed: %s", path,
+                          version, why);
             ret = from_sqlite(rc);
             goto done;
         }
     }
     if ((ret = prepare_all(st)) != 0) {
-        set_err(err, err_len, "%s: damaged nearestd database: %s", path, st->errmsg);
+        store_set_err(err, err_len, "%s: damaged nearestd database: %s", path, st->errmsg);
         goto done;
     }
 done:
@@ -470,12 +474,12 @@ static int load_dataset_file(struct store *st, const char *dir, const char *name
     struct import_stats stats = {0, 0};
     int rc = import_file(st, path, &opts, &stats);
     if (rc != 0) {
-        set_err(err, err_len, "%s", first[0] ? first : store_errmsg(st));
+        store_set_err(err, err_len, "%s", first[0] ? first : store_errmsg(st));
         return rc;
     }
     if (stats.rejected > 0) {
-        set_err(err, err_len, "%s (and %lld more bad records)", first,
-                (long long)stats.rejected - 1);
+        store_set_err(err, err_len, "%s (and %lld more bad records)", first,
+                      (long long)stats.rejected - 1);
         return STORE_ERR_ARG;
     }
     return 0;
@@ -501,17 +505,17 @@ int store_create_with(const char *path, store_load_fn fn, void *ctx, char *err,
     bool tmp_made = false;
     struct stat sb;
     if (lstat(path, &sb) == 0) {
-        set_err(err, err_len, "%s: already exists; not overwriting it", path);
+        store_set_err(err, err_len, "%s: already exists; not overwriting it", path);
         return STORE_ERR_EXISTS;
     }
     if (snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path) >= (int)sizeof tmp) {
-        set_err(err, err_len, "%s: path too long", path);
+        store_set_err(err, err_len, "%s: path too long", path);
         return STORE_ERR_ARG;
     }
     int fd = mkstemp(tmp);
     if (fd < 0) {
-        set_err(err, err_len, "%s: cannot create a temporary file beside it: %s", path,
-                strerror(errno));
+        store_set_err(err, err_len, "%s: cannot create a temporary file beside it: %s", path,
+                      strerror(errno));
         return errno == EACCES || errno == EROFS ? STORE_ERR_READONLY : STORE_ERR_IO;
     }
     close(fd);
@@ -519,17 +523,17 @@ int store_create_with(const char *path, store_load_fn fn, void *ctx, char *err,
     char why[512] = "";
     int rc = store_schema_create_file(tmp, STORE_SCHEMA_VERSION, why, sizeof why);
     if (rc != SQLITE_OK) {
-        set_err(err, err_len, "%s: %s", path, why);
+        store_set_err(err, err_len, "%s: %s", path, why);
         ret = from_sqlite(rc) ? from_sqlite(rc) : STORE_ERR_IO;
         goto done;
     }
     ret = store_open(tmp, &st, why, sizeof why);
     if (ret != 0) {
-        set_err(err, err_len, "%s", why);
+        store_set_err(err, err_len, "%s", why);
         goto done;
     }
     if ((ret = store_bulk_begin(st)) != 0) {
-        set_err(err, err_len, "%s: %s", path, st->errmsg);
+        store_set_err(err, err_len, "%s: %s", path, st->errmsg);
         goto done;
     }
     ret = fn(st, ctx, err, err_len);
@@ -538,13 +542,13 @@ int store_create_with(const char *path, store_load_fn fn, void *ctx, char *err,
         goto done;
     }
     if ((ret = store_batch_commit(st)) != 0) {
-        set_err(err, err_len, "%s: %s", path, st->errmsg);
+        store_set_err(err, err_len, "%s: %s", path, st->errmsg);
         goto done;
     }
     store_close(st);
     st = NULL;
     if (fsync_path(tmp, false) != 0) {
-        set_err(err, err_len, "%s: fsync: %s", tmp, strerror(errno));
+        store_set_err(err, err_len, "%s: fsync: %s", tmp, strerror(errno));
         ret = STORE_ERR_IO;
         goto done;
     }
@@ -552,7 +556,7 @@ int store_create_with(const char *path, store_load_fn fn, void *ctx, char *err,
      * at `path` meanwhile, so we never overwrite someone's database. */
     if (link(tmp, path) != 0) {
         int e = errno;
-        set_err(err, err_len, "%s: %s", path, strerror(e));
+        store_set_err(err, err_len, "%s: %s", path, strerror(e));
         ret = e == EEXIST ? STORE_ERR_EXISTS : STORE_ERR_IO;
         goto done;
     }
@@ -563,7 +567,7 @@ int store_create_with(const char *path, store_load_fn fn, void *ctx, char *err,
     char *slash = strrchr(dir, '/');
     snprintf(slash ? slash + 1 : dir, sizeof dir - (size_t)(slash ? slash + 1 - dir : 0), ".");
     if (fsync_path(dir, true) != 0) {
-        set_err(err, err_len, "%s: fsync of directory: %s", path, strerror(errno));
+        store_set_err(err, err_len, "%s: fsync of directory: %s", path, strerror(errno));
         ret = STORE_ERR_IO;
     }
 done:
@@ -609,17 +613,18 @@ int store_create(const char *path, const char *dataset_dir, char *err, size_t er
 int store_write_probe(struct store *st, char *err, size_t err_len)
 {
     if (st->in_batch) {
-        set_err(err, err_len, "a batch is open");
+        store_set_err(err, err_len, "a batch is open");
         return STORE_ERR_ARG;
     }
     int rc = sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         int ret = from_sqlite(rc);
         if (ret == STORE_ERR_BUSY) {
-            set_err(err, err_len, "locked by another process (it has held the write lock for "
-                                  "over %d ms)", STORE_BUSY_TIMEOUT_MS);
+            store_set_err(err, err_len,
+                          "locked by another process (it has held the write lock for over %d ms)",
+                          STORE_BUSY_TIMEOUT_MS);
         } else {
-            set_err(err, err_len, "%s", sqlite3_errmsg(st->db));
+            store_set_err(err, err_len, "%s", sqlite3_errmsg(st->db));
         }
         return ret;
     }
@@ -630,7 +635,7 @@ int store_write_probe(struct store *st, char *err, size_t err_len)
 int store_batch_begin(struct store *st)
 {
     if (st->in_batch) {
-        set_err(st->errmsg, sizeof st->errmsg, "batch: already open");
+        store_set_err(st->errmsg, sizeof st->errmsg, "batch: already open");
         return STORE_ERR_ARG;
     }
     int ret = exec(st, "BEGIN IMMEDIATE");
@@ -806,7 +811,7 @@ static void bulk_reset(struct store *st)
 int store_batch_commit(struct store *st)
 {
     if (!st->in_batch) {
-        set_err(st->errmsg, sizeof st->errmsg, "batch: none open");
+        store_set_err(st->errmsg, sizeof st->errmsg, "batch: none open");
         return STORE_ERR_ARG;
     }
     int ret = st->batch_err;
@@ -839,8 +844,8 @@ static int write_begin(struct store *st)
 {
     if (st->in_batch) {
         if (st->batch_err != 0) {
-            set_err(st->errmsg, sizeof st->errmsg, "batch: failed earlier: %s",
-                    store_strerror(st->batch_err));
+            store_set_err(st->errmsg, sizeof st->errmsg, "batch: failed earlier: %s",
+                          store_strerror(st->batch_err));
             return STORE_ERR_IO;
         }
         return 0;
@@ -998,7 +1003,7 @@ done:
 int store_facility_delete(struct store *st, const char *id)
 {
     if (st->bulk) {
-        set_err(st->errmsg, sizeof st->errmsg, "delete: not during a bulk load");
+        store_set_err(st->errmsg, sizeof st->errmsg, "delete: not during a bulk load");
         return STORE_ERR_ARG;
     }
     int ret = write_begin(st);
@@ -1008,7 +1013,7 @@ int store_facility_delete(struct store *st, const char *id)
     sqlite3_bind_text(st->del, 1, id ? id : "", -1, SQLITE_STATIC);
     ret = step_done(st, st->del, "deleting facility");
     if (ret == 0 && sqlite3_changes(st->db) == 0) {
-        set_err(st->errmsg, sizeof st->errmsg, "id: no facility %.64s", id ? id : "");
+        store_set_err(st->errmsg, sizeof st->errmsg, "id: no facility %.64s", id ? id : "");
         ret = STORE_ERR_NOTFOUND;
     }
     if (ret == 0) {
@@ -1084,7 +1089,7 @@ int store_facility_get(struct store *st, const char *id, store_facility_fn fn, v
     int ret = facility_walk(st, s, fn, ctx, &n);
     sqlite3_finalize(s);
     if (ret == 0 && n == 0) {
-        set_err(st->errmsg, sizeof st->errmsg, "id: no facility %.64s", id ? id : "");
+        store_set_err(st->errmsg, sizeof st->errmsg, "id: no facility %.64s", id ? id : "");
         ret = STORE_ERR_NOTFOUND;
     }
     return ret;
@@ -1113,25 +1118,25 @@ int store_area_put(struct store *st, const struct store_area *a)
     char *attrs_text = NULL;
     int ret = 0;
     if (!store_id_is_valid(a->id)) {
-        set_err(st->errmsg, sizeof st->errmsg, "id: must be 1..%d bytes of [A-Za-z0-9_.:-]",
-                STORE_ID_MAX_BYTES);
+        store_set_err(st->errmsg, sizeof st->errmsg, "id: must be 1..%d bytes of [A-Za-z0-9_.:-]",
+                      STORE_ID_MAX_BYTES);
         return STORE_ERR_ARG;
     }
     if (!store_area_kind_name(a->kind)) {
-        set_err(st->errmsg, sizeof st->errmsg, "kind: unknown (expected district, street, "
-                                               "community, catchment or service_area)");
+        store_set_err(st->errmsg, sizeof st->errmsg, "kind: unknown (expected district, street, "
+                                                     "community, catchment or service_area)");
         return STORE_ERR_ARG;
     }
     if (a->parent && *a->parent && !store_id_is_valid(a->parent)) {
-        set_err(st->errmsg, sizeof st->errmsg, "parent: not an area id");
+        store_set_err(st->errmsg, sizeof st->errmsg, "parent: not an area id");
         return STORE_ERR_ARG;
     }
     if (!store_utf8_is_valid(nz(a->name))) {
-        set_err(st->errmsg, sizeof st->errmsg, "name: not valid UTF-8");
+        store_set_err(st->errmsg, sizeof st->errmsg, "name: not valid UTF-8");
         return STORE_ERR_ARG;
     }
     if (!a->geojson && (!a->wkb || a->wkb_len == 0)) {
-        set_err(st->errmsg, sizeof st->errmsg, "geometry: missing");
+        store_set_err(st->errmsg, sizeof st->errmsg, "geometry: missing");
         return STORE_ERR_ARG;
     }
     ret = store_attrs_parse(-1, a->attrs_json, &attrs, st->errmsg, sizeof st->errmsg);
@@ -1162,7 +1167,8 @@ int store_area_put(struct store *st, const struct store_area *a)
         ret = 0;
     } else if ((rc & 0xff) == SQLITE_CONSTRAINT) {
         /* The geometry column's trigger refused a NULL or a non-polygon. */
-        set_err(st->errmsg, sizeof st->errmsg, "geometry: not a valid Polygon or MultiPolygon");
+        store_set_err(st->errmsg, sizeof st->errmsg,
+                      "geometry: not a valid Polygon or MultiPolygon");
         ret = STORE_ERR_ARG;
     } else {
         ret = db_fail(st, rc, "writing area");

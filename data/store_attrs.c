@@ -17,17 +17,6 @@
 #include "hours.h"
 #include "store.h"
 
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-{
-    if (!err || err_len == 0) {
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-}
-
 bool store_id_is_valid(const char *id)
 {
     if (!id) {
@@ -90,7 +79,7 @@ bool store_hours_check(const char *text, char *err, size_t err_len)
     struct hours h;
     struct hours_error he;
     if (hours_parse(text, &h, &he) != 0) {
-        set_err(err, err_len, "%s at byte %zu", hours_strerror(he.code), he.offset);
+        store_set_err(err, err_len, "%s at byte %zu", hours_strerror(he.code), he.offset);
         return false;
     }
     return true;
@@ -162,33 +151,33 @@ static bool attr_ok(const struct attr_rule *r, json_t *v, char *err, size_t err_
     switch (r->type) {
     case A_INT:
         if (!json_is_integer(v)) {
-            set_err(err, err_len, "bad number: expected an integer");
+            store_set_err(err, err_len, "bad number: expected an integer");
             return false;
         }
         if (json_integer_value(v) < r->min || json_integer_value(v) > r->max) {
-            set_err(err, err_len, "out of range %g..%g", r->min, r->max);
+            store_set_err(err, err_len, "out of range %g..%g", r->min, r->max);
             return false;
         }
         return true;
     case A_NUM:
         if (!json_is_number(v) || !isfinite(json_number_value(v))) {
-            set_err(err, err_len, "bad number");
+            store_set_err(err, err_len, "bad number");
             return false;
         }
         if (json_number_value(v) < r->min || json_number_value(v) > r->max) {
-            set_err(err, err_len, "out of range %g..%g", r->min, r->max);
+            store_set_err(err, err_len, "out of range %g..%g", r->min, r->max);
             return false;
         }
         return true;
     case A_BOOL:
         if (!json_is_boolean(v)) {
-            set_err(err, err_len, "expected true or false");
+            store_set_err(err, err_len, "expected true or false");
             return false;
         }
         return true;
     case A_STR:
         if (!json_is_string(v)) {
-            set_err(err, err_len, "expected text");
+            store_set_err(err, err_len, "expected text");
             return false;
         }
         if (r->choices && !choice_ok(r->choices, json_string_value(v))) {
@@ -204,31 +193,31 @@ static bool attr_ok(const struct attr_rule *r, json_t *v, char *err, size_t err_
                 }
             }
             words[n] = '\0';
-            set_err(err, err_len, "expected one of %s", words);
+            store_set_err(err, err_len, "expected one of %s", words);
             return false;
         }
         return true;
     case A_HOURS:
         if (!json_is_string(v)) {
-            set_err(err, err_len, "expected opening-hours text");
+            store_set_err(err, err_len, "expected opening-hours text");
             return false;
         }
         return store_hours_check(json_string_value(v), err, err_len);
     case A_ID:
         if (!json_is_string(v) || !store_id_is_valid(json_string_value(v))) {
-            set_err(err, err_len, "expected an area id ([A-Za-z0-9_.:-], 1..64 bytes)");
+            store_set_err(err, err_len, "expected an area id ([A-Za-z0-9_.:-], 1..64 bytes)");
             return false;
         }
         return true;
     case A_IDS:
         if (!json_is_array(v)) {
-            set_err(err, err_len, "expected an array of area ids");
+            store_set_err(err, err_len, "expected an array of area ids");
             return false;
         }
         for (size_t i = 0; i < json_array_size(v); i++) {
             json_t *e = json_array_get(v, i);
             if (!json_is_string(e) || !store_id_is_valid(json_string_value(e))) {
-                set_err(err, err_len, "element %zu is not an area id", i + 1);
+                store_set_err(err, err_len, "element %zu is not an area id", i + 1);
                 return false;
             }
         }
@@ -244,11 +233,11 @@ int store_attrs_parse(int category, const char *text, json_t **out, char *err,
     json_error_t je;
     json_t *obj = json_loads(text && *text ? text : "{}", JSON_REJECT_DUPLICATES, &je);
     if (!obj) {
-        set_err(err, err_len, "attrs: not JSON: %s", je.text);
+        store_set_err(err, err_len, "attrs: not JSON: %s", je.text);
         return STORE_ERR_ARG;
     }
     if (!json_is_object(obj)) {
-        set_err(err, err_len, "attrs: not a JSON object");
+        store_set_err(err, err_len, "attrs: not a JSON object");
         json_decref(obj);
         return STORE_ERR_ARG;
     }
@@ -258,7 +247,7 @@ int store_attrs_parse(int category, const char *text, json_t **out, char *err,
         const struct attr_rule *r = attr_rule_find(category, key);
         char why[160];
         if (r && !attr_ok(r, v, why, sizeof why)) {
-            set_err(err, err_len, "%s: %s", key, why);
+            store_set_err(err, err_len, "%s: %s", key, why);
             json_decref(obj);
             return STORE_ERR_ARG;
         }
@@ -395,14 +384,14 @@ int store_attr_from_text(int category, const char *name, const char *text, json_
         case A_NUM:
             v = number_from_text(text);
             if (!v) {
-                set_err(err, err_len, "bad number '%.40s'", text);
+                store_set_err(err, err_len, "bad number '%.40s'", text);
                 return STORE_ERR_ARG;
             }
             break;
         case A_BOOL:
             v = bool_from_text(text);
             if (!v) {
-                set_err(err, err_len, "expected true or false, not '%.40s'", text);
+                store_set_err(err, err_len, "expected true or false, not '%.40s'", text);
                 return STORE_ERR_ARG;
             }
             break;
@@ -417,12 +406,12 @@ int store_attr_from_text(int category, const char *name, const char *text, json_
         }
     }
     if (!v) {
-        set_err(err, err_len, "not valid UTF-8 text, or out of memory");
+        store_set_err(err, err_len, "not valid UTF-8 text, or out of memory");
         return STORE_ERR_ARG;
     }
     char why[200];
     if (r && !attr_ok(r, v, why, sizeof why)) {
-        set_err(err, err_len, "%s", why);
+        store_set_err(err, err_len, "%s", why);
         json_decref(v);
         return STORE_ERR_ARG;
     }

@@ -15,6 +15,11 @@
 /* Longest text store_format_double() writes, with its NUL. */
 #define STORE_DOUBLE_TEXT_MAX 32
 
+/* Writes the printf-style message to err[0..err_len-1], cut to fit and
+ * NUL-terminated; does nothing when err is NULL or err_len is 0. */
+void store_set_err(char *err, size_t err_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* True when id is 1..STORE_ID_MAX_BYTES bytes of [A-Za-z0-9_.:-]. */
 bool store_id_is_valid(const char *id);
 
