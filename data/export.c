@@ -30,6 +30,22 @@ struct export_ctx {
     int err;
 };
 
+/* Adds to props each member of attrs (when it is an object) whose key props
+ * does not have yet: the fixed columns win over attributes of the same name. */
+static void add_missing_keys(json_t *props, json_t *attrs)
+{
+    if (!json_is_object(attrs)) {
+        return;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(attrs, key, v) {
+        if (!json_object_get(props, key)) {
+            json_object_set(props, key, v);
+        }
+    }
+}
+
 static int geojson_facility(const struct store_facility *f, void *data)
 {
     struct export_ctx *x = data;
@@ -45,15 +61,7 @@ static int geojson_facility(const struct store_facility *f, void *data)
         json_decref(attrs);
         return STORE_ERR_NOMEM;
     }
-    if (json_is_object(attrs)) {
-        const char *key;
-        json_t *v;
-        json_object_foreach(attrs, key, v) {
-            if (!json_object_get(props, key)) {
-                json_object_set(props, key, v);
-            }
-        }
-    }
+    add_missing_keys(props, attrs);
     char lat[STORE_DOUBLE_TEXT_MAX], lon[STORE_DOUBLE_TEXT_MAX];
     store_format_double(f->where.lat_deg, lat);
     store_format_double(f->where.lon_deg, lon);
@@ -174,15 +182,7 @@ static int geojson_area(const struct store_area *a, void *data)
         json_decref(attrs);
         return STORE_ERR_NOMEM;
     }
-    if (json_is_object(attrs)) {
-        const char *key;
-        json_t *v;
-        json_object_foreach(attrs, key, v) {
-            if (!json_object_get(props, key)) {
-                json_object_set(props, key, v);
-            }
-        }
-    }
+    add_missing_keys(props, attrs);
     char *text = json_dumps(props, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(props);
     json_decref(attrs);
