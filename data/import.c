@@ -200,6 +200,22 @@ static void put_facility(struct importer *im, const char *where, struct store_fa
     }
 }
 
+/* Puts f with attrs as its attributes (attrs is taken: released here); out of
+ * memory stops the import. */
+static void put_facility_with_attrs(struct importer *im, const char *where,
+                                    struct store_facility *f, json_t *attrs)
+{
+    char *attrs_text = json_dumps(attrs, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(attrs);
+    if (!attrs_text) {
+        im->fatal = STORE_ERR_NOMEM;
+        return;
+    }
+    f->attrs_json = attrs_text;
+    put_facility(im, where, f);
+    free(attrs_text);
+}
+
 /* Applies --map to a column or property name. */
 static const char *mapped(const struct import_opts *o, const char *name)
 {
@@ -381,15 +397,7 @@ static void csv_row(struct csv_state *cs)
             json_object_set_new(attrs, cs->header[i], v);
         }
     }
-    char *attrs_text = json_dumps(attrs, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(attrs);
-    if (!attrs_text) {
-        im->fatal = STORE_ERR_NOMEM;
-        return;
-    }
-    f.attrs_json = attrs_text;
-    put_facility(im, where, &f);
-    free(attrs_text);
+    put_facility_with_attrs(im, where, &f, attrs);
 }
 
 static void csv_row_cb(int c, void *data)
@@ -718,15 +726,7 @@ static void geojson_facility(struct importer *im, const char *where, json_t *geo
     for (int c = 0; c < C_N; c++) {
         json_object_del(attrs, core_names[c]);
     }
-    char *attrs_text = json_dumps(attrs, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(attrs);
-    if (!attrs_text) {
-        im->fatal = STORE_ERR_NOMEM;
-        return;
-    }
-    f.attrs_json = attrs_text;
-    put_facility(im, where, &f);
-    free(attrs_text);
+    put_facility_with_attrs(im, where, &f, attrs);
 }
 
 static int import_geojson(struct importer *im, FILE *fp)
