@@ -958,20 +958,30 @@ static int step_bulk_put(struct store *st, const char *id, struct geo_point wher
     return 0;
 }
 
+/* Checks attrs_json as the attributes of `category` (-1: none known): *attrs
+ * gets the parsed object and *text its canonical compact text, both for the
+ * caller to release, also on failure. Returns 0, STORE_ERR_ARG with the
+ * reason in st->errmsg, or STORE_ERR_NOMEM. */
+static int attrs_checked(struct store *st, int category, const char *attrs_json,
+                         json_t **attrs, char **text)
+{
+    int ret = store_attrs_parse(category, attrs_json, attrs, st->errmsg, sizeof st->errmsg);
+    if (ret != 0) {
+        return ret;
+    }
+    *text = json_dumps(*attrs, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    return *text ? 0 : STORE_ERR_NOMEM;
+}
+
 int store_facility_put(struct store *st, const struct store_facility *f)
 {
     json_t *attrs = NULL;
     char *attrs_text = NULL;
     int ret = check_core(f, st->errmsg, sizeof st->errmsg);
     if (ret == 0) {
-        ret = store_attrs_parse(f->category, f->attrs_json, &attrs, st->errmsg, sizeof st->errmsg);
+        ret = attrs_checked(st, f->category, f->attrs_json, &attrs, &attrs_text);
     }
     if (ret != 0) {
-        goto done;
-    }
-    attrs_text = json_dumps(attrs, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    if (!attrs_text) {
-        ret = STORE_ERR_NOMEM;
         goto done;
     }
     if ((ret = write_begin(st)) != 0) {
@@ -1139,13 +1149,8 @@ int store_area_put(struct store *st, const struct store_area *a)
         store_set_err(st->errmsg, sizeof st->errmsg, "geometry: missing");
         return STORE_ERR_ARG;
     }
-    ret = store_attrs_parse(-1, a->attrs_json, &attrs, st->errmsg, sizeof st->errmsg);
+    ret = attrs_checked(st, -1, a->attrs_json, &attrs, &attrs_text);
     if (ret != 0) {
-        goto done;
-    }
-    attrs_text = json_dumps(attrs, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    if (!attrs_text) {
-        ret = STORE_ERR_NOMEM;
         goto done;
     }
     if ((ret = write_begin(st)) != 0) {
