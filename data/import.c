@@ -164,6 +164,20 @@ static void reject(struct importer *im, const char *where, const char *fmt, ...)
 }
 
 /* Puts a checked facility; reports rejection or records a fatal store error. */
+/* Counts the result rc of putting the record at `where`: accepted, rejected
+ * with the store's reason (STORE_ERR_ARG), or a failure that stops the import. */
+static void count_put(struct importer *im, const char *where, int rc)
+{
+    if (rc == STORE_ERR_ARG) {
+        reject(im, where, "%s", store_errmsg(im->st));
+    } else if (rc != 0) {
+        im->fatal = rc;
+        reject(im, where, "database: %s", store_errmsg(im->st));
+    } else {
+        im->stats->accepted++;
+    }
+}
+
 static void put_facility(struct importer *im, const char *where, struct store_facility *f)
 {
     char why[400];
@@ -189,15 +203,7 @@ static void put_facility(struct importer *im, const char *where, struct store_fa
         reject(im, where, "id: duplicate id %s in this file", f->id);
         return;
     }
-    int rc = store_facility_put(im->st, f);
-    if (rc == STORE_ERR_ARG) {
-        reject(im, where, "%s", store_errmsg(im->st));
-    } else if (rc != 0) {
-        im->fatal = rc;
-        reject(im, where, "database: %s", store_errmsg(im->st));
-    } else {
-        im->stats->accepted++;
-    }
+    count_put(im, where, store_facility_put(im->st, f));
 }
 
 /* Puts f with attrs as its attributes (attrs is taken: released here); out of
@@ -652,15 +658,7 @@ static void geojson_area(struct importer *im, const char *where, json_t *geom, j
         reject(im, where, "id: duplicate id %s in this file", id);
         goto done;
     }
-    int rc = store_area_put(im->st, &a);
-    if (rc == STORE_ERR_ARG) {
-        reject(im, where, "%s", store_errmsg(im->st));
-    } else if (rc != 0) {
-        im->fatal = rc;
-        reject(im, where, "database: %s", store_errmsg(im->st));
-    } else {
-        im->stats->accepted++;
-    }
+    count_put(im, where, store_area_put(im->st, &a));
 done:
     free(geom_text);
     free(attrs_text);
