@@ -100,12 +100,10 @@ static int write_dataset(void) {
     int ret = json_dump_file(fc, path, JSON_REAL_PRECISION(17));
     json_decref(fc);
     snprintf(path, sizeof path, "%s/areas.geojson", fx->dir);
-    FILE *f = fopen(path, "w");
-    if (f == NULL) {
+    if (its_write_file(path, "{\"type\": \"FeatureCollection\", \"features\": []}\n") != 0) {
         return -1;
     }
-    fputs("{\"type\": \"FeatureCollection\", \"features\": []}\n", f);
-    return fclose(f) == 0 ? ret : -1;
+    return ret;
 }
 
 /* Starts nearestd on a new database made from `dataset` (a directory) in a

@@ -90,12 +90,10 @@ static int write_dataset(void) {
     int ret = json_dump_file(fc, path, JSON_REAL_PRECISION(17));
     json_decref(fc);
     snprintf(path, sizeof path, "%s/areas.geojson", fx->dir);
-    FILE *f = fopen(path, "w");
-    if (!f) {
+    if (its_write_file(path, "{\"type\": \"FeatureCollection\", \"features\": []}\n") != 0) {
         return -1;
     }
-    fputs("{\"type\": \"FeatureCollection\", \"features\": []}\n", f);
-    return fclose(f) == 0 ? ret : -1;
+    return ret;
 }
 
 /* ---- Processes and sockets --------------------------------------------------------- */
@@ -618,17 +616,6 @@ static void test_acknowledged_writes_survive_kill_9(void **state) {
 
 /* ---- Start-up and shut-down --------------------------------------------------------- */
 
-/* Reads the whole log file into a static buffer. */
-static const char *read_log(const char *path) {
-    static char buf[4096];
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    return buf;
-}
-
 static void test_missing_db_without_init_exits_1_with_one_line(void **state) {
     (void)state;
     char db[400], log[400];
@@ -638,7 +625,7 @@ static void test_missing_db_without_init_exits_1_with_one_line(void **state) {
     int status = its_wait_exit(its_spawn(NEARESTD_BIN, log, args), WAIT_MS);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 1);
-    const char *text = read_log(log);
+    const char *text = its_read_log(log);
     assert_int_equal(its_count_lines(text), 1);
     assert_non_null(strstr(text, "missing.db"));
     assert_int_equal(access(db, F_OK), -1); /* nothing was created */
@@ -666,7 +653,7 @@ static void test_start_up_failures_are_one_line_and_non_zero(void **state) {
         int status = its_wait_exit(its_spawn(NEARESTD_BIN, log, cases[i]), WAIT_MS);
         assert_true(WIFEXITED(status));
         assert_int_not_equal(WEXITSTATUS(status), 0);
-        const char *text = read_log(log);
+        const char *text = its_read_log(log);
         if (its_count_lines(text) != 1) {
             fail_msg("case %zu: expected one line, got \"%s\"", i, text);
         }
@@ -691,7 +678,7 @@ static void test_sigterm_closes_connections_and_exits_0(void **state) {
     assert_int_equal(WEXITSTATUS(status), 0);
     assert_true(its_closes_silently(c.fd, WAIT_MS));
     close(fd);
-    const char *text = read_log(log);
+    const char *text = its_read_log(log);
     assert_non_null(strstr(text, "nearestd: serving "));
     assert_non_null(strstr(text, " facilities on 127.0.0.1:"));
 }

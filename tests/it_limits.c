@@ -93,14 +93,8 @@ static void stop_daemon(void) {
     daemon_pid = -1;
 }
 
-static char *read_log(void) {
-    static char buf[1 << 16];
-    FILE *f = fopen(log_path, "rb");
-    assert_non_null(f);
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    return buf;
+static const char *read_log(void) {
+    return its_read_log(log_path);
 }
 
 static struct its_conn *conn_open(void) {
@@ -189,10 +183,7 @@ static void test_loopback_classifier_accepts_only_loopback_addresses(void **stat
 }
 
 static void write_file(const char *path, const char *text) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    fputs(text, f);
-    assert_int_equal(fclose(f), 0);
+    assert_int_equal(its_write_file(path, text), 0);
 }
 
 static void test_token_file_first_line_is_the_token(void **state) {

@@ -301,6 +301,25 @@ char *its_read_file(const char *path) {
     return buf;
 }
 
+const char *its_read_log(const char *path) {
+    static char buf[1 << 16];
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+int its_write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        return -1;
+    }
+    int put = fputs(text, f);
+    return fclose(f) == 0 && put >= 0 ? 0 : -1;
+}
+
 /* ---- Databases and files ------------------------------------------------------------- */
 
 int its_init_db(const char *bin, const char *dataset_dir, const char *db_path,

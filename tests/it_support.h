@@ -92,6 +92,14 @@ bool its_closes_silently(int fd, int ms);
 /* Reads the whole file at path into a malloc'ed string ("" if missing). */
 char *its_read_file(const char *path);
 
+/* Reads the first 64 KiB of the daemon log at path into a static buffer,
+ * which the next call overwrites; fails the test if it cannot be opened. */
+const char *its_read_log(const char *path);
+
+/* Writes text to the file at path (created or truncated). Returns 0, or -1
+ * when it could not (for group setups, which return rather than fail). */
+int its_write_file(const char *path, const char *text);
+
 /* ---- Databases and files (added for it_faults, it_disk) ------------------------------ */
 
 /* Creates the database db_path from the dataset in dataset_dir by starting
