@@ -17,15 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_check.h"
 #include "geo_area.h"
 #include "geo_distance.h"
-
-#define CHECK(cond)      \
-    do {                 \
-        if (!(cond)) {   \
-            abort();     \
-        }                \
-    } while (0)
 
 #define FUZZ_MAX_AREAS 8
 #define GRID 5

@@ -32,6 +32,7 @@
 
 #include <jansson.h>
 
+#include "fuzz_check.h"
 #include "catalog.h"
 #include "cmd.h"
 #include "proto.h"
@@ -41,15 +42,6 @@
 #ifndef NEARESTD_DATASET_DIR
 #error "NEARESTD_DATASET_DIR must name the bundled dataset directory"
 #endif
-
-#define CHECK(cond)                                                              \
-    do {                                                                         \
-        if (!(cond)) {                                                           \
-            fprintf(stderr, "fuzz_commands: check failed: %s (line %d)\n", #cond, \
-                    __LINE__);                                                   \
-            abort();                                                             \
-        }                                                                        \
-    } while (0)
 
 static char dir_path[64];
 static struct store *store;

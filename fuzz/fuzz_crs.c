@@ -17,14 +17,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "fuzz_check.h"
 #include "geo_crs.h"
-
-#define CHECK(cond)      \
-    do {                 \
-        if (!(cond)) {   \
-            abort();     \
-        }                \
-    } while (0)
 
 #define ROUND_TRIP_TOLERANCE_M 0.01
 #define METRES_PER_DEG 111320.0 /* on the equator; a bound for the check below */

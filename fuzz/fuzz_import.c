@@ -25,21 +25,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fuzz_check.h"
 #include "import.h"
 #include "store.h"
 
 #ifndef FUZZ_IMPORT_EXT
 #error "define FUZZ_IMPORT_EXT as \".csv\" or \".geojson\""
 #endif
-
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            fprintf(stderr, "fuzz_import: check failed: %s (line %d)\n", #cond, \
-                    __LINE__);                                                 \
-            abort();                                                           \
-        }                                                                      \
-    } while (0)
 
 static char dir_path[64];
 static char input_path[128];

@@ -23,14 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_check.h"
 #include "proto.h"
-
-#define CHECK(cond)      \
-    do {                 \
-        if (!(cond)) {   \
-            abort();     \
-        }                \
-    } while (0)
 
 #define FEW_ARGS 3
 

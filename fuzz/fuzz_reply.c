@@ -26,15 +26,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_check.h"
 #include "nearest.h"
 #include "proto.h"
-
-#define CHECK(cond)      \
-    do {                 \
-        if (!(cond)) {   \
-            abort();     \
-        }                \
-    } while (0)
 
 #define MAX_ANSWERS 4096
 
