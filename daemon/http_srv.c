@@ -7,9 +7,11 @@
  * the connection from being read past max_output_bytes; an AREAS answer with
  * every polygon is the largest, about 150 KB.
  *
- * Lifetimes follow srv.c: a connection closes only through conn_close() and
- * is freed in its close callback; a write request owns its buffer until its
- * callback, which libuv runs before the close callback. */
+ * Listening, accepting, the connection cap, the idle sweep and closing are
+ * net.c's, shared with srv.c: a connection closes only through conn_close()
+ * (net_conn_close()) and is freed in its close callback (conn_free()); a write
+ * request owns its buffer until its callback, which libuv runs before the
+ * close callback. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,7 @@
 
 #include "http.h"
 #include "http_srv.h"
+#include "net.h"
 
 #define HTTP_SRV_BACKLOG 511
 #define HTTP_SRV_READ_BYTES 65536
@@ -24,22 +27,18 @@
                                        * client has this long to close its side */
 
 struct http_conn {
-    uv_tcp_t tcp;                 /* tcp.data points back here */
+    struct net_conn net;          /* first: the socket, the list, closing, active_ms */
     struct http_srv *srv;
     struct http_reader *reader;
     char *in;                     /* bytes read, not yet parsed (while paused) */
     size_t in_len, in_cap;
     char *out;                    /* responses not yet handed to uv_write */
     size_t out_len, out_cap;
-    struct http_conn *prev, *next; /* in srv->conns while not closing */
     size_t writes_pending;
-    bool closing;
     bool close_after_write;       /* Connection: close, an error, or turned away */
     bool shut;                    /* our side is shut down; reading discards until EOF */
     uv_shutdown_t shutdown_req;
     bool paused;                  /* reading stopped for backpressure */
-    bool counted;                 /* in n_open */
-    uint64_t active_ms;           /* uv_now() of the last request or response sent */
 };
 
 struct http_write {
@@ -57,8 +56,8 @@ struct http_srv {
     struct cmd_env env;
     bool stopping;
     bool sweep_closed;            /* uv_close() called on sweep */
-    size_t n_open;                /* counted connections */
-    struct http_conn *conns;
+    uint64_t n_open;              /* counted connections */
+    struct net_conns conns;
     char read_buf[HTTP_SRV_READ_BYTES];
     bool read_buf_busy;
 };
@@ -70,35 +69,20 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 
 /* ---- Connection lifetime -------------------------------------------------------- */
 
-static void on_conn_closed(uv_handle_t *h) {
-    struct http_conn *c = h->data;
+/* net_conns.on_free: the close callback's part. */
+static void conn_free(struct net_conn *nc) {
+    struct http_conn *c = (struct http_conn *)nc;
     http_reader_free(c->reader);
     free(c->in);
     free(c->out);
     free(c);
 }
 
-static void drain_done_check(struct http_srv *s);
+static void drain_done_check(struct net_conns *conns);
 static void on_server_handle_closed(uv_handle_t *h);
 
 static void conn_close(struct http_conn *c) {
-    if (c->closing) {
-        return;
-    }
-    c->closing = true;
-    if (c->prev) {
-        c->prev->next = c->next;
-    } else {
-        c->srv->conns = c->next;
-    }
-    if (c->next) {
-        c->next->prev = c->prev;
-    }
-    if (c->counted) {
-        c->srv->n_open--;
-    }
-    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
-    drain_done_check(c->srv);
+    net_conn_close(&c->net);
 }
 
 /* ---- Writing -------------------------------------------------------------------- */
@@ -130,7 +114,7 @@ static bool out_append(struct http_conn *c, const char *bytes, size_t len) {
 }
 
 static size_t unsent_bytes(const struct http_conn *c) {
-    return c->out_len + uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
+    return c->out_len + uv_stream_get_write_queue_size((const uv_stream_t *)&c->net.tcp);
 }
 
 static void on_write(uv_write_t *req, int status) {
@@ -139,14 +123,14 @@ static void on_write(uv_write_t *req, int status) {
     free(w->buf);
     free(w);
     c->writes_pending--;
-    if (c->closing) {
+    if (c->net.closing) {
         return;
     }
     if (status < 0) {
         conn_close(c);
         return;
     }
-    c->active_ms = uv_now(c->srv->loop);
+    c->net.active_ms = uv_now(c->srv->loop);
     if (c->close_after_write && c->writes_pending == 0) {
         conn_end(c);
         return;
@@ -169,7 +153,7 @@ static void flush(struct http_conn *c) {
         uv_buf_t b = uv_buf_init(c->out, (unsigned int)c->out_len);
         c->out = NULL;
         c->out_len = c->out_cap = 0;
-        int ret = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+        int ret = uv_write(&w->req, (uv_stream_t *)&c->net.tcp, &b, 1, on_write);
         if (ret < 0) {
             free(w->buf);
             free(w);
@@ -185,7 +169,7 @@ static void flush(struct http_conn *c) {
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
     struct http_conn *c = req->data;
-    if (status < 0 && !c->closing) {
+    if (status < 0 && !c->net.closing) {
         conn_close(c);
     }
 }
@@ -196,7 +180,7 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
  * send a reset, which can destroy the 413 or 400 response before the client
  * reads it. */
 static void conn_end(struct http_conn *c) {
-    if (c->closing || c->shut) {
+    if (c->net.closing || c->shut) {
         return;
     }
     if (c->srv->stopping) {
@@ -204,11 +188,11 @@ static void conn_end(struct http_conn *c) {
         return;
     }
     c->shut = true;
-    c->active_ms = uv_now(c->srv->loop); /* the linger starts */
+    c->net.active_ms = uv_now(c->srv->loop); /* the linger starts */
     c->shutdown_req.data = c;
-    uv_read_stop((uv_stream_t *)&c->tcp); /* then started again: it may be running */
-    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) < 0 ||
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
+    uv_read_stop((uv_stream_t *)&c->net.tcp); /* then started again: it may be running */
+    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->net.tcp, on_shutdown) < 0 ||
+        uv_read_start((uv_stream_t *)&c->net.tcp, on_alloc, on_read) < 0) {
         conn_close(c);
     }
 }
@@ -234,9 +218,9 @@ static void send_response(struct http_conn *c, struct http_response *resp) {
 static void process(struct http_conn *c) {
     struct http_srv *s = c->srv;
     size_t pos = 0;
-    while (pos < c->in_len && !c->closing && !c->close_after_write) {
+    while (pos < c->in_len && !c->net.closing && !c->close_after_write) {
         if (unsent_bytes(c) > s->cfg.max_output_bytes) {
-            uv_read_stop((uv_stream_t *)&c->tcp);
+            uv_read_stop((uv_stream_t *)&c->net.tcp);
             c->paused = true;
             break;
         }
@@ -247,7 +231,7 @@ static void process(struct http_conn *c) {
         pos += used;
         struct http_response resp;
         if (st == HTTP_READ_REQUEST) {
-            c->active_ms = uv_now(s->loop);
+            c->net.active_ms = uv_now(s->loop);
             if (http_respond(&s->env, &req, &resp) < 0) {
                 conn_close(c);
                 return;
@@ -264,7 +248,7 @@ static void process(struct http_conn *c) {
             break;
         }
     }
-    if (c->closing) {
+    if (c->net.closing) {
         return;
     }
     memmove(c->in, c->in + pos, c->in_len - pos);
@@ -288,7 +272,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     if (buf->base == c->srv->read_buf) {
         c->srv->read_buf_busy = false; /* copied below, before returning */
     }
-    if (c->closing || nread == 0) {
+    if (c->net.closing || nread == 0) {
         return;
     }
     if (nread < 0) {
@@ -310,7 +294,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     memcpy(c->in + c->in_len, buf->base, (size_t)nread);
     c->in_len += (size_t)nread;
     process(c);
-    if (!c->closing) {
+    if (!c->net.closing) {
         flush(c);
     }
 }
@@ -318,66 +302,40 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
 /* Starts reading again a connection paused for backpressure, once its
  * unsent responses are below half the limit; requests already read go first. */
 static void conn_resume(struct http_conn *c) {
-    if (c->closing || c->close_after_write ||
+    if (c->net.closing || c->close_after_write ||
         unsent_bytes(c) > c->srv->cfg.max_output_bytes / 2) {
         return;
     }
     c->paused = false;
     process(c);
-    if (c->closing) {
+    if (c->net.closing) {
         return;
     }
     flush(c);
-    if (c->closing || c->close_after_write || c->paused) {
+    if (c->net.closing || c->close_after_write || c->paused) {
         return;
     }
-    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
+    if (uv_read_start((uv_stream_t *)&c->net.tcp, on_alloc, on_read) < 0) {
         conn_close(c);
     }
 }
 
 /* ---- Accepting and the idle sweep ---------------------------------------------------- */
 
-static void on_accept_failed_closed(uv_handle_t *h) {
-    struct http_conn *c = h->data;
-    http_reader_free(c->reader);
-    free(c);
-}
-
 static void on_connection(uv_stream_t *listener, int status) {
     struct http_srv *s = listener->data;
-    if (status < 0) {
-        fprintf(stderr, "nearestd: http accept: %s\n", uv_strerror(status));
-        return;
-    }
-    struct http_conn *c = calloc(1, sizeof *c);
+    struct http_conn *c = (struct http_conn *)net_conn_accept(&s->conns, listener, status);
     if (!c) {
-        fprintf(stderr, "nearestd: out of memory accepting an HTTP connection\n");
         return;
     }
-    int ret = uv_tcp_init(s->loop, &c->tcp);
-    if (ret < 0) {
-        fprintf(stderr, "nearestd: uv_tcp_init: %s\n", uv_strerror(ret));
-        free(c);
-        return;
-    }
-    c->tcp.data = c;
     c->srv = s;
     c->reader = http_reader_new();
-    ret = c->reader ? uv_accept(listener, (uv_stream_t *)&c->tcp) : UV_ENOMEM;
-    if (ret < 0) {
-        fprintf(stderr, "nearestd: http accept: %s\n", uv_strerror(ret));
-        uv_close((uv_handle_t *)&c->tcp, on_accept_failed_closed);
+    if (!c->reader) {
+        fprintf(stderr, "nearestd: http accept: %s\n", uv_strerror(UV_ENOMEM));
+        conn_close(c);
         return;
     }
-    c->next = s->conns;
-    if (s->conns) {
-        s->conns->prev = c;
-    }
-    s->conns = c;
-    c->active_ms = uv_now(s->loop);
-    uv_tcp_nodelay(&c->tcp, 1); /* a failure only costs latency */
-    if (s->n_open >= s->cfg.max_connections) {
+    if (!c->net.counted) {
         char msg[96];
         snprintf(msg, sizeof msg, "too many connections (at most %zu); closing",
                  s->cfg.max_connections);
@@ -387,34 +345,32 @@ static void on_connection(uv_stream_t *listener, int status) {
             return;
         }
         send_response(c, &resp);
-        if (!c->closing) {
+        if (!c->net.closing) {
             c->close_after_write = true;
             flush(c);
         }
         return;
     }
-    c->counted = true;
-    s->n_open++;
-    ret = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    int ret = uv_read_start((uv_stream_t *)&c->net.tcp, on_alloc, on_read);
     if (ret < 0) {
         conn_close(c);
     }
 }
 
+/* The idle limit of c: a closing connection's client gets the linger. */
+static uint64_t idle_limit_ms(struct net_conn *nc, uint64_t now) {
+    (void)now;
+    struct http_conn *c = (struct http_conn *)nc;
+    uint64_t limit = c->srv->cfg.idle_timeout_ms;
+    if (c->shut && limit > HTTP_SRV_LINGER_MS) {
+        limit = HTTP_SRV_LINGER_MS;
+    }
+    return limit;
+}
+
 static void on_sweep(uv_timer_t *t) {
     struct http_srv *s = t->data;
-    uint64_t now = uv_now(s->loop);
-    struct http_conn *next = NULL;
-    for (struct http_conn *c = s->conns; c; c = next) {
-        next = c->next; /* conn_close() unlinks c */
-        uint64_t limit = s->cfg.idle_timeout_ms;
-        if (c->shut && limit > HTTP_SRV_LINGER_MS) {
-            limit = HTTP_SRV_LINGER_MS;
-        }
-        if (now - c->active_ms >= limit) {
-            conn_close(c);
-        }
-    }
+    net_conns_sweep(&s->conns, idle_limit_ms);
 }
 
 /* ---- Server lifetime ------------------------------------------------------------------ */
@@ -433,8 +389,9 @@ void http_srv_config_init(struct http_srv_config *cfg) {
 
 /* Closes the sweep (the drain timer while stopping) once no connection is
  * left, so that uv_run() can return. */
-static void drain_done_check(struct http_srv *s) {
-    if (s->stopping && !s->conns && !s->sweep_closed) {
+static void drain_done_check(struct net_conns *conns) {
+    struct http_srv *s = conns->owner;
+    if (s->stopping && !s->conns.head && !s->sweep_closed) {
         s->sweep_closed = true;
         uv_close((uv_handle_t *)&s->sweep, on_server_handle_closed);
     }
@@ -444,8 +401,8 @@ static void drain_done_check(struct http_srv *s) {
 static void on_drain_timeout(uv_timer_t *t) {
     struct http_srv *s = t->data;
     size_t n = 0;
-    while (s->conns) {
-        conn_close(s->conns);
+    while (s->conns.head) {
+        net_conn_close(s->conns.head);
         n++;
     }
     fprintf(stderr, "nearestd: HTTP drain timed out after %llu ms; closed %zu connections "
@@ -460,16 +417,16 @@ void http_srv_close(struct http_srv *s) {
     uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
     /* Stop reading; a connection goes once what it was answered is sent. */
     struct http_conn *next = NULL;
-    for (struct http_conn *c = s->conns; c; c = next) {
-        next = c->next; /* conn_close() unlinks c */
-        uv_read_stop((uv_stream_t *)&c->tcp);
+    for (struct http_conn *c = (struct http_conn *)s->conns.head; c; c = next) {
+        next = (struct http_conn *)c->net.next; /* conn_close() unlinks c */
+        uv_read_stop((uv_stream_t *)&c->net.tcp);
         if (c->writes_pending == 0) {
             conn_close(c);
         } else {
             c->close_after_write = true;
         }
     }
-    if (s->conns) {
+    if (s->conns.head) {
         uv_timer_stop(&s->sweep);
         if (s->cfg.drain_timeout_ms == 0 ||
             uv_timer_start(&s->sweep, on_drain_timeout, s->cfg.drain_timeout_ms, 0) < 0) {
@@ -478,7 +435,7 @@ void http_srv_close(struct http_srv *s) {
             uv_ref((uv_handle_t *)&s->sweep);
         }
     }
-    drain_done_check(s);
+    drain_done_check(&s->conns);
 }
 
 void http_srv_free(struct http_srv *s) {
@@ -486,22 +443,7 @@ void http_srv_free(struct http_srv *s) {
 }
 
 int http_srv_port(const struct http_srv *s) {
-    struct sockaddr_storage addr;
-    int len = sizeof addr;
-    int ret = uv_tcp_getsockname(&s->listener, (struct sockaddr *)&addr, &len);
-    if (ret < 0) {
-        return ret;
-    }
-    if (addr.ss_family == AF_INET6) {
-        return ntohs(((struct sockaddr_in6 *)&addr)->sin6_port);
-    }
-    return ntohs(((struct sockaddr_in *)&addr)->sin_port);
-}
-
-/* A quarter of the timeout, between 10 ms and 1 s, as srv.c does. */
-static uint64_t sweep_period_ms(uint64_t idle_timeout_ms) {
-    uint64_t p = idle_timeout_ms / 4;
-    return p < 10 ? 10 : p > 1000 ? 1000 : p;
+    return net_port(&s->listener);
 }
 
 void http_srv_set_catalog(struct http_srv *s, struct catalog *catalog) {
@@ -516,10 +458,7 @@ int http_srv_open(uv_loop_t *loop, const struct cmd_env *env, const char *host, 
         return UV_EINVAL;
     }
     struct sockaddr_storage addr;
-    int ret = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
-    if (ret < 0) {
-        ret = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
-    }
+    int ret = net_addr_parse(host, port, &addr);
     if (ret < 0) {
         snprintf(err, err_len, "'%s' is not an IPv4 or IPv6 address", host);
         return ret;
@@ -532,6 +471,8 @@ int http_srv_open(uv_loop_t *loop, const struct cmd_env *env, const char *host, 
     s->loop = loop;
     s->cfg = *cfg;
     s->env = *env;
+    net_conns_init(&s->conns, loop, s, sizeof(struct http_conn), &s->n_open,
+                   cfg->max_connections, "http accept", conn_free, drain_done_check);
     ret = uv_tcp_init(loop, &s->listener);
     if (ret < 0) {
         snprintf(err, err_len, "uv_tcp_init: %s", uv_strerror(ret));
@@ -547,16 +488,14 @@ int http_srv_open(uv_loop_t *loop, const struct cmd_env *env, const char *host, 
     }
     s->sweep.data = s;
     s->n_open_handles++;
-    ret = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0);
-    if (ret == 0) {
-        ret = uv_listen((uv_stream_t *)&s->listener, HTTP_SRV_BACKLOG, on_connection);
-    }
+    ret = net_listen(&s->listener, (const struct sockaddr *)&addr, HTTP_SRV_BACKLOG,
+                     on_connection);
     if (ret < 0) {
         snprintf(err, err_len, "cannot serve HTTP on %s:%d: %s", host, port, uv_strerror(ret));
         goto fail;
     }
     if (s->cfg.idle_timeout_ms > 0) {
-        uint64_t period = sweep_period_ms(s->cfg.idle_timeout_ms);
+        uint64_t period = net_sweep_period_ms(s->cfg.idle_timeout_ms);
         ret = uv_timer_start(&s->sweep, on_sweep, period, period);
         if (ret < 0) {
             snprintf(err, err_len, "uv_timer_start: %s", uv_strerror(ret));
