@@ -39,25 +39,22 @@
 #include <time.h>
 
 #include "auth.h"
+#include "net.h"
 #include "proto.h"
 #include "srv.h"
 
 #define SRV_PEER_BYTES 64 /* "[v6 address]:port" */
 
 struct srv_conn {
-    uv_tcp_t tcp;                 /* tcp.data points back here */
+    struct net_conn net;          /* first: the socket, the list, closing, active_ms */
     struct srv *srv;
     struct proto_reader *reader;
     struct cmd_session session;
     struct reply out;             /* answers not yet handed to uv_write */
-    struct srv_conn *prev, *next; /* in srv->conns while not closing */
     size_t writes_pending;        /* uv_write calls whose callback has not run */
-    bool closing;                 /* srv_conn_close() was called */
     bool close_after_write;       /* QUIT, LIMIT or EOF: close once the writes are done */
     bool paused;                  /* reading stopped for backpressure */
     struct cmd_write *waiting;    /* this connection's write in the group commit */
-    bool counted;                 /* in connections_open (false: turned away at the limit) */
-    uint64_t active_ms;           /* uv_now() of the last request or answer sent */
     struct auth_conn auth;
     char peer[SRV_PEER_BYTES];    /* the client's address, for the log */
 };
@@ -102,7 +99,7 @@ struct srv {
     struct catalog *catalog;
     struct cmd_stats stats;
     struct cmd_env env;
-    struct srv_conn *conns;
+    struct net_conns conns;       /* counted in stats.connections_open */
     struct srv_spares spares;
     char read_buf[SRV_READ_BYTES]; /* every read lands here; proto_feed() copies */
     bool read_buf_busy;
@@ -129,14 +126,14 @@ struct srv {
     struct auth_limiter auth_limit;
 };
 
-static void srv_conn_close(struct srv_conn *c);
 static void srv_conn_resume(struct srv_conn *c);
 static void drain_check(struct srv *s);
 
 /* ---- Connection lifetime ---------------------------------------------------- */
 
-static void on_conn_closed(uv_handle_t *h) {
-    struct srv_conn *c = h->data;
+/* net_conns.on_free: the close callback's part. */
+static void conn_free(struct net_conn *nc) {
+    struct srv_conn *c = (struct srv_conn *)nc;
     if (c->waiting) {
         c->waiting->owner = NULL; /* the commit goes on; nobody to answer */
     }
@@ -145,24 +142,13 @@ static void on_conn_closed(uv_handle_t *h) {
     free(c);
 }
 
+/* net_conns.on_closed: a close may end the drain. */
+static void conn_closed(struct net_conns *conns) {
+    drain_check(conns->owner);
+}
+
 static void srv_conn_close(struct srv_conn *c) {
-    if (c->closing) {
-        return;
-    }
-    c->closing = true;
-    if (c->prev) {
-        c->prev->next = c->next;
-    } else {
-        c->srv->conns = c->next;
-    }
-    if (c->next) {
-        c->next->prev = c->prev;
-    }
-    if (c->counted) {
-        c->srv->stats.connections_open--;
-    }
-    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
-    drain_check(c->srv);
+    net_conn_close(&c->net);
 }
 
 /* ---- Writing ------------------------------------------------------------------ */
@@ -216,14 +202,14 @@ static void on_write(uv_write_t *req, int status) {
     spare_buffer_put(c->srv, w->buf, w->cap);
     spare_write_put(c->srv, w);
     c->writes_pending--;
-    if (c->closing) {
+    if (c->net.closing) {
         return;
     }
     if (status < 0) {
         srv_conn_close(c);
         return;
     }
-    c->active_ms = uv_now(c->srv->loop);
+    c->net.active_ms = uv_now(c->srv->loop);
     if (c->close_after_write && c->writes_pending == 0 && !c->waiting) {
         srv_conn_close(c);
         return;
@@ -254,7 +240,7 @@ static void flush(struct srv_conn *c) {
     }
     if (buf) {
         uv_buf_t whole = uv_buf_init(buf, (unsigned int)len);
-        int sent = uv_try_write((uv_stream_t *)&c->tcp, &whole, 1);
+        int sent = uv_try_write((uv_stream_t *)&c->net.tcp, &whole, 1);
         if (sent < 0 && sent != UV_EAGAIN) {
             spare_buffer_put(c->srv, buf, cap);
             srv_conn_close(c);
@@ -263,7 +249,7 @@ static void flush(struct srv_conn *c) {
         size_t off = sent > 0 ? (size_t)sent : 0;
         if (off == len) {
             spare_buffer_put(c->srv, buf, cap);
-            c->active_ms = uv_now(c->srv->loop);
+            c->net.active_ms = uv_now(c->srv->loop);
             buf = NULL;
         } else {
             memmove(buf, buf + off, len - off);
@@ -281,7 +267,7 @@ static void flush(struct srv_conn *c) {
         w->buf = buf;
         w->cap = cap;
         uv_buf_t b = uv_buf_init(buf, (unsigned int)len);
-        int ret = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+        int ret = uv_write(&w->req, (uv_stream_t *)&c->net.tcp, &b, 1, on_write);
         if (ret < 0) {
             /* The callback will not run: we still own w and buf. */
             free(buf);
@@ -293,26 +279,26 @@ static void flush(struct srv_conn *c) {
     }
     if (c->waiting) {
         /* Later requests stay in the reader until the write is answered. */
-        uv_read_stop((uv_stream_t *)&c->tcp); /* cannot fail for TCP */
+        uv_read_stop((uv_stream_t *)&c->net.tcp); /* cannot fail for TCP */
         return;
     }
     if (c->close_after_write) {
         if (c->writes_pending == 0) {
             srv_conn_close(c);
         } else {
-            uv_read_stop((uv_stream_t *)&c->tcp);
+            uv_read_stop((uv_stream_t *)&c->net.tcp);
         }
         return;
     }
-    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > c->srv->cfg.max_output_bytes) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->net.tcp) > c->srv->cfg.max_output_bytes) {
+        uv_read_stop((uv_stream_t *)&c->net.tcp);
         c->paused = true;
     }
 }
 
 /* Unsent answers: built but not flushed, plus queued in libuv. */
 static size_t unsent_bytes(const struct srv_conn *c) {
-    return reply_len(&c->out) + uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
+    return reply_len(&c->out) + uv_stream_get_write_queue_size((const uv_stream_t *)&c->net.tcp);
 }
 
 /* ---- Reading ------------------------------------------------------------------ */
@@ -346,11 +332,11 @@ static void run_lines(struct srv_conn *c) {
              * connection paused here. What it cannot write is queued, and
              * that write's callback resumes the connection. */
             flush(c);
-            if (c->closing) {
+            if (c->net.closing) {
                 return;
             }
             if (c->paused || unsent_bytes(c) > s->cfg.max_output_bytes) {
-                uv_read_stop((uv_stream_t *)&c->tcp);
+                uv_read_stop((uv_stream_t *)&c->net.tcp);
                 c->paused = true;
                 return;
             }
@@ -362,7 +348,7 @@ static void run_lines(struct srv_conn *c) {
             return;
         }
         if (st == PROTO_LINE) {
-            c->active_ms = uv_now(s->loop);
+            c->net.active_ms = uv_now(s->loop);
             c->out.format = c->session.format;
             if (memchr(line, '\0', len)) {
                 /* auth_gate() answers a line holding a NUL byte, ERR SYNTAX. */
@@ -420,7 +406,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     if (buf->base == c->srv->read_buf) {
         c->srv->read_buf_busy = false; /* consumed below, before returning */
     }
-    if (c->closing || nread == 0) {
+    if (c->net.closing || nread == 0) {
         return;
     }
     if (nread < 0) {
@@ -451,7 +437,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
  * it stays paused and the next write callback asks again). Requests already
  * in its reader run first; reading restarts only if they leave it free to. */
 static void srv_conn_resume(struct srv_conn *c) {
-    if (c->closing || c->close_after_write || c->waiting) {
+    if (c->net.closing || c->close_after_write || c->waiting) {
         return;
     }
     if (unsent_bytes(c) > c->srv->cfg.max_output_bytes / 2) {
@@ -461,10 +447,10 @@ static void srv_conn_resume(struct srv_conn *c) {
     c->paused = false;
     run_lines(c);
     flush(c);
-    if (c->closing || c->close_after_write || c->waiting || c->paused) {
+    if (c->net.closing || c->close_after_write || c->waiting || c->paused) {
         return;
     }
-    int ret = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    int ret = uv_read_start((uv_stream_t *)&c->net.tcp, on_alloc, on_read);
     if (ret < 0) {
         srv_conn_close(c);
     }
@@ -515,7 +501,7 @@ static void on_group_done(uv_work_t *req, int status) {
             snprintf(w->message, sizeof w->message, "%s", uv_strerror(status));
         }
         struct srv_conn *c = w->owner;
-        if (c && c->closing) {
+        if (c && c->net.closing) {
             c->waiting = NULL;
             c = NULL;
         }
@@ -575,19 +561,13 @@ static void write_enqueue(struct srv_conn *c) {
 
 /* ---- Accepting ------------------------------------------------------------------ */
 
-static void on_accept_failed_closed(uv_handle_t *h) {
-    struct srv_conn *c = h->data;
-    proto_reader_free(c->reader);
-    free(c);
-}
-
 /* Fills c->peer and c->auth.loopback from the socket's peer address. An
  * address that cannot be read counts as not loopback. */
 static void describe_peer(struct srv_conn *c) {
     struct sockaddr_storage addr;
     int len = sizeof addr;
     snprintf(c->peer, sizeof c->peer, "?");
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&addr, &len) < 0) {
+    if (uv_tcp_getpeername(&c->net.tcp, (struct sockaddr *)&addr, &len) < 0) {
         return;
     }
     c->auth.loopback = auth_addr_is_loopback((struct sockaddr *)&addr);
@@ -605,58 +585,38 @@ static void describe_peer(struct srv_conn *c) {
 
 /* ---- The idle timeout ------------------------------------------------------------ */
 
+/* The idle limit of c; one waiting for a group commit is not idle. */
+static uint64_t idle_limit_ms(struct net_conn *nc, uint64_t now) {
+    struct srv_conn *c = (struct srv_conn *)nc;
+    if (c->waiting) {
+        c->net.active_ms = now; /* the server, not the client, is slow */
+    }
+    return c->srv->cfg.idle_timeout_ms;
+}
+
 static void on_sweep(uv_timer_t *t) {
     struct srv *s = t->data;
-    uint64_t now = uv_now(s->loop);
-    struct srv_conn *next = NULL;
-    for (struct srv_conn *c = s->conns; c; c = next) {
-        next = c->next; /* srv_conn_close() unlinks c */
-        if (c->waiting) {
-            c->active_ms = now; /* the server, not the client, is slow */
-        } else if (now - c->active_ms >= s->cfg.idle_timeout_ms) {
-            srv_conn_close(c);
-        }
-    }
+    net_conns_sweep(&s->conns, idle_limit_ms);
 }
 
 static void on_connection(uv_stream_t *listener, int status) {
     struct srv *s = listener->data;
-    if (status < 0) {
-        fprintf(stderr, "nearestd: accept: %s\n", uv_strerror(status));
-        return;
-    }
-    struct srv_conn *c = calloc(1, sizeof *c);
+    struct srv_conn *c = (struct srv_conn *)net_conn_accept(&s->conns, listener, status);
     if (!c) {
-        fprintf(stderr, "nearestd: out of memory accepting a connection\n");
         return;
     }
-    int ret = uv_tcp_init(s->loop, &c->tcp);
-    if (ret < 0) {
-        fprintf(stderr, "nearestd: uv_tcp_init: %s\n", uv_strerror(ret));
-        free(c);
-        return;
-    }
-    c->tcp.data = c;
     c->srv = s;
-    c->reader = proto_reader_new(PROTO_MAX_LINE_BYTES);
-    ret = c->reader ? uv_accept(listener, (uv_stream_t *)&c->tcp) : UV_ENOMEM;
-    if (ret < 0) {
-        fprintf(stderr, "nearestd: accept: %s\n", uv_strerror(ret));
-        uv_close((uv_handle_t *)&c->tcp, on_accept_failed_closed);
-        return;
-    }
     cmd_session_init(&c->session);
     reply_init(&c->out);
-    c->next = s->conns;
-    if (s->conns) {
-        s->conns->prev = c;
+    c->reader = proto_reader_new(PROTO_MAX_LINE_BYTES);
+    if (!c->reader) {
+        fprintf(stderr, "nearestd: accept: %s\n", uv_strerror(UV_ENOMEM));
+        srv_conn_close(c);
+        return;
     }
-    s->conns = c;
-    c->active_ms = uv_now(s->loop);
     describe_peer(c);
     c->auth.limiter = &s->auth_limit;
-    uv_tcp_nodelay(&c->tcp, 1); /* answers are small; a failure only costs latency */
-    if (s->stats.connections_open >= s->cfg.max_connections) {
+    if (!c->net.counted) {
         /* Turned away: one answer, then closed; it never counts as open. */
         c->out.format = REPLY_TEXT;
         reply_err(&c->out, CMD_ERR_LIMIT, "too many connections (at most %zu); closing",
@@ -665,10 +625,8 @@ static void on_connection(uv_stream_t *listener, int status) {
         flush(c);
         return;
     }
-    c->counted = true;
     s->stats.connections_total++;
-    s->stats.connections_open++;
-    ret = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    int ret = uv_read_start((uv_stream_t *)&c->net.tcp, on_alloc, on_read);
     if (ret < 0) {
         srv_conn_close(c);
     }
@@ -709,7 +667,7 @@ static void on_signal(uv_signal_t *h, int signum) {
  * SIGTERM or a SIGHUP is logged and ignored rather than taking its default
  * action (ending the process). */
 static void drain_check(struct srv *s) {
-    if (!s->stopping || s->closed || s->conns || s->group || s->queue_head || s->reloading) {
+    if (!s->stopping || s->closed || s->conns.head || s->group || s->queue_head || s->reloading) {
         return;
     }
     s->closed = true;
@@ -738,15 +696,15 @@ static void queue_drop(struct srv *s) {
 static void on_drain_expired(uv_timer_t *t) {
     struct srv *s = t->data;
     size_t n_conns = 0;
-    for (struct srv_conn *c = s->conns; c; c = c->next) {
+    for (struct net_conn *c = s->conns.head; c; c = c->next) {
         n_conns++;
     }
     fprintf(stderr, "nearestd: shutdown: %zu connections still busy after %llu ms; closing "
                     "them\n", n_conns, (unsigned long long)s->cfg.drain_timeout_ms);
     s->drain_expired = true;
     queue_drop(s);
-    while (s->conns) {
-        srv_conn_close(s->conns);
+    while (s->conns.head) {
+        net_conn_close(s->conns.head);
     }
     drain_check(s);
 }
@@ -754,7 +712,7 @@ static void on_drain_expired(uv_timer_t *t) {
 /* Stops reading c and closes it once its answers, and its queued write's
  * answer, have been sent. */
 static void srv_conn_drain(struct srv_conn *c) {
-    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_read_stop((uv_stream_t *)&c->net.tcp);
     c->close_after_write = true;
     if (!c->waiting && c->writes_pending == 0) {
         srv_conn_close(c);
@@ -782,8 +740,8 @@ void srv_close(struct srv *s) {
         queue_drop(s);
     }
     struct srv_conn *next = NULL;
-    for (struct srv_conn *c = s->conns; c; c = next) {
-        next = c->next; /* srv_conn_drain() may unlink c */
+    for (struct srv_conn *c = (struct srv_conn *)s->conns.head; c; c = next) {
+        next = (struct srv_conn *)c->net.next; /* srv_conn_drain() may unlink c */
         if (s->drain_expired) {
             srv_conn_close(c);
         } else {
@@ -938,16 +896,7 @@ struct cmd_stats *srv_stats(struct srv *s) {
 }
 
 int srv_port(const struct srv *s) {
-    struct sockaddr_storage addr;
-    int len = sizeof addr;
-    int ret = uv_tcp_getsockname(&s->listener, (struct sockaddr *)&addr, &len);
-    if (ret < 0) {
-        return ret;
-    }
-    if (addr.ss_family == AF_INET6) {
-        return ntohs(((struct sockaddr_in6 *)&addr)->sin6_port);
-    }
-    return ntohs(((struct sockaddr_in *)&addr)->sin_port);
+    return net_port(&s->listener);
 }
 
 void srv_config_init(struct srv_config *cfg) {
@@ -969,13 +918,6 @@ int srv_open(uv_loop_t *loop, struct catalog *catalog, struct store *store, cons
     return srv_open_config(loop, catalog, store, host, port, &cfg, out, err, err_len);
 }
 
-/* The sweep's period: a quarter of the timeout, so a connection is closed
- * at most 25 % late, between 10 ms and 1 s. */
-static uint64_t sweep_period_ms(uint64_t idle_timeout_ms) {
-    uint64_t p = idle_timeout_ms / 4;
-    return p < 10 ? 10 : p > 1000 ? 1000 : p;
-}
-
 int srv_open_config(uv_loop_t *loop, struct catalog *catalog, struct store *store,
                     const char *host, int port, const struct srv_config *cfg,
                     struct srv **out, char *err, size_t err_len) {
@@ -984,10 +926,7 @@ int srv_open_config(uv_loop_t *loop, struct catalog *catalog, struct store *stor
         return UV_EINVAL;
     }
     struct sockaddr_storage addr;
-    int ret = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
-    if (ret < 0) {
-        ret = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
-    }
+    int ret = net_addr_parse(host, port, &addr);
     if (ret < 0) {
         snprintf(err, err_len, "'%s' is not an IPv4 or IPv6 address", host);
         return ret;
@@ -1003,6 +942,8 @@ int srv_open_config(uv_loop_t *loop, struct catalog *catalog, struct store *stor
                             !auth_addr_is_loopback((const struct sockaddr *)&addr);
     s->catalog = catalog;
     s->store = store;
+    net_conns_init(&s->conns, loop, s, sizeof(struct srv_conn), &s->stats.connections_open,
+                   cfg->max_connections, "accept", conn_free, conn_closed);
     s->env.catalog = catalog;
     s->env.stats = &s->stats;
     s->stats.started_unix = (int64_t)time(NULL);
@@ -1050,10 +991,7 @@ int srv_open_config(uv_loop_t *loop, struct catalog *catalog, struct store *stor
     }
     s->sighup.data = s;
     s->n_open_handles++;
-    ret = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0);
-    if (ret == 0) {
-        ret = uv_listen((uv_stream_t *)&s->listener, SRV_BACKLOG, on_connection);
-    }
+    ret = net_listen(&s->listener, (const struct sockaddr *)&addr, SRV_BACKLOG, on_connection);
     if (ret < 0) {
         snprintf(err, err_len, "cannot listen on %s:%d: %s", host, port, uv_strerror(ret));
         goto fail;
@@ -1070,7 +1008,7 @@ int srv_open_config(uv_loop_t *loop, struct catalog *catalog, struct store *stor
         goto fail;
     }
     if (s->cfg.idle_timeout_ms > 0) {
-        uint64_t period = sweep_period_ms(s->cfg.idle_timeout_ms);
+        uint64_t period = net_sweep_period_ms(s->cfg.idle_timeout_ms);
         ret = uv_timer_start(&s->sweep, on_sweep, period, period);
         if (ret < 0) {
             snprintf(err, err_len, "uv_timer_start: %s", uv_strerror(ret));
