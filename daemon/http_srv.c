@@ -458,9 +458,8 @@ int http_srv_open(uv_loop_t *loop, const struct cmd_env *env, const char *host, 
         return UV_EINVAL;
     }
     struct sockaddr_storage addr;
-    int ret = net_addr_parse(host, port, &addr);
+    int ret = net_addr_parse(host, port, &addr, err, err_len);
     if (ret < 0) {
-        snprintf(err, err_len, "'%s' is not an IPv4 or IPv6 address", host);
         return ret;
     }
     struct http_srv *s = calloc(1, sizeof *s);
@@ -494,14 +493,10 @@ int http_srv_open(uv_loop_t *loop, const struct cmd_env *env, const char *host, 
         snprintf(err, err_len, "cannot serve HTTP on %s:%d: %s", host, port, uv_strerror(ret));
         goto fail;
     }
-    if (s->cfg.idle_timeout_ms > 0) {
-        uint64_t period = net_sweep_period_ms(s->cfg.idle_timeout_ms);
-        ret = uv_timer_start(&s->sweep, on_sweep, period, period);
-        if (ret < 0) {
-            snprintf(err, err_len, "uv_timer_start: %s", uv_strerror(ret));
-            goto fail;
-        }
-        uv_unref((uv_handle_t *)&s->sweep); /* the listener keeps the loop alive */
+    ret = net_sweep_start(&s->sweep, s->cfg.idle_timeout_ms, on_sweep);
+    if (ret < 0) {
+        snprintf(err, err_len, "uv_timer_start: %s", uv_strerror(ret));
+        goto fail;
     }
     *out = s;
     return 0;

@@ -26,10 +26,14 @@ void net_conns_init(struct net_conns *conns, uv_loop_t *loop, void *owner, size_
 
 /* ---- Listening ------------------------------------------------------------------ */
 
-int net_addr_parse(const char *host, int port, struct sockaddr_storage *addr) {
+int net_addr_parse(const char *host, int port, struct sockaddr_storage *addr, char *err,
+                   size_t err_len) {
     int ret = uv_ip4_addr(host, port, (struct sockaddr_in *)addr);
     if (ret < 0) {
         ret = uv_ip6_addr(host, port, (struct sockaddr_in6 *)addr);
+    }
+    if (ret < 0) {
+        snprintf(err, err_len, "'%s' is not an IPv4 or IPv6 address", host);
     }
     return ret;
 }
@@ -131,9 +135,17 @@ void net_conn_close(struct net_conn *c) {
 
 /* ---- The idle sweep ------------------------------------------------------------ */
 
-uint64_t net_sweep_period_ms(uint64_t idle_timeout_ms) {
-    uint64_t p = idle_timeout_ms / 4;
-    return p < 10 ? 10 : p > 1000 ? 1000 : p;
+int net_sweep_start(uv_timer_t *sweep, uint64_t idle_timeout_ms, uv_timer_cb cb) {
+    if (idle_timeout_ms == 0) {
+        return 0;
+    }
+    uint64_t period_ms = idle_timeout_ms / 4;
+    period_ms = period_ms < 10 ? 10 : period_ms > 1000 ? 1000 : period_ms;
+    int ret = uv_timer_start(sweep, cb, period_ms, period_ms);
+    if (ret == 0) {
+        uv_unref((uv_handle_t *)sweep);
+    }
+    return ret;
 }
 
 void net_conns_sweep(struct net_conns *conns,

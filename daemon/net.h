@@ -60,9 +60,10 @@ void net_conns_init(struct net_conns *conns, uv_loop_t *loop, void *owner, size_
                     void (*on_free)(struct net_conn *c),
                     void (*on_closed)(struct net_conns *conns));
 
-/* Parses host (an IPv4 or IPv6 literal) and port into *addr. Returns 0 or a
- * negative libuv error. */
-int net_addr_parse(const char *host, int port, struct sockaddr_storage *addr);
+/* Parses host (an IPv4 or IPv6 literal) and port into *addr. Returns 0, or a
+ * negative libuv error with one line written to err. */
+int net_addr_parse(const char *host, int port, struct sockaddr_storage *addr, char *err,
+                   size_t err_len);
 
 /* Binds the init'ed `listener` to addr and listens with `backlog`; new
  * connections go to cb. Returns 0 or a negative libuv error; the listener is
@@ -86,9 +87,11 @@ struct net_conn *net_conn_accept(struct net_conns *conns, uv_stream_t *listener,
  * pending write callbacks run before on_free), then runs on_closed. */
 void net_conn_close(struct net_conn *c);
 
-/* The idle sweep's period for a timeout: a quarter of it, so that a
- * connection is closed at most 25 % late, between 10 ms and 1 s. */
-uint64_t net_sweep_period_ms(uint64_t idle_timeout_ms);
+/* Starts the init'ed timer `sweep` calling cb a few times per idle timeout
+ * (a quarter of it, so that a connection is closed at most 25 % late,
+ * between 10 ms and 1 s), unref'ed: the listener keeps the loop alive.
+ * idle_timeout_ms 0 starts nothing. Returns 0 or a negative libuv error. */
+int net_sweep_start(uv_timer_t *sweep, uint64_t idle_timeout_ms, uv_timer_cb cb);
 
 /* One sweep: closes every connection with now - active_ms >= limit_ms(c, now),
  * where limit_ms is the server's rule for that connection (it may also move
