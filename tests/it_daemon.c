@@ -108,6 +108,13 @@ static void send_str(int fd, const char *s) {
     its_send_all(fd, s, strlen(s));
 }
 
+/* Reads the next answer on c and fails the test unless it is exactly want. */
+static void expect_answer(struct its_conn *c, const char *want) {
+    char *got = its_expect_answer(c);
+    assert_string_equal(got, want);
+    free(got);
+}
+
 /* Starts another nearestd on fx->db, logging to log_path, on a free port,
  * and returns a connection to it; *pid gets its pid, for its_stop(). */
 static int start_on_fx_db(const char *log_path, pid_t *pid) {
@@ -300,9 +307,7 @@ static void test_pipelined_requests_are_answered_in_order(void **state) {
     }
     its_send_all(c.fd, batch, len); /* one write */
     for (int i = 0; i < N; i++) {
-        char *got = its_expect_answer(&c);
-        assert_string_equal(got, want[i]);
-        free(got);
+        expect_answer(&c, want[i]);
         free(want[i]);
     }
     close(c.fd);
@@ -321,12 +326,8 @@ static void test_requests_split_across_many_writes_are_reassembled(void **state)
             usleep(1000); /* let some bytes arrive alone */
         }
     }
-    char *got = its_expect_answer(&c);
-    assert_string_equal(got, w1);
-    free(got);
-    got = its_expect_answer(&c);
-    assert_string_equal(got, w2);
-    free(got);
+    expect_answer(&c, w1);
+    expect_answer(&c, w2);
     free(w1);
     free(w2);
     close(c.fd);
@@ -357,9 +358,7 @@ static void test_line_of_exactly_the_limit_is_accepted(void **state) {
     memcpy(line, "PING", 4);
     line[4096] = '\n';
     its_send_all(c.fd, line, 4097);
-    char *got = its_expect_answer(&c);
-    assert_string_equal(got, "OK 0\n");
-    free(got);
+    expect_answer(&c, "OK 0\n");
     close(c.fd);
 }
 
@@ -368,12 +367,8 @@ static void test_quit_answers_then_closes(void **state) {
     struct its_conn c = {.fd = connect_daemon(), .wait_ms = WAIT_MS};
     /* Requests after QUIT in the same write are not answered. */
     send_str(c.fd, "PING\nQUIT\nPING\n");
-    char *got = its_expect_answer(&c);
-    assert_string_equal(got, "OK 0\n");
-    free(got);
-    got = its_expect_answer(&c);
-    assert_string_equal(got, "OK 0\n");
-    free(got);
+    expect_answer(&c, "OK 0\n");
+    expect_answer(&c, "OK 0\n");
     assert_true(its_closes_silently(c.fd, WAIT_MS));
     close(c.fd);
 }
@@ -412,9 +407,7 @@ static void test_slow_reader_is_paused_and_gets_every_answer(void **state) {
     usleep(300000); /* let the server fill the socket and pause */
     char *want = expected_nearest(-1, (struct geo_point){36.2, 120.4}, 1000);
     for (int i = 0; i < N; i++) {
-        char *got = its_expect_answer(&c);
-        assert_string_equal(got, want);
-        free(got);
+        expect_answer(&c, want);
     }
     free(want);
     ask(&c, "PING\n", "OK 0\n");
@@ -428,9 +421,7 @@ static void test_half_closed_client_still_gets_its_answers(void **state) {
     char *want = random_query(request, sizeof request, true);
     send_str(c.fd, request);
     shutdown(c.fd, SHUT_WR);
-    char *got = its_expect_answer(&c);
-    assert_string_equal(got, want);
-    free(got);
+    expect_answer(&c, want);
     free(want);
     assert_true(its_closes_silently(c.fd, WAIT_MS));
     close(c.fd);
@@ -452,9 +443,7 @@ static void test_pipelined_writes_and_reads_answer_in_order(void **state) {
         "OK 0\n",
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-        char *got = its_expect_answer(&c);
-        assert_string_equal(got, want[i]);
-        free(got);
+        expect_answer(&c, want[i]);
     }
     close(c.fd);
 }
@@ -516,9 +505,7 @@ static void test_writes_of_many_clients_all_commit(void **state) {
             snprintf(want, sizeof want,
                      "OK 1\nmc-%d-%d\tparking\tlot\t36.4%02d000\t120.6%02d000\t-\n", i, j, i,
                      j);
-            char *got = its_expect_answer(&c[i]);
-            assert_string_equal(got, want);
-            free(got);
+            expect_answer(&c[i], want);
         }
     }
     /* The writes shared commits: fewer groups than writes. */
@@ -730,9 +717,7 @@ static void test_attributes_written_are_filtered_on(void **state) {
         free(got);
     }
     for (int i = 0; i < 2; i++) {
-        char *got = its_expect_answer(&c);
-        assert_string_equal(got, "OK 0\n");
-        free(got);
+        expect_answer(&c, "OK 0\n");
     }
     close(c.fd);
 }
