@@ -153,20 +153,22 @@ static void test_sigterm_answers_writes_queued_behind_a_running_commit(void **st
     /* The first write's group now waits for the lock (up to 2 s) ... */
     const char *put0 = "PUT tq-0 meal_point 36.2 120.4 name=tq\n";
     its_send_all(c[0]->fd, put0, strlen(put0));
-    usleep(150000);
+    assert_true(its_peer_has_read(c[0]->fd, ITS_WAIT_MS));
     /* ... and these two queue behind it. The PING after a write is not run. */
     const char *put1 = "PUT tq-1 meal_point 36.2 120.4 name=tq\n";
     const char *put2 = "PUT tq-2 meal_point 36.2 120.4 name=tq\nPING\n";
     its_send_all(c[1]->fd, put1, strlen(put1));
     its_send_all(c[2]->fd, put2, strlen(put2));
-    usleep(150000);
+    assert_true(its_peer_has_read(c[1]->fd, ITS_WAIT_MS));
+    assert_true(its_peer_has_read(c[2]->fd, ITS_WAIT_MS));
     assert_int_equal(kill(daemon_pid, SIGTERM), 0);
-    usleep(300000);
+    assert_true(its_log_has_within(log, "shutting down", ITS_WAIT_MS));
     /* The daemon is draining, not gone: it still waits for the lock, and a
      * second SIGTERM or a SIGHUP meanwhile changes nothing. */
     assert_int_equal(kill(daemon_pid, SIGTERM), 0);
     assert_int_equal(kill(daemon_pid, SIGHUP), 0);
-    usleep(100000);
+    assert_true(its_log_has_within(log, "already shutting down", ITS_WAIT_MS));
+    assert_true(its_log_has_within(log, "SIGHUP ignored: shutting down", ITS_WAIT_MS));
     assert_int_equal(waitpid(daemon_pid, NULL, WNOHANG), 0);
     assert_int_equal(sqlite3_exec(locker, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_close(locker), SQLITE_OK);

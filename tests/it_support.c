@@ -280,6 +280,79 @@ bool its_closes_silently(int fd, int ms) {
     return n == 0 || (n < 0 && errno == ECONNRESET);
 }
 
+/* The receive queue of the socket whose local port is `local` and remote port
+ * `remote` in one /proc/net/tcp* table: 1 and *rx set when found, 0 when not,
+ * -1 when the table cannot be read. Lines read
+ * "sl local_addr:port rem_addr:port st tx_queue:rx_queue ...", ports in hex. */
+static int proc_rx_queue(const char *table, unsigned local, unsigned remote, unsigned long *rx) {
+    FILE *f = fopen(table, "r");
+    if (!f) {
+        return -1;
+    }
+    char line[512];
+    int found = 0;
+    if (fgets(line, sizeof line, f)) { /* the header */
+        while (!found && fgets(line, sizeof line, f)) {
+            char local_addr[64], remote_addr[64];
+            unsigned st;
+            unsigned long tx, queue;
+            if (sscanf(line, " %*d: %63s %63s %x %lx:%lx", local_addr, remote_addr, &st, &tx,
+                       &queue) != 5) {
+                continue;
+            }
+            char *lp = strrchr(local_addr, ':'), *rp = strrchr(remote_addr, ':');
+            if (lp && rp && strtoul(lp + 1, NULL, 16) == local &&
+                strtoul(rp + 1, NULL, 16) == remote) {
+                *rx = queue;
+                found = 1;
+            }
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+bool its_peer_has_read(int fd, int ms) {
+    struct sockaddr_storage mine, peer;
+    socklen_t mine_len = sizeof mine, peer_len = sizeof peer;
+    if (getsockname(fd, (struct sockaddr *)&mine, &mine_len) != 0 ||
+        getpeername(fd, (struct sockaddr *)&peer, &peer_len) != 0) {
+        return false;
+    }
+    unsigned my_port = mine.ss_family == AF_INET6
+                           ? ntohs(((struct sockaddr_in6 *)&mine)->sin6_port)
+                           : ntohs(((struct sockaddr_in *)&mine)->sin_port);
+    unsigned peer_port = peer.ss_family == AF_INET6
+                             ? ntohs(((struct sockaddr_in6 *)&peer)->sin6_port)
+                             : ntohs(((struct sockaddr_in *)&peer)->sin_port);
+    for (int64_t start = its_now_ms(); its_now_ms() - start < ms; usleep(2000)) {
+        unsigned long rx = 0;
+        /* The server's end of the connection: local is the peer's port. */
+        int found = proc_rx_queue("/proc/net/tcp", peer_port, my_port, &rx);
+        if (found != 1) {
+            found = proc_rx_queue("/proc/net/tcp6", peer_port, my_port, &rx);
+        }
+        if (found == 1 && rx == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool its_log_has_within(const char *log_path, const char *text, int ms) {
+    for (int64_t start = its_now_ms();; usleep(5000)) {
+        char *log = its_read_file(log_path);
+        bool found = strstr(log, text) != NULL;
+        free(log);
+        if (found) {
+            return true;
+        }
+        if (its_now_ms() - start >= ms) {
+            return false;
+        }
+    }
+}
+
 char *its_read_file(const char *path) {
     FILE *f = fopen(path, "rb");
     size_t cap = 4096, len = 0;

@@ -89,6 +89,15 @@ bool its_closes_within(int fd, int ms);
  * anything more first: unlike its_closes_within(), data means false. */
 bool its_closes_silently(int fd, int ms);
 
+/* Waits until the server at the other end of the loopback connection fd has
+ * read every byte sent on it (its socket's receive queue in /proc/net/tcp or
+ * tcp6 is empty), so a test can act on "the daemon has taken this request"
+ * instead of sleeping and hoping. Returns false after ms without that. */
+bool its_peer_has_read(int fd, int ms);
+
+/* Waits until the file at log_path contains `text`; false after ms without. */
+bool its_log_has_within(const char *log_path, const char *text, int ms);
+
 /* Reads the whole file at path into a malloc'ed string ("" if missing). */
 char *its_read_file(const char *path);
 
