@@ -405,6 +405,10 @@ static int slot_extras(struct catalog *c, const struct store_facility *f, struct
     s->attr_first = c->n_attrs;
     s->n_attrs = 0;
     const char *hours_text = f->hours;
+    /* The alternative hours live in the arena, which later arena_add() calls
+     * may move, so remember their offset and make the pointer at the end. */
+    bool alt_hours = false;
+    uint32_t alt_hours_off = 0;
     json_t *obj = f->attrs_json ? json_loads(f->attrs_json, 0, NULL) : NULL;
     if (json_is_object(obj)) {
         ret = attrs_reserve(c, json_object_size(obj) < CATALOG_MAX_ATTRS
@@ -450,13 +454,17 @@ static int slot_extras(struct catalog *c, const struct store_facility *f, struct
             bool alt = (f->category == STORE_CAT_PARKING && strcmp(key, "shared_hours") == 0) ||
                        (f->category == STORE_CAT_MEAL_POINT && strcmp(key, "meal_hours") == 0);
             if (alt && a.type == CATALOG_TEXT && text[0]) {
-                hours_text = c->arena + a.v.text_off;
+                alt_hours = true;
+                alt_hours_off = a.v.text_off;
             }
         }
     }
     json_decref(obj);
     if (ret < 0) {
         return ret;
+    }
+    if (alt_hours) {
+        hours_text = c->arena + alt_hours_off;
     }
     s->hours_no = timetable_intern(c, hours_text);
     return 0;

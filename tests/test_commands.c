@@ -1971,6 +1971,48 @@ static void test_set_changes_only_the_given_fields(void **state) {
     expect_write("DEL w-6", "OK 0\n");
 }
 
+/* A meal point's meal_hours are read from the catalogue's string arena after
+ * the attributes that follow them were added; a long attribute after them
+ * makes the arena move meanwhile. Every such facility must still be open in
+ * its meal hours and closed outside them (under ASan, a stale pointer to the
+ * old arena fails here at once). */
+static void test_meal_hours_survive_the_arena_moving_under_them(void **state) {
+    (void)state;
+    enum { GROUPS = 8, PER_GROUP = 50 };
+    char note[801];
+    memset(note, 'x', sizeof note - 1);
+    note[sizeof note - 1] = '\0';
+    static char lines[PER_GROUP][1000];
+    const char *group[PER_GROUP];
+    for (int g = 0; g < GROUPS; g++) {
+        for (int i = 0; i < PER_GROUP; i++) {
+            snprintf(lines[i], sizeof lines[i],
+                     "PUT am-%d-%02d meal_point %.6f %.6f meal_hours=\"Mo-Su 11:00-13:00\" "
+                     "note=%s", g, i, 36.30 + g * 0.01, 120.30 + i * 0.001, note);
+            group[i] = lines[i];
+        }
+        free(run_group(PER_GROUP, group));
+    }
+    for (int g = 0; g < GROUPS; g++) {
+        for (int i = 0; i < PER_GROUP; i += 7) {
+            char request[160], want[32];
+            snprintf(want, sizeof want, "OK 1\nam-%d-%02d\t", g, i);
+            snprintf(request, sizeof request,
+                     "RADIUS meal_point %.6f %.6f 1 OPEN 2026-12-01T12:00", 36.30 + g * 0.01,
+                     120.30 + i * 0.001);
+            char *got = run(request);
+            if (strncmp(got, want, strlen(want)) != 0) {
+                fail_msg("%s\n got: %.80s", request, got);
+            }
+            free(got);
+            snprintf(request, sizeof request,
+                     "RADIUS meal_point %.6f %.6f 1 OPEN 2026-12-01T14:00", 36.30 + g * 0.01,
+                     120.30 + i * 0.001);
+            expect(request, "OK 0\n");
+        }
+    }
+}
+
 static void test_put_refuses_bad_records_before_queueing(void **state) {
     (void)state;
     static const char usage[] = "(usage: PUT <id> <category> <lat> <lon> [<field>=<value>]...)";
@@ -2118,6 +2160,7 @@ int main(void) {
         T(test_put_and_del_are_durable_and_visible_to_queries),
         T(test_one_group_applies_its_writes_in_order),
         T(test_set_changes_only_the_given_fields),
+        T(test_meal_hours_survive_the_arena_moving_under_them),
         T(test_put_refuses_bad_records_before_queueing),
         T(test_put_types_attributes_like_the_data),
         T(test_protocol_md_error_table_matches_errors_def),
