@@ -21,7 +21,9 @@ void its_send_all(int fd, const char *buf, size_t len);
 #include <stdint.h>
 #include <sys/types.h>
 
-#define ITS_WAIT_MS 10000 /* every wait below gives up after this long */
+#define ITS_WAIT_MS 30000 /* every wait below gives up after this long: generous, since
+                          * it is reached only on failure, and a sanitized daemon
+                          * on a busy 2-core machine has needed over 10 s to start */
 
 /* Milliseconds on the monotonic clock, for measuring waits. */
 int64_t its_now_ms(void);
