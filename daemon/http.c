@@ -89,7 +89,9 @@ static bool field_is(const struct http_reader *r, const char *name) {
 
 static int on_header_field(http_parser *p, const char *at, size_t n) {
     struct http_reader *r = reader_of(p);
-    if (r->in_value) {
+    size_t framing = 0;
+    if (r->in_value || r->field_len == 0) {
+        framing = 4; /* ": " and CRLF, once per field however it arrives */
         r->field_len = 0;
         r->in_value = false;
     }
@@ -98,7 +100,7 @@ static int on_header_field(http_parser *p, const char *at, size_t n) {
         memcpy(r->field + r->field_len, at, n < room ? n : room);
     }
     r->field_len += n;
-    return count_head(r, n + 4); /* ": " and CRLF */
+    return count_head(r, n + framing);
 }
 
 static int on_header_value(http_parser *p, const char *at, size_t n) {
@@ -627,6 +629,18 @@ static int run(const struct cmd_env *env, enum reply_format format, const char *
     return ret;
 }
 
+/* True when s[0..n-1] percent-encodes a NUL byte. Decoded values are C
+ * strings, so "36.6%00junk" would otherwise read as 36.6; the line protocol
+ * refuses NUL bytes the same way. */
+static bool has_encoded_nul(const char *s, size_t n) {
+    for (size_t i = 0; i + 2 < n; i++) {
+        if (s[i] == '%' && s[i + 1] == '0' && s[i + 2] == '0') {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Answers a /v1 route. */
 static int respond_route(const struct cmd_env *env, const struct http_request *req,
                          const struct route *rt, const char *path, size_t path_len,
@@ -639,6 +653,11 @@ static int respond_route(const struct cmd_env *env, const struct http_request *r
     char *path_id = NULL;
     char *body = NULL;
     size_t body_len = 0;
+    if (has_encoded_nul(path, path_len) || has_encoded_nul(query, query_len)) {
+        h->status = 400;
+        ret = respond_error(h, CMD_ERR_SYNTAX, "a NUL byte (%00) in the request", out);
+        goto done;
+    }
     if (query_len > 0 &&
         uriDissectQueryMallocA(&items, &n_items, query, query + query_len) != URI_SUCCESS) {
         h->status = 400;

@@ -28,7 +28,9 @@
 
 #define HTTP_SRV_DEFAULT_MAX_CONNECTIONS 1000
 #define HTTP_SRV_DEFAULT_IDLE_TIMEOUT_MS 60000  /* browsers keep idle connections ~1 min */
-#define HTTP_SRV_DEFAULT_MAX_OUTPUT_BYTES (4 << 20) /* a few AREAS answers with polygons */
+#define HTTP_SRV_DEFAULT_MAX_OUTPUT_BYTES (512 << 10) /* three answers of every area
+                                                        * polygon (150 KB each); at the
+                                                        * connection cap, 500 MB at most */
 #define HTTP_SRV_DEFAULT_DRAIN_TIMEOUT_MS 5000
 
 struct http_srv;

@@ -188,9 +188,10 @@ static int parse_args(int argc, char **argv, struct options *o) {
                 return 2;
             }
         } else if (strcmp(a, "--max-output-bytes") == 0) {
-            if (!parse_count(argv[++i], 1024, 1ull << 32, &o->max_output_bytes)) {
+            /* At most 1 GiB: libuv takes a buffer's length as unsigned int. */
+            if (!parse_count(argv[++i], 1024, 1ull << 30, &o->max_output_bytes)) {
                 fprintf(stderr,
-                        "nearestd: bad --max-output-bytes '%s': expected 1024..4294967296\n",
+                        "nearestd: bad --max-output-bytes '%s': expected 1024..1073741824\n",
                         argv[i]);
                 return 2;
             }
@@ -225,7 +226,7 @@ static void reload_http(void *http, struct catalog *catalog) {
 /* Raises the soft open-file limit to the hard one: each connection is a file
  * descriptor, and a soft limit of 1024 would turn clients away with accept
  * errors long before --max-connections. Says so when the limit stays below
- * what --max-connections needs. */
+ * what max_connections (the line server's and HTTP's) need. */
 static void raise_file_limit(unsigned long long max_connections) {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
@@ -240,8 +241,9 @@ static void raise_file_limit(unsigned long long max_connections) {
     /* The listener, the database, its WAL and shared memory, libuv's own. */
     const rlim_t spare = 32;
     if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < max_connections + spare) {
-        fprintf(stderr, "nearestd: warning: the open-file limit (%llu) is below "
-                        "--max-connections (%llu) plus %d; connections past it fail to accept\n",
+        fprintf(stderr, "nearestd: warning: the open-file limit (%llu) is below the "
+                        "connections allowed (%llu, HTTP's included) plus %d; connections "
+                        "past it fail to accept\n",
                 (unsigned long long)rl.rlim_cur, max_connections, (int)spare);
     }
 }
@@ -268,7 +270,8 @@ int main(int argc, char **argv) {
     }
     /* A client that vanishes mid-write must cost an EPIPE, not the process. */
     signal(SIGPIPE, SIG_IGN);
-    raise_file_limit(opt.max_connections);
+    raise_file_limit(opt.max_connections +
+                     (opt.http ? HTTP_SRV_DEFAULT_MAX_CONNECTIONS : 0));
 
     char err[512] = "";
     struct store *st = NULL;
@@ -368,7 +371,11 @@ int main(int argc, char **argv) {
         struct http_srv_config http_cfg;
         http_srv_config_init(&http_cfg);
         http_cfg.idle_timeout_ms = opt.idle_timeout_ms;
-        http_cfg.max_connections = (size_t)opt.max_connections; /* a cap of its own */
+        /* A cap of its own, at most HTTP's default: each HTTP connection may
+         * hold up to max_output_bytes of unsent responses. */
+        http_cfg.max_connections = opt.max_connections < HTTP_SRV_DEFAULT_MAX_CONNECTIONS
+                                       ? (size_t)opt.max_connections
+                                       : HTTP_SRV_DEFAULT_MAX_CONNECTIONS;
         http_cfg.drain_timeout_ms = opt.shutdown_timeout_ms;
         struct cmd_env env = {.catalog = cat, .stats = srv_stats(srv)};
         ret = http_srv_open(loop, &env, opt.http_host, opt.http_port, &http_cfg, &http, err,

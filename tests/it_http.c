@@ -395,7 +395,7 @@ static void test_errors_have_their_status_and_json_code(void **state) {
     free(big);
 }
 
-/* 100 pipelined requests whose answers (7.5 MB) pass the 4 MB of unsent
+/* 100 pipelined requests whose answers (7.5 MB) pass the 512 KiB of unsent
  * responses at which the daemon stops reading a client: once the client
  * reads, every answer arrives, in order. */
 static void test_a_slow_reader_gets_every_pipelined_answer_in_order(void **state) {

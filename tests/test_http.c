@@ -285,6 +285,11 @@ static void test_engine_errors_map_to_statuses_with_the_same_code(void **state) 
     assert_error("/v1/nearest/", 404, "NOTFOUND");
     assert_error("/index.html", 404, "NOTFOUND");
     assert_error("/v1/facilities/a/b", 404, "NOTFOUND");
+    /* A NUL byte would cut a decoded value short ("36.6%00junk" as 36.6). */
+    assert_error("/v1/nearest?category=elder_care&lat=36.16%00junk&lon=120.41", 400, "SYNTAX");
+    assert_error("/v1/nearest?category=elder_care&lat=36.16&lon=120.41&crs=wgs84%00x", 400,
+                 "SYNTAX");
+    assert_error("/v1/facilities/ec-045%00x", 400, "SYNTAX");
     /* The status of every code, including those no read route can produce. */
     assert_int_equal(http_status_of(0), 200);
     assert_int_equal(http_status_of(CMD_ERR_SYNTAX), 400);
@@ -529,6 +534,31 @@ static void test_reader_limits_and_malformed_requests(void **state) {
     assert_int_equal(reader_error_status(bad_version, strlen(bad_version)), 400);
 }
 
+/* The head limit counts the bytes sent, however they are split: a head of
+ * half the limit, fed one byte at a time, is one whole request. */
+static void test_head_limit_counts_bytes_however_they_arrive(void **state) {
+    (void)state;
+    char *text = malloc(HTTP_MAX_HEAD_BYTES);
+    assert_non_null(text);
+    size_t n = (size_t)sprintf(text, "GET / HTTP/1.1\r\n");
+    for (int i = 0; n < HTTP_MAX_HEAD_BYTES / 2; i++) {
+        n += (size_t)sprintf(text + n, "X-Field-%05d: v\r\n", i);
+    }
+    n += (size_t)sprintf(text + n, "\r\n");
+    struct http_reader *rd = http_reader_new();
+    assert_non_null(rd);
+    enum http_read st = HTTP_READ_MORE;
+    struct http_request req;
+    for (size_t at = 0; at < n && st == HTTP_READ_MORE; at++) {
+        size_t used = 0;
+        st = http_reader_next(rd, text + at, 1, &used, &req);
+        assert_int_equal(used, 1);
+    }
+    assert_int_equal(st, HTTP_READ_REQUEST);
+    http_reader_free(rd);
+    free(text);
+}
+
 static void test_keep_alive_follows_the_version_and_connection_header(void **state) {
     (void)state;
     static const struct {
@@ -575,6 +605,7 @@ int main(void) {
         cmocka_unit_test(test_each_request_counts_once_in_stats),
         cmocka_unit_test(test_reader_reads_pipelined_requests_whole_and_split_at_every_byte),
         cmocka_unit_test(test_reader_limits_and_malformed_requests),
+        cmocka_unit_test(test_head_limit_counts_bytes_however_they_arrive),
         cmocka_unit_test(test_keep_alive_follows_the_version_and_connection_header),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
