@@ -3,33 +3,11 @@
  * three parts, and nothing here needs to be fast. */
 #include "cli_args.h"
 
-#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "nearest.h"
-
-static bool is_blank(char c) {
-    return c == ' ' || c == '\t';
-}
-
-static bool is_op_byte(char c) {
-    return c == '=' || c == '!' || c == '<' || c == '>';
-}
-
-static bool is_field_byte(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '.' || c == ':' || c == '-';
-}
-
-/* The operator starting at s: its length (1 or 2), or 0 if s does not start
- * one ("!" alone is not an operator). */
-static size_t op_len(const char *s) {
-    if ((s[0] == '<' || s[0] == '>' || s[0] == '!') && s[1] == '=') {
-        return 2;
-    }
-    return s[0] == '=' || s[0] == '<' || s[0] == '>' ? 1 : 0;
-}
+#include "proto.h"
 
 void cli_where_clear(struct cli_where *w) {
     free(w->text);
@@ -38,42 +16,13 @@ void cli_where_clear(struct cli_where *w) {
 
 int cli_where_split(const char *condition, struct cli_where *out) {
     *out = (struct cli_where){0};
-    const char *op_at = condition;
-    while (*op_at != '\0' && !is_op_byte(*op_at)) {
-        op_at++;
-    }
-    size_t n_op = op_len(op_at);
-    if (n_op == 0) {
+    struct proto_where w;
+    if (!proto_where_split(condition, &w)) {
         return CLI_ERR_ARG;
     }
-    const char *field = condition;
-    const char *field_end = op_at;
-    while (field < field_end && is_blank(*field)) {
-        field++;
-    }
-    while (field_end > field && is_blank(field_end[-1])) {
-        field_end--;
-    }
-    size_t n_field = (size_t)(field_end - field);
-    if (n_field == 0 || n_field > CLI_WHERE_MAX_FIELD_BYTES) {
-        return CLI_ERR_ARG;
-    }
-    for (size_t i = 0; i < n_field; i++) {
-        if (!is_field_byte(field[i])) {
-            return CLI_ERR_ARG;
-        }
-    }
-    const char *value = op_at + n_op;
-    while (is_blank(*value)) {
-        value++;
-    }
-    size_t n_value = strlen(value);
-    while (n_value > 0 && is_blank(value[n_value - 1])) {
-        n_value--;
-    }
-    if (n_value == 0 || is_op_byte(value[0])) {
-        return CLI_ERR_ARG;
-    }
+    const char *field = condition + w.field_at, *op_at = condition + w.op_at;
+    const char *value = condition + w.value_at;
+    size_t n_field = w.field_len, n_op = w.op_len, n_value = w.value_len;
     char *text = malloc(n_field + 1 + n_op + 1 + n_value + 1);
     if (text == NULL) {
         return CLI_ERR_NOMEM;

@@ -11,7 +11,7 @@
 
 #include <stddef.h>
 
-#define CLI_WHERE_MAX_FIELD_BYTES 64
+#define CLI_WHERE_MAX_FIELD_BYTES 64 /* PROTO_WHERE_MAX_FIELD_BYTES */
 
 /* One --where condition, split. The three strings point into `text`, which
  * the struct owns: release it with cli_where_clear(). */
@@ -23,7 +23,7 @@ struct cli_where {
 };
 
 /* Splits a condition such as "stars>=4", "stars >= 4", "dementia=yes" or
- * "name=泰塘 小学" at its operator, the first of = != < <= > >= found
+ * "name=泰塘 小学" by proto_where_split()'s rules: at its operator, the first of = != < <= > >= found
  * (two-byte operators win over their first byte). Blanks around the field
  * and the value are dropped; blanks inside the value are kept. Returns 0 and
  * fills *out (free with cli_where_clear()), CLI_ERR_ARG when the condition has

@@ -24,6 +24,7 @@
 #include <uriparser/Uri.h>
 
 #include "http.h"
+#include "proto.h"
 
 /* ---- The reader ---------------------------------------------------------------- */
 
@@ -443,9 +444,6 @@ static const struct route routes[] = {
     {"/v1/facilities/", "GET", true, true, {P_CRS}},
 };
 
-/* The WHERE operators, longest first so that ">=" is not read as ">". */
-static const char *const where_ops[] = {">=", "<=", "!=", "=", "<", ">"};
-
 /* A request being routed: the argv under construction and what it owns. */
 struct call {
     char **argv;
@@ -475,19 +473,24 @@ static bool push(struct call *c, const char *arg) {
     return true;
 }
 
-/* Splits "<field><op><value>" into the arguments WHERE field op value. */
+/* Splits "<field><op><value>" (proto_where_split()'s rules, as the CLI's
+ * --where) into the arguments WHERE field op value. */
 static bool push_where(struct call *c, const char *cond) {
-    char echo[REPLY_MAX_ECHO_BYTES + 1];
-    size_t field_len = strcspn(cond, "<>=!");
-    for (size_t i = 0; field_len > 0 && cond[field_len] && i < 6; i++) {
-        size_t op_len = strlen(where_ops[i]);
-        if (strncmp(cond + field_len, where_ops[i], op_len) == 0) {
-            char field[HTTP_MAX_URL_BYTES + 1];
-            snprintf(field, sizeof field, "%.*s", (int)field_len, cond);
-            return push(c, "WHERE") && push(c, field) && push(c, where_ops[i]) &&
-                   push(c, cond + field_len + op_len);
+    struct proto_where w;
+    if (proto_where_split(cond, &w)) {
+        char field[PROTO_WHERE_MAX_FIELD_BYTES + 1], op[3];
+        snprintf(field, sizeof field, "%.*s", (int)w.field_len, cond + w.field_at);
+        snprintf(op, sizeof op, "%.*s", (int)w.op_len, cond + w.op_at);
+        char *value = strndup(cond + w.value_at, w.value_len);
+        bool ok = value && push(c, "WHERE") && push(c, field) && push(c, op) && push(c, value);
+        if (!value) {
+            c->err = CMD_ERR_INTERNAL;
+            snprintf(c->message, sizeof c->message, "out of memory");
         }
+        free(value);
+        return ok;
     }
+    char echo[REPLY_MAX_ECHO_BYTES + 1];
     c->err = CMD_ERR_ARG;
     snprintf(c->message, sizeof c->message,
              "where '%s' is not <field><op><value> with op one of >= <= != = < >",

@@ -345,3 +345,61 @@ bool proto_parse_number(const char *s, double *out) {
     *out = v;
     return true;
 }
+
+/* ---- Compact WHERE conditions ----------------------------------------------------- */
+
+static bool where_is_blank(char c) {
+    return c == ' ' || c == '\t';
+}
+
+static bool where_is_op_byte(char c) {
+    return c == '=' || c == '!' || c == '<' || c == '>';
+}
+
+static bool where_is_field_byte(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '.' || c == ':' || c == '-';
+}
+
+bool proto_where_split(const char *condition, struct proto_where *out) {
+    size_t op_at = 0;
+    while (condition[op_at] != '\0' && !where_is_op_byte(condition[op_at])) {
+        op_at++;
+    }
+    const char *op = condition + op_at;
+    size_t op_len = ((op[0] == '<' || op[0] == '>' || op[0] == '!') && op[1] == '=') ? 2
+                    : (op[0] == '=' || op[0] == '<' || op[0] == '>')               ? 1
+                                                                                    : 0;
+    if (op_len == 0) {
+        return false;
+    }
+    size_t field_at = 0, field_end = op_at;
+    while (field_at < field_end && where_is_blank(condition[field_at])) {
+        field_at++;
+    }
+    while (field_end > field_at && where_is_blank(condition[field_end - 1])) {
+        field_end--;
+    }
+    if (field_end == field_at || field_end - field_at > PROTO_WHERE_MAX_FIELD_BYTES) {
+        return false;
+    }
+    for (size_t i = field_at; i < field_end; i++) {
+        if (!where_is_field_byte(condition[i])) {
+            return false;
+        }
+    }
+    size_t value_at = op_at + op_len;
+    while (where_is_blank(condition[value_at])) {
+        value_at++;
+    }
+    size_t value_len = strlen(condition + value_at);
+    while (value_len > 0 && where_is_blank(condition[value_at + value_len - 1])) {
+        value_len--;
+    }
+    if (value_len == 0 || where_is_op_byte(condition[value_at])) {
+        return false;
+    }
+    *out = (struct proto_where){field_at, field_end - field_at, op_at, op_len, value_at,
+                                value_len};
+    return true;
+}

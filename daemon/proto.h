@@ -85,4 +85,23 @@ int proto_split(char *line, size_t len, char **argv, size_t max_args, size_t *ar
  * returns false and leaves *out alone otherwise. */
 bool proto_parse_number(const char *s, double *out);
 
+#define PROTO_WHERE_MAX_FIELD_BYTES 64
+
+/* Where the parts of a compact condition lie: the CLI's --where 'stars>=4'
+ * and HTTP's where=stars>=4 both become the protocol's WHERE field op value. */
+struct proto_where {
+    size_t field_at, field_len;   /* 1..PROTO_WHERE_MAX_FIELD_BYTES of [A-Za-z0-9_.:-] */
+    size_t op_at, op_len;         /* one of = != < <= > >= */
+    size_t value_at, value_len;   /* non-empty; may hold blanks and any UTF-8 */
+};
+
+/* Splits a condition such as "stars>=4", "stars >= 4" or "name=泰塘 小学" at
+ * its operator, the first of = != < <= > >= found (two-byte operators win over
+ * their first byte), into offsets into `condition` (nothing is copied).
+ * Blanks around the field and the value are left out; blanks inside the value
+ * are kept. Returns false when the condition has no operator, an empty or
+ * malformed field, an empty value, or a value that starts with an operator
+ * byte ("stars=>4", "stars>>4", "a!b"). */
+bool proto_where_split(const char *condition, struct proto_where *out);
+
 #endif
