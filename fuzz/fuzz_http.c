@@ -29,6 +29,7 @@
 #include <jansson.h>
 
 #include "catalog.h"
+#include "catalog_fixture.h"
 #include "cmd.h"
 #include "http.h"
 #include "store.h"
@@ -69,16 +70,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     snprintf(dir_path, sizeof dir_path, "%s/fuzz_http.XXXXXX", base);
     CHECK(mkdtemp(dir_path) != NULL);
     atexit(remove_dir);
-    char db[128], err[512] = "";
+    char db[128], err[600] = "";
     snprintf(db, sizeof db, "%s/catalogue.db", dir_path);
-    if (store_create(db, NEARESTD_DATASET_DIR, err, sizeof err) != 0 ||
-        store_open(db, &store, err, sizeof err) != 0) {
-        fprintf(stderr, "fuzz_http: store: %s\n", err);
-        abort();
-    }
-    catalog = catalog_new();
-    if (catalog == NULL || catalog_load(catalog, store, err, sizeof err) != 0) {
-        fprintf(stderr, "fuzz_http: catalog: %s\n", err);
+    if (fixture_catalog_open(db, NEARESTD_DATASET_DIR, &store, &catalog, err, sizeof err) != 0) {
+        fprintf(stderr, "fuzz_http: %s\n", err);
         abort();
     }
     return 0;

@@ -24,6 +24,7 @@
 #include <jansson.h>
 
 #include "catalog.h"
+#include "catalog_fixture.h"
 #include "cmd.h"
 #include "geo_crs.h"
 #include "geo_distance.h"
@@ -269,15 +270,9 @@ static int group_setup(void **state) {
     }
     write_dataset(fx->dir, fx->facs, N_FACILITIES);
     snprintf(fx->db, sizeof fx->db, "%s/x.db", fx->dir);
-    char err[512] = "";
-    if (store_create(fx->db, fx->dir, err, sizeof err) != 0 ||
-        store_open(fx->db, &fx->store, err, sizeof err) != 0) {
-        fprintf(stderr, "store: %s\n", err);
-        return -1;
-    }
-    fx->catalog = catalog_new();
-    if (!fx->catalog || catalog_load(fx->catalog, fx->store, err, sizeof err) != 0) {
-        fprintf(stderr, "catalog: %s\n", err);
+    char err[600] = "";
+    if (fixture_catalog_open(fx->db, fx->dir, &fx->store, &fx->catalog, err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
         return -1;
     }
     fx->env = (struct cmd_env){.catalog = fx->catalog, .stats = &fx->stats};

@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "catalog.h"
+#include "catalog_fixture.h"
 #include "cmd.h"
 #include "http.h"
 #include "http_support.h"
@@ -68,15 +69,10 @@ static int group_setup(void **state) {
         return -1;
     }
     snprintf(fx->db, sizeof fx->db, "%s/x.db", fx->dir);
-    char err[512] = "";
-    if (store_create(fx->db, NEARESTD_DATASET_DIR, err, sizeof err) != 0 ||
-        store_open(fx->db, &fx->store, err, sizeof err) != 0) {
-        fprintf(stderr, "store: %s\n", err);
-        return -1;
-    }
-    fx->catalog = catalog_new();
-    if (!fx->catalog || catalog_load(fx->catalog, fx->store, err, sizeof err) != 0) {
-        fprintf(stderr, "catalog: %s\n", err);
+    char err[600] = "";
+    if (fixture_catalog_open(fx->db, NEARESTD_DATASET_DIR, &fx->store, &fx->catalog, err,
+                             sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
         return -1;
     }
     fx->env = (struct cmd_env){.catalog = fx->catalog, .stats = &fx->stats};
