@@ -19,7 +19,9 @@
  * candidate) and a timetable number; timetables (260 bytes each) are shared by
  * all facilities with the same hours text, of which the Licang data has about
  * a dozen. Measured at 10^5 bench facilities (no attributes): 112 bytes per
- * facility with the index, against 100 before. Areas (about 400) are held
+ * facility with the index, against 100 before. The slot's padding holds the
+ * plain-text flag and the id's length (up to 255), which replies would
+ * otherwise measure. Areas (about 400) are held
  * with their GEOS geometries, and each keeps the slots linked to it.
  * The slot array and the string arena, a NEAREST's five random reads each,
  * sit on 2 MB boundaries with madvise(MADV_HUGEPAGE) once they reach 2 MB, as
@@ -52,9 +54,12 @@ struct slot {
     uint8_t n_attrs;
     uint8_t category;      /* enum store_category, or SLOT_FREE */
     bool plain_text;       /* id and name hold no C0 control or DEL (in the padding) */
+    uint8_t id_len;        /* strlen of the id, 0 when over 255 (the padding's last byte;
+                            * a slot's id never changes) */
 };
 
-_Static_assert(sizeof(struct slot) == 32, "a slot is 32 bytes (plain_text is in the padding)");
+_Static_assert(sizeof(struct slot) == 32,
+               "a slot is 32 bytes (plain_text and id_len are in the padding)");
 
 /* One typed attribute; text_off for TEXT and IDS, num for NUM and BOOL. */
 struct attr {
@@ -689,6 +694,8 @@ static int slot_append(struct catalog *c, const struct store_facility *f, uint32
         return ret;
     }
     s.plain_text = text_is_plain(f->id) && text_is_plain(c->arena + s.name_off);
+    size_t id_len = strlen(f->id);
+    s.id_len = id_len <= UINT8_MAX ? (uint8_t)id_len : 0;
     uint32_t slot = c->n_slots++;
     c->slots[slot] = s;
     c->hash[hash_probe(c, f->id)] = slot + 1;
@@ -966,6 +973,8 @@ int catalog_get(const struct catalog *c, uint32_t slot, struct catalog_facility 
     out->lat_e6 = s->lat_e6;
     out->lon_e6 = s->lon_e6;
     out->plain_text = s->plain_text;
+    out->id_len = s->id_len;
+    out->n_attrs = s->n_attrs;
     return 0;
 }
 

@@ -43,6 +43,9 @@ struct catalog_facility {
     int32_t lat_e6;          /* the same position in integer microdegrees */
     int32_t lon_e6;
     bool plain_text;         /* id and name hold no C0 control character or DEL */
+    size_t id_len;           /* strlen(id), or 0 when the catalogue does not keep it
+                              * (ids over 255 bytes) */
+    size_t n_attrs;          /* attributes catalog_attrs() would return */
 };
 
 struct catalog;

@@ -7,7 +7,13 @@
  * answer, so an answer is either a whole OK with its records or one ERR line.
  * A NEAREST with K 1000 keeps its hits and their records on the stack (about
  * 70 KB), so queries do not allocate in text format; a write allocates one
- * cmd_write (its strings in one block). */
+ * cmd_write (its strings in one block).
+ * Outside the index search a NEAREST is mostly this file and reply.c, and the
+ * common request is cheap on purpose: the command and option names are found
+ * by their first letter, counts are read without strtol(), WGS84 positions
+ * skip the CRS conversion, and the records take lengths and attribute counts
+ * from the catalogue instead of measuring (tests/test_commands.c compares
+ * each with the plain code). */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -62,7 +68,44 @@ static bool ascii_equal_ci(const char *a, const char *b) {
     }
 }
 
+/* The rows of the commands whose names begin with each letter, built once at
+ * load time: a lookup compares the name with one or two rows (three for S)
+ * instead of scanning all seventeen. A name that does not begin with a letter
+ * names no command, unless some row's name does not either: then (and when a
+ * letter has more rows than a bucket holds) lookups scan the whole table. */
+#define CMD_BUCKET_ROWS 4
+static uint8_t cmd_buckets[26][CMD_BUCKET_ROWS];
+static uint8_t cmd_bucket_len[26];
+static bool cmd_lookup_scans;
+
+static void __attribute__((constructor)) cmd_buckets_build(void) {
+    for (size_t i = 0; i < CMD_COUNT; i++) {
+        unsigned letter = ((unsigned char)cmd_specs[i].name[0] | 0x20u) - 'a';
+        if (letter >= 26 || !isalpha((unsigned char)cmd_specs[i].name[0]) ||
+            cmd_bucket_len[letter] == CMD_BUCKET_ROWS || i > UINT8_MAX) {
+            cmd_lookup_scans = true;
+            return;
+        }
+        cmd_buckets[letter][cmd_bucket_len[letter]++] = (uint8_t)i;
+    }
+}
+
 const struct cmd_spec *cmd_lookup(const char *name) {
+    unsigned letter = ((unsigned char)name[0] | 0x20u) - 'a';
+    if (!cmd_lookup_scans) {
+        /* (name[0] | 0x20) is a lower-case letter for exactly the two cases
+         * of that letter, so no other byte reaches a bucket. */
+        if (letter >= 26) {
+            return NULL;
+        }
+        for (unsigned j = 0; j < cmd_bucket_len[letter]; j++) {
+            const struct cmd_spec *spec = &cmd_specs[cmd_buckets[letter][j]];
+            if (ascii_equal_ci(spec->name + 1, name + 1)) {
+                return spec;
+            }
+        }
+        return NULL;
+    }
     for (size_t i = 0; i < CMD_COUNT; i++) {
         if (ascii_equal_ci(cmd_specs[i].name, name)) {
             return &cmd_specs[i];
@@ -93,23 +136,31 @@ static bool parse_number(const char *s, double *out) {
  * when it does not fit in a long or is negative (counts start at 1). */
 static int parse_count(const char *s, long *out) {
     const char *p = *s == '+' || *s == '-' ? s + 1 : s;
-    if (!*p) {
-        return CMD_ERR_ARG;
-    }
-    for (const char *q = p; *q; q++) {
-        if (!isdigit((unsigned char)*q)) {
-            return CMD_ERR_ARG;
+    /* Counts of up to 18 digits are read here (below 10^18, they fit in a
+     * long); longer ones by strtol(), which says when they do not fit. */
+    long v = 0;
+    size_t n = 0;
+    for (; (unsigned)(p[n] - '0') < 10u; n++) {
+        if (n < 18) {
+            v = v * 10 + (p[n] - '0');
         }
+    }
+    if (n == 0 || p[n] != '\0') {
+        return CMD_ERR_ARG;
     }
     if (*s == '-') {
         return CMD_ERR_RANGE; /* an integer, and below every count's range */
     }
+    if (n <= 18) {
+        *out = v;
+        return 0;
+    }
     errno = 0;
-    long v = strtol(p, NULL, 10);
+    long big = strtol(p, NULL, 10);
     if (errno == ERANGE) {
         return CMD_ERR_RANGE;
     }
-    *out = v;
+    *out = big;
     return 0;
 }
 
@@ -137,6 +188,11 @@ static int parse_position_in(struct cmd_call *call, enum geo_crs crs, const char
                   ECHO(lon_s));
         return CMD_ERR_RANGE;
     }
+    if (crs == GEO_CRS_WGS84) {
+        /* What geo_crs_to_wgs84() returns for a finite position in range. */
+        *wgs84 = p;
+        return 0;
+    }
     if (geo_crs_to_wgs84(crs, p, wgs84) < 0) {
         reply_err(call->out, CMD_ERR_RANGE, "position has no WGS84 equivalent in %s",
                   geo_crs_name(crs));
@@ -151,6 +207,19 @@ static int parse_position(struct cmd_call *call, const char *lat_s, const char *
     return parse_position_in(call, call->session->crs, lat_s, lon_s, wgs84);
 }
 
+/* store_category_parse(), comparing the first bytes before calling strcmp():
+ * the five names begin with five different letters. */
+static int category_parse(const char *name, int *out) {
+    for (int c = 0; c < STORE_CAT_COUNT; c++) {
+        const char *known = store_category_name(c);
+        if (known[0] == name[0] && strcmp(known, name) == 0) {
+            *out = c;
+            return 0;
+        }
+    }
+    return -1;
+}
+
 /* Parses "<category>" or "*" into a layer mask. */
 static int parse_category_mask(struct cmd_call *call, const char *name, uint32_t *mask) {
     char echo_buf[REPLY_MAX_ECHO_BYTES + 1];
@@ -159,7 +228,7 @@ static int parse_category_mask(struct cmd_call *call, const char *name, uint32_t
         return 0;
     }
     int cat;
-    if (store_category_parse(name, &cat) < 0) {
+    if (category_parse(name, &cat) < 0) {
         reply_err(call->out, CMD_ERR_UNKNOWN, "unknown category '%s' (see CATEGORIES)",
                   ECHO(name));
         return CMD_ERR_UNKNOWN;
@@ -199,6 +268,23 @@ struct query_opts {
     int64_t open_unix;                        /* OPEN: the instant, seconds since the epoch */
     enum geo_crs crs;                         /* CRS, else the session's */
 };
+
+/* The row of option_names named `name` (ASCII case ignored), or -1. The
+ * options begin with six different letters, so the first one picks the only
+ * row to compare. */
+static int option_row(const char *name) {
+    int row;
+    switch ((unsigned char)name[0] | 0x20) {
+    case 'k': row = 0; break;
+    case 'm': row = 1; break;
+    case 'l': row = 2; break;
+    case 'w': row = 3; break;
+    case 'o': row = 4; break;
+    case 'c': row = 5; break;
+    default: return -1;
+    }
+    return ascii_equal_ci(option_names[row].name, name) ? row : -1;
+}
 
 static const char *const op_names[] = {"=", "!=", "<", "<=", ">", ">="};
 
@@ -321,11 +407,10 @@ static int parse_query_options(struct cmd_call *call, size_t first, unsigned all
     for (size_t a = first; a < call->argc;) {
         const char *name = call->argv[a];
         unsigned bit = 0;
-        for (size_t i = 0; i < sizeof option_names / sizeof option_names[0]; i++) {
-            if (ascii_equal_ci(option_names[i].name, name)) {
-                bit = option_names[i].bit;
-                name = option_names[i].name;
-            }
+        int row = option_row(name);
+        if (row >= 0) {
+            bit = option_names[row].bit;
+            name = option_names[row].name;
         }
         if (!(bit & allowed)) {
             reply_err(call->out, CMD_ERR_SYNTAX, "unknown option '%s' (usage: %s)", ECHO(name),
@@ -419,10 +504,15 @@ static bool query_filter_keeps(uint32_t handle, void *ctx) {
 
 int cmd_dispatch(const struct cmd_env *env, struct cmd_session *session, size_t argc,
                  char **argv, struct reply *out) {
+    return cmd_dispatch_spec(env, session, cmd_lookup(argv[0]), argc, argv, out);
+}
+
+int cmd_dispatch_spec(const struct cmd_env *env, struct cmd_session *session,
+                      const struct cmd_spec *spec, size_t argc, char **argv,
+                      struct reply *out) {
     char echo_buf[REPLY_MAX_ECHO_BYTES + 1];
     int ret;
     out->format = session->format;
-    const struct cmd_spec *spec = cmd_lookup(argv[0]);
     if (!spec) {
         reply_err(out, CMD_ERR_UNKNOWN, "unknown command '%s' (see HELP)", ECHO(argv[0]));
         ret = CMD_ERR_UNKNOWN;
@@ -479,63 +569,68 @@ int cmd_execute(const struct cmd_env *env, struct cmd_session *session, char *li
 
 /* Writes the record of one facility: the six fields, then its attributes as
  * key=value fields. (The subtype is not shown: records of facilities without
- * attributes keep exactly six fields, which bench/loadgen.c checks.) */
+ * attributes keep exactly six fields, which bench/loadgen.c checks.)
+ * `category` is the name of f->category and category_len its length. */
 static void answer_one(const struct catalog *cat, struct reply *out, uint32_t slot,
-                       const struct catalog_facility *f, struct geo_point where,
-                       double distance_m, bool has_e6) {
+                       const struct catalog_facility *f, const char *category,
+                       size_t category_len, double distance_m, bool has_e6) {
     struct catalog_attr ca[CATALOG_MAX_ATTRS];
     struct reply_attr ra[CATALOG_MAX_ATTRS];
     size_t n = 0;
-    size_t n_attrs = catalog_attrs(cat, slot, ca, CATALOG_MAX_ATTRS);
-    for (size_t i = 0; i < n_attrs && i < CATALOG_MAX_ATTRS; i++) {
-        /* enum catalog_type and enum reply_attr_type share their values. */
-        ra[n++] = (struct reply_attr){.key = ca[i].key, .type = ca[i].type, .num = ca[i].num,
-                                      .text = ca[i].text};
+    if (f->n_attrs > 0) {
+        size_t n_attrs = catalog_attrs(cat, slot, ca, CATALOG_MAX_ATTRS);
+        for (size_t i = 0; i < n_attrs && i < CATALOG_MAX_ATTRS; i++) {
+            /* enum catalog_type and enum reply_attr_type share their values. */
+            ra[n++] = (struct reply_attr){.key = ca[i].key, .type = ca[i].type,
+                                          .num = ca[i].num, .text = ca[i].text};
+        }
     }
-    struct reply_facility rf = {.id = f->id, .category = store_category_name(f->category),
-                                .name = f->name, .where = where, .distance_m = distance_m,
+    struct reply_facility rf = {.id = f->id, .category = category, .name = f->name,
+                                .where = f->where, .distance_m = distance_m,
                                 .has_e6 = has_e6, .lat_e6 = f->lat_e6, .lon_e6 = f->lon_e6,
                                 .plain_text = f->plain_text, /* category names are plain */
-                                .attrs = ra, .n_attrs = n};
+                                .attrs = n > 0 ? ra : NULL, .n_attrs = n,
+                                .id_len = f->id_len, .category_len = category_len};
     reply_facility(out, &rf);
 }
 
-/* Answers the hits as facility records, positions in `crs`. */
+/* Answers the hits as facility records, positions in `crs`. The records are
+ * read (and, outside WGS84, converted) before the first byte is written, so
+ * a failure can still be a lone ERR line; the slots are all prefetched first,
+ * then each record's strings as its slot is read, so that the cache misses
+ * overlap. */
 static int answer_hits(const struct catalog *cat, enum geo_crs crs, struct reply *out,
                        const struct geo_hit *hits, size_t n) {
-    /* Convert first, so a failure can still be a lone ERR line. */
-    struct geo_point where[CMD_MAX_K];
     struct catalog_facility f[CMD_MAX_K];
     for (size_t i = 0; i < n; i++) {
         catalog_prefetch(cat, hits[i].handle);
     }
-    size_t missing = n; /* the first hit the catalogue does not have */
     for (size_t i = 0; i < n; i++) {
-        if (catalog_get(cat, hits[i].handle, &f[i]) == 0) {
-            __builtin_prefetch(f[i].id);
-            __builtin_prefetch(f[i].name);
-        } else if (missing == n) {
-            missing = i;
-        }
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (crs == GEO_CRS_WGS84 && i != missing) {
-            /* What geo_crs_from_wgs84() would return: the catalogue holds
-             * only positions that passed geo_point_is_valid() when stored. */
-            where[i] = f[i].where;
-            continue;
-        }
-        if (i == missing || geo_crs_from_wgs84(crs, f[i].where, &where[i]) < 0) {
+        if (catalog_get(cat, hits[i].handle, &f[i]) < 0 ||
+            (crs != GEO_CRS_WGS84 && geo_crs_from_wgs84(crs, f[i].where, &f[i].where) < 0)) {
+            /* (In WGS84 the position is what geo_crs_from_wgs84() would
+             * return: the catalogue holds only positions that passed
+             * geo_point_is_valid() when stored.) */
             reply_err(out, CMD_ERR_INTERNAL, "cannot render facility handle %u",
                       (unsigned)hits[i].handle);
             return CMD_ERR_INTERNAL;
         }
+        __builtin_prefetch(f[i].id);
+        __builtin_prefetch(f[i].name);
     }
     reply_set_crs(out, geo_crs_name(crs));
     reply_ok(out, n);
+    int category = -1;
+    const char *category_name = NULL;
+    size_t category_len = 0;
     for (size_t i = 0; i < n; i++) {
-        answer_one(cat, out, hits[i].handle, &f[i], where[i], hits[i].distance_m,
-                   crs == GEO_CRS_WGS84);
+        if (f[i].category != category) { /* once per answer, but for "*" */
+            category = f[i].category;
+            category_name = store_category_name(category);
+            category_len = strlen(category_name);
+        }
+        answer_one(cat, out, hits[i].handle, &f[i], category_name, category_len,
+                   hits[i].distance_m, crs == GEO_CRS_WGS84);
     }
     return 0;
 }
@@ -563,7 +658,12 @@ static int run_query(struct cmd_call *call, struct geo_query *q, const struct qu
 
 int cmd_handle_nearest(struct cmd_call *call) {
     struct geo_query q = {.k = CMD_DEFAULT_K, .max_distance_m = INFINITY};
-    struct query_opts o = {0};
+    /* Not `= {0}`: clearing the WHERE conditions cost 50 instructions a
+     * request. The fields are read only once `seen` or n_conds says they
+     * were set. */
+    struct query_opts o;
+    o.seen = 0;
+    o.n_conds = 0;
     int ret = parse_category_mask(call, call->argv[1], &q.layer_mask);
     if (ret == 0) {
         ret = parse_query_options(call, 4, OPT_K | OPT_MAXDIST | OPT_WHERE | OPT_OPEN | OPT_CRS,

@@ -137,6 +137,13 @@ int cmd_answer_split_error(const struct cmd_env *env, struct cmd_session *sessio
 int cmd_dispatch(const struct cmd_env *env, struct cmd_session *session, size_t argc,
                  char **argv, struct reply *out);
 
+/* cmd_dispatch() of a request whose command the caller has looked up already:
+ * `spec` must be cmd_lookup(argv[0]) (NULL answers ERR UNKNOWN). The server's
+ * write gate looks the command up first, and this spares the second lookup. */
+int cmd_dispatch_spec(const struct cmd_env *env, struct cmd_session *session,
+                      const struct cmd_spec *spec, size_t argc, char **argv,
+                      struct reply *out);
+
 /* Runs a group of writes (a list linked by `next`) against the store in one
  * batch: each write's result and message are set; if the commit fails, every
  * write of the group gets the commit's error. Safe on a worker thread as long

@@ -81,6 +81,10 @@ struct reply_facility {
                               * character or DEL: copied without checking each byte */
     const struct reply_attr *attrs;  /* extra fields, in order; NULL when n_attrs is 0 */
     size_t n_attrs;
+    size_t id_len;           /* strlen(id) when the caller knows it, else 0 (then the text
+                              * format measures it); the same for category and name */
+    size_t category_len;
+    size_t name_len;
 };
 
 /* One area in a reply (AREAS, SERVES). Every pointer is borrowed for the call. */

@@ -375,8 +375,12 @@ static void run_lines(struct srv_conn *c) {
             if (verdict == AUTH_ANSWERED) {
                 continue;
             }
+            /* The gate has looked the command up: its row, -1 for none. */
+            size_t n_specs = 0;
+            const struct cmd_spec *spec = row >= 0 ? cmd_table(&n_specs) + row : NULL;
             int ret = split < 0 ? cmd_answer_split_error(&s->env, &c->session, &c->out)
-                                : cmd_dispatch(&s->env, &c->session, argc, argv, &c->out);
+                                : cmd_dispatch_spec(&s->env, &c->session, spec, argc, argv,
+                                                    &c->out);
             if (row >= 0 && row < CMD_MAX_COMMANDS) {
                 s->stats.requests_by_cmd[row]++;
                 s->stats.errors_by_cmd[row] += ret < 0; /* a write's error: after its commit */

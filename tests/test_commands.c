@@ -9,6 +9,7 @@
  * with its exact line; the JSON formats are parsed back and checked field by
  * field. The error table and the command list of PROTOCOL.md
  * are checked against errors.def and commands.def. */
+#include <errno.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1485,6 +1486,195 @@ static void test_echoed_text_is_one_capped_line(void **state) {
     free(got);
 }
 
+/* A random-case copy of src: each ASCII letter flipped half of the time. */
+static void random_case(char *dst, const char *src) {
+    for (; *src; src++) {
+        char c = *src;
+        if (((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) && rng_next() % 2) {
+            c ^= 0x20;
+        }
+        *dst++ = c;
+    }
+    *dst = '\0';
+}
+
+/* `name` changed a little: a byte dropped, replaced, added, or the first one
+ * replaced by a byte that equals a letter once ORed with 0x20. */
+static void mutate_name(char *s) {
+    static const char bytes[] = "AZaz@[`{_09 \x80\xc1\xe1-";
+    size_t n = strlen(s);
+    char c = bytes[rng_next() % (sizeof bytes - 1)];
+    switch (rng_next() % 4) {
+    case 0:
+        if (n > 0) {
+            s[rng_next() % n] = c;
+        }
+        break;
+    case 1:
+        if (n > 0) {
+            size_t at = rng_next() % n;
+            memmove(s + at, s + at + 1, n - at);
+        }
+        break;
+    case 2: {
+        size_t at = rng_next() % (n + 1);
+        memmove(s + at + 1, s + at, n - at + 1);
+        s[at] = c;
+        break;
+    }
+    default:
+        s[0] = (char)((unsigned char)s[0] ^ (rng_next() % 2 ? 0x20 : 0x60));
+        break;
+    }
+}
+
+/* The obvious lookup: every row, compared ignoring ASCII case. */
+static const struct cmd_spec *model_lookup(const char *name) {
+    size_t n = 0;
+    const struct cmd_spec *t = cmd_table(&n);
+    for (size_t i = 0; i < n; i++) {
+        bool same = true;
+        const char *a = t[i].name, *b = name;
+        for (; same && (*a || *b); a++, b++) {
+            char x = *a, y = *b;
+            x = x >= 'a' && x <= 'z' ? (char)(x - 32) : x;
+            y = y >= 'a' && y <= 'z' ? (char)(y - 32) : y;
+            same = x == y;
+        }
+        if (same) {
+            return &t[i];
+        }
+    }
+    return NULL;
+}
+
+static void test_command_names_are_found_as_a_case_blind_scan_finds_them(void **state) {
+    (void)state;
+    size_t n = 0;
+    const struct cmd_spec *t = cmd_table(&n);
+    for (int round = 0; round < 200000; round++) {
+        char name[64];
+        random_case(name, t[rng_next() % n].name);
+        if (round % 2) {
+            mutate_name(name);
+        }
+        if (cmd_lookup(name) != model_lookup(name)) {
+            fail_msg("cmd_lookup(\"%s\") disagrees with a scan of the table", name);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        char name[64];
+        random_case(name, t[i].name);
+        assert_ptr_equal(cmd_lookup(name), &t[i]);
+    }
+    assert_null(cmd_lookup(""));
+}
+
+/* The old reading of a count: digits with an optional sign, then strtol().
+ * Returns 0 and *out, CMD_ERR_ARG or CMD_ERR_RANGE. */
+static int model_count(const char *s, long *out) {
+    const char *p = *s == '+' || *s == '-' ? s + 1 : s;
+    if (!*p) {
+        return CMD_ERR_ARG;
+    }
+    for (const char *q = p; *q; q++) {
+        if (*q < '0' || *q > '9') {
+            return CMD_ERR_ARG;
+        }
+    }
+    if (*s == '-') {
+        return CMD_ERR_RANGE;
+    }
+    errno = 0;
+    long v = strtol(p, NULL, 10);
+    if (errno == ERANGE) {
+        return CMD_ERR_RANGE;
+    }
+    *out = v;
+    return 0;
+}
+
+static void test_k_and_option_names_read_as_a_strtol_model_reads_them(void **state) {
+    (void)state;
+    static const char *const options[] = {"K", "MAXDIST", "CRS"};
+    for (int round = 0; round < 3000; round++) {
+        char value[64], opt[32], request[256], want_line[256];
+        size_t n = 0;
+        int shape = (int)(rng_next() % 5);
+        if (shape == 0 || rng_next() % 8 == 0) {
+            value[n++] = "+-"[rng_next() % 2];
+        }
+        size_t digits = shape == 1 ? 17 + rng_next() % 8 : 1 + rng_next() % 5;
+        for (size_t i = 0; i < digits; i++) {
+            value[n++] = (char)('0' + (i == 0 && shape == 2 ? 0 : rng_next() % 10));
+        }
+        if (shape == 3) {
+            value[rng_next() % n] = "x.e/:!"[rng_next() % 6];
+        }
+        value[n] = '\0';
+        const char *option = options[rng_next() % 3];
+        random_case(opt, option);
+        if (rng_next() % 4 == 0) {
+            mutate_name(opt);
+        }
+        if (!opt[0] || strchr(opt, ' ')) {
+            continue; /* no longer one token */
+        }
+        double lat = rng_deg(36.13, 36.25), lon = rng_deg(120.34, 120.50);
+        int category = (int)(rng_next() % STORE_CAT_COUNT);
+        const char *opt_value = strcmp(option, "K") == 0 ? value
+                                : strcmp(option, "CRS") == 0 ? "wgs84" : "2500";
+        snprintf(request, sizeof request, "NEAREST %s %.6f %.6f %s %s", category_arg(category),
+                 lat, lon, opt, opt_value);
+        char upper[32];
+        size_t i = 0;
+        for (; opt[i]; i++) {
+            upper[i] = opt[i] >= 'a' && opt[i] <= 'z' ? (char)(opt[i] - 32) : opt[i];
+        }
+        upper[i] = '\0';
+        char *got = run(request);
+        if (strcmp(upper, option) != 0) {
+            const char *m = strcmp(upper, "K") == 0 ? "K" : strcmp(upper, "CRS") == 0 ? "CRS"
+                            : strcmp(upper, "MAXDIST") == 0 ? "MAXDIST" : NULL;
+            if (m) { /* mutated into another option's name: not this test's case */
+                free(got);
+                continue;
+            }
+            char echo[REPLY_MAX_ECHO_BYTES + 1];
+            snprintf(want_line, sizeof want_line, "ERR SYNTAX unknown option '%s' (usage: %s)\n",
+                     reply_echo(opt, echo, sizeof echo), USAGE_NEAREST);
+            if (strcmp(got, want_line) != 0) {
+                fail_msg("\"%s\": got \"%s\", want \"%s\"", request, got, want_line);
+            }
+            free(got);
+            continue;
+        }
+        struct geo_point from = {lat, lon};
+        char *want = NULL;
+        if (strcmp(option, "K") != 0) {
+            want = brute_force(category, from, 5, strcmp(option, "CRS") ? 2500.0 : INFINITY);
+        } else {
+            long k = 0;
+            int ret = model_count(value, &k);
+            if (ret == CMD_ERR_ARG) {
+                snprintf(want_line, sizeof want_line, "ERR ARG K '%s' is not an integer\n",
+                         value);
+            } else if (ret < 0 || k < 1 || k > CMD_MAX_K) {
+                snprintf(want_line, sizeof want_line, "ERR RANGE K %s is outside [1, %d]\n",
+                         value, CMD_MAX_K);
+            } else {
+                want = brute_force(category, from, (size_t)k, INFINITY);
+            }
+        }
+        const char *w = want ? want : want_line;
+        if (strcmp(got, w) != 0) {
+            fail_msg("\"%s\": got \"%s\", want \"%s\"", request, got, w);
+        }
+        free(want);
+        free(got);
+    }
+}
+
 static void test_microdegree_records_print_as_printf_would(void **state) {
     (void)state;
     for (int i = 0; i < 20000; i++) {
@@ -1545,9 +1735,16 @@ static void test_distances_print_as_printf_would(void **state) {
             d = (rng_next() & 1) ? nextafter(base, INFINITY) : nextafter(base, 0.0);
             break;
         }
-        default: /* small */
+        case 3: /* small */
             d = (double)(rng_next() % 100000) / 997.0;
             break;
+        }
+        if (i % 16 == 3) { /* any exponent the integer rounding meets: tiny to 10^15 */
+            d = ldexp((double)(rng_next() >> 11) / 0x1p53, (int)(rng_next() % 110) - 60);
+            d = d < 1e15 ? d : d / 8;
+        } else if (i % 16 == 7) { /* right next to a power of two */
+            d = ldexp(1.0, (int)(rng_next() % 100) - 50);
+            d = rng_next() % 2 ? nextafter(d, 0.0) : d;
         }
         distance_text(d, got, sizeof got);
         snprintf(want, sizeof want, "%.1f", d);
@@ -1561,6 +1758,15 @@ static void test_distances_print_as_printf_would(void **state) {
     assert_string_equal(got, "0.1"); /* 0.05 is slightly above 1/20 in binary */
     distance_text(0.25, got, sizeof got);
     assert_string_equal(got, "0.2"); /* an exact tie goes to even */
+    static const double edges[] = {5e-324, 2.2250738585072014e-308, 0x1p-64, 0x1p-61,
+                                   0x1p-58, 0.049999999999999996, 0.95, 9.95, 999999.95,
+                                   99999999.95, 999999999.95, 9999999999999.9,
+                                   999999999999999.9, 1e15 - 0.125};
+    for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) {
+        distance_text(edges[i], got, sizeof got);
+        snprintf(want, sizeof want, "%.1f", edges[i]);
+        assert_string_equal(got, want);
+    }
 }
 
 /* Random text of 0 - 40 bytes: half of the fields printable bytes only
@@ -1598,7 +1804,7 @@ static void test_records_print_as_a_plain_printf_model_would(void **state) {
     size_t want_len = 0;
     for (int i = 0; i < 100000; i++) {
         if (i % 50 == 0) {
-            size_t n_ok = (size_t)(rng_next() % 1000000007u);
+            size_t n_ok = (size_t)(rng_next() % (i % 100 == 0 ? 1000000007u : 100001u));
             reply_ok(&r, n_ok); /* text format: no records are awaited */
             want_len += (size_t)snprintf(want + want_len, sizeof want - want_len, "OK %zu\n",
                                          n_ok);
@@ -1621,6 +1827,11 @@ static void test_records_print_as_a_plain_printf_model_would(void **state) {
                                    .where = {lat_e6 / 1e6, lon_e6 / 1e6}, .distance_m = d,
                                    .has_e6 = has_e6, .lat_e6 = lat_e6, .lon_e6 = lon_e6,
                                    .plain_text = plain && rng_next() % 2};
+        if (rng_next() % 2) { /* the caller knows the lengths */
+            f.id_len = strlen(fields[0]);
+            f.category_len = strlen(fields[1]);
+            f.name_len = strlen(fields[2]);
+        }
         reply_facility(&r, &f);
         snprintf(pos, sizeof pos, "%.6f\t%.6f", f.where.lat_deg, f.where.lon_deg);
         snprintf(dist, sizeof dist, isnan(d) ? "-" : "%.1f", d);
@@ -1736,6 +1947,29 @@ static void test_random_requests_get_exactly_one_answer(void **state) {
 
 /* ---- Catalogue -------------------------------------------------------------------- */
 
+static void test_catalog_keeps_id_lengths_up_to_255_bytes(void **state) {
+    (void)state;
+    struct catalog *c = catalog_new();
+    assert_non_null(c);
+    static const size_t lengths[] = {1, 8, 254, 255, 256, 300};
+    for (size_t i = 0; i < sizeof lengths / sizeof lengths[0]; i++) {
+        char id[301];
+        memset(id, 'a' + (int)i, lengths[i]);
+        id[lengths[i]] = '\0';
+        struct store_facility f = {.id = id, .category = STORE_CAT_SCHOOL, .name = "n",
+                                   .where = {36.2, 120.4}};
+        assert_int_equal(catalog_put(c, &f), 0);
+        uint32_t slot;
+        struct catalog_facility got;
+        assert_int_equal(catalog_find(c, id, &slot), 0);
+        assert_int_equal(catalog_get(c, slot, &got), 0);
+        assert_string_equal(got.id, id);
+        assert_int_equal(got.id_len, lengths[i] <= 255 ? lengths[i] : 0);
+        assert_int_equal(got.n_attrs, 0);
+    }
+    catalog_free(c);
+}
+
 static void test_catalog_put_and_remove_agree_with_a_plain_array(void **state) {
     (void)state;
     struct catalog *c = catalog_new();
@@ -1781,6 +2015,8 @@ static void test_catalog_put_and_remove_agree_with_a_plain_array(void **state) {
             struct catalog_facility f;
             assert_int_equal(catalog_get(c, slot, &f), 0);
             assert_string_equal(f.id, id);
+            assert_int_equal(f.id_len, strlen(id));
+            assert_int_equal(f.n_attrs, 3);
             assert_int_equal(f.category, category[i]);
             char name[32];
             snprintf(name, sizeof name, "n%d%s-%d", i, version[i] % 3 == 0 ? "\t" : "",
@@ -2146,6 +2382,9 @@ int main(void) {
         T(test_stats_counts_requests_and_errors),
         T(test_errors_have_exact_lines),
         T(test_echoed_text_is_one_capped_line),
+        T(test_command_names_are_found_as_a_case_blind_scan_finds_them),
+        T(test_k_and_option_names_read_as_a_strtol_model_reads_them),
+        T(test_catalog_keeps_id_lengths_up_to_255_bytes),
         T(test_microdegree_records_print_as_printf_would),
         T(test_distances_print_as_printf_would),
         T(test_records_print_as_a_plain_printf_model_would),

@@ -429,6 +429,96 @@ static void test_split_agrees_with_plain_split_and_requoting(void **state) {
     }
 }
 
+/* The obviously correct tokenizer: one byte at a time, quotes anywhere, as
+ * proto_split() was before its word-at-a-time fast path. */
+static int model_split(char *line, size_t len, char **argv, size_t max_args, size_t *argc) {
+    size_t n = 0, i = 0;
+    for (;;) {
+        while (i < len && is_blank_byte(line[i])) {
+            i++;
+        }
+        if (i >= len) {
+            break;
+        }
+        if (n == max_args) {
+            return PROTO_ERR_SYNTAX;
+        }
+        char *out = line + i;
+        argv[n++] = out;
+        bool quoted = false;
+        while (i < len && (quoted || !is_blank_byte(line[i]))) {
+            char c = line[i];
+            if (c == '"') {
+                quoted = !quoted;
+                i++;
+                continue;
+            }
+            if (quoted && c == '\\') {
+                if (i + 1 >= len || (line[i + 1] != '"' && line[i + 1] != '\\')) {
+                    return PROTO_ERR_SYNTAX;
+                }
+                c = line[++i];
+            }
+            *out++ = c;
+            i++;
+        }
+        if (quoted) {
+            return PROTO_ERR_SYNTAX;
+        }
+        if (i < len) {
+            i++;
+        }
+        *out = '\0';
+    }
+    line[len] = '\0';
+    *argc = n;
+    return 0;
+}
+
+static void test_split_agrees_with_a_byte_by_byte_model(void **state) {
+    (void)state;
+    srand(12);
+    /* Long tokens and short ones, so that tokens end inside a word, on a word
+     * boundary and in the bytes after the last whole word; quotes (which
+     * send the rest of the line to the general path) in any token. */
+    static const char *const pieces[] = {"a", "NEAREST", "36.183414", "120.434430",
+                                         "abcdefghijklmnopq", " ", "\t", "  ", "\"",
+                                         "\\", "\"x y\"", "\xe6\xb3\xb0", "\0"};
+    const size_t n_pieces = sizeof pieces / sizeof pieces[0];
+    for (int round = 0; round < 200000; round++) {
+        char line[256], a[257], b[257];
+        size_t len = 0, n = (size_t)(rand() % 16);
+        bool quotes = rand() % 4 == 0;
+        for (size_t k = 0; k < n; k++) {
+            size_t pick = (size_t)rand() % n_pieces;
+            if (!quotes && (pick == 8 || pick == 10)) {
+                pick = 0;
+            }
+            /* "\0" is one NUL byte: strlen() of it is 0. */
+            size_t plen = pick == n_pieces - 1 ? 1 : strlen(pieces[pick]);
+            memcpy(line + len, pieces[pick], plen);
+            len += plen;
+        }
+        memcpy(a, line, len);
+        memcpy(b, line, len);
+        a[len] = b[len] = 'Z';
+        char *argv_a[PROTO_MAX_ARGS], *argv_b[PROTO_MAX_ARGS];
+        size_t argc_a = 99, argc_b = 99;
+        size_t max_args = 1 + (size_t)rand() % 12;
+        int rc_a = proto_split(a, len, argv_a, max_args, &argc_a);
+        int rc_b = model_split(b, len, argv_b, max_args, &argc_b);
+        assert_int_equal(rc_a, rc_b);
+        if (rc_a != 0) {
+            continue;
+        }
+        assert_int_equal(argc_a, argc_b);
+        assert_memory_equal(a, b, len + 1);
+        for (size_t i = 0; i < argc_a; i++) {
+            assert_int_equal(argv_a[i] - a, argv_b[i] - b);
+        }
+    }
+}
+
 /* ---- Numbers ----------------------------------------------------------------- */
 
 /* The obviously correct reader: the allowed characters, then strtod(). */
@@ -545,6 +635,7 @@ int main(void) {
         cmocka_unit_test(test_split_enforces_max_args),
         cmocka_unit_test(test_split_survives_nul_bytes),
         cmocka_unit_test(test_split_agrees_with_plain_split_and_requoting),
+        cmocka_unit_test(test_split_agrees_with_a_byte_by_byte_model),
         cmocka_unit_test(test_numbers_read_as_strtod_reads_them),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
