@@ -100,7 +100,9 @@
  * as a limit, never as a key.
  *
  * Exact distances come from geo_distance_ecef_m() with the query converted
- * once, which geo_distance.h promises equals geo_distance_m() bit for bit;
+ * once (its normal is also the query's unit vector for the bounds, equal bit
+ * for bit to geo_point_to_unit()), which geo_distance.h promises equals
+ * geo_distance_m() bit for bit;
  * tests/test_geo_index.c compares the index with a scan over geo_distance_m()
  * for equality, not within a tolerance.
  *
@@ -1215,7 +1217,11 @@ int geo_index_nearest(const struct geo_index *ix, const struct geo_query *q,
         rc = GEO_ERR_NOMEM;
         goto done;
     }
-    geo_point_to_unit(q->from, s.unit);
+    /* The query's normal is geo_point_to_unit(q->from), bit for bit
+     * (geo_distance.h), so one conversion serves the bounds and phase 2. */
+    struct geo_ecef_point from;
+    geo_ecef_point_init(&from, q->from);
+    memcpy(s.unit, from.normal, sizeof s.unit);
     for (int a = 0; a < 3; a++) {
         s.unit_f[a] = (float)s.unit[a];
     }
@@ -1275,8 +1281,6 @@ int geo_index_nearest(const struct geo_index *ix, const struct geo_query *q,
     for (size_t i = n / 2; i-- > 0;) {
         sift_down(s.cand, n, i);
     }
-    struct geo_ecef_point from;
-    geo_ecef_point_init(&from, q->from);
     while (n > 0 && found < q->k) {
         struct gi_item it = s.cand[0];
         if (it.tag & TAG_EXACT) {

@@ -6,6 +6,7 @@
  * on the poles, the equator and the antimeridian, and on both sides of the
  * fast path's 100 km chord threshold. Each band's worst difference is printed,
  * so a change of formula shows its numbers in the test log. */
+#include <float.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -250,6 +251,162 @@ static void test_precomputed_points_give_identical_distances(void **state) {
     }
 }
 
+/* ---- geo_sincos_deg() ------------------------------------------------------ */
+
+/* pi/180 to the 64 bits of x87 long double (more where long double is wider). */
+#define PI_OVER_180_L 0.01745329251994329576923690768488612713442871888541725456L
+
+/* The reference: sin and cos of deg degrees in long double, reduced by the
+ * nearest multiple of 90 in degrees first (exact in doubles), so that no
+ * rounding of deg * pi/180 near a multiple of pi shows up as error; the
+ * multiples of 90 themselves give exact zeros and ones. */
+static void reference_sincos_deg(double deg, long double *s, long double *c) {
+    double q = nearbyint(deg / 90.0);
+    double r = deg - 90.0 * q;
+    long double rs = r == 0.0 ? 0.0L : sinl(r * PI_OVER_180_L);
+    long double rc = r == 0.0 ? 1.0L : cosl(r * PI_OVER_180_L);
+    switch ((long)q & 3) {
+    case 0: *s = rs; *c = rc; break;
+    case 1: *s = rc; *c = -rs; break;
+    case 2: *s = -rs; *c = -rc; break;
+    default: *s = -rc; *c = rs; break;
+    }
+}
+
+/* Error of `got` against `ref` in ulps of the double nearest ref (an exact
+ * zero must be met exactly: any other value counts as infinitely far). */
+static double ulps_off(double got, long double ref) {
+    double r = (double)ref;
+    if (r == 0.0) {
+        return got == 0.0 ? 0.0 : INFINITY;
+    }
+    int e;
+    frexp(r, &e);
+    double ulp = e - 53 < -1074 ? 0x1p-1074 : ldexp(1.0, e - 53); /* subnormals */
+    return (double)(fabsl((long double)got - ref) / (long double)ulp);
+}
+
+/* The arguments geo_sincos_deg() must get right: uniform in [-180, 180]; on
+ * the microdegree grid the wire protocol sends; whole and half degrees and a
+ * nanodegree either side (where the table switches); the multiples of 45;
+ * tiny and subnormal angles of both signs. All within [-180, 180]. */
+static double sincos_argument(int i) {
+    uint64_t bits = rng_next();
+    switch (i % 6) {
+    case 0: return rng_range(-180.0, 180.0);
+    case 1: return (double)((int64_t)(bits % 360000001u) - 180000000) * 1e-6;
+    case 2: {
+        double near = (double)((int64_t)(bits % 361u) - 180) +
+                      (double)((int64_t)((bits >> 16) % 2001u) - 1000) * 1e-9;
+        return fmin(fmax(near, -180.0), 180.0);
+    }
+    case 3: {
+        double half = (double)((int64_t)(bits % 360u) - 180) + 0.5;
+        return (bits >> 20) % 3 == 0 ? half : nextafter(half, (bits >> 22) & 1 ? 200.0 : -200.0);
+    }
+    case 4: return 45.0 * (double)((int64_t)(bits % 9u) - 4);
+    default: {
+        double tiny = ldexp(rng_unit(), -(int)(bits % 1080u));
+        return (bits >> 40) & 1 ? -tiny : tiny;
+    }
+    }
+}
+
+/* Every sine and cosine of the conversions comes from geo_sincos_deg(), so its
+ * accuracy is the conversions' accuracy. Measured against long double (x87:
+ * 11 more bits; where long double is only a double, the reference itself is
+ * up to an ulp off, so the bound allows one more ulp). The worst errors are
+ * printed. */
+static void test_sincos_deg_is_within_2_ulps_of_the_true_values(void **state) {
+    (void)state;
+    double bound = LDBL_MANT_DIG >= 64 ? 2.0 : 3.0;
+    double worst_sin = 0.0, worst_cos = 0.0, worst_sin_at = 0.0, worst_cos_at = 0.0;
+    for (int i = 0; i < 3000000; i++) {
+        double deg = sincos_argument(i);
+        double s, c;
+        geo_sincos_deg(deg, &s, &c);
+        long double rs, rc;
+        reference_sincos_deg(deg, &rs, &rc);
+        double es = ulps_off(s, rs), ec = ulps_off(c, rc);
+        if (!(es <= bound && ec <= bound)) {
+            fail_msg("deg %.17g: sin %a cos %a, reference %La %La", deg, s, c, rs, rc);
+        }
+        if (es > worst_sin) {
+            worst_sin = es;
+            worst_sin_at = deg;
+        }
+        if (ec > worst_cos) {
+            worst_cos = ec;
+            worst_cos_at = deg;
+        }
+    }
+    printf("# geo_sincos_deg: worst %.3f ulp for sin (at %.17g), %.3f for cos (at %.17g)\n",
+           worst_sin, worst_sin_at, worst_cos, worst_cos_at);
+}
+
+/* Against libm on the radian argument the old code used: libm's result also
+ * carries the rounding of deg * (M_PI / 180), up to 4.4e-16 at pi, so the
+ * comparison is absolute. */
+static void test_sincos_deg_matches_libm_within_its_argument_rounding(void **state) {
+    (void)state;
+    double worst = 0.0;
+    long same = 0, n = 0;
+    for (int i = 0; i < 1000000; i++, n++) {
+        double deg = sincos_argument(i);
+        double s, c;
+        geo_sincos_deg(deg, &s, &c);
+        double x = deg * (M_PI / 180.0);
+        double diff = fmax(fabs(s - sin(x)), fabs(c - cos(x)));
+        assert_true(diff <= 5e-16);
+        worst = diff > worst ? diff : worst;
+        same += s == sin(x) && c == cos(x);
+    }
+    printf("# geo_sincos_deg vs libm: worst %.3g, %.1f %% bit-equal\n", worst,
+           100.0 * (double)same / (double)n);
+}
+
+static void test_sincos_deg_is_odd_and_even_and_exact_at_right_angles(void **state) {
+    (void)state;
+    for (int i = 0; i < 200000; i++) {
+        double deg = sincos_argument(i);
+        double s1, c1, s2, c2;
+        geo_sincos_deg(deg, &s1, &c1);
+        geo_sincos_deg(-deg, &s2, &c2);
+        assert_true(s2 == -s1 && c2 == c1);
+        assert_true(signbit(s2) != signbit(s1) || s1 != s1);
+    }
+    static const double right[][3] = {
+        {0.0, 0.0, 1.0}, {90.0, 1.0, 0.0}, {-90.0, -1.0, 0.0},
+        {180.0, 0.0, -1.0}, {-180.0, -0.0, -1.0}, {30.0, 0.5, NAN}, {60.0, NAN, 0.5},
+    };
+    for (size_t i = 0; i < sizeof right / sizeof right[0]; i++) {
+        double s, c;
+        geo_sincos_deg(right[i][0], &s, &c);
+        assert_true(isnan(right[i][1]) || s == right[i][1]);
+        assert_true(isnan(right[i][2]) || c == right[i][2]);
+    }
+    double s, c;
+    geo_sincos_deg(-0.0, &s, &c);
+    assert_true(s == 0.0 && signbit(s) && c == 1.0);
+}
+
+/* Beyond +-180 degrees, and for NaN, it is libm's sin and cos. */
+static void test_sincos_deg_beyond_180_is_libm(void **state) {
+    (void)state;
+    static const double args[] = {180.5, -181.0, 360.0, 1e6, -1e300, INFINITY, NAN};
+    for (size_t i = 0; i < sizeof args / sizeof args[0]; i++) {
+        double s, c;
+        geo_sincos_deg(args[i], &s, &c);
+        double x = args[i] * (M_PI / 180.0);
+        double ls = sin(x), lc = cos(x);
+        assert_memory_equal(&s, &ls, sizeof s);
+        assert_memory_equal(&c, &lc, sizeof c);
+    }
+    double s, c;
+    geo_sincos_deg(nextafter(180.0, 0.0), &s, &c);
+    assert_true(s > 0.0 && s < 1e-15 && c == -1.0);
+}
+
 static void test_point_validity_edges(void **state) {
     (void)state;
     assert_true(geo_point_is_valid((struct geo_point){90.0, 180.0}));
@@ -279,6 +436,10 @@ int main(void) {
         cmocka_unit_test(test_degree_offsets_match_proj_within_1mm),
         cmocka_unit_test(test_unit_chord_bound_never_exceeds_distance),
         cmocka_unit_test(test_precomputed_points_give_identical_distances),
+        cmocka_unit_test(test_sincos_deg_is_within_2_ulps_of_the_true_values),
+        cmocka_unit_test(test_sincos_deg_matches_libm_within_its_argument_rounding),
+        cmocka_unit_test(test_sincos_deg_is_odd_and_even_and_exact_at_right_angles),
+        cmocka_unit_test(test_sincos_deg_beyond_180_is_libm),
         cmocka_unit_test(test_point_validity_edges),
     };
     return cmocka_run_group_tests(tests, setup_geodesic, NULL);
