@@ -78,11 +78,27 @@ static uint8_t cmd_buckets[26][CMD_BUCKET_ROWS];
 static uint8_t cmd_bucket_len[26];
 static bool cmd_lookup_scans;
 
-static void __attribute__((constructor)) cmd_buckets_build(void) {
+static bool is_ascii_letter(char c) {
+    return ((unsigned char)c | 0x20u) - 'a' < 26u;
+}
+
+/* The category names and their lengths, for the parser and the records. */
+static const char *cmd_category_names[STORE_CAT_COUNT];
+static size_t cmd_category_lens[STORE_CAT_COUNT];
+
+static void __attribute__((constructor)) cmd_tables_build(void) {
+    for (int c = 0; c < STORE_CAT_COUNT; c++) {
+        cmd_category_names[c] = store_category_name(c);
+        cmd_category_lens[c] = strlen(cmd_category_names[c]);
+    }
     for (size_t i = 0; i < CMD_COUNT; i++) {
-        unsigned letter = ((unsigned char)cmd_specs[i].name[0] | 0x20u) - 'a';
-        if (letter >= 26 || !isalpha((unsigned char)cmd_specs[i].name[0]) ||
-            cmd_bucket_len[letter] == CMD_BUCKET_ROWS || i > UINT8_MAX) {
+        const char *name = cmd_specs[i].name;
+        unsigned letter = ((unsigned char)name[0] | 0x20u) - 'a';
+        bool letters = true;
+        for (const char *p = name; *p; p++) {
+            letters = letters && is_ascii_letter(*p);
+        }
+        if (!letters || cmd_bucket_len[letter] == CMD_BUCKET_ROWS || i > UINT8_MAX) {
             cmd_lookup_scans = true;
             return;
         }
@@ -90,17 +106,29 @@ static void __attribute__((constructor)) cmd_buckets_build(void) {
     }
 }
 
+/* ascii_equal_ci(letters, s) for a `letters` made of ASCII letters only:
+ * (c | 0x20) equals (l | 0x20) for exactly the two cases of the letter l. */
+static bool letters_equal_ci(const char *letters, const char *s) {
+    for (; *letters; letters++, s++) {
+        if (((unsigned char)*letters | 0x20u) != ((unsigned char)*s | 0x20u)) {
+            return false;
+        }
+    }
+    return *s == '\0';
+}
+
 const struct cmd_spec *cmd_lookup(const char *name) {
     unsigned letter = ((unsigned char)name[0] | 0x20u) - 'a';
     if (!cmd_lookup_scans) {
-        /* (name[0] | 0x20) is a lower-case letter for exactly the two cases
-         * of that letter, so no other byte reaches a bucket. */
+        /* Every name in the table is letters only, and letter is below 26
+         * for exactly the 52 letters: a name beginning with anything else
+         * names no command. */
         if (letter >= 26) {
             return NULL;
         }
         for (unsigned j = 0; j < cmd_bucket_len[letter]; j++) {
             const struct cmd_spec *spec = &cmd_specs[cmd_buckets[letter][j]];
-            if (ascii_equal_ci(spec->name + 1, name + 1)) {
+            if (letters_equal_ci(spec->name + 1, name + 1)) {
                 return spec;
             }
         }
@@ -211,7 +239,7 @@ static int parse_position(struct cmd_call *call, const char *lat_s, const char *
  * the five names begin with five different letters. */
 static int category_parse(const char *name, int *out) {
     for (int c = 0; c < STORE_CAT_COUNT; c++) {
-        const char *known = store_category_name(c);
+        const char *known = cmd_category_names[c];
         if (known[0] == name[0] && strcmp(known, name) == 0) {
             *out = c;
             return 0;
@@ -620,17 +648,12 @@ static int answer_hits(const struct catalog *cat, enum geo_crs crs, struct reply
     }
     reply_set_crs(out, geo_crs_name(crs));
     reply_ok(out, n);
-    int category = -1;
-    const char *category_name = NULL;
-    size_t category_len = 0;
     for (size_t i = 0; i < n; i++) {
-        if (f[i].category != category) { /* once per answer, but for "*" */
-            category = f[i].category;
-            category_name = store_category_name(category);
-            category_len = strlen(category_name);
-        }
-        answer_one(cat, out, hits[i].handle, &f[i], category_name, category_len,
-                   hits[i].distance_m, crs == GEO_CRS_WGS84);
+        int c = f[i].category; /* the catalogue holds only valid ones */
+        bool known = c >= 0 && c < STORE_CAT_COUNT;
+        answer_one(cat, out, hits[i].handle, &f[i], known ? cmd_category_names[c] : "?",
+                   known ? cmd_category_lens[c] : 1, hits[i].distance_m,
+                   crs == GEO_CRS_WGS84);
     }
     return 0;
 }
