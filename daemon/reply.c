@@ -102,13 +102,10 @@ bool reply_reuse(struct reply *r, char *buf, size_t cap) {
     return true;
 }
 
-/* Makes room for `more` bytes plus a NUL. Returns false (and marks r) on failure. */
-static bool reserve(struct reply *r, size_t more) {
+/* reserve() when the buffer is full or failed. */
+static bool reserve_grow(struct reply *r, size_t more) {
     if (r->nomem) {
         return false;
-    }
-    if (r->len + more + 1 <= r->cap) {
-        return true;
     }
     size_t cap = r->cap ? r->cap : REPLY_FIRST_CAP;
     while (cap < r->len + more + 1) {
@@ -122,6 +119,16 @@ static bool reserve(struct reply *r, size_t more) {
     r->buf = buf;
     r->cap = cap;
     return true;
+}
+
+/* Makes room for `more` bytes plus a NUL. Returns false (and marks r) on
+ * failure. Inline: it runs for every record, and nearly always only
+ * compares. */
+static inline bool reserve(struct reply *r, size_t more) {
+    if (r->len + more + 1 <= r->cap && !r->nomem) {
+        return true;
+    }
+    return reserve_grow(r, more);
 }
 
 static void put_bytes(struct reply *r, const char *s, size_t n) {
@@ -491,11 +498,17 @@ static char *fmt_tenths(char *p, double d) {
             tenths += rest > half || (rest == half && (tenths & 1));
         }
     }
-    uint64_t whole = tenths / 10;
-    p = fmt_uint(p, whole);
-    p[0] = '.';
-    p[1] = (char)('0' + (tenths - whole * 10));
-    return p + 2;
+    if (tenths < 10) {
+        p[0] = '0';
+        p[1] = '.';
+        p[2] = (char)('0' + tenths);
+        return p + 3;
+    }
+    /* The digits of the tenths, then the point slipped in before the last. */
+    p = fmt_uint(p, tenths);
+    p[0] = p[-1];
+    p[-1] = '.';
+    return p + 1;
 }
 
 void reply_set_crs(struct reply *r, const char *crs) {
