@@ -329,22 +329,32 @@ static int split_fast(char *line, size_t len, char **argv, size_t max_args, size
     return 0;
 }
 
-#ifdef __SSE2__
-/* proto_split() of a line of 16 to 64 bytes (a NEAREST is about 40): one
- * bit per byte says whether it is a blank, computed sixteen bytes at a time
- * (the last sixteen overlapping the ones before them); the tokens are then
- * the runs of zero bits, found with a count of trailing zeros each. A line
- * holding a quote goes to split_fast(). */
+/* proto_split() of a line of at most 64 bytes (a NEAREST is about 40, a
+ * PING 4): one bit per byte says whether it is a blank, computed sixteen
+ * bytes at a time with SSE2 (the last sixteen overlapping the ones before
+ * them) or, for short lines, byte by byte; the tokens are then the runs of
+ * zero bits, found with a count of trailing zeros each. A line holding a
+ * quote goes to split_fast(). */
 static int split_short(char *line, size_t len, char **argv, size_t max_args, size_t *argc) {
-    const __m128i space = _mm_set1_epi8(' '), tab = _mm_set1_epi8('\t'),
-                  quote = _mm_set1_epi8('"');
     uint64_t blank = 0, quotes = 0;
-    for (size_t i = 0; i < len; i += 16) {
-        size_t at = i + 16 <= len ? i : len - 16;
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(line + at));
-        __m128i b = _mm_or_si128(_mm_cmpeq_epi8(v, space), _mm_cmpeq_epi8(v, tab));
-        blank |= (uint64_t)(unsigned)_mm_movemask_epi8(b) << at;
-        quotes |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, quote)) << at;
+#ifdef __SSE2__
+    if (len >= 16) {
+        const __m128i space = _mm_set1_epi8(' '), tab = _mm_set1_epi8('\t'),
+                      quote = _mm_set1_epi8('"');
+        for (size_t i = 0; i < len; i += 16) {
+            size_t at = i + 16 <= len ? i : len - 16;
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(line + at));
+            __m128i b = _mm_or_si128(_mm_cmpeq_epi8(v, space), _mm_cmpeq_epi8(v, tab));
+            blank |= (uint64_t)(unsigned)_mm_movemask_epi8(b) << at;
+            quotes |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, quote)) << at;
+        }
+    } else
+#endif
+    {
+        for (size_t i = 0; i < len; i++) {
+            blank |= (uint64_t)is_blank(line[i]) << i;
+            quotes |= (uint64_t)(line[i] == '"') << i;
+        }
     }
     if (quotes) {
         return split_fast(line, len, argv, max_args, argc);
@@ -368,14 +378,15 @@ static int split_short(char *line, size_t len, char **argv, size_t max_args, siz
     *argc = n;
     return 0;
 }
-#endif
 
 int proto_split(char *line, size_t len, char **argv, size_t max_args, size_t *argc) {
 #ifdef __SSE2__
-    if (len >= 16 && len <= 64) {
+    if (len <= 64) {
+#else
+    if (len < 16) {
+#endif
         return split_short(line, len, argv, max_args, argc);
     }
-#endif
     return split_fast(line, len, argv, max_args, argc);
 }
 
