@@ -824,9 +824,41 @@ static void set_limit(struct gi_search *s, double limit_m) {
     s->limit_box2 = c2 < 16.0 ? (float)c2 : 16.0f;
 }
 
-/* Squared chords from the query to the 16 boxes of a block, in floats. */
+/* Squared chords from the query to the 16 boxes of a block, in floats. Per
+ * lane and coordinate, the distance to the interval [lo, hi] is
+ * max(lo - q, q - hi, 0): at most one of the first two is positive, as
+ * lo <= hi, and an empty lane (lo = +inf, hi = -inf) gives +inf. */
 static inline void block_chord2(const float q[3], const struct gi_block *restrict b,
                                 float *restrict out) {
+#if defined(__SSE2__) && GI_NODE_SIZE == 16
+    /* Four lanes per SSE op with the sums kept in registers: about 110
+     * instructions a block, where GCC 12's vectorisation of the loop below
+     * (sums through memory, compare-and-mask for the max) took about 240.
+     * maxps is exactly the `x > y ? x : y` of the loop (no lane is NaN), so
+     * both give the same bits. */
+    __m128 zero = _mm_setzero_ps();
+    __m128 s0 = zero, s1 = zero, s2 = zero, s3 = zero;
+    for (int a = 0; a < 3; a++) {
+        __m128 qa = _mm_set1_ps(q[a]);
+        const float *lo = b->lo[a], *hi = b->hi[a];
+#define GI_LANES4(sum, at)                                                           \
+    do {                                                                             \
+        __m128 d = _mm_max_ps(_mm_sub_ps(_mm_loadu_ps(lo + (at)), qa),              \
+                              _mm_sub_ps(qa, _mm_loadu_ps(hi + (at))));             \
+        d = _mm_max_ps(d, zero);                                                     \
+        sum = _mm_add_ps(sum, _mm_mul_ps(d, d));                                     \
+    } while (0)
+        GI_LANES4(s0, 0);
+        GI_LANES4(s1, 4);
+        GI_LANES4(s2, 8);
+        GI_LANES4(s3, 12);
+#undef GI_LANES4
+    }
+    _mm_storeu_ps(out, s0);
+    _mm_storeu_ps(out + 4, s1);
+    _mm_storeu_ps(out + 8, s2);
+    _mm_storeu_ps(out + 12, s3);
+#else
     float sum[GI_NODE_SIZE] = {0};
     /* One coordinate at a time over all 16 lanes, into a local array: the
      * shape that GCC and Clang vectorise at -O2 (4 lanes per SSE op). */
@@ -836,13 +868,13 @@ static inline void block_chord2(const float q[3], const struct gi_block *restric
         for (int i = 0; i < GI_NODE_SIZE; i++) {
             float below = lo[i] - qa;
             float above = qa - hi[i];
-            below = below > 0.0f ? below : 0.0f;
-            above = above > 0.0f ? above : 0.0f;
-            float d = below + above;
+            float d = below > above ? below : above;
+            d = d > 0.0f ? d : 0.0f;
             sum[i] += d * d;
         }
     }
     memcpy(out, sum, sizeof sum);
+#endif
 }
 
 static inline double entry_chord2(const double q[3], const struct gi_entry *e) {
