@@ -53,8 +53,9 @@ double geo_distance_ecef_m(const struct geo_ecef_point *a, const struct geo_ecef
  * the whole degrees and adds a short series for the rest: within 2 ulps of
  * the true sin(deg pi / 180) and cos (1.6 measured; tests/test_geo_distance.c
  * checks it against long double and libm), exact at multiples of 90, and
- * about 70 instructions against libm's 117 for sincos(deg * (M_PI / 180)). Beyond 180, and for NaN, it returns libm's sin and
- * cos of deg * (M_PI / 180). sin is odd and cos even exactly, as in libm.
+ * about 70 instructions against libm's 117 for sincos(deg * (M_PI / 180)).
+ * Beyond 180, and for NaN, it returns libm's sin and cos of
+ * deg * (M_PI / 180). sin is odd and cos even exactly, as in libm.
  * Thread-safe. */
 void geo_sincos_deg(double deg, double *sin_out, double *cos_out);
 

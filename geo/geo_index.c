@@ -1262,10 +1262,10 @@ int geo_index_nearest(const struct geo_index *ix, const struct geo_query *q,
     /* Phase 1: collect candidates from every selected tree. */
     struct gi_root roots[2 * GEO_MAX_LAYERS];
     uint32_t n_roots = 0;
-    for (unsigned layer = 0; layer < GEO_MAX_LAYERS; layer++) {
-        if (!(q->layer_mask >> layer & 1u)) {
-            continue;
-        }
+    /* Only the selected layers: a loop over all 32 testing each bit was
+     * about 225 instructions a query. */
+    for (uint32_t mask = q->layer_mask; mask != 0; mask &= mask - 1) {
+        unsigned layer = (unsigned)__builtin_ctz(mask);
         for (int d = 0; d < 2; d++) {
             const struct gi_tree *t = d ? &ix->layers[layer].delta : &ix->layers[layer].main;
             if (t->n_levels == 0) {

@@ -265,7 +265,7 @@ static struct geo_query random_query(bool global, uint32_t n_layers, struct filt
     if (pick < 0.4) {
         q.layer_mask = 1u << rng_below(n_layers);
     } else if (pick < 0.8) {
-        q.layer_mask = (uint32_t)rng_next() & ((1u << n_layers) - 1);
+        q.layer_mask = (uint32_t)rng_next() & (n_layers >= 32 ? UINT32_MAX : (1u << n_layers) - 1);
     } else {
         q.layer_mask = UINT32_MAX;
     }
@@ -346,6 +346,15 @@ static void test_nearest_matches_brute_force_on_clustered_points_with_duplicates
     pick_centres();
     struct geo_index *ix = build_random(4000, 5, false);
     run_random_queries(ix, 1200, false, 5);
+    geo_index_free(ix);
+}
+
+/* Every layer in use, the highest (31) included, and masks of any of them:
+ * the search visits exactly the selected layers' trees. */
+static void test_nearest_matches_brute_force_in_all_32_layers(void **state) {
+    (void)state;
+    struct geo_index *ix = build_random(6000, 32, true);
+    run_random_queries(ix, 800, true, 32);
     geo_index_free(ix);
 }
 
@@ -723,6 +732,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nearest_matches_brute_force_on_global_points),
         cmocka_unit_test(test_nearest_matches_brute_force_on_clustered_points_with_duplicates),
+        cmocka_unit_test(test_nearest_matches_brute_force_in_all_32_layers),
         cmocka_unit_test(test_nearest_matches_brute_force_in_a_deep_tree),
         cmocka_unit_test(test_nearest_returns_k_closest_in_order_with_ties_by_handle),
         cmocka_unit_test(test_filter_finds_matches_behind_many_rejected_nearer_entries),
