@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include <cmocka.h>
 #include <geodesic.h>
@@ -390,6 +391,40 @@ static void test_sincos_deg_is_odd_and_even_and_exact_at_right_angles(void **sta
     assert_true(s == 0.0 && signbit(s) && c == 1.0);
 }
 
+/* The conversions take the sines and cosines of both angles at once (two
+ * lanes of SSE2 on x86-64); they must be geo_sincos_deg()'s bit for bit, or
+ * the unit vectors and ECEF positions would depend on the path taken. */
+static void test_conversions_use_exactly_geo_sincos_deg(void **state) {
+    (void)state;
+    static const double edges[] = {0.0, -0.0, 0.5, 1.0, 1.5, 89.0, 89.5, 90.0, 90.5, 91.0,
+                                   179.5, 180.0, 1e-300, 45.0, 135.0};
+    size_t n_edges = sizeof edges / sizeof edges[0];
+    for (int i = 0; i < 2000000; i++) {
+        struct geo_point p;
+        if (i < (int)(4 * n_edges * n_edges)) {
+            int e = i / 4;
+            p.lat_deg = fmin(edges[e % n_edges], 90.0) * (i & 1 ? -1.0 : 1.0);
+            p.lon_deg = edges[e / n_edges] * (i & 2 ? -1.0 : 1.0);
+        } else {
+            p.lat_deg = sincos_argument(i) / 2.0;
+            p.lon_deg = sincos_argument(i + 1);
+        }
+        double sin_lat, cos_lat, sin_lon, cos_lon;
+        geo_sincos_deg(p.lat_deg, &sin_lat, &cos_lat);
+        geo_sincos_deg(p.lon_deg, &sin_lon, &cos_lon);
+        double want[3] = {cos_lat * cos_lon, cos_lat * sin_lon, sin_lat};
+        double unit[3];
+        geo_point_to_unit(p, unit);
+        if (memcmp(unit, want, sizeof unit) != 0) {
+            fail_msg("(%.17g, %.17g): unit (%a %a %a), want (%a %a %a)", p.lat_deg, p.lon_deg,
+                     unit[0], unit[1], unit[2], want[0], want[1], want[2]);
+        }
+        struct geo_ecef_point e;
+        geo_ecef_point_init(&e, p);
+        assert_memory_equal(e.normal, want, sizeof want);
+    }
+}
+
 /* Beyond +-180 degrees, and for NaN, it is libm's sin and cos. */
 static void test_sincos_deg_beyond_180_is_libm(void **state) {
     (void)state;
@@ -440,6 +475,7 @@ int main(void) {
         cmocka_unit_test(test_sincos_deg_matches_libm_within_its_argument_rounding),
         cmocka_unit_test(test_sincos_deg_is_odd_and_even_and_exact_at_right_angles),
         cmocka_unit_test(test_sincos_deg_beyond_180_is_libm),
+        cmocka_unit_test(test_conversions_use_exactly_geo_sincos_deg),
         cmocka_unit_test(test_point_validity_edges),
     };
     return cmocka_run_group_tests(tests, setup_geodesic, NULL);
