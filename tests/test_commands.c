@@ -1705,6 +1705,36 @@ static void test_microdegree_records_print_as_printf_would(void **state) {
     }
 }
 
+static void test_every_microdegree_fraction_prints_as_printf_would(void **state) {
+    (void)state;
+    struct reply r;
+    reply_init(&r);
+    char want[64 * 1000 + 1];
+    size_t want_len = 0;
+    for (int32_t frac = 0; frac < 1000000; frac++) {
+        /* Both signs, and degrees of one to three digits. */
+        int32_t lat_e6 = (frac % 2 ? -1 : 1) * ((frac % 91) * 1000000 + frac);
+        int32_t lon_e6 = (frac % 3 ? 1 : -1) * ((frac % 181) * 1000000 + (999999 - frac));
+        struct reply_facility f = {.id = "i", .category = "c", .name = "n",
+                                   .where = {lat_e6 / 1e6, lon_e6 / 1e6}, .distance_m = 0.0,
+                                   .has_e6 = true, .lat_e6 = lat_e6, .lon_e6 = lon_e6,
+                                   .plain_text = true};
+        reply_facility(&r, &f);
+        want_len += (size_t)snprintf(want + want_len, sizeof want - want_len,
+                                     "i\tc\tn\t%.6f\t%.6f\t0.0\n", f.where.lat_deg,
+                                     f.where.lon_deg);
+        if (frac % 1000 == 999) {
+            size_t got_len = 0;
+            char *got = reply_take(&r, &got_len);
+            assert_int_equal(got_len, want_len);
+            assert_memory_equal(got, want, want_len);
+            free(got);
+            want_len = 0;
+        }
+    }
+    reply_close(&r);
+}
+
 /* The distance field of a record, as the builder writes it. */
 static void distance_text(double d, char *out, size_t out_len) {
     struct reply r;
@@ -2386,6 +2416,7 @@ int main(void) {
         T(test_k_and_option_names_read_as_a_strtol_model_reads_them),
         T(test_catalog_keeps_id_lengths_up_to_255_bytes),
         T(test_microdegree_records_print_as_printf_would),
+        T(test_every_microdegree_fraction_prints_as_printf_would),
         T(test_distances_print_as_printf_would),
         T(test_records_print_as_a_plain_printf_model_would),
         T(test_reply_echo_cuts_at_a_character_boundary),
