@@ -51,11 +51,15 @@
  * 1.6 ulps of the true values (41 % of results bit-equal to libm's, the rest
  * differ by at most 3.3e-16, about the rounding of deg * pi / 180 that libm
  * saw). A Cody-Waite reduction by pi/2 in radians with Taylor series to r^17
- * was tried first: 94 instructions a call, too little gain. The conversions
- * take latitude and longitude together, the same steps in the two lanes of
- * SSE2 doubles (sincos_deg_pair(): about 100 instructions for both angles,
- * bit for bit geo_sincos_deg()'s results; the daemon's NEAREST went from
- * 11500 to 11230 instructions). So geo_point_to_unit() and the normal of
+ * was tried first: 94 instructions a call, too little gain. So was taking
+ * latitude and longitude together in the two lanes of SSE2 doubles: 100
+ * instructions for both angles instead of 140 (the daemon's NEAREST 266
+ * fewer), but 37 ns a conversion instead of 13 in a loop and 0.1 us slower
+ * index queries (the point went through the stack into a vector: store
+ * forwarding stalls), so it was taken out. Measured alone, libm's path
+ * converts a point in 15 ns and this one in 13 (latency 32 ns for both):
+ * the gain is in instructions more than in time. Every conversion uses
+ * geo_sincos_deg(), so geo_point_to_unit() and the normal of
  * geo_ecef_point_init() are equal bit for bit, and the index takes the
  * query's unit vector from the latter.
  *
@@ -66,9 +70,6 @@
 #include <pthread.h>
 
 #include <geodesic.h>
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 
 #include "geo_distance.h"
 #include "geo_sincos_table.h"
@@ -144,63 +145,12 @@ void geo_sincos_deg(double deg, double *sin_out, double *cos_out) {
     *sin_out = signbit(deg) ? -s : s;
 }
 
-/* sin and cos of a point's latitude and longitude: out = {sin lat, cos lat,
- * sin lon, cos lon}, each bit for bit what geo_sincos_deg() gives. On x86-64
- * both angles go through geo_sincos_deg()'s steps side by side in the two
- * lanes of SSE2 doubles, the same operations in the same order, so the same
- * roundings (tests/test_geo_distance.c compares them over 2 million points);
- * about 100 instructions for the two, against 140 for two calls. */
-static inline void sincos_deg_pair(double lat_deg, double lon_deg, double out[4]) {
-#if defined(__SSE2__)
-    __m128d deg = _mm_set_pd(lon_deg, lat_deg);
-    __m128d sign = _mm_set1_pd(-0.0);
-    __m128d a = _mm_andnot_pd(sign, deg);
-    if (_mm_movemask_pd(_mm_cmple_pd(a, _mm_set1_pd(180.0))) == 3) {
-        __m128d fold = _mm_cmpgt_pd(a, _mm_set1_pd(90.0));
-        a = _mm_or_pd(_mm_and_pd(fold, _mm_sub_pd(_mm_set1_pd(180.0), a)),
-                      _mm_andnot_pd(fold, a));
-        __m128i n = _mm_cvttpd_epi32(_mm_add_pd(a, _mm_set1_pd(0.5)));
-        n = _mm_add_epi32(n, _mm_cmpeq_epi32(n, _mm_set1_epi32(1)));   /* 1 -> 0 */
-        n = _mm_sub_epi32(n, _mm_cmpeq_epi32(n, _mm_set1_epi32(89)));  /* 89 -> 90 */
-        __m128d b = _mm_sub_pd(a, _mm_cvtepi32_pd(n));
-        b = _mm_mul_pd(b, _mm_set1_pd(GEO_PI_OVER_180));
-        __m128d z = _mm_mul_pd(b, b);
-        __m128d ps =
-            _mm_add_pd(_mm_set1_pd(1.0 / 120.0), _mm_mul_pd(z, _mm_set1_pd(-1.0 / 5040.0)));
-        ps = _mm_add_pd(_mm_set1_pd(-1.0 / 6.0), _mm_mul_pd(z, ps));
-        __m128d sin_b = _mm_add_pd(b, _mm_mul_pd(_mm_mul_pd(b, z), ps));
-        __m128d pc =
-            _mm_add_pd(_mm_set1_pd(-1.0 / 720.0), _mm_mul_pd(z, _mm_set1_pd(1.0 / 40320.0)));
-        pc = _mm_add_pd(_mm_set1_pd(1.0 / 24.0), _mm_mul_pd(z, pc));
-        pc = _mm_add_pd(_mm_set1_pd(-0.5), _mm_mul_pd(z, pc));
-        __m128d cos_b_m1 = _mm_mul_pd(z, pc);
-        const double *t0 = geo_sincos_table[_mm_cvtsi128_si32(n)];
-        const double *t1 = geo_sincos_table[_mm_cvtsi128_si32(_mm_shuffle_epi32(n, 1))];
-        __m128d s0 = _mm_loadu_pd(t0), c0 = _mm_loadu_pd(t0 + 2);
-        __m128d s1 = _mm_loadu_pd(t1), c1 = _mm_loadu_pd(t1 + 2);
-        __m128d s_hi = _mm_unpacklo_pd(s0, s1), s_lo = _mm_unpackhi_pd(s0, s1);
-        __m128d c_hi = _mm_unpacklo_pd(c0, c1), c_lo = _mm_unpackhi_pd(c0, c1);
-        __m128d sv = _mm_add_pd(_mm_mul_pd(s_hi, cos_b_m1), _mm_mul_pd(c_hi, sin_b));
-        sv = _mm_add_pd(s_hi, _mm_add_pd(s_lo, sv));
-        __m128d cv = _mm_sub_pd(_mm_mul_pd(c_hi, cos_b_m1), _mm_mul_pd(s_hi, sin_b));
-        cv = _mm_add_pd(c_hi, _mm_add_pd(c_lo, cv));
-        cv = _mm_xor_pd(cv, _mm_and_pd(fold, sign));
-        sv = _mm_xor_pd(sv, _mm_and_pd(deg, sign));
-        _mm_storeu_pd(out, _mm_unpacklo_pd(sv, cv));
-        _mm_storeu_pd(out + 2, _mm_unpackhi_pd(sv, cv));
-        return;
-    }
-#endif
-    geo_sincos_deg(lat_deg, &out[0], &out[1]);
-    geo_sincos_deg(lon_deg, &out[2], &out[3]);
-}
-
 /* ---- Points and distances ------------------------------------------------- */
 
 void geo_ecef_point_init(struct geo_ecef_point *out, struct geo_point p) {
-    double sc[4];
-    sincos_deg_pair(p.lat_deg, p.lon_deg, sc);
-    double sin_lat = sc[0], cos_lat = sc[1], sin_lon = sc[2], cos_lon = sc[3];
+    double sin_lat, cos_lat, sin_lon, cos_lon;
+    geo_sincos_deg(p.lat_deg, &sin_lat, &cos_lat);
+    geo_sincos_deg(p.lon_deg, &sin_lon, &cos_lon);
     double n_m = WGS84_A_M / sqrt(1.0 - WGS84_E2 * sin_lat * sin_lat);
     out->where = p;
     out->normal[0] = cos_lat * cos_lon;
@@ -247,9 +197,9 @@ double geo_distance_m(struct geo_point a, struct geo_point b) {
 }
 
 void geo_point_to_unit(struct geo_point p, double out[3]) {
-    double sc[4];
-    sincos_deg_pair(p.lat_deg, p.lon_deg, sc);
-    double sin_lat = sc[0], cos_lat = sc[1], sin_lon = sc[2], cos_lon = sc[3];
+    double sin_lat, cos_lat, sin_lon, cos_lon;
+    geo_sincos_deg(p.lat_deg, &sin_lat, &cos_lat);
+    geo_sincos_deg(p.lon_deg, &sin_lon, &cos_lon);
     out[0] = cos_lat * cos_lon;
     out[1] = cos_lat * sin_lon;
     out[2] = sin_lat;

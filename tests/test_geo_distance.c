@@ -391,9 +391,9 @@ static void test_sincos_deg_is_odd_and_even_and_exact_at_right_angles(void **sta
     assert_true(s == 0.0 && signbit(s) && c == 1.0);
 }
 
-/* The conversions take the sines and cosines of both angles at once (two
- * lanes of SSE2 on x86-64); they must be geo_sincos_deg()'s bit for bit, or
- * the unit vectors and ECEF positions would depend on the path taken. */
+/* The conversions' sines and cosines must be geo_sincos_deg()'s bit for bit
+ * (whatever path they take: a two-lane SSE2 version was tried), or the unit
+ * vectors and ECEF positions would depend on the path taken. */
 static void test_conversions_use_exactly_geo_sincos_deg(void **state) {
     (void)state;
     static const double edges[] = {0.0, -0.0, 0.5, 1.0, 1.5, 89.0, 89.5, 90.0, 90.5, 91.0,
