@@ -456,7 +456,7 @@ static char *fmt_uint(char *p, uint64_t n) {
 /* Writes "\t" and v / 10^6 with exactly 6 decimals, as "%.6f" prints it
  * (at most 13 bytes); returns the end. The degrees (at most 2147) take the
  * short path of fmt_small(), the decimals three digit pairs. */
-static char *fmt_e6(char *p, int32_t v) {
+static inline __attribute__((always_inline)) char *fmt_e6(char *p, int32_t v) {
     uint32_t a = v < 0 ? 0u - (uint32_t)v : (uint32_t)v;
     p[0] = '\t';
     p[1] = '-';
