@@ -45,6 +45,7 @@ struct catalog_facility {
     bool plain_text;         /* id and name hold no C0 control character or DEL */
     size_t id_len;           /* strlen(id), or 0 when the catalogue does not keep it
                               * (ids over 255 bytes) */
+    size_t name_len;         /* strlen(name), or 0 when empty or over 254 bytes */
     size_t n_attrs;          /* attributes catalog_attrs() would return */
 };
 

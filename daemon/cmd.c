@@ -618,7 +618,8 @@ static void answer_one(const struct catalog *cat, struct reply *out, uint32_t sl
                                 .has_e6 = has_e6, .lat_e6 = f->lat_e6, .lon_e6 = f->lon_e6,
                                 .plain_text = f->plain_text, /* category names are plain */
                                 .attrs = n > 0 ? ra : NULL, .n_attrs = n,
-                                .id_len = f->id_len, .category_len = category_len};
+                                .id_len = f->id_len, .category_len = category_len,
+                                .name_len = f->name_len};
     reply_facility(out, &rf);
 }
 

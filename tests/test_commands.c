@@ -1977,7 +1977,7 @@ static void test_random_requests_get_exactly_one_answer(void **state) {
 
 /* ---- Catalogue -------------------------------------------------------------------- */
 
-static void test_catalog_keeps_id_lengths_up_to_255_bytes(void **state) {
+static void test_catalog_keeps_id_and_name_lengths(void **state) {
     (void)state;
     struct catalog *c = catalog_new();
     assert_non_null(c);
@@ -1996,6 +1996,12 @@ static void test_catalog_keeps_id_lengths_up_to_255_bytes(void **state) {
         assert_string_equal(got.id, id);
         assert_int_equal(got.id_len, lengths[i] <= 255 ? lengths[i] : 0);
         assert_int_equal(got.n_attrs, 0);
+        /* Names of the same lengths, given by a second put of the same id. */
+        f.name = id;
+        assert_int_equal(catalog_put(c, &f), 0);
+        assert_int_equal(catalog_get(c, slot, &got), 0);
+        assert_string_equal(got.name, id);
+        assert_int_equal(got.name_len, lengths[i] <= 254 ? lengths[i] : 0);
     }
     catalog_free(c);
 }
@@ -2052,6 +2058,7 @@ static void test_catalog_put_and_remove_agree_with_a_plain_array(void **state) {
             snprintf(name, sizeof name, "n%d%s-%d", i, version[i] % 3 == 0 ? "\t" : "",
                      version[i]);
             assert_string_equal(f.name, name);
+            assert_int_equal(f.name_len, strlen(name));
             assert_int_equal(f.plain_text, version[i] % 3 != 0);
             /* The attributes and subtype of the last put, typed. */
             assert_string_equal(f.subtype, subtypes[version[i] % 5]);
@@ -2414,7 +2421,7 @@ int main(void) {
         T(test_echoed_text_is_one_capped_line),
         T(test_command_names_are_found_as_a_case_blind_scan_finds_them),
         T(test_k_and_option_names_read_as_a_strtol_model_reads_them),
-        T(test_catalog_keeps_id_lengths_up_to_255_bytes),
+        T(test_catalog_keeps_id_and_name_lengths),
         T(test_microdegree_records_print_as_printf_would),
         T(test_every_microdegree_fraction_prints_as_printf_would),
         T(test_distances_print_as_printf_would),
