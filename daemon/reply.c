@@ -493,8 +493,8 @@ static inline __attribute__((always_inline)) char *fmt_e6(char *p, int32_t v) {
 static char *fmt_tenths(char *p, double d) {
     uint64_t bits;
     memcpy(&bits, &d, sizeof bits);
-    unsigned biased_exp = (unsigned)(bits >> 52); /* d >= 0: no sign bit */
-    uint64_t tenths = 0; /* zero and subnormals print 0.0 */
+    unsigned biased_exp = (unsigned)(bits >> 52) & 0x7ff;
+    uint64_t tenths = 0; /* zero (-0.0 too, as before) and subnormals print 0.0 */
     if (biased_exp != 0) {
         uint64_t m = (bits & ((1ull << 52) - 1)) | (1ull << 52);
         unsigned shift = 1075 - biased_exp; /* d = m / 2^shift, shift >= 3 */

@@ -1797,6 +1797,8 @@ static void test_distances_print_as_printf_would(void **state) {
         snprintf(want, sizeof want, "%.1f", edges[i]);
         assert_string_equal(got, want);
     }
+    distance_text(-0.0, got, sizeof got);
+    assert_string_equal(got, "0.0"); /* no "-0.0" (the builder has always said so) */
 }
 
 /* Random text of 0 - 40 bytes: half of the fields printable bytes only
