@@ -25,11 +25,13 @@
  * to the daemon and clients. Both have a fast path for what clients send
  * nearly always (no quotes; plain decimals), because a NEAREST spent about
  * 1,450 instructions splitting its 40 bytes and 1,700 in strtod() for its
- * two coordinates (callgrind on the daemon under bench_loadgen). The split
- * looks for the end of a token eight bytes at a time and meets a quote on the
- * way, instead of a memchr() for quotes over the whole line first; tests
- * compare both fast paths with the obvious code (a byte-by-byte tokenizer,
- * strtod()). */
+ * two coordinates (callgrind on the daemon under bench_loadgen). A line of
+ * up to 64 bytes is split from a bitmap of its blanks, built 16 bytes at a
+ * time (185 instructions for a NEAREST, against 479 for the byte loop and a
+ * memchr() for quotes that came before); a longer one looks for the end of
+ * each token eight bytes at a time, and a quote sends either to the general
+ * loop. Tests compare the fast paths with the obvious code (a byte-by-byte
+ * tokenizer, strtod()). */
 #define _GNU_SOURCE /* memrchr() */
 #include "proto.h"
 
