@@ -76,8 +76,18 @@
  * took off 900, iterating the mask's set bits instead of 32 layers 220, the
  * two-pass leaves 330, and the insertion sort for few candidates 250. Reading
  * a leaf's entries four at a time in SSE (transposed, tests as masks) took
- * off only 80 more and was left out; so was keeping the k smallest chords
- * sorted instead of in a heap for small k (no change).
+ * off only 80 more and was left out.
+ * None of that made a query faster: bench_geo_index and the daemon's user
+ * time stayed within their noise. A query is a chain of dependent steps, and
+ * callgrind's branch simulation counted 77 mispredicted branches in one at
+ * 10^5 entries, a third of its time or more. The leaves' keep-or-drop tests
+ * and the heap of the k smallest chords were 43 of them; advancing indices
+ * by 0 or 1 instead, and for k <= GI_SORTED_K a sorted array updated with
+ * min and max, made the query about 0.12 us (12 - 15 %) faster at 10^3 -
+ * 10^5 entries and the daemon about 0.2 us a request, for 1100 more
+ * instructions than the heap. The same sorted update in SSE pairs took
+ * fewer instructions but lost the gain again (each update's loads straddle
+ * the previous one's stores, which defeats store forwarding).
  *
  * Why the lower bound is safe. Let c be the chord between the query's unit
  * vector and an entry's (both of geodetic latitude and longitude). The normal
@@ -804,7 +814,7 @@ struct gi_search {
     float unit_f[3];            /* unit, rounded to float for block_chord2() */
     struct gi_item *cand;       /* entries whose lower bound was within the limit */
     size_t n_cand, cap_cand;
-    double *near_d2;            /* max-heap of the k smallest squared chords seen */
+    double *near_d2;            /* the k smallest squared chords seen (note_chord2()) */
     size_t n_near;
 };
 
@@ -899,16 +909,40 @@ static inline double entry_chord2(const double q[3], const struct gi_entry *e) {
     return dx * dx + dy * dy + dz * dz;
 }
 
+/* Up to this k, s->near_d2 holds the k smallest squared chords in ascending
+ * order, padded with +inf, and a new one goes in without branches. */
+#define GI_SORTED_K 16
+
+/* Inserts d2 into the ascending h[0..k-1] and drops the largest: the i-th
+ * smallest of h and d2 is min(h[i], max(h[i - 1], d2)). Two minsd/maxsd an
+ * element and no branch: where the heap below branched on every comparison,
+ * 23 mispredicted branches a query at 10^5 entries (of 77; callgrind's
+ * branch simulation). Returns true when the k-th smallest became smaller
+ * (from +inf once k are known). */
+static inline bool note_chord2_sorted(double *h, size_t k, double d2) {
+    double last = h[k - 1];
+    for (size_t i = k - 1; i > 0; i--) {
+        double up = h[i - 1] > d2 ? h[i - 1] : d2;
+        h[i] = h[i] < up ? h[i] : up;
+    }
+    h[0] = h[0] < d2 ? h[0] : d2;
+    return h[k - 1] < last;
+}
+
 /* Notes the squared chord of an entry that passed the filter. Once k are
  * known, the k-th smallest gives, through upper_bound_m() (which does not
  * decrease as the chord grows, in floating point too: every operation in it
  * is monotonic), the k-th smallest upper bound: a distance that k entries
- * beat or tie, so it limits the search. A max-heap of the k smallest squared
- * chords. Returns true when the k-th smallest became smaller. */
+ * beat or tie, so it limits the search. For k up to GI_SORTED_K the k
+ * smallest are a sorted array (above); beyond, a max-heap. Returns true when
+ * the k-th smallest became known or smaller. */
 static bool note_chord2(struct gi_search *s, double d2) {
     size_t k = s->q->k;
     double *h = s->near_d2;
     size_t i;
+    if (k <= GI_SORTED_K) {
+        return note_chord2_sorted(h, k, d2);
+    }
     if (s->n_near < k) {
         i = s->n_near++;
         while (i > 0 && h[(i - 1) / 2] < d2) {
@@ -940,23 +974,29 @@ static bool note_chord2(struct gi_search *s, double d2) {
     return true;
 }
 
-static int add_candidate(struct gi_search *s, double key_m, uint64_t tag) {
-    if (s->n_cand == s->cap_cand) {
-        size_t cap = s->cap_cand * 2;
-        struct gi_item *c = s->cap_cand > GI_STACK_ITEMS ? realloc(s->cand, cap * sizeof *c)
-                                                        : malloc(cap * sizeof *c);
-        if (c == NULL) {
-            return GEO_ERR_NOMEM;
-        }
-        if (s->cap_cand == GI_STACK_ITEMS) {
-            memcpy(c, s->cand, s->n_cand * sizeof *c);
-        }
-        s->cand = c;
-        s->cap_cand = cap;
+/* The k-th smallest squared chord noted; only once k are known. */
+static inline double kth_chord2(const struct gi_search *s) {
+    size_t k = s->q->k;
+    return k <= GI_SORTED_K ? s->near_d2[k - 1] : s->near_d2[0];
+}
+
+/* Makes room for `more` candidates past the n_cand there are. */
+static int reserve_candidates(struct gi_search *s, size_t more) {
+    if (s->n_cand + more <= s->cap_cand) {
+        return GEO_OK;
     }
-    s->cand[s->n_cand].key_m = key_m;
-    s->cand[s->n_cand].tag = tag;
-    s->n_cand++;
+    size_t cap = s->cap_cand * 2;
+    cap = cap < s->n_cand + more ? s->n_cand + more : cap;
+    struct gi_item *c = s->cap_cand > GI_STACK_ITEMS ? realloc(s->cand, cap * sizeof *c)
+                                                    : malloc(cap * sizeof *c);
+    if (c == NULL) {
+        return GEO_ERR_NOMEM;
+    }
+    if (s->cap_cand == GI_STACK_ITEMS) {
+        memcpy(c, s->cand, s->n_cand * sizeof *c);
+    }
+    s->cand = c;
+    s->cap_cand = cap;
     return GEO_OK;
 }
 
@@ -966,7 +1006,10 @@ static int add_candidate(struct gi_search *s, double key_m, uint64_t tag) {
  * limit is updated once per leaf with all of them; the second keeps those
  * within the new limit. At 10^5 entries one pass made 17.5 candidates a
  * query (all 16 of the first leaf, the limit being infinite until k were
- * known) and updated the limit 14 times, for 5.4 that phase 2 kept. */
+ * known) and updated the limit 14 times, for 5.4 that phase 2 kept. Without
+ * a filter, both passes keep or drop an entry by advancing an index by 0 or
+ * 1, not by a branch: the outcome is as good as random, and the branches had
+ * been 20 mispredictions a query (of 77). */
 static int visit_leaf(struct gi_search *s, const struct gi_tree *t, uint64_t tree_tag,
                       uint32_t j) {
     const struct geo_query *q = s->q;
@@ -975,42 +1018,54 @@ static int visit_leaf(struct gi_search *s, const struct gi_tree *t, uint64_t tre
     double kept_d2[GI_NODE_SIZE];
     uint32_t kept_at[GI_NODE_SIZE];
     uint32_t n_kept = 0;
-    bool improved = false;
-    for (uint32_t i = first; i < end; i++) {
-        const struct gi_entry *e = &t->entries[i];
-        double d2 = entry_chord2(s->unit, e);
-        if (d2 > s->limit_chord2 || e->handle == GI_DEAD ||
-            (q->filter && !q->filter(e->handle, q->filter_ctx))) {
-            continue;
+    if (q->filter == NULL) {
+        for (uint32_t i = first; i < end; i++) {
+            const struct gi_entry *e = &t->entries[i];
+            double d2 = entry_chord2(s->unit, e);
+            kept_d2[n_kept] = d2;
+            kept_at[n_kept] = i;
+            n_kept += (uint32_t)((d2 <= s->limit_chord2) & (e->handle != GI_DEAD));
         }
-        kept_d2[n_kept] = d2;
-        kept_at[n_kept++] = i;
-        improved |= note_chord2(s, d2);
+    } else {
+        for (uint32_t i = first; i < end; i++) {
+            const struct gi_entry *e = &t->entries[i];
+            double d2 = entry_chord2(s->unit, e);
+            if (d2 > s->limit_chord2 || e->handle == GI_DEAD ||
+                !q->filter(e->handle, q->filter_ctx)) {
+                continue;
+            }
+            kept_d2[n_kept] = d2;
+            kept_at[n_kept++] = i;
+        }
+    }
+    bool improved = false;
+    for (uint32_t m = 0; m < n_kept; m++) {
+        improved |= note_chord2(s, kept_d2[m]);
     }
     if (improved) {
-        double ub_m = upper_bound_m(sqrt(s->near_d2[0]));
+        double ub_m = upper_bound_m(sqrt(kth_chord2(s)));
         if (ub_m < s->limit_m) {
             set_limit(s, ub_m);
         }
     }
+    if (reserve_candidates(s, n_kept) != GEO_OK) {
+        return GEO_ERR_NOMEM;
+    }
+    struct gi_item *cand = s->cand;
+    size_t n = s->n_cand;
     for (uint32_t m = 0; m < n_kept; m++) {
         double d2 = kept_d2[m];
-        if (d2 > s->limit_chord2) {
-            continue;
-        }
         double key_m = bound_m(sqrt(d2));
-        if (key_m > s->limit_m) {
-            continue;
-        }
         uint32_t i = kept_at[m];
-        if (add_candidate(s, key_m, tree_tag | i) != GEO_OK) {
-            return GEO_ERR_NOMEM;
-        }
+        cand[n].key_m = key_m;
+        cand[n].tag = tree_tag | i;
+        n += (size_t)((d2 <= s->limit_chord2) & (key_m <= s->limit_m));
         /* Its exact position is in another array: start loading it now, so
          * that phase 2 does not wait for one cache miss after another. At
          * 10^6 entries this took 0.25 - 0.45 us off a 1.7 - 2.2 us query. */
         __builtin_prefetch(&t->spots[i]);
     }
+    s->n_cand = n;
     return GEO_OK;
 }
 
@@ -1332,6 +1387,11 @@ int geo_index_nearest(const struct geo_index *ix, const struct geo_query *q,
     if (q->k > GI_STACK_NEAR && (s.near_d2 = malloc(q->k * sizeof *s.near_d2)) == NULL) {
         rc = GEO_ERR_NOMEM;
         goto done;
+    }
+    if (q->k <= GI_SORTED_K) {
+        for (size_t i = 0; i < q->k; i++) {
+            s.near_d2[i] = INFINITY;
+        }
     }
     /* The query's normal is geo_point_to_unit(q->from), bit for bit
      * (geo_distance.h), so one conversion serves the bounds and phase 2. */
