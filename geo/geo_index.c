@@ -51,8 +51,9 @@
  * lower bounds (at 10^5 entries, k=5: 9.1 candidates a query, where noting
  * and adding entry by entry made 17.5, all 16 of the first leaf). Phase 2
  * drops the candidates beyond the final limit. When at most k + 1 remain
- * (5.4 on average in that case) each gets its exact distance and an
- * insertion sort by distance and handle orders them. Otherwise they go into a
+ * (5.4 on average in that case) each gets its exact distance, and they are
+ * ordered by distance and handle (up to 8 by counting each one's place
+ * without branches, more by insertion). Otherwise they go into a
  * binary min-heap keyed in metres, popped until k hits: a bounded entry gets
  * its exact distance and goes back in with it; an exact entry at the front is
  * the next hit, since nothing left can be nearer. Equal keys pop bounded
@@ -87,7 +88,10 @@
  * 10^5 entries and the daemon about 0.2 us a request, for 1100 more
  * instructions than the heap. The same sorted update in SSE pairs took
  * fewer instructions but lost the gain again (each update's loads straddle
- * the previous one's stores, which defeats store forwarding).
+ * the previous one's stores, which defeats store forwarding). Placing up to
+ * 8 final candidates by counting instead of inserting them took another
+ * 0.05 - 0.07 us off (for 320 more instructions); doing so up to 8 whatever
+ * k (more exact distances, computed side by side) was no clearer gain.
  *
  * Why the lower bound is safe. Let c be the chord between the query's unit
  * vector and an entry's (both of geodetic latitude and longitude). The normal
@@ -1336,9 +1340,38 @@ static double candidate_distance_m(const struct geo_index *ix, const struct geo_
 /* Phase 2 for few candidates: the exact distance of every one of cand[0..n-1]
  * (all bounded), those within limit_m sorted by distance and then handle
  * into out[0..], at most k of them. Returns how many. */
+#define GI_FEW_RANKED 8 /* up to this many, exact_few() sorts by counting */
+
 static size_t exact_few(const struct geo_index *ix, const struct geo_ecef_point *from,
                         const struct gi_item *cand, size_t n, double limit_m, size_t k,
                         struct geo_hit *out) {
+    if (n <= GI_FEW_RANKED) {
+        /* All the distances first, independent of one another, then each
+         * one's place: the number of entries before it, counted with
+         * comparisons that set flags rather than branch. Those beyond the
+         * limit are farther than every hit, so they are placed after them
+         * and not returned. The insertion sort below mispredicted 5.7
+         * branches a query, and each misprediction also threw away the
+         * distances in flight: this took 0.05 - 0.07 us off a query. */
+        struct geo_hit all[GI_FEW_RANKED], sorted[GI_FEW_RANKED];
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++) {
+            all[i].distance_m = candidate_distance_m(ix, from, cand[i].tag, &all[i].handle);
+            m += all[i].distance_m <= limit_m;
+        }
+        for (size_t i = 0; i < n; i++) {
+            size_t place = 0;
+            for (size_t j = 0; j < n; j++) {
+                place += (size_t)((all[j].distance_m < all[i].distance_m) |
+                                  ((all[j].distance_m == all[i].distance_m) &
+                                   (all[j].handle < all[i].handle)));
+            }
+            sorted[place] = all[i];
+        }
+        m = m < k ? m : k;
+        memcpy(out, sorted, m * sizeof *out);
+        return m;
+    }
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
         uint32_t handle;
