@@ -93,9 +93,9 @@ size_t geo_index_memory_bytes(const struct geo_index *ix);
  * number to *n_out. `out` is caller-owned with room for q->k hits.
  * Returns 0, or GEO_ERR_ARG when q->k is 0 or above GEO_MAX_K, the point is
  * invalid, or max_distance_m is negative or NaN; GEO_ERR_NOMEM when the
- * search outgrows its stack buffers (k above 64, more than 256 candidates, or
- * more than 48 opened nodes, as when a filter rejects nearly everything) and
- * malloc fails.
+ * search outgrows its stack buffers (k above 64, more than about 240
+ * candidates, or more than 48 opened nodes, as when a filter rejects nearly
+ * everything) and malloc fails.
  * Queries do not modify the index: any number may run at once between writes.
  * A query uses about 8 KB of stack. */
 int geo_index_nearest(const struct geo_index *ix, const struct geo_query *q,
