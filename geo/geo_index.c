@@ -1346,6 +1346,10 @@ static double candidate_distance_m(const struct geo_index *ix, const struct geo_
  * (all bounded), those within limit_m sorted by distance and then handle
  * into out[0..], at most k of them. Returns how many. */
 #define GI_FEW_RANKED 8 /* up to this many, exact_few() sorts by counting */
+#define GI_FEW_MAX 32   /* above this many, the heap: insertion is quadratic, and
+                         * entries of equal distance arrive in no handle order
+                         * (10^4 at one point, k = 9999: 53 ms by insertion,
+                         * 2 ms by the heap) */
 
 static size_t exact_few(const struct geo_index *ix, const struct geo_ecef_point *from,
                         const struct gi_item *cand, size_t n, double limit_m, size_t k,
@@ -1490,11 +1494,12 @@ int geo_index_nearest(const struct geo_index *ix, const struct geo_query *q,
             s.cand[n++] = s.cand[i];
         }
     }
-    if (n <= q->k + 1) {
+    if (n <= q->k + 1 && n <= GI_FEW_MAX) {
         /* At most one more than k (at 10^5 entries, k=5, one layer: 5.4 on
          * average): every one needs its exact distance or nearly, so take
          * them all and sort by insertion, which costs less than the heap
-         * below (its sifts were 440 instructions a query). */
+         * below (its sifts were 440 instructions a query). Only for a few:
+         * insertion is quadratic. */
         found = exact_few(ix, &from, s.cand, n, s.limit_m, q->k, out);
         goto done;
     }

@@ -327,7 +327,10 @@ static double sincos_argument(int i) {
  * printed. */
 static void test_sincos_deg_is_within_2_ulps_of_the_true_values(void **state) {
     (void)state;
-    double bound = LDBL_MANT_DIG >= 64 ? 2.0 : 3.0;
+    /* 1.75, not 2: the stated worst is 1.6 ulps, and the two likeliest
+     * mistakes (the table's low words dropped, or the 1 -> 0 and 89 -> 90
+     * remapping removed) reach 1.85 and 1.96. */
+    double bound = LDBL_MANT_DIG >= 64 ? 1.75 : 3.0;
     double worst_sin = 0.0, worst_cos = 0.0, worst_sin_at = 0.0, worst_cos_at = 0.0;
     for (int i = 0; i < 3000000; i++) {
         double deg = sincos_argument(i);

@@ -259,7 +259,9 @@ static struct geo_query random_query(bool global, uint32_t n_layers, struct filt
     } else {
         q.from = random_licang_point();
     }
-    static const size_t ks[] = {1, 1, 2, 5, 5, 5, 10, 37, 200, 5000};
+    /* 15 - 17: either side of GI_SORTED_K, where the k smallest upper bounds
+     * move from a sorted array to a heap; 33: past GI_FEW_MAX. */
+    static const size_t ks[] = {1, 1, 2, 5, 5, 5, 10, 15, 16, 17, 33, 37, 200, 5000};
     q.k = ks[rng_below(sizeof ks / sizeof ks[0])];
     pick = rng_unit();
     if (pick < 0.4) {
