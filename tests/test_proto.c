@@ -486,7 +486,7 @@ static void test_split_agrees_with_a_byte_by_byte_model(void **state) {
                                          "\\", "\"x y\"", "\xe6\xb3\xb0", "\0"};
     const size_t n_pieces = sizeof pieces / sizeof pieces[0];
     for (int round = 0; round < 200000; round++) {
-        char line[256], a[257], b[257];
+        char line[256];
         size_t len = 0, n = (size_t)(rand() % 16);
         bool quotes = rand() % 4 == 0;
         for (size_t k = 0; k < n; k++) {
@@ -499,23 +499,30 @@ static void test_split_agrees_with_a_byte_by_byte_model(void **state) {
             memcpy(line + len, pieces[pick], plen);
             len += plen;
         }
+        /* Exactly the len + 1 bytes the header asks for, on the heap, so that
+         * ASan sees any load past them; the byte at line[len] is sometimes a
+         * blank, which a load that reaches it must not take for the line's. */
+        char *a = malloc(len + 1), *b = malloc(len + 1);
+        assert_non_null(a);
+        assert_non_null(b);
         memcpy(a, line, len);
         memcpy(b, line, len);
-        a[len] = b[len] = 'Z';
+        a[len] = b[len] = rand() % 2 ? 'Z' : ' ';
         char *argv_a[PROTO_MAX_ARGS], *argv_b[PROTO_MAX_ARGS];
         size_t argc_a = 99, argc_b = 99;
         size_t max_args = 1 + (size_t)rand() % 12;
         int rc_a = proto_split(a, len, argv_a, max_args, &argc_a);
         int rc_b = model_split(b, len, argv_b, max_args, &argc_b);
         assert_int_equal(rc_a, rc_b);
-        if (rc_a != 0) {
-            continue;
+        if (rc_a == 0) {
+            assert_int_equal(argc_a, argc_b);
+            assert_memory_equal(a, b, len + 1);
+            for (size_t i = 0; i < argc_a; i++) {
+                assert_int_equal(argv_a[i] - a, argv_b[i] - b);
+            }
         }
-        assert_int_equal(argc_a, argc_b);
-        assert_memory_equal(a, b, len + 1);
-        for (size_t i = 0; i < argc_a; i++) {
-            assert_int_equal(argv_a[i] - a, argv_b[i] - b);
-        }
+        free(a);
+        free(b);
     }
 }
 
