@@ -114,6 +114,7 @@ void auth_limiter_init(struct auth_limiter *l, int64_t now_ms) {
     l->tokens = AUTH_FAIL_BURST;
     l->last_ms = now_ms;
     l->logged_empty = false;
+    pthread_mutex_init(&l->lock, NULL); /* default attributes: cannot fail on Linux */
 }
 
 bool auth_limiter_allows(struct auth_limiter *l, int64_t now_ms) {
@@ -151,10 +152,24 @@ static enum auth_verdict answer_auth(const struct auth_policy *p, struct auth_co
                     "no token is configured (without one, writes are accepted from "
                     "loopback clients only)");
     }
+    /* The bucket is shared by every loop thread: one lock covers the check,
+     * the charge of a wrong token and the log-once flag. */
     struct auth_limiter *l = c->limiter;
-    if (l && !auth_limiter_allows(l, monotonic_ms())) {
-        if (!l->logged_empty) {
-            l->logged_empty = true;
+    bool matches = auth_token_matches(p, token, strlen(token));
+    bool refused = false, log_empty = false;
+    if (l) {
+        pthread_mutex_lock(&l->lock);
+        refused = !auth_limiter_allows(l, monotonic_ms());
+        if (refused && !l->logged_empty) {
+            l->logged_empty = log_empty = true;
+        }
+        if (!refused && !matches) {
+            auth_limiter_charge(l);
+        }
+        pthread_mutex_unlock(&l->lock);
+    }
+    if (refused) {
+        if (log_empty) {
             fprintf(stderr, "nearestd: too many wrong AUTH tokens daemon-wide (last from %s); "
                             "AUTH is refused for now\n", peer ? peer : "?");
         }
@@ -163,16 +178,13 @@ static enum auth_verdict answer_auth(const struct auth_policy *p, struct auth_co
         count(stats, row, true);
         return AUTH_ANSWERED;
     }
-    if (auth_token_matches(p, token, strlen(token))) {
+    if (matches) {
         c->authed = true;
         reply_ok(out, 0);
         count(stats, row, false);
         return AUTH_ANSWERED;
     }
     c->failures++;
-    if (l) {
-        auth_limiter_charge(l);
-    }
     fprintf(stderr, "nearestd: wrong AUTH token from %s (%d of %d on this connection)\n",
             peer ? peer : "?", c->failures, AUTH_MAX_FAILURES);
     if (c->failures >= AUTH_MAX_FAILURES) {

@@ -26,6 +26,7 @@
 #ifndef NEARESTD_AUTH_H
 #define NEARESTD_AUTH_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -53,6 +54,8 @@ struct auth_limiter {
     double tokens;                          /* wrong tokens allowed now, 0..AUTH_FAIL_BURST */
     int64_t last_ms;                        /* when tokens was last refilled */
     bool logged_empty;                      /* the log said it is empty; reset on refill */
+    pthread_mutex_t lock;                   /* held by auth_gate() around the three above:
+                                             * connections on every loop thread share it */
 };
 
 /* One connection's state. Start it zeroed, then set `loopback` and `limiter`. */

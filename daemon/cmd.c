@@ -1498,8 +1498,11 @@ int cmd_handle_help(struct cmd_call *call) {
 int cmd_handle_stats(struct cmd_call *call) {
     const struct catalog *cat = call->env->catalog;
     const struct cmd_stats *s = call->env->stats;
-    struct cmd_stats zero = {0};
-    if (!s) {
+    struct cmd_stats zero = {0}, total;
+    if (call->env->stats_total) {
+        call->env->stats_total(call->env->stats_total_arg, &total);
+        s = &total;
+    } else if (!s) {
         s = &zero;
     }
     int64_t now = (int64_t)time(NULL);

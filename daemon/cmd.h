@@ -53,7 +53,11 @@ struct cmd_stats {
 /* What every request may use. All borrowed; the server owns them. */
 struct cmd_env {
     struct catalog *catalog;
-    struct cmd_stats *stats;
+    struct cmd_stats *stats;      /* the counters this thread's requests add to */
+    /* When several threads serve requests, each with its own counters: fills
+     * *out with the totals STATS shows (NULL: STATS shows *stats). */
+    void (*stats_total)(void *arg, struct cmd_stats *out);
+    void *stats_total_arg;
 };
 
 enum cmd_write_kind {

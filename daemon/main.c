@@ -47,7 +47,7 @@ static const char usage[] =
     "usage: nearestd [--listen HOST:PORT] [--http HOST:PORT] [--db PATH] [--init]\n"
     "                [--dataset DIR] [--auth-token-file PATH] [--max-connections N]\n"
     "                [--idle-timeout-ms MS] [--max-output-bytes N]\n"
-    "                [--shutdown-timeout-ms MS] [--help]\n"
+    "                [--shutdown-timeout-ms MS] [--threads N] [--help]\n"
     "  --listen HOST:PORT  address to serve on (default " DEFAULT_HOST ":%d);\n"
     "                      an IPv6 host goes in brackets: [::1]:7878\n"
     "  --http HOST:PORT    also serve the read-only HTTP/GeoJSON API and the map page\n"
@@ -63,6 +63,9 @@ static const char usage[] =
     "  --max-output-bytes N  unsent answers that pause a connection (default %d)\n"
     "  --shutdown-timeout-ms MS  on SIGTERM, how long answers in flight may take\n"
     "                      before the rest is closed unanswered (default %d)\n"
+    "  --threads N         event loops serving the line protocol, 1..%d (default 1): one\n"
+    "                      accepts and commits writes, the others answer reads on\n"
+    "                      threads of their own\n"
     "  --help              print this and exit\n";
 
 struct options {
@@ -74,6 +77,7 @@ struct options {
     bool help;
     const char *token_file;
     unsigned long long max_connections;
+    unsigned long long threads;
     unsigned long long idle_timeout_ms;
     unsigned long long max_output_bytes;
     unsigned long long shutdown_timeout_ms;
@@ -142,11 +146,12 @@ static int parse_args(int argc, char **argv, struct options *o) {
     o->idle_timeout_ms = SRV_DEFAULT_IDLE_TIMEOUT_MS;
     o->max_output_bytes = SRV_MAX_QUEUED_BYTES;
     o->shutdown_timeout_ms = SRV_DEFAULT_DRAIN_TIMEOUT_MS;
+    o->threads = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         static const char *const with_value[] = {
             "--listen", "--http", "--db", "--dataset", "--auth-token-file", "--max-connections",
-            "--idle-timeout-ms", "--max-output-bytes", "--shutdown-timeout-ms"};
+            "--idle-timeout-ms", "--max-output-bytes", "--shutdown-timeout-ms", "--threads"};
         bool takes_value = false;
         for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) {
             takes_value = takes_value || strcmp(a, with_value[k]) == 0;
@@ -199,6 +204,12 @@ static int parse_args(int argc, char **argv, struct options *o) {
             if (!parse_count(argv[++i], 0, 600000, &o->shutdown_timeout_ms)) {
                 fprintf(stderr, "nearestd: bad --shutdown-timeout-ms '%s': expected 0..600000\n",
                         argv[i]);
+                return 2;
+            }
+        } else if (strcmp(a, "--threads") == 0) {
+            if (!parse_count(argv[++i], 1, SRV_MAX_THREADS, &o->threads)) {
+                fprintf(stderr, "nearestd: bad --threads '%s': expected 1..%d\n", argv[i],
+                        SRV_MAX_THREADS);
                 return 2;
             }
         } else if (strcmp(a, "--init") == 0) {
@@ -265,7 +276,8 @@ int main(int argc, char **argv) {
     }
     if (opt.help) {
         printf(usage, PROTO_DEFAULT_PORT, NEARESTD_DATASET_DIR, SRV_DEFAULT_MAX_CONNECTIONS,
-               SRV_DEFAULT_IDLE_TIMEOUT_MS, SRV_MAX_QUEUED_BYTES, SRV_DEFAULT_DRAIN_TIMEOUT_MS);
+               SRV_DEFAULT_IDLE_TIMEOUT_MS, SRV_MAX_QUEUED_BYTES, SRV_DEFAULT_DRAIN_TIMEOUT_MS,
+               SRV_MAX_THREADS);
         return 0;
     }
     /* A client that vanishes mid-write must cost an EPIPE, not the process. */
@@ -285,6 +297,7 @@ int main(int argc, char **argv) {
     struct srv_config cfg;
     srv_config_init(&cfg);
     cfg.max_connections = (size_t)opt.max_connections;
+    cfg.threads = (unsigned)opt.threads;
     cfg.idle_timeout_ms = opt.idle_timeout_ms;
     cfg.max_output_bytes = (size_t)opt.max_output_bytes;
     cfg.drain_timeout_ms = opt.shutdown_timeout_ms;

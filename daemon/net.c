@@ -3,9 +3,15 @@
  *
  * The list is doubly linked so that a close unlinks in O(1); the sweep walks
  * all of it a few times per idle timeout, which at the line server's default
- * cap of 10,000 connections is some microseconds per pass. */
+ * cap of 10,000 connections is some microseconds per pass.
+ *
+ * The count of open connections may be shared by the lists of several loop
+ * threads (srv.c with --threads): one thread accepts and counts up, any
+ * thread counts down as it closes, so the count is read and changed with
+ * atomic operations. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "net.h"
 
@@ -103,10 +109,43 @@ struct net_conn *net_conn_accept(struct net_conns *conns, uv_stream_t *listener,
     conns->head = c;
     c->active_ms = uv_now(conns->loop);
     uv_tcp_nodelay(&c->tcp, 1); /* answers are small; a failure only costs latency */
-    if (*conns->n_open < conns->max_connections) {
+    if (__atomic_load_n(conns->n_open, __ATOMIC_RELAXED) < conns->max_connections) {
         c->counted = true;
-        (*conns->n_open)++;
+        __atomic_add_fetch(conns->n_open, 1, __ATOMIC_RELAXED);
     }
+    return c;
+}
+
+struct net_conn *net_conn_adopt(struct net_conns *conns, uv_os_sock_t fd) {
+    struct net_conn *c = calloc(1, conns->conn_bytes);
+    if (!c) {
+        fprintf(stderr, "nearestd: %s: out of memory\n", conns->name);
+        close(fd);
+        return NULL;
+    }
+    int ret = uv_tcp_init(conns->loop, &c->tcp);
+    if (ret < 0) {
+        fprintf(stderr, "nearestd: uv_tcp_init: %s\n", uv_strerror(ret));
+        free(c);
+        close(fd);
+        return NULL;
+    }
+    c->tcp.data = c;
+    c->conns = conns;
+    ret = uv_tcp_open(&c->tcp, fd);
+    if (ret < 0) {
+        fprintf(stderr, "nearestd: %s: uv_tcp_open: %s\n", conns->name, uv_strerror(ret));
+        close(fd); /* not the handle's: uv_tcp_open() failed */
+        uv_close((uv_handle_t *)&c->tcp, on_accept_failed_closed);
+        return NULL;
+    }
+    c->next = conns->head;
+    if (conns->head) {
+        conns->head->prev = c;
+    }
+    conns->head = c;
+    c->active_ms = uv_now(conns->loop);
+    c->counted = true;
     return c;
 }
 
@@ -125,7 +164,7 @@ void net_conn_close(struct net_conn *c) {
         c->next->prev = c->prev;
     }
     if (c->counted) {
-        (*conns->n_open)--;
+        __atomic_sub_fetch(conns->n_open, 1, __ATOMIC_RELAXED);
     }
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
     if (conns->on_closed) {

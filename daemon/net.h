@@ -41,7 +41,8 @@ struct net_conn {
 struct net_conns {
     uv_loop_t *loop;
     struct net_conn *head;        /* open connections, newest first */
-    uint64_t *n_open;             /* counted connections; the server's counter */
+    uint64_t *n_open;             /* counted connections; the server's counter, which
+                                   * several lists may share (atomic operations) */
     size_t max_connections;       /* connections beyond this are not counted */
     size_t conn_bytes;            /* size of the server's connection struct */
     const char *name;             /* for the log: "accept" or "http accept" */
@@ -82,6 +83,13 @@ int net_port(const uv_tcp_t *listener);
  * net_conn_close(); on_free frees it. Returns NULL, with one line logged,
  * when status is an error or the accept fails (nothing is left open). */
 struct net_conn *net_conn_accept(struct net_conns *conns, uv_stream_t *listener, int status);
+
+/* For a connection accepted on another loop's thread and handed over as a
+ * socket: wraps fd (owned from now on; closed on failure) in a connection
+ * on conns's loop, links it and sets active_ms, like net_conn_accept(). It
+ * is marked counted: the thread that accepted it has counted it in
+ * *conns->n_open already. Returns NULL, with one line logged, on failure. */
+struct net_conn *net_conn_adopt(struct net_conns *conns, uv_os_sock_t fd);
 
 /* Closes c, once: unlinks it, uncounts it, uv_close()s its socket (its
  * pending write callbacks run before on_free), then runs on_closed. */

@@ -102,6 +102,19 @@ bool reply_reuse(struct reply *r, char *buf, size_t cap) {
     return true;
 }
 
+static void put_bytes(struct reply *r, const char *s, size_t n);
+
+void reply_append(struct reply *r, struct reply *from) {
+    size_t len = 0;
+    bool failed = from->nomem;
+    char *buf = reply_take(from, &len);
+    if (buf) {
+        put_bytes(r, buf, len);
+        free(buf);
+    }
+    r->nomem = r->nomem || failed;
+}
+
 /* reserve() when the buffer is full or failed. */
 static bool reserve_grow(struct reply *r, size_t more) {
     if (r->nomem) {

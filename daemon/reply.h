@@ -137,6 +137,13 @@ char *reply_take_buffer(struct reply *r, size_t *len, size_t *cap);
  * caller's; otherwise returns true. */
 bool reply_reuse(struct reply *r, char *buf, size_t cap);
 
+/* Moves the finished answers `from` holds to the end of r's and leaves from
+ * empty (its buffer freed). A failed allocation, in either, marks r as
+ * failed (reply_failed()). For an answer built on one thread and sent by
+ * another: build it into a reply of its own, then append it to the
+ * connection's. */
+void reply_append(struct reply *r, struct reply *from);
+
 /* Says that the positions of the next success reply are in the coordinate
  * system named `crs` (a static string such as "gcj02"); JSON answers then state
  * it as a "crs" member. Applies to one reply_ok() only. */

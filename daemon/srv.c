@@ -30,13 +30,17 @@
  * nor had an answer taken by the kernel for idle_timeout_ms: a client that
  * trickles bytes without ending a line, and one that never reads its
  * answers, are both idle. A connection waiting for a group commit is not. */
+#define _GNU_SOURCE /* pthread_rwlockattr_setkind_np(): a reader lock that lets a writer in */
+#include <fcntl.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "auth.h"
 #include "net.h"
@@ -45,9 +49,12 @@
 
 #define SRV_PEER_BYTES 64 /* "[v6 address]:port" */
 
+struct srv_loop;
+
 struct srv_conn {
     struct net_conn net;          /* first: the socket, the list, closing, active_ms */
     struct srv *srv;
+    struct srv_loop *lp;          /* the loop (thread) that serves it, for good */
     struct proto_reader *reader;
     struct cmd_session session;
     struct reply out;             /* answers not yet handed to uv_write */
@@ -57,6 +64,16 @@ struct srv_conn {
     struct cmd_write *waiting;    /* this connection's write in the group commit */
     struct auth_conn auth;
     char peer[SRV_PEER_BYTES];    /* the client's address, for the log */
+    struct srv_conn *flush_next;  /* in lp->flush_head while flush_queued */
+    bool flush_queued;            /* its answers go out at the end of this loop iteration */
+    /* A write from a worker loop's connection, while the main loop has it:
+     * the main loop reads wsession (copied at hand-over) and builds the
+     * answer in `answer`, then hands the connection back through the
+     * worker's inbox (done_next). The worker alone touches everything else. */
+    struct cmd_session wsession;
+    struct reply answer;
+    struct srv_conn *done_next;
+    bool free_deferred;           /* closed while its write was away: freed on return */
 };
 
 struct srv_write {
@@ -82,12 +99,49 @@ struct srv_spares {
     size_t n_writes;
 };
 
+/* One event loop serving connections. Loop 0 is the caller's, on the
+ * caller's thread: it accepts, commits writes, reloads, and serves its share
+ * of the connections. Loops 1.. (--threads) each run on a thread of their
+ * own and serve only reads; their writes go to loop 0 (see "Threads").
+ * Everything here belongs to the loop's thread, except the inbox and the
+ * published counters, which their mutexes guard. */
+struct srv_loop {
+    struct srv *srv;
+    uv_loop_t *loop;
+    int index;                    /* 0 for the main loop */
+    struct net_conns conns;       /* counted in srv->n_open */
+    struct srv_spares spares;
+    struct cmd_stats stats;       /* this loop's counters; loop 0 also has the server's */
+    struct cmd_env env;
+    uv_timer_t sweep;             /* the idle timeout */
+    uv_check_t check;             /* after each poll: send answers, unlock, publish */
+    uv_prepare_t prepare;         /* workers: before each poll, unlock */
+    struct srv_conn *flush_head;  /* connections whose answers go out at the check */
+    bool read_locked;             /* workers: holds srv->lock to read the catalogue */
+    char read_buf[SRV_READ_BYTES]; /* every read lands here; proto_feed() copies */
+    bool read_buf_busy;
+    /* Workers only. */
+    bool closed;                  /* its handles are closing (set under inbox_lock) */
+    uv_loop_t own_loop;
+    uv_thread_t thread;
+    bool thread_started;
+    uv_async_t wake;              /* the inbox has something */
+    bool stopping;                /* draining: reads nothing more, closes when answered */
+    size_t n_away;                /* its connections' writes that the main loop has */
+    uv_mutex_t inbox_lock;
+    int *inbox_fds;               /* accepted sockets handed over, not yet adopted */
+    size_t n_inbox_fds, cap_inbox_fds;
+    struct srv_conn *inbox_done;  /* connections whose write came back (done_next) */
+    bool inbox_stop, inbox_kill;  /* srv_close() started; the drain timed out */
+    uv_mutex_t published_lock;
+    struct cmd_stats published;   /* a copy of stats, refreshed at every check */
+};
+
 struct srv {
     uv_loop_t *loop;
     uv_tcp_t listener;
     uv_signal_t sigint;
     uv_signal_t sigterm;
-    uv_timer_t sweep;             /* the idle timeout */
     uv_signal_t sighup;           /* reload the catalogue */
     uv_timer_t drain;             /* bounds the shutdown; started by srv_close() */
     bool drain_open;              /* drain was initialised and is not closed yet */
@@ -97,12 +151,19 @@ struct srv {
     struct srv_config cfg;
     bool stopping;
     struct catalog *catalog;
-    struct cmd_stats stats;
-    struct cmd_env env;
-    struct net_conns conns;       /* counted in stats.connections_open */
-    struct srv_spares spares;
-    char read_buf[SRV_READ_BYTES]; /* every read lands here; proto_feed() copies */
-    bool read_buf_busy;
+    struct srv_loop *loops;       /* n_loops of them; loops[0] is the main loop */
+    int n_loops;
+    unsigned next_loop;           /* round robin of new connections */
+    uint64_t n_open;              /* counted connections over every loop (atomic) */
+    pthread_rwlock_t lock;        /* the catalogue: workers read, the main loop writes */
+    bool lock_ready;
+    uv_async_t main_wake;         /* workers handed over writes, or finished */
+    bool main_wake_open;
+    uv_mutex_t main_inbox_lock;
+    struct cmd_write *inbox_head, *inbox_tail; /* writes from workers, in arrival order */
+    int workers_finished;         /* worker threads whose loops have ended */
+    int workers_running;          /* as far as the main loop knows */
+    int n_mutexes;                /* loops whose two mutexes are initialised */
     /* Group commit: writes queue here while a group runs on the thread pool;
      * when it completes, everything queued meanwhile becomes the next group. */
     struct store *store;
@@ -132,19 +193,36 @@ static void drain_check(struct srv *s);
 /* ---- Connection lifetime ---------------------------------------------------- */
 
 /* net_conns.on_free: the close callback's part. */
-static void conn_free(struct net_conn *nc) {
-    struct srv_conn *c = (struct srv_conn *)nc;
-    if (c->waiting) {
-        c->waiting->owner = NULL; /* the commit goes on; nobody to answer */
-    }
+static void conn_release(struct srv_conn *c) {
     proto_reader_free(c->reader);
     reply_close(&c->out);
+    reply_close(&c->answer);
     free(c);
 }
 
+static void conn_free(struct net_conn *nc) {
+    struct srv_conn *c = (struct srv_conn *)nc;
+    if (c->waiting) {
+        if (c->lp->index != 0) {
+            /* The main loop still has its write and will hand c back. */
+            c->free_deferred = true;
+            return;
+        }
+        c->waiting->owner = NULL; /* the commit goes on; nobody to answer */
+    }
+    conn_release(c);
+}
+
+static void worker_check_done(struct srv_loop *lp);
+
 /* net_conns.on_closed: a close may end the drain. */
 static void conn_closed(struct net_conns *conns) {
-    drain_check(conns->owner);
+    struct srv_loop *lp = conns->owner;
+    if (lp->index == 0) {
+        drain_check(lp->srv);
+    } else {
+        worker_check_done(lp);
+    }
 }
 
 static void srv_conn_close(struct srv_conn *c) {
@@ -154,8 +232,8 @@ static void srv_conn_close(struct srv_conn *c) {
 /* ---- Writing ------------------------------------------------------------------ */
 
 /* Keeps buf (cap bytes) for a later answer, or frees it. */
-static void spare_buffer_put(struct srv *s, char *buf, size_t cap) {
-    struct srv_spares *sp = &s->spares;
+static void spare_buffer_put(struct srv_loop *lp, char *buf, size_t cap) {
+    struct srv_spares *sp = &lp->spares;
     if (buf && cap <= SRV_SPARE_BUFFER_BYTES && sp->n_bufs < SRV_SPARES) {
         sp->bufs[sp->n_bufs] = buf;
         sp->caps[sp->n_bufs++] = cap;
@@ -166,20 +244,20 @@ static void spare_buffer_put(struct srv *s, char *buf, size_t cap) {
 
 /* Gives c's reply a kept buffer, if it has none and one is kept. */
 static void spare_buffer_lend(struct srv_conn *c) {
-    struct srv_spares *sp = &c->srv->spares;
+    struct srv_spares *sp = &c->lp->spares;
     if (sp->n_bufs > 0 && reply_reuse(&c->out, sp->bufs[sp->n_bufs - 1],
                                       sp->caps[sp->n_bufs - 1])) {
         sp->n_bufs--;
     }
 }
 
-static struct srv_write *spare_write_get(struct srv *s) {
-    struct srv_spares *sp = &s->spares;
+static struct srv_write *spare_write_get(struct srv_loop *lp) {
+    struct srv_spares *sp = &lp->spares;
     return sp->n_writes > 0 ? sp->writes[--sp->n_writes] : malloc(sizeof(struct srv_write));
 }
 
-static void spare_write_put(struct srv *s, struct srv_write *w) {
-    struct srv_spares *sp = &s->spares;
+static void spare_write_put(struct srv_loop *lp, struct srv_write *w) {
+    struct srv_spares *sp = &lp->spares;
     if (sp->n_writes < SRV_SPARES) {
         sp->writes[sp->n_writes++] = w;
     } else {
@@ -199,8 +277,8 @@ static void spares_free(struct srv_spares *sp) {
 static void on_write(uv_write_t *req, int status) {
     struct srv_write *w = (struct srv_write *)req;
     struct srv_conn *c = w->conn;
-    spare_buffer_put(c->srv, w->buf, w->cap);
-    spare_write_put(c->srv, w);
+    spare_buffer_put(c->lp, w->buf, w->cap);
+    spare_write_put(c->lp, w);
     c->writes_pending--;
     if (c->net.closing) {
         return;
@@ -209,7 +287,7 @@ static void on_write(uv_write_t *req, int status) {
         srv_conn_close(c);
         return;
     }
-    c->net.active_ms = uv_now(c->srv->loop);
+    c->net.active_ms = uv_now(c->lp->loop);
     if (c->close_after_write && c->writes_pending == 0 && !c->waiting) {
         srv_conn_close(c);
         return;
@@ -235,21 +313,21 @@ static void flush(struct srv_conn *c) {
     size_t len = 0, cap = 0;
     char *buf = reply_take_buffer(&c->out, &len, &cap);
     if (len == 0) {
-        spare_buffer_put(c->srv, buf, cap);
+        spare_buffer_put(c->lp, buf, cap);
         buf = NULL;
     }
     if (buf) {
         uv_buf_t whole = uv_buf_init(buf, (unsigned int)len);
         int sent = uv_try_write((uv_stream_t *)&c->net.tcp, &whole, 1);
         if (sent < 0 && sent != UV_EAGAIN) {
-            spare_buffer_put(c->srv, buf, cap);
+            spare_buffer_put(c->lp, buf, cap);
             srv_conn_close(c);
             return;
         }
         size_t off = sent > 0 ? (size_t)sent : 0;
         if (off == len) {
-            spare_buffer_put(c->srv, buf, cap);
-            c->net.active_ms = uv_now(c->srv->loop);
+            spare_buffer_put(c->lp, buf, cap);
+            c->net.active_ms = uv_now(c->lp->loop);
             buf = NULL;
         } else {
             memmove(buf, buf + off, len - off);
@@ -257,7 +335,7 @@ static void flush(struct srv_conn *c) {
         }
     }
     if (buf) {
-        struct srv_write *w = spare_write_get(c->srv);
+        struct srv_write *w = spare_write_get(c->lp);
         if (!w) {
             free(buf);
             srv_conn_close(c);
@@ -271,7 +349,7 @@ static void flush(struct srv_conn *c) {
         if (ret < 0) {
             /* The callback will not run: we still own w and buf. */
             free(buf);
-            spare_write_put(c->srv, w);
+            spare_write_put(c->lp, w);
             srv_conn_close(c);
             return;
         }
@@ -306,15 +384,15 @@ static size_t unsent_bytes(const struct srv_conn *c) {
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     (void)suggested;
     struct srv_conn *c = h->data;
-    struct srv *s = c->srv;
+    struct srv_loop *lp = c->lp;
     /* The read callback consumes the bytes before the next allocation, so one
-     * buffer serves every connection. */
-    if (s->read_buf_busy) {
+     * buffer serves every connection of the loop. */
+    if (lp->read_buf_busy) {
         *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
         return;
     }
-    s->read_buf_busy = true;
-    *buf = uv_buf_init(s->read_buf, sizeof s->read_buf);
+    lp->read_buf_busy = true;
+    *buf = uv_buf_init(lp->read_buf, sizeof lp->read_buf);
 }
 
 static void write_enqueue(struct srv_conn *c);
@@ -324,6 +402,13 @@ static void write_enqueue(struct srv_conn *c);
  * paused and the rest waits in the reader). */
 static void run_lines(struct srv_conn *c) {
     struct srv *s = c->srv;
+    struct srv_loop *lp = c->lp;
+    if (lp->index != 0 && !lp->read_locked) {
+        /* Held until this iteration's check or the next prepare, so one lock
+         * covers every request a worker runs before it polls again. */
+        pthread_rwlock_rdlock(&s->lock);
+        lp->read_locked = true;
+    }
     spare_buffer_lend(c);
     for (;;) {
         if (unsent_bytes(c) > s->cfg.max_output_bytes) {
@@ -348,11 +433,11 @@ static void run_lines(struct srv_conn *c) {
             return;
         }
         if (st == PROTO_LINE) {
-            c->net.active_ms = uv_now(s->loop);
+            c->net.active_ms = uv_now(lp->loop);
             c->out.format = c->session.format;
             if (memchr(line, '\0', len)) {
                 /* auth_gate() answers a line holding a NUL byte, ERR SYNTAX. */
-                auth_gate(&s->cfg.auth, &c->auth, line, len, &c->out, &s->stats, c->peer,
+                auth_gate(&s->cfg.auth, &c->auth, line, len, &c->out, &lp->stats, c->peer,
                           NULL);
                 continue;
             }
@@ -367,7 +452,7 @@ static void run_lines(struct srv_conn *c) {
             enum auth_verdict verdict =
                 split < 0 ? AUTH_PASS
                           : auth_gate_argv(&s->cfg.auth, &c->auth, argc, argv, &c->out,
-                                           &s->stats, c->peer, &row);
+                                           &lp->stats, c->peer, &row);
             if (verdict == AUTH_CLOSE) {
                 c->close_after_write = true;
                 return;
@@ -378,12 +463,12 @@ static void run_lines(struct srv_conn *c) {
             /* The gate has looked the command up: its row, -1 for none. */
             size_t n_specs = 0;
             const struct cmd_spec *spec = row >= 0 ? cmd_table(&n_specs) + row : NULL;
-            int ret = split < 0 ? cmd_answer_split_error(&s->env, &c->session, &c->out)
-                                : cmd_dispatch_spec(&s->env, &c->session, spec, argc, argv,
+            int ret = split < 0 ? cmd_answer_split_error(&lp->env, &c->session, &c->out)
+                                : cmd_dispatch_spec(&lp->env, &c->session, spec, argc, argv,
                                                     &c->out);
             if (row >= 0 && row < CMD_MAX_COMMANDS) {
-                s->stats.requests_by_cmd[row]++;
-                s->stats.errors_by_cmd[row] += ret < 0; /* a write's error: after its commit */
+                lp->stats.requests_by_cmd[row]++;
+                lp->stats.errors_by_cmd[row] += ret < 0; /* a write's error: after its commit */
             }
             if (ret == CMD_QUEUED) {
                 write_enqueue(c);
@@ -398,8 +483,8 @@ static void run_lines(struct srv_conn *c) {
         c->out.format = c->session.format;
         reply_err(&c->out, CMD_ERR_LIMIT, "request line longer than %d bytes; closing",
                   PROTO_MAX_LINE_BYTES);
-        s->stats.requests++;
-        s->stats.errors++;
+        lp->stats.requests++;
+        lp->stats.errors++;
         c->close_after_write = true;
         return;
     }
@@ -407,8 +492,8 @@ static void run_lines(struct srv_conn *c) {
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     struct srv_conn *c = stream->data;
-    if (buf->base == c->srv->read_buf) {
-        c->srv->read_buf_busy = false; /* consumed below, before returning */
+    if (buf->base == c->lp->read_buf) {
+        c->lp->read_buf_busy = false; /* consumed below, before returning */
     }
     if (c->net.closing || nread == 0) {
         return;
@@ -432,7 +517,14 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
         return;
     }
     run_lines(c);
-    flush(c);
+    if (!c->flush_queued && !c->net.closing) {
+        /* Answered at the end of this loop iteration, after every socket that
+         * polled readable has been read (as Redis does before it sleeps): the
+         * client, woken by the first answer, finds the others waiting. */
+        c->flush_queued = true;
+        c->flush_next = c->lp->flush_head;
+        c->lp->flush_head = c;
+    }
 }
 
 /* Starts reading again a connection whose reading was stopped, for
@@ -489,29 +581,55 @@ static void on_group_work(uv_work_t *req) {
     s->db_bytes_after = db_size_bytes(s->cfg.db_path); /* off the loop: stat() may block */
 }
 
+static void hand_back(struct srv_conn *c);
+
+/* Runs on the main loop when a group has committed. First, under the
+ * catalogue's writer lock (with worker loops; they read it meanwhile
+ * otherwise), every write is applied and answered; then each connection on
+ * this loop goes on with its pipeline, and each on a worker is handed back
+ * to its loop with its answer. Two writes of a group never share a
+ * connection, which waits for its write before it runs more requests. */
 static void on_group_done(uv_work_t *req, int status) {
     struct srv *s = req->data;
-    struct cmd_write *w = s->group;
+    struct srv_loop *main_lp = &s->loops[0];
+    struct cmd_write *group = s->group;
     s->group = NULL;
-    s->stats.db_bytes = s->db_bytes_after;
-    while (w) {
-        struct cmd_write *next = w->next;
+    main_lp->stats.db_bytes = s->db_bytes_after;
+    if (s->n_loops > 1) {
+        pthread_rwlock_wrlock(&s->lock);
+    }
+    for (struct cmd_write *w = group; w; w = w->next) {
         int row = (unsigned)w->kind < 3 ? s->write_rows[w->kind] : -1;
         if (w->result != 0 && row >= 0 && row < CMD_MAX_COMMANDS) {
-            s->stats.errors_by_cmd[row]++;
+            main_lp->stats.errors_by_cmd[row]++;
         }
         if (status < 0 && w->result == 0) {
             w->result = STORE_ERR_IO; /* cancelled: cannot happen, nothing cancels */
             snprintf(w->message, sizeof w->message, "%s", uv_strerror(status));
         }
         struct srv_conn *c = w->owner;
+        if (c && c->lp != main_lp) {
+            /* The worker keeps c alive until it is handed back, closed or not. */
+            reply_init(&c->answer);
+            cmd_write_finish(&main_lp->env, &c->wsession, w, &c->answer);
+            continue;
+        }
         if (c && c->net.closing) {
             c->waiting = NULL;
-            c = NULL;
+            w->owner = c = NULL;
         }
-        cmd_write_finish(&s->env, c ? &c->session : NULL, w, c ? &c->out : NULL);
-        cmd_write_free(w);
-        if (c) {
+        cmd_write_finish(&main_lp->env, c ? &c->session : NULL, w, c ? &c->out : NULL);
+    }
+    if (s->n_loops > 1) {
+        pthread_rwlock_unlock(&s->lock);
+    }
+    while (group) {
+        struct cmd_write *next = group->next;
+        struct srv_conn *c = group->owner;
+        cmd_write_free(group);
+        if (c && c->lp != main_lp) {
+            hand_back(c);
+        } else if (c) {
             c->waiting = NULL;
             if (s->stopping) {
                 flush(c); /* the answer, then the close srv_close() asked for */
@@ -521,7 +639,7 @@ static void on_group_done(uv_work_t *req, int status) {
                 srv_conn_resume(c); /* reading stopped while the write waited */
             }
         }
-        w = next;
+        group = next;
     }
     group_next(s);
 }
@@ -533,7 +651,7 @@ static void group_start(struct srv *s) {
     }
     s->group = s->queue_head;
     s->queue_head = s->queue_tail = NULL;
-    s->stats.write_groups++;
+    s->loops[0].stats.write_groups++;
     s->work.data = s;
     int ret = uv_queue_work(s->loop, &s->work, on_group_work, on_group_done);
     if (ret < 0) {
@@ -546,21 +664,308 @@ static void group_start(struct srv *s) {
     }
 }
 
-/* Takes the write the session just queued and adds it to the next group. */
-static void write_enqueue(struct srv_conn *c) {
-    struct srv *s = c->srv;
-    struct cmd_write *w = c->session.pending;
-    c->session.pending = NULL;
-    w->owner = c;
+/* Adds w to the queue of the next group (main loop). */
+static void queue_append(struct srv *s, struct cmd_write *w) {
     w->next = NULL;
-    c->waiting = w;
     if (s->queue_tail) {
         s->queue_tail->next = w;
     } else {
         s->queue_head = w;
     }
     s->queue_tail = w;
+}
+
+/* Takes the write the session just queued and adds it to the next group:
+ * directly on the main loop; from a worker, through the main loop's inbox,
+ * with the session's format and CRS copied for the answer. */
+static void write_enqueue(struct srv_conn *c) {
+    struct srv *s = c->srv;
+    struct cmd_write *w = c->session.pending;
+    c->session.pending = NULL;
+    w->owner = c;
+    c->waiting = w;
+    if (c->lp->index == 0) {
+        queue_append(s, w);
+        group_start(s);
+        return;
+    }
+    c->wsession = c->session;
+    c->wsession.pending = NULL;
+    c->lp->n_away++;
+    w->next = NULL;
+    uv_mutex_lock(&s->main_inbox_lock);
+    if (s->inbox_tail) {
+        s->inbox_tail->next = w;
+    } else {
+        s->inbox_head = w;
+    }
+    s->inbox_tail = w;
+    uv_async_send(&s->main_wake);
+    uv_mutex_unlock(&s->main_inbox_lock);
+}
+
+/* ---- Threads -------------------------------------------------------------------
+ *
+ * With --threads N, loops 1..N-1 run on threads of their own (worker_run())
+ * and serve the connections the main loop hands them (hand_over()). What
+ * they share with the main loop, and how:
+ *   - the catalogue: a worker takes srv->lock for reading before it runs its
+ *     first request of a loop iteration and drops it before it polls again
+ *     (on_check(), on_prepare()), so it never holds it while blocked; the
+ *     main loop takes it for writing only to apply a group's writes and to
+ *     swap in a reloaded catalogue. The lock prefers writers, so a stream of
+ *     reads on the workers cannot hold a commit's answers back; the main
+ *     loop's own reads need no lock, since only its thread writes;
+ *   - writes: handed to the main loop's inbox (write_enqueue()), committed
+ *     in the next group, applied and answered there into the connection's
+ *     `answer`, and the connection handed back through its worker's inbox
+ *     (hand_back()), where the answer joins its output. The connection
+ *     reads nothing meanwhile, as on the main loop, so answers stay in order;
+ *     one closed meanwhile is freed only when it comes back;
+ *   - counters: each loop counts into its own struct cmd_stats and
+ *     publishes a copy at the end of every iteration, before it sends that
+ *     iteration's answers; STATS adds the copies of the other loops to its
+ *     own loop's counters (stats_total()). Open connections are one atomic
+ *     count (srv->n_open);
+ *   - the failed-AUTH bucket has its own lock (auth.h).
+ * Shutdown: srv_close() asks each worker to drain (inbox_stop); a worker
+ * closes its handles once its connections are closed and none of its writes
+ * is away, its loop ends, and the thread tells the main loop, whose drain
+ * waits for every worker; srv_free() joins the threads. */
+
+static bool conn_start(struct srv_conn *c, struct srv_loop *lp);
+
+/* Sends c, whose write the main loop has answered or dropped, back to its
+ * worker loop (main loop). */
+static void hand_back(struct srv_conn *c) {
+    struct srv_loop *lp = c->lp;
+    uv_mutex_lock(&lp->inbox_lock);
+    c->done_next = lp->inbox_done;
+    lp->inbox_done = c;
+    uv_async_send(&lp->wake); /* the worker cannot have closed it: a write is away */
+    uv_mutex_unlock(&lp->inbox_lock);
+}
+
+/* Frees a write that will not be committed; its client gets no answer. */
+static void drop_write(struct cmd_write *w) {
+    struct srv_conn *c = w->owner;
+    cmd_write_free(w);
+    if (c && c->lp->index != 0) {
+        reply_init(&c->answer); /* nothing to say */
+        hand_back(c);
+    } else if (c) {
+        c->waiting = NULL;
+    }
+}
+
+/* Sets a worker's stop or kill flag and wakes it, unless its loop is over. */
+static void worker_post(struct srv_loop *lp, bool kill) {
+    uv_mutex_lock(&lp->inbox_lock);
+    if (!lp->closed) {
+        lp->inbox_stop = true;
+        lp->inbox_kill = lp->inbox_kill || kill;
+        uv_async_send(&lp->wake);
+    }
+    uv_mutex_unlock(&lp->inbox_lock);
+}
+
+/* Main loop: writes handed over by workers, and workers that finished. */
+static void on_main_wake(uv_async_t *h) {
+    struct srv *s = h->data;
+    uv_mutex_lock(&s->main_inbox_lock);
+    struct cmd_write *w = s->inbox_head;
+    s->inbox_head = s->inbox_tail = NULL;
+    s->workers_running = s->n_loops - 1 - s->workers_finished;
+    uv_mutex_unlock(&s->main_inbox_lock);
+    while (w) {
+        struct cmd_write *next = w->next;
+        if (s->drain_expired) {
+            drop_write(w);
+        } else {
+            queue_append(s, w);
+        }
+        w = next;
+    }
     group_start(s);
+    drain_check(s);
+}
+
+/* Adds the counters of `from` to `to`. */
+static void stats_add(struct cmd_stats *to, const struct cmd_stats *from) {
+    to->requests += from->requests;
+    to->errors += from->errors;
+    to->writes += from->writes;
+    to->write_groups += from->write_groups;
+    to->connections_total += from->connections_total;
+    to->started_unix += from->started_unix; /* the main loop's; 0 elsewhere */
+    to->db_bytes += from->db_bytes;         /* likewise */
+    for (size_t i = 0; i < CMD_MAX_COMMANDS; i++) {
+        to->requests_by_cmd[i] += from->requests_by_cmd[i];
+        to->errors_by_cmd[i] += from->errors_by_cmd[i];
+    }
+}
+
+/* cmd_env.stats_total: this loop's counters and the other loops' copies. */
+static void stats_total(void *arg, struct cmd_stats *out) {
+    struct srv_loop *lp = arg;
+    struct srv *s = lp->srv;
+    *out = lp->stats;
+    for (int i = 0; i < s->n_loops; i++) {
+        struct srv_loop *other = &s->loops[i];
+        if (other != lp) {
+            uv_mutex_lock(&other->published_lock);
+            stats_add(out, &other->published);
+            uv_mutex_unlock(&other->published_lock);
+        }
+    }
+    out->connections_open = __atomic_load_n(&s->n_open, __ATOMIC_RELAXED);
+}
+
+static void read_unlock(struct srv_loop *lp) {
+    if (lp->read_locked) {
+        lp->read_locked = false;
+        pthread_rwlock_unlock(&lp->srv->lock);
+    }
+}
+
+/* End of a loop iteration's I/O: publish the counters, let a writer in,
+ * then send the answers the reads produced. */
+static void on_check(uv_check_t *h) {
+    struct srv_loop *lp = h->data;
+    if (lp->srv->n_loops > 1) {
+        uv_mutex_lock(&lp->published_lock);
+        lp->published = lp->stats;
+        uv_mutex_unlock(&lp->published_lock);
+    }
+    read_unlock(lp);
+    while (lp->flush_head) {
+        struct srv_conn *c = lp->flush_head;
+        lp->flush_head = c->flush_next;
+        c->flush_queued = false;
+        if (!c->net.closing) {
+            flush(c);
+        }
+    }
+}
+
+/* Workers: never hold the reader lock while blocked in poll. */
+static void on_prepare(uv_prepare_t *h) {
+    read_unlock(h->data);
+}
+
+/* A worker's drain: stop reading everything; close each connection once
+ * its answers are sent (srv_conn_drain()). */
+static void srv_conn_drain(struct srv_conn *c);
+
+static void worker_drain(struct srv_loop *lp) {
+    lp->stopping = true;
+    struct srv_conn *next = NULL;
+    for (struct srv_conn *c = (struct srv_conn *)lp->conns.head; c; c = next) {
+        next = (struct srv_conn *)c->net.next;
+        srv_conn_drain(c);
+    }
+}
+
+static void on_worker_handle_closed(uv_handle_t *h) {
+    (void)h; /* the loop ends when the last one is closed */
+}
+
+/* Ends a draining worker's loop once nothing is left to answer. */
+static void worker_check_done(struct srv_loop *lp) {
+    if (!lp->stopping || lp->conns.head || lp->n_away > 0) {
+        return;
+    }
+    uv_mutex_lock(&lp->inbox_lock);
+    bool was_closed = lp->closed;
+    lp->closed = true; /* no uv_async_send() from now on */
+    uv_mutex_unlock(&lp->inbox_lock);
+    if (was_closed) {
+        return;
+    }
+    read_unlock(lp);
+    uv_close((uv_handle_t *)&lp->wake, on_worker_handle_closed);
+    uv_close((uv_handle_t *)&lp->sweep, on_worker_handle_closed);
+    uv_close((uv_handle_t *)&lp->check, on_worker_handle_closed);
+    uv_close((uv_handle_t *)&lp->prepare, on_worker_handle_closed);
+}
+
+/* Worker: adopts handed-over sockets, takes back answered writes, and
+ * starts the drain or the final close that the main loop asked for. */
+static void on_worker_wake(uv_async_t *h) {
+    struct srv_loop *lp = h->data;
+    struct srv *s = lp->srv;
+    uv_mutex_lock(&lp->inbox_lock);
+    int fds[64];
+    size_t n_fds = lp->n_inbox_fds < 64 ? lp->n_inbox_fds : 64;
+    memcpy(fds, lp->inbox_fds, n_fds * sizeof *fds);
+    memmove(lp->inbox_fds, lp->inbox_fds + n_fds, (lp->n_inbox_fds - n_fds) * sizeof *fds);
+    lp->n_inbox_fds -= n_fds;
+    if (lp->n_inbox_fds > 0) {
+        uv_async_send(&lp->wake); /* the rest in the next iteration */
+    }
+    struct srv_conn *done = lp->inbox_done;
+    lp->inbox_done = NULL;
+    bool stop = lp->inbox_stop, kill = lp->inbox_kill;
+    uv_mutex_unlock(&lp->inbox_lock);
+
+    for (size_t i = 0; i < n_fds; i++) {
+        struct srv_conn *c = NULL;
+        if (!lp->stopping) {
+            c = (struct srv_conn *)net_conn_adopt(&lp->conns, fds[i]);
+        } else {
+            close(fds[i]);
+        }
+        if (!c) {
+            __atomic_sub_fetch(&s->n_open, 1, __ATOMIC_RELAXED);
+            continue;
+        }
+        if (conn_start(c, lp) &&
+            uv_read_start((uv_stream_t *)&c->net.tcp, on_alloc, on_read) < 0) {
+            srv_conn_close(c);
+        }
+    }
+    while (done) {
+        struct srv_conn *c = done;
+        done = c->done_next;
+        lp->n_away--;
+        c->waiting = NULL;
+        if (c->free_deferred) {
+            conn_release(c);
+            continue;
+        }
+        if (c->net.closing) {
+            reply_close(&c->answer); /* its close callback frees the rest */
+            continue;
+        }
+        reply_append(&c->out, &c->answer);
+        if (lp->stopping) {
+            flush(c);
+        } else {
+            run_lines(c);
+            flush(c);
+            srv_conn_resume(c);
+        }
+    }
+    if (stop && !lp->stopping) {
+        worker_drain(lp);
+    }
+    if (kill) {
+        while (lp->conns.head) {
+            net_conn_close(lp->conns.head);
+        }
+    }
+    worker_check_done(lp);
+}
+
+/* A worker thread: runs its loop until worker_check_done() closes it. */
+static void worker_run(void *arg) {
+    struct srv_loop *lp = arg;
+    struct srv *s = lp->srv;
+    uv_run(lp->loop, UV_RUN_DEFAULT);
+    uv_mutex_lock(&s->main_inbox_lock);
+    s->workers_finished++;
+    uv_async_send(&s->main_wake); /* under the lock: the main loop closes it after */
+    uv_mutex_unlock(&s->main_inbox_lock);
 }
 
 /* ---- Accepting ------------------------------------------------------------------ */
@@ -599,27 +1004,104 @@ static uint64_t idle_limit_ms(struct net_conn *nc, uint64_t now) {
 }
 
 static void on_sweep(uv_timer_t *t) {
-    struct srv *s = t->data;
-    net_conns_sweep(&s->conns, idle_limit_ms);
+    struct srv_loop *lp = t->data;
+    net_conns_sweep(&lp->conns, idle_limit_ms);
 }
 
-static void on_connection(uv_stream_t *listener, int status) {
-    struct srv *s = listener->data;
-    struct srv_conn *c = (struct srv_conn *)net_conn_accept(&s->conns, listener, status);
-    if (!c) {
-        return;
-    }
-    c->srv = s;
+/* Sets up a connection just accepted or adopted on lp; false when it had to
+ * be closed (out of memory). */
+static bool conn_start(struct srv_conn *c, struct srv_loop *lp) {
+    c->srv = lp->srv;
+    c->lp = lp;
     cmd_session_init(&c->session);
     reply_init(&c->out);
+    reply_init(&c->answer);
     c->reader = proto_reader_new(PROTO_MAX_LINE_BYTES);
     if (!c->reader) {
         fprintf(stderr, "nearestd: accept: %s\n", uv_strerror(UV_ENOMEM));
         srv_conn_close(c);
-        return;
+        return false;
     }
     describe_peer(c);
-    c->auth.limiter = &s->auth_limit;
+    c->auth.limiter = &lp->srv->auth_limit;
+    return true;
+}
+
+static void on_handle_free(uv_handle_t *h) {
+    free(h);
+}
+
+/* With worker loops, every n-th new connection stays on the main loop and
+ * the others are accepted here and handed over, as a socket, to the next
+ * worker in turn, which adopts it (on_worker_wake()). Returns false when
+ * the connection is the main loop's to accept: its turn, or the cap is
+ * reached (the main loop turns it away). */
+static bool hand_over(struct srv *s, uv_stream_t *listener) {
+    if (s->n_loops == 1) {
+        return false;
+    }
+    unsigned pick = s->next_loop++ % (unsigned)s->n_loops;
+    if (pick == 0 || __atomic_load_n(&s->n_open, __ATOMIC_RELAXED) >= s->cfg.max_connections) {
+        return false;
+    }
+    struct srv_loop *lp = &s->loops[pick];
+    uv_tcp_t *tmp = malloc(sizeof *tmp);
+    if (!tmp || uv_tcp_init(s->loop, tmp) < 0) {
+        fprintf(stderr, "nearestd: accept: out of memory\n");
+        free(tmp);
+        return false; /* the main loop tries, and logs what happens */
+    }
+    int ret = uv_accept(listener, (uv_stream_t *)tmp);
+    int fd = -1;
+    uv_os_fd_t sock;
+    if (ret == 0 && (ret = uv_fileno((uv_handle_t *)tmp, &sock)) == 0) {
+        uv_tcp_nodelay(tmp, 1); /* a socket option: the copy has it too */
+        fd = fcntl(sock, F_DUPFD_CLOEXEC, 0);
+        ret = fd < 0 ? uv_translate_sys_error(errno) : 0;
+    }
+    uv_close((uv_handle_t *)tmp, on_handle_free); /* closes its copy of the socket */
+    if (ret < 0) {
+        fprintf(stderr, "nearestd: accept: %s\n", uv_strerror(ret));
+        return true;
+    }
+    __atomic_add_fetch(&s->n_open, 1, __ATOMIC_RELAXED);
+    s->loops[0].stats.connections_total++;
+    bool handed = false;
+    uv_mutex_lock(&lp->inbox_lock);
+    if (!lp->inbox_stop) {
+        if (lp->n_inbox_fds == lp->cap_inbox_fds) {
+            size_t cap = lp->cap_inbox_fds ? 2 * lp->cap_inbox_fds : 16;
+            int *fds = realloc(lp->inbox_fds, cap * sizeof *fds);
+            if (fds) {
+                lp->inbox_fds = fds;
+                lp->cap_inbox_fds = cap;
+            }
+        }
+        if (lp->n_inbox_fds < lp->cap_inbox_fds) {
+            lp->inbox_fds[lp->n_inbox_fds++] = fd;
+            uv_async_send(&lp->wake);
+            handed = true;
+        }
+    }
+    uv_mutex_unlock(&lp->inbox_lock);
+    if (!handed) {
+        fprintf(stderr, "nearestd: accept: %s\n", uv_strerror(UV_ENOMEM));
+        close(fd);
+        __atomic_sub_fetch(&s->n_open, 1, __ATOMIC_RELAXED);
+    }
+    return true;
+}
+
+static void on_connection(uv_stream_t *listener, int status) {
+    struct srv *s = listener->data;
+    if (status == 0 && hand_over(s, listener)) {
+        return;
+    }
+    struct srv_loop *lp = &s->loops[0];
+    struct srv_conn *c = (struct srv_conn *)net_conn_accept(&lp->conns, listener, status);
+    if (!c || !conn_start(c, lp)) {
+        return;
+    }
     if (!c->net.counted) {
         /* Turned away: one answer, then closed; it never counts as open. */
         c->out.format = REPLY_TEXT;
@@ -629,7 +1111,7 @@ static void on_connection(uv_stream_t *listener, int status) {
         flush(c);
         return;
     }
-    s->stats.connections_total++;
+    lp->stats.connections_total++;
     int ret = uv_read_start((uv_stream_t *)&c->net.tcp, on_alloc, on_read);
     if (ret < 0) {
         srv_conn_close(c);
@@ -641,6 +1123,12 @@ static void on_connection(uv_stream_t *listener, int status) {
 static void on_server_handle_closed(uv_handle_t *h) {
     struct srv *s = h->data;
     s->n_open_handles--;
+}
+
+/* For the main loop's own handles (sweep, check), whose data is the loop. */
+static void on_main_loop_handle_closed(uv_handle_t *h) {
+    struct srv_loop *lp = h->data;
+    lp->srv->n_open_handles--;
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -671,10 +1159,17 @@ static void on_signal(uv_signal_t *h, int signum) {
  * SIGTERM or a SIGHUP is logged and ignored rather than taking its default
  * action (ending the process). */
 static void drain_check(struct srv *s) {
-    if (!s->stopping || s->closed || s->conns.head || s->group || s->queue_head || s->reloading) {
+    if (!s->stopping || s->closed || s->loops[0].conns.head || s->group || s->queue_head ||
+        s->reloading || s->workers_running > 0) {
         return;
     }
     s->closed = true;
+    uv_close((uv_handle_t *)&s->loops[0].check, on_main_loop_handle_closed);
+    if (s->main_wake_open) {
+        /* Every worker has finished, and sent its last wake-up before that. */
+        s->main_wake_open = false;
+        uv_close((uv_handle_t *)&s->main_wake, on_server_handle_closed);
+    }
     uv_close((uv_handle_t *)&s->sigint, on_server_handle_closed);
     uv_close((uv_handle_t *)&s->sigterm, on_server_handle_closed);
     uv_close((uv_handle_t *)&s->sighup, on_server_handle_closed);
@@ -689,26 +1184,23 @@ static void queue_drop(struct srv *s) {
     while (s->queue_head) {
         struct cmd_write *w = s->queue_head;
         s->queue_head = w->next;
-        if (w->owner) {
-            ((struct srv_conn *)w->owner)->waiting = NULL;
-        }
-        cmd_write_free(w);
+        drop_write(w);
     }
     s->queue_tail = NULL;
 }
 
 static void on_drain_expired(uv_timer_t *t) {
     struct srv *s = t->data;
-    size_t n_conns = 0;
-    for (struct net_conn *c = s->conns.head; c; c = c->next) {
-        n_conns++;
-    }
+    size_t n_conns = __atomic_load_n(&s->n_open, __ATOMIC_RELAXED);
     fprintf(stderr, "nearestd: shutdown: %zu connections still busy after %llu ms; closing "
                     "them\n", n_conns, (unsigned long long)s->cfg.drain_timeout_ms);
     s->drain_expired = true;
     queue_drop(s);
-    while (s->conns.head) {
-        net_conn_close(s->conns.head);
+    while (s->loops[0].conns.head) {
+        net_conn_close(s->loops[0].conns.head);
+    }
+    for (int i = 1; i < s->n_loops; i++) {
+        worker_post(&s->loops[i], true);
     }
     drain_check(s);
 }
@@ -733,7 +1225,10 @@ void srv_close(struct srv *s) {
         s->close_hook(s->close_hook_arg);
     }
     uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
-    uv_close((uv_handle_t *)&s->sweep, on_server_handle_closed);
+    uv_close((uv_handle_t *)&s->loops[0].sweep, on_main_loop_handle_closed);
+    for (int i = 1; i < s->n_loops; i++) {
+        worker_post(&s->loops[i], false);
+    }
     if (uv_timer_init(s->loop, &s->drain) == 0) {
         s->drain.data = s;
         s->drain_open = true;
@@ -744,12 +1239,17 @@ void srv_close(struct srv *s) {
         queue_drop(s);
     }
     struct srv_conn *next = NULL;
-    for (struct srv_conn *c = (struct srv_conn *)s->conns.head; c; c = next) {
+    for (struct srv_conn *c = (struct srv_conn *)s->loops[0].conns.head; c; c = next) {
         next = (struct srv_conn *)c->net.next; /* srv_conn_drain() may unlink c */
         if (s->drain_expired) {
             srv_conn_close(c);
         } else {
             srv_conn_drain(c);
+        }
+    }
+    if (s->drain_expired) {
+        for (int i = 1; i < s->n_loops; i++) {
+            worker_post(&s->loops[i], true);
         }
     }
     group_start(s); /* the queue, if no group runs and no reload holds it */
@@ -814,8 +1314,16 @@ static void on_reload_done(uv_work_t *req, int status) {
         catalog_free(fresh);
     } else {
         struct catalog *old = s->catalog;
+        if (s->n_loops > 1) {
+            pthread_rwlock_wrlock(&s->lock);
+        }
         s->catalog = fresh;
-        s->env.catalog = fresh;
+        for (int i = 0; i < s->n_loops; i++) {
+            s->loops[i].env.catalog = fresh;
+        }
+        if (s->n_loops > 1) {
+            pthread_rwlock_unlock(&s->lock);
+        }
         if (s->reload_hook) {
             s->reload_hook(s->reload_hook_arg, fresh);
         }
@@ -886,17 +1394,37 @@ void srv_on_close(struct srv *s, void (*fn)(void *arg), void *arg) {
 }
 
 void srv_free(struct srv *s) {
-    if (s) {
-        spares_free(&s->spares);
+    if (!s) {
+        return;
     }
-    if (s && s->cfg.owns_catalog) {
+    for (int i = 0; i < s->n_loops; i++) {
+        struct srv_loop *lp = &s->loops[i];
+        if (lp->thread_started) {
+            uv_thread_join(&lp->thread);
+        }
+        if (i > 0 && lp->loop) {
+            (void)uv_loop_close(lp->loop); /* every handle was closed before it ended */
+        }
+        spares_free(&lp->spares);
+        free(lp->inbox_fds);
+    }
+    for (int i = 0; i < s->n_mutexes; i++) {
+        uv_mutex_destroy(&s->loops[i].inbox_lock);
+        uv_mutex_destroy(&s->loops[i].published_lock);
+    }
+    if (s->lock_ready) {
+        pthread_rwlock_destroy(&s->lock);
+        uv_mutex_destroy(&s->main_inbox_lock);
+    }
+    if (s->cfg.owns_catalog) {
         catalog_free(s->catalog);
     }
+    free(s->loops);
     free(s);
 }
 
 struct cmd_stats *srv_stats(struct srv *s) {
-    return &s->stats;
+    return &s->loops[0].stats;
 }
 
 int srv_port(const struct srv *s) {
@@ -922,11 +1450,90 @@ int srv_open(uv_loop_t *loop, struct catalog *catalog, struct store *store, cons
     return srv_open_config(loop, catalog, store, host, port, &cfg, out, err, err_len);
 }
 
+/* The part of a loop's set-up that is the same on every thread. */
+static void loop_setup(struct srv *s, struct srv_loop *lp, int index, uv_loop_t *loop) {
+    lp->srv = s;
+    lp->loop = loop;
+    lp->index = index;
+    net_conns_init(&lp->conns, loop, lp, sizeof(struct srv_conn), &s->n_open,
+                   s->cfg.max_connections, "accept", conn_free, conn_closed);
+    lp->env.catalog = s->catalog;
+    lp->env.stats = &lp->stats;
+    lp->env.stats_total = stats_total;
+    lp->env.stats_total_arg = lp;
+    lp->sweep.data = lp;
+    lp->check.data = lp;
+    lp->prepare.data = lp;
+    lp->wake.data = lp;
+}
+
+/* Stops and joins workers 1..n-1 that were started (open's failure path). */
+static void workers_stop(struct srv *s, int n) {
+    for (int i = 1; i < n; i++) {
+        struct srv_loop *lp = &s->loops[i];
+        if (lp->thread_started) {
+            worker_post(lp, true);
+            uv_thread_join(&lp->thread);
+            lp->thread_started = false;
+        }
+    }
+}
+
+/* Sets up loops 1..n_loops-1 and starts their threads. On failure, stops
+ * those started, leaves everything closed, and returns a libuv error. */
+static int workers_start(struct srv *s, char *err, size_t err_len) {
+    for (int i = 1; i < s->n_loops; i++) {
+        struct srv_loop *lp = &s->loops[i];
+        int ret = uv_loop_init(&lp->own_loop);
+        if (ret < 0) {
+            snprintf(err, err_len, "uv_loop_init: %s", uv_strerror(ret));
+            workers_stop(s, i);
+            return ret;
+        }
+        loop_setup(s, lp, i, &lp->own_loop);
+        /* On a loop of its own, not yet running: these cannot fail but for
+         * an eventfd (the async); then every handle is closed again. */
+        uv_timer_init(lp->loop, &lp->sweep);
+        uv_check_init(lp->loop, &lp->check);
+        uv_prepare_init(lp->loop, &lp->prepare);
+        ret = uv_async_init(lp->loop, &lp->wake, on_worker_wake);
+        if (ret == 0) {
+            ret = net_sweep_start(&lp->sweep, s->cfg.idle_timeout_ms, on_sweep);
+        }
+        if (ret == 0) {
+            uv_check_start(&lp->check, on_check);
+            uv_prepare_start(&lp->prepare, on_prepare);
+            ret = uv_thread_create(&lp->thread, worker_run, lp);
+        }
+        if (ret < 0) {
+            snprintf(err, err_len, "cannot start loop thread %d: %s", i, uv_strerror(ret));
+            uv_close((uv_handle_t *)&lp->sweep, NULL);
+            uv_close((uv_handle_t *)&lp->check, NULL);
+            uv_close((uv_handle_t *)&lp->prepare, NULL);
+            if (lp->wake.type == UV_ASYNC) { /* its init succeeded */
+                uv_close((uv_handle_t *)&lp->wake, NULL);
+            }
+            uv_run(lp->loop, UV_RUN_DEFAULT); /* finishes the closes */
+            (void)uv_loop_close(lp->loop);
+            lp->loop = NULL;
+            workers_stop(s, i);
+            return ret;
+        }
+        lp->thread_started = true;
+    }
+    return 0;
+}
+
 int srv_open_config(uv_loop_t *loop, struct catalog *catalog, struct store *store,
                     const char *host, int port, const struct srv_config *cfg,
                     struct srv **out, char *err, size_t err_len) {
     if (cfg->max_connections == 0 || cfg->max_output_bytes == 0) {
         snprintf(err, err_len, "max_connections and max_output_bytes must be at least 1");
+        return UV_EINVAL;
+    }
+    int n_loops = cfg->threads ? (int)cfg->threads : 1;
+    if (cfg->threads > SRV_MAX_THREADS) {
+        snprintf(err, err_len, "threads must be from 1 to %d", SRV_MAX_THREADS);
         return UV_EINVAL;
     }
     struct sockaddr_storage addr;
@@ -935,23 +1542,38 @@ int srv_open_config(uv_loop_t *loop, struct catalog *catalog, struct store *stor
         return ret;
     }
     struct srv *s = calloc(1, sizeof *s);
-    if (!s) {
+    struct srv_loop *loops = calloc((size_t)n_loops, sizeof *loops);
+    if (!s || !loops) {
+        free(s);
+        free(loops);
         snprintf(err, err_len, "out of memory");
         return UV_ENOMEM;
     }
+    s->loops = loops;
+    s->n_loops = n_loops;
+    s->workers_running = n_loops - 1;
     s->loop = loop;
     s->cfg = *cfg;
     s->cfg.auth.read_only = !cfg->auth.has_token &&
                             !auth_addr_is_loopback((const struct sockaddr *)&addr);
     s->catalog = catalog;
     s->store = store;
-    net_conns_init(&s->conns, loop, s, sizeof(struct srv_conn), &s->stats.connections_open,
-                   cfg->max_connections, "accept", conn_free, conn_closed);
-    s->env.catalog = catalog;
-    s->env.stats = &s->stats;
-    s->stats.started_unix = (int64_t)time(NULL);
+    for (; s->n_mutexes < n_loops; s->n_mutexes++) {
+        uv_mutex_init(&loops[s->n_mutexes].inbox_lock); /* cannot fail on Linux */
+        uv_mutex_init(&loops[s->n_mutexes].published_lock);
+    }
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&s->lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    uv_mutex_init(&s->main_inbox_lock);
+    s->lock_ready = true;
+    struct srv_loop *lp0 = &loops[0];
+    loop_setup(s, lp0, 0, loop);
+    lp0->stats.started_unix = (int64_t)time(NULL);
     auth_limiter_init(&s->auth_limit, (int64_t)(uv_hrtime() / 1000000));
-    s->stats.db_bytes = db_size_bytes(cfg->db_path);
+    lp0->stats.db_bytes = db_size_bytes(cfg->db_path);
     static const char *const write_names[3] = {"PUT", "DEL", "SET"};
     for (int k = 0; k < 3; k++) {
         size_t n_specs = 0;
@@ -959,10 +1581,13 @@ int srv_open_config(uv_loop_t *loop, struct catalog *catalog, struct store *stor
         s->write_rows[k] = spec ? (int)(spec - cmd_table(&n_specs)) : -1;
     }
 
+    /* Each handle is counted in n_open_handles as it is initialised, in this
+     * order, which the failure path below relies on. */
     ret = uv_tcp_init(loop, &s->listener);
     if (ret < 0) {
         snprintf(err, err_len, "uv_tcp_init: %s", uv_strerror(ret));
-        free(s);
+        s->cfg.owns_catalog = false; /* the caller keeps it on failure */
+        srv_free(s);
         return ret;
     }
     s->listener.data = s;
@@ -980,12 +1605,12 @@ int srv_open_config(uv_loop_t *loop, struct catalog *catalog, struct store *stor
         snprintf(err, err_len, "uv_signal_init: %s", uv_strerror(ret));
         goto fail;
     }
-    ret = uv_timer_init(loop, &s->sweep);
+    ret = uv_timer_init(loop, &lp0->sweep);
     if (ret < 0) {
         snprintf(err, err_len, "uv_timer_init: %s", uv_strerror(ret));
         goto fail;
     }
-    s->sweep.data = s;
+    lp0->sweep.data = lp0;
     s->n_open_handles++;
     ret = uv_signal_init(loop, &s->sighup);
     if (ret < 0) {
@@ -994,6 +1619,23 @@ int srv_open_config(uv_loop_t *loop, struct catalog *catalog, struct store *stor
     }
     s->sighup.data = s;
     s->n_open_handles++;
+    ret = uv_check_init(loop, &lp0->check);
+    if (ret < 0) {
+        snprintf(err, err_len, "uv_check_init: %s", uv_strerror(ret));
+        goto fail;
+    }
+    lp0->check.data = lp0;
+    s->n_open_handles++;
+    if (n_loops > 1) {
+        ret = uv_async_init(loop, &s->main_wake, on_main_wake);
+        if (ret < 0) {
+            snprintf(err, err_len, "uv_async_init: %s", uv_strerror(ret));
+            goto fail;
+        }
+        s->main_wake.data = s;
+        s->main_wake_open = true;
+        s->n_open_handles++;
+    }
     ret = net_listen(&s->listener, (const struct sockaddr *)&addr, SRV_BACKLOG, on_connection);
     if (ret < 0) {
         snprintf(err, err_len, "cannot listen on %s:%d: %s", host, port, uv_strerror(ret));
@@ -1010,9 +1652,15 @@ int srv_open_config(uv_loop_t *loop, struct catalog *catalog, struct store *stor
         snprintf(err, err_len, "uv_signal_start: %s", uv_strerror(ret));
         goto fail;
     }
-    ret = net_sweep_start(&s->sweep, s->cfg.idle_timeout_ms, on_sweep);
+    ret = net_sweep_start(&lp0->sweep, s->cfg.idle_timeout_ms, on_sweep);
     if (ret < 0) {
         snprintf(err, err_len, "uv_timer_start: %s", uv_strerror(ret));
+        goto fail;
+    }
+    uv_check_start(&lp0->check, on_check); /* cannot fail: it has a callback */
+    uv_unref((uv_handle_t *)&lp0->check); /* the listener keeps the loop alive */
+    ret = workers_start(s, err, err_len);
+    if (ret < 0) {
         goto fail;
     }
     *out = s;
@@ -1028,14 +1676,21 @@ fail:
         uv_close((uv_handle_t *)&s->sigterm, on_server_handle_closed);
     }
     if (s->n_open_handles >= 4) {
-        uv_close((uv_handle_t *)&s->sweep, on_server_handle_closed);
+        uv_close((uv_handle_t *)&lp0->sweep, on_main_loop_handle_closed);
     }
     if (s->n_open_handles >= 5) {
         uv_close((uv_handle_t *)&s->sighup, on_server_handle_closed);
     }
+    if (s->n_open_handles >= 6) {
+        uv_close((uv_handle_t *)&lp0->check, on_main_loop_handle_closed);
+    }
+    if (s->n_open_handles >= 7) {
+        uv_close((uv_handle_t *)&s->main_wake, on_server_handle_closed);
+    }
     while (s->n_open_handles > 0) {
         uv_run(loop, UV_RUN_ONCE);
     }
-    free(s);
+    s->cfg.owns_catalog = false; /* the caller keeps it on failure */
+    srv_free(s);
     return ret;
 }

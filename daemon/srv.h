@@ -29,6 +29,7 @@
 #define SRV_DEFAULT_MAX_CONNECTIONS 10000
 #define SRV_DEFAULT_IDLE_TIMEOUT_MS 300000 /* five minutes */
 #define SRV_DEFAULT_DRAIN_TIMEOUT_MS 5000  /* SIGTERM: longest wait for answers in flight */
+#define SRV_MAX_THREADS 64                 /* event loops serving connections */
 
 struct srv;
 
@@ -48,6 +49,11 @@ struct srv_config {
     bool owns_catalog;            /* srv_open_config() takes the catalogue on success and
                                    * srv_free() frees it; SIGHUP may then replace it.
                                    * false: borrowed, and SIGHUP is ignored */
+    unsigned threads;             /* event loops serving connections, 1..SRV_MAX_THREADS
+                                   * (0 means 1): the caller's loop, which also accepts,
+                                   * commits writes and reloads, plus threads - 1 loops
+                                   * on threads of their own that serve reads (srv.c,
+                                   * "Threads") */
 };
 
 /* Sets the defaults: SRV_DEFAULT_MAX_CONNECTIONS, SRV_DEFAULT_IDLE_TIMEOUT_MS,

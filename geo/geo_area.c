@@ -15,9 +15,10 @@
  * its time in formatting and parsing JSON numbers, not here.
  *
  * Only the reentrant GEOS API is used, with one context per set; GEOS reports
- * errors through that context into set->last_error. Every GEOS predicate result
+ * errors through that context into a thread's last_error. Every GEOS predicate result
  * is checked for 2 (exception) and turned into GEO_ERR_GEOS. */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,14 +46,21 @@ struct geo_areas {
     size_t n, cap;
     GEOSSTRtree *tree;  /* NULL until built; items are struct area * into areas */
     bool built;
-    char last_error[256];
+    /* GEOS allows one context per thread, and a prepared geometry builds
+     * its index on first use: queries from several threads (the daemon's
+     * loop threads) take turns on this. */
+    pthread_mutex_t lock;
 };
+
+/* The message of the last GEOS error on this thread: the error handler runs
+ * on the thread that made the failing call, which reads it next. */
+static _Thread_local char last_error[256];
 
 /* ---- Set life cycle --------------------------------------------------- */
 
 static void on_geos_error(const char *message, void *userdata) {
-    struct geo_areas *set = userdata;
-    snprintf(set->last_error, sizeof set->last_error, "%s", message);
+    (void)userdata;
+    snprintf(last_error, sizeof last_error, "%s", message);
 }
 
 struct geo_areas *geo_areas_new(void) {
@@ -66,6 +74,7 @@ struct geo_areas *geo_areas_new(void) {
         return NULL;
     }
     GEOSContext_setErrorMessageHandler_r(set->ctx, on_geos_error, set);
+    pthread_mutex_init(&set->lock, NULL); /* default attributes: cannot fail on Linux */
     return set;
 }
 
@@ -88,6 +97,7 @@ void geo_areas_free(struct geo_areas *set) {
     }
     free(set->areas);
     GEOS_finish_r(set->ctx);
+    pthread_mutex_destroy(&set->lock);
     free(set);
 }
 
@@ -96,7 +106,8 @@ size_t geo_areas_count(const struct geo_areas *set) {
 }
 
 const char *geo_areas_last_error(const struct geo_areas *set) {
-    return set->last_error;
+    (void)set;
+    return last_error;
 }
 
 /* Index of the first area whose handle is >= handle. */
@@ -394,8 +405,8 @@ static GEOSGeometry *make_point(struct geo_areas *set, struct geo_point p) {
     return GEOSGeom_createPointFromXY_r(set->ctx, p.lon_deg, p.lat_deg);
 }
 
-int geo_areas_containing(struct geo_areas *set, struct geo_point p, uint32_t kind_mask,
-                         uint32_t *out, size_t max, size_t *n_total) {
+static int containing_locked(struct geo_areas *set, struct geo_point p, uint32_t kind_mask,
+                             uint32_t *out, size_t max, size_t *n_total) {
     if (!set->built || !geo_point_is_valid(p) || n_total == NULL || (out == NULL && max > 0)) {
         return GEO_ERR_ARG;
     }
@@ -412,8 +423,16 @@ int geo_areas_containing(struct geo_areas *set, struct geo_point p, uint32_t kin
     return w.rc;
 }
 
-int geo_areas_contains(struct geo_areas *set, uint32_t handle, struct geo_point p,
-                       bool *inside) {
+int geo_areas_containing(struct geo_areas *set, struct geo_point p, uint32_t kind_mask,
+                         uint32_t *out, size_t max, size_t *n_total) {
+    pthread_mutex_lock(&set->lock);
+    int rc = containing_locked(set, p, kind_mask, out, max, n_total);
+    pthread_mutex_unlock(&set->lock);
+    return rc;
+}
+
+static int contains_locked(struct geo_areas *set, uint32_t handle, struct geo_point p,
+                           bool *inside) {
     if (!set->built || !geo_point_is_valid(p) || inside == NULL) {
         return GEO_ERR_ARG;
     }
@@ -434,6 +453,14 @@ int geo_areas_contains(struct geo_areas *set, uint32_t handle, struct geo_point 
     }
     int rc = predicate_result(GEOSPreparedIntersects_r(set->ctx, a->prepared, point), inside);
     GEOSGeom_destroy_r(set->ctx, point);
+    return rc;
+}
+
+int geo_areas_contains(struct geo_areas *set, uint32_t handle, struct geo_point p,
+                       bool *inside) {
+    pthread_mutex_lock(&set->lock);
+    int rc = contains_locked(set, handle, p, inside);
+    pthread_mutex_unlock(&set->lock);
     return rc;
 }
 
@@ -484,7 +511,8 @@ static int to_crs(double *x, double *y, void *userdata) {
     return 1;
 }
 
-int geo_areas_geojson(struct geo_areas *set, uint32_t handle, enum geo_crs crs, char **out) {
+static int geojson_locked(struct geo_areas *set, uint32_t handle, enum geo_crs crs,
+                          char **out) {
     if (out == NULL || geo_crs_name(crs) == NULL) {
         return GEO_ERR_ARG;
     }
@@ -526,4 +554,11 @@ done:
         GEOSGeom_destroy_r(set->ctx, moved);
     }
     return ret;
+}
+
+int geo_areas_geojson(struct geo_areas *set, uint32_t handle, enum geo_crs crs, char **out) {
+    pthread_mutex_lock(&set->lock);
+    int rc = geojson_locked(set, handle, crs, out);
+    pthread_mutex_unlock(&set->lock);
+    return rc;
 }

@@ -21,9 +21,11 @@
  *
  * Threads: each set has its own GEOSContextHandle_t and shares nothing mutable
  * with any other set, so different sets may be used from different threads at
- * once. One set must not be used from two threads at the same time, queries
- * included: GEOS fills the prepared geometries' internal indexes lazily and
- * reports errors through the set's context. */
+ * once. Within one set, the queries (geo_areas_containing(),
+ * geo_areas_contains(), geo_areas_geojson()) may run on several threads at
+ * once: they take turns on a lock in the set, since GEOS fills the prepared
+ * geometries' internal indexes lazily and allows one context per thread.
+ * Building and adding must not overlap anything else on the set. */
 #ifndef NEARESTD_GEO_AREA_H
 #define NEARESTD_GEO_AREA_H
 
@@ -122,8 +124,9 @@ int geo_areas_area_m2(const struct geo_areas *set, uint32_t handle, double *area
  * *out is NULL on error. */
 int geo_areas_geojson(struct geo_areas *set, uint32_t handle, enum geo_crs crs, char **out);
 
-/* The last message GEOS reported through this set's context ("" if none), a
- * string owned by the set and valid until the next call on it. For logs. */
+/* The last message GEOS reported to this thread ("" if none), through any
+ * set's context: a thread-local string, valid until this thread's next call.
+ * For logs. */
 const char *geo_areas_last_error(const struct geo_areas *set);
 
 #endif
