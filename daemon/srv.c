@@ -1210,6 +1210,10 @@ static void on_drain_expired(uv_timer_t *t) {
 static void srv_conn_drain(struct srv_conn *c) {
     uv_read_stop((uv_stream_t *)&c->net.tcp);
     c->close_after_write = true;
+    if (reply_len(&c->out) > 0 || reply_failed(&c->out)) {
+        flush(c); /* answers built this iteration first; it closes c when they are sent */
+        return;
+    }
     if (!c->waiting && c->writes_pending == 0) {
         srv_conn_close(c);
     }
