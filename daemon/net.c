@@ -78,6 +78,17 @@ static void on_accept_failed_closed(uv_handle_t *h) {
     free(h->data);
 }
 
+/* Links c, whose socket is open, at the head of the list as active now. */
+static void conn_link(struct net_conns *conns, struct net_conn *c) {
+    c->next = conns->head;
+    if (conns->head) {
+        conns->head->prev = c;
+    }
+    conns->head = c;
+    c->active_ms = uv_now(conns->loop);
+    uv_tcp_nodelay(&c->tcp, 1); /* answers are small; a failure only costs latency */
+}
+
 struct net_conn *net_conn_accept(struct net_conns *conns, uv_stream_t *listener, int status) {
     if (status < 0) {
         fprintf(stderr, "nearestd: %s: %s\n", conns->name, uv_strerror(status));
@@ -102,13 +113,7 @@ struct net_conn *net_conn_accept(struct net_conns *conns, uv_stream_t *listener,
         uv_close((uv_handle_t *)&c->tcp, on_accept_failed_closed);
         return NULL;
     }
-    c->next = conns->head;
-    if (conns->head) {
-        conns->head->prev = c;
-    }
-    conns->head = c;
-    c->active_ms = uv_now(conns->loop);
-    uv_tcp_nodelay(&c->tcp, 1); /* answers are small; a failure only costs latency */
+    conn_link(conns, c);
     if (__atomic_load_n(conns->n_open, __ATOMIC_RELAXED) < conns->max_connections) {
         c->counted = true;
         __atomic_add_fetch(conns->n_open, 1, __ATOMIC_RELAXED);
@@ -139,12 +144,7 @@ struct net_conn *net_conn_adopt(struct net_conns *conns, uv_os_sock_t fd) {
         uv_close((uv_handle_t *)&c->tcp, on_accept_failed_closed);
         return NULL;
     }
-    c->next = conns->head;
-    if (conns->head) {
-        conns->head->prev = c;
-    }
-    conns->head = c;
-    c->active_ms = uv_now(conns->loop);
+    conn_link(conns, c);
     c->counted = true;
     return c;
 }

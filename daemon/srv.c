@@ -1055,7 +1055,6 @@ static bool hand_over(struct srv *s, uv_stream_t *listener) {
     int fd = -1;
     uv_os_fd_t sock;
     if (ret == 0 && (ret = uv_fileno((uv_handle_t *)tmp, &sock)) == 0) {
-        uv_tcp_nodelay(tmp, 1); /* a socket option: the copy has it too */
         fd = fcntl(sock, F_DUPFD_CLOEXEC, 0);
         ret = fd < 0 ? uv_translate_sys_error(errno) : 0;
     }
