@@ -897,9 +897,12 @@ static void on_worker_wake(uv_async_t *h) {
     uv_mutex_lock(&lp->inbox_lock);
     int fds[64];
     size_t n_fds = lp->n_inbox_fds < 64 ? lp->n_inbox_fds : 64;
-    memcpy(fds, lp->inbox_fds, n_fds * sizeof *fds);
-    memmove(lp->inbox_fds, lp->inbox_fds + n_fds, (lp->n_inbox_fds - n_fds) * sizeof *fds);
-    lp->n_inbox_fds -= n_fds;
+    if (n_fds > 0) { /* inbox_fds is NULL until the first socket comes */
+        memcpy(fds, lp->inbox_fds, n_fds * sizeof *fds);
+        memmove(lp->inbox_fds, lp->inbox_fds + n_fds,
+                (lp->n_inbox_fds - n_fds) * sizeof *fds);
+        lp->n_inbox_fds -= n_fds;
+    }
     if (lp->n_inbox_fds > 0) {
         uv_async_send(&lp->wake); /* the rest in the next iteration */
     }
@@ -1031,9 +1034,9 @@ static void on_handle_free(uv_handle_t *h) {
     free(h);
 }
 
-/* With worker loops, every n-th new connection stays on the main loop and
- * the others are accepted here and handed over, as a socket, to the next
- * worker in turn, which adopts it (on_worker_wake()). Returns false when
+/* With worker loops, every n-th new connection stays on the main loop (from
+ * the second on) and the others are accepted here and handed over, as a
+ * socket, to the next worker in turn, which adopts it (on_worker_wake()). Returns false when
  * the connection is the main loop's to accept: its turn, or the cap is
  * reached (the main loop turns it away). */
 static bool hand_over(struct srv *s, uv_stream_t *listener) {
@@ -1554,6 +1557,7 @@ int srv_open_config(uv_loop_t *loop, struct catalog *catalog, struct store *stor
     }
     s->loops = loops;
     s->n_loops = n_loops;
+    s->next_loop = 1; /* the first connection goes to a worker: a lone client tests one */
     s->workers_running = n_loops - 1;
     s->loop = loop;
     s->cfg = *cfg;
