@@ -1034,11 +1034,11 @@ static void on_handle_free(uv_handle_t *h) {
     free(h);
 }
 
-/* With worker loops, every n-th new connection stays on the main loop (from
- * the second on) and the others are accepted here and handed over, as a
- * socket, to the next worker in turn, which adopts it (on_worker_wake()). Returns false when
- * the connection is the main loop's to accept: its turn, or the cap is
- * reached (the main loop turns it away). */
+/* With worker loops, new connections go round the loops in turn, starting
+ * with loop 1. On a worker's turn the connection is accepted here and handed
+ * to that worker as a socket, which it adopts (on_worker_wake()). Returns
+ * false when the main loop is to accept it itself: its own turn, or the cap
+ * is reached (then the main loop turns it away). */
 static bool hand_over(struct srv *s, uv_stream_t *listener) {
     if (s->n_loops == 1) {
         return false;
