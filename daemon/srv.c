@@ -229,6 +229,15 @@ static void srv_conn_close(struct srv_conn *c) {
     net_conn_close(&c->net);
 }
 
+/* Closes c after a socket call failed with err; logged unless the client
+ * simply went away, so that a connection the server drops is never silent. */
+static void srv_conn_fail(struct srv_conn *c, const char *what, int err) {
+    if (err != UV_EOF && err != UV_ECONNRESET && err != UV_EPIPE && err != UV_ECANCELED) {
+        fprintf(stderr, "nearestd: %s %s: %s; closing it\n", what, c->peer, uv_strerror(err));
+    }
+    srv_conn_close(c);
+}
+
 /* ---- Writing ------------------------------------------------------------------ */
 
 /* Keeps buf (cap bytes) for a later answer, or frees it. */
@@ -284,7 +293,7 @@ static void on_write(uv_write_t *req, int status) {
         return;
     }
     if (status < 0) {
-        srv_conn_close(c);
+        srv_conn_fail(c, "write to", status);
         return;
     }
     c->net.active_ms = uv_now(c->lp->loop);
@@ -321,7 +330,7 @@ static void flush(struct srv_conn *c) {
         int sent = uv_try_write((uv_stream_t *)&c->net.tcp, &whole, 1);
         if (sent < 0 && sent != UV_EAGAIN) {
             spare_buffer_put(c->lp, buf, cap);
-            srv_conn_close(c);
+            srv_conn_fail(c, "write to", sent);
             return;
         }
         size_t off = sent > 0 ? (size_t)sent : 0;
@@ -350,7 +359,7 @@ static void flush(struct srv_conn *c) {
             /* The callback will not run: we still own w and buf. */
             free(buf);
             spare_write_put(c->lp, w);
-            srv_conn_close(c);
+            srv_conn_fail(c, "write to", ret);
             return;
         }
         c->writes_pending++;
@@ -504,7 +513,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
             c->close_after_write = true;
             uv_read_stop(stream);
         } else {
-            srv_conn_close(c);
+            srv_conn_fail(c, "read from", (int)nread);
         }
         return;
     }
@@ -548,7 +557,7 @@ static void srv_conn_resume(struct srv_conn *c) {
     }
     int ret = uv_read_start((uv_stream_t *)&c->net.tcp, on_alloc, on_read);
     if (ret < 0) {
-        srv_conn_close(c);
+        srv_conn_fail(c, "reading again from", ret);
     }
 }
 
@@ -922,9 +931,11 @@ static void on_worker_wake(uv_async_t *h) {
             __atomic_sub_fetch(&s->n_open, 1, __ATOMIC_RELAXED);
             continue;
         }
-        if (conn_start(c, lp) &&
-            uv_read_start((uv_stream_t *)&c->net.tcp, on_alloc, on_read) < 0) {
-            srv_conn_close(c);
+        int ret = conn_start(c, lp) ? uv_read_start((uv_stream_t *)&c->net.tcp, on_alloc,
+                                                     on_read)
+                                    : 0;
+        if (ret < 0) {
+            srv_conn_fail(c, "reading from", ret);
         }
     }
     while (done) {
@@ -1116,7 +1127,7 @@ static void on_connection(uv_stream_t *listener, int status) {
     lp->stats.connections_total++;
     int ret = uv_read_start((uv_stream_t *)&c->net.tcp, on_alloc, on_read);
     if (ret < 0) {
-        srv_conn_close(c);
+        srv_conn_fail(c, "reading from", ret);
     }
 }
 
