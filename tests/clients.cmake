@@ -12,6 +12,7 @@ if(TARGET nearestd)
         NEAREST_CLI_BIN="$<TARGET_FILE:nearest>"
         NEARESTD_DATASET_DIR="${NEARESTD_DATASET_DIR}")
     add_dependencies(it_cli nearestd nearest)
+    nearest_add_threads_run(it_cli)
 endif()
 
 # it_libnearest: the installed library (exports, SONAME, cmake --install,
@@ -22,6 +23,8 @@ if(TARGET nearestd)
     set(NEAREST_TEST_CFLAGS "")
     if(NEARESTD_SANITIZE)
         set(NEAREST_TEST_CFLAGS "-fsanitize=address,undefined -fno-omit-frame-pointer")
+    elseif(NEARESTD_TSAN)
+        set(NEAREST_TEST_CFLAGS "-fsanitize=thread")
     endif()
     nearest_add_test(it_libnearest LIBS nearest_it_support nearest_client)
     target_compile_definitions(it_libnearest PRIVATE
@@ -37,4 +40,5 @@ if(TARGET nearestd)
         TEST_CC="${CMAKE_C_COMPILER}"
         TEST_CFLAGS="${NEAREST_TEST_CFLAGS}")
     add_dependencies(it_libnearest nearestd nearest_shared nearest_static)
+    nearest_add_threads_run(it_libnearest)
 endif()

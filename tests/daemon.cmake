@@ -53,3 +53,36 @@ target_compile_definitions(it_disk PRIVATE NEARESTD_BIN="$<TARGET_FILE:nearestd>
                            NEARESTD_DATASET_DIR="${NEARESTD_DATASET_DIR}")
 set_tests_properties(it_disk PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 90)
 add_dependencies(it_disk nearestd)
+
+# nearest_add_threads_run(<test>): registers <test>_threads, the same program
+# run again with NEARESTD_TEST_ARGS="--threads 3", which its_spawn() puts
+# before the arguments of every nearestd the test starts (it_support.h). So
+# each integration test also holds against a daemon with three event loops,
+# where connections land on worker loops as well as the main one. The run
+# keeps the test's TIMEOUT and SKIP_RETURN_CODE. scripts/test-all runs the
+# *threads* tests again under ThreadSanitizer (NEARESTD_TSAN, build-tsan/).
+function(nearest_add_threads_run name)
+    add_test(NAME ${name}_threads COMMAND ${name})
+    set_tests_properties(${name}_threads PROPERTIES
+        ENVIRONMENT "NEARESTD_TEST_ARGS=--threads 3" LABELS threads)
+    foreach(prop TIMEOUT SKIP_RETURN_CODE)
+        get_test_property(${name} ${prop} value)
+        if(value)
+            set_tests_properties(${name}_threads PROPERTIES ${prop} ${value})
+        endif()
+    endforeach()
+endfunction()
+
+foreach(t it_daemon it_limits it_protocol_doc it_http it_faults it_disk)
+    nearest_add_threads_run(${t})
+endforeach()
+
+# Many connections on a nearestd with --threads 4: pipelined reads and
+# writes checked against a model per connection, read-your-write across
+# loops, STATS totals, durability after SIGKILL, --max-connections, SIGTERM
+# drain, SIGHUP reload and the --threads usage errors.
+nearest_add_test(it_threads LIBS nearest_it_support Threads::Threads)
+target_compile_definitions(it_threads PRIVATE NEARESTD_BIN="$<TARGET_FILE:nearestd>"
+                           NEARESTD_DATASET_DIR="${NEARESTD_DATASET_DIR}")
+add_dependencies(it_threads nearestd)
+set_tests_properties(it_threads PROPERTIES TIMEOUT 120 LABELS threads)

@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -59,11 +60,32 @@ int64_t its_now_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* True when bin names the daemon: its last path component is "nearestd". */
+static bool is_nearestd(const char *bin) {
+    const char *slash = strrchr(bin, '/');
+    return strcmp(slash ? slash + 1 : bin, "nearestd") == 0;
+}
+
 pid_t its_spawn(const char *bin, const char *log_path, const char *const *args) {
-    const char *argv[40] = {bin};
+    enum { MAX_ARGS = 64 };
+    const char *argv[MAX_ARGS + 1] = {bin};
     size_t n = 1;
-    for (; args[n - 1] && n < 39; n++) {
-        argv[n] = args[n - 1];
+    /* NEARESTD_TEST_ARGS goes first, so that the test's own arguments keep
+     * their meaning: a trailing flag without its value is still one, and a
+     * flag the test gives itself overrides the same flag from the variable.
+     * Its words are split on blanks in a copy that lives until the exec. */
+    const char *extra = is_nearestd(bin) ? getenv("NEARESTD_TEST_ARGS") : NULL;
+    char *words = extra ? strdup(extra) : NULL;
+    assert_true(!extra || words);
+    char *save = NULL;
+    for (char *w = words ? strtok_r(words, " \t", &save) : NULL; w;
+         w = strtok_r(NULL, " \t", &save)) {
+        assert_true(n < MAX_ARGS);
+        argv[n++] = w;
+    }
+    for (size_t i = 0; args[i]; i++) {
+        assert_true(n < MAX_ARGS);
+        argv[n++] = args[i];
     }
     argv[n] = NULL;
     /* Truncated here, before the fork, so that nothing the caller reads from
@@ -84,6 +106,7 @@ pid_t its_spawn(const char *bin, const char *log_path, const char *const *args) 
         _exit(127);
     }
     close(fd);
+    free(words);
     assert_true(pid > 0);
     return pid;
 }

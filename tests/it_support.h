@@ -28,10 +28,17 @@ void its_send_all(int fd, const char *buf, size_t len);
 /* Milliseconds on the monotonic clock, for measuring waits. */
 int64_t its_now_ms(void);
 
-/* Starts `bin` with args (NULL-terminated, without argv[0]) in a child whose
- * stderr goes to log_path (truncated before this returns). The child is
- * killed if the test process dies first. Returns the pid; the test must reap
- * it (its_stop() or its_wait_exit()). */
+/* Starts `bin` with args (NULL-terminated, without argv[0], at most 64 in
+ * all) in a child whose stderr goes to log_path (truncated before this
+ * returns). The child is killed if the test process dies first. Returns the
+ * pid; the test must reap it (its_stop() or its_wait_exit()).
+ * When bin's last path component is "nearestd" and the environment variable
+ * NEARESTD_TEST_ARGS is set, its words (split on blanks, no quoting) go
+ * before args: CTest runs the daemon tests a second time with
+ * NEARESTD_TEST_ARGS="--threads 3" (tests/daemon.cmake). Put first, they
+ * leave the test's own arguments their meaning: a flag the test gives itself
+ * wins over the same flag in the variable, and a trailing flag without its
+ * value is still a usage error. */
 pid_t its_spawn(const char *bin, const char *log_path, const char *const *args);
 
 /* Waits up to timeout_ms for pid to exit. Returns its wait status, or -1. */
