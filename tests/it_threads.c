@@ -196,14 +196,18 @@ static void tally_add(struct tally *sum, const struct tally *t) {
     }
 }
 
+static void daemon_check_current(void);
+
 /* Sends one request line on c from the test's thread and returns its answer
- * (caller frees); counts both in t. Fails the test if there is no answer. */
+ * (caller frees); counts both in t. Fails the test if there is no answer,
+ * with the daemon's log if it died. */
 static char *ask(struct tconn *c, struct tally *t, int cmd, const char *request) {
-    assert_int_equal(tc_send(c, request, strlen(request)), TC_OK);
     t->requests[cmd]++;
     char *a = NULL;
-    int rc = tc_answer(c, &a);
+    int rc = tc_send(c, request, strlen(request));
+    rc = rc == TC_OK ? tc_answer(c, &a) : rc;
     if (rc != TC_OK) {
+        daemon_check_current();
         fail_msg("%s-> no answer (%s)", request, rc == TC_CLOSED ? "closed" : "timed out");
     }
     t->errors[cmd] += strncmp(a, "ERR ", 4) == 0;
@@ -314,6 +318,13 @@ static int teardown(void **state) {
     }
     current = NULL;
     return 0;
+}
+
+/* Fails the test with the log of the running test's daemon if it exited. */
+static void daemon_check_current(void) {
+    if (current && current->pid > 0) {
+        daemon_check_alive(current);
+    }
 }
 
 /* ---- Own ids and reference answers ------------------------------------------------------ */
@@ -644,6 +655,7 @@ static void test_concurrent_connections_match_their_models_and_stats_totals(void
     struct tally sum = main_tally;
     unsigned long long n_req = 0, n_writes = 0;
     long long n_present = 0;
+    daemon_check_alive(&d);
     for (int i = 0; i < WORKERS; i++) {
         if (ws[i].failure[0]) {
             fail_msg("%s", ws[i].failure);
@@ -651,7 +663,6 @@ static void test_concurrent_connections_match_their_models_and_stats_totals(void
         tally_add(&sum, &ws[i].tally);
         n_present += worker_own_count(&ws[i]);
     }
-    daemon_check_alive(&d);
 
     /* STATS counts, over every loop, exactly what was sent. */
     sum.requests[C_STATS]++; /* the one below counts itself */
@@ -893,7 +904,12 @@ static void test_sigterm_drains_writes_queued_on_worker_loops(void **state) {
         }
         assert_int_equal(tc_send(c[i], batch, len), TC_OK);
     }
-    /* The first answer on connection 1 (a worker loop's, with round-robin). */
+    /* Every connection's PUTs are with the daemon (each has one in flight: a
+     * connection reads no request while its write is pending), and one has
+     * been answered on connection 1 (a worker loop's, with round-robin). */
+    for (int i = 0; i < CLIENTS; i++) {
+        assert_true(its_peer_has_read(c[i]->fd, ITS_WAIT_MS));
+    }
     static bool acked[CLIENTS][PER_CLIENT];
     memset(acked, 0, sizeof acked);
     char *a = NULL, want[160];
@@ -909,6 +925,7 @@ static void test_sigterm_drains_writes_queued_on_worker_loops(void **state) {
     assert_int_equal(kill(d.pid, SIGTERM), 0);
     assert_int_equal(pthread_create(&reaper, NULL, reaper_run, &r), 0);
     int n_acked = 1;
+    char per_client[CLIENTS * 8] = "";
     for (int i = 0; i < CLIENTS; i++) {
         for (int j = i == 1 ? 1 : 0; j < PER_CLIENT; j++) {
             int rc = tc_answer(c[i], &a);
@@ -924,6 +941,12 @@ static void test_sigterm_drains_writes_queued_on_worker_loops(void **state) {
             acked[i][j] = true;
             n_acked++;
         }
+        int n_client = 0;
+        for (int j = 0; j < PER_CLIENT; j++) {
+            n_client += acked[i][j];
+        }
+        snprintf(per_client + strlen(per_client), sizeof per_client - strlen(per_client),
+                 " %d", n_client);
         assert_true(its_closes_within(c[i]->fd, ITS_WAIT_MS));
         tc_close(c[i]);
     }
@@ -931,8 +954,9 @@ static void test_sigterm_drains_writes_queued_on_worker_loops(void **state) {
     d.pid = -1;
     daemon_check_log(&d);
     int64_t took_ms = r.exited_ms - t0;
-    print_message("SIGTERM mid-stream: %d of %d writes answered OK; exit %lld ms after it\n",
-                  n_acked, CLIENTS * PER_CLIENT, (long long)took_ms);
+    print_message("SIGTERM mid-stream: %d of %d writes answered OK (per connection:%s); "
+                  "exit %lld ms after it\n", n_acked, CLIENTS * PER_CLIENT, per_client,
+                  (long long)took_ms);
     if (!WIFEXITED(r.status) || WEXITSTATUS(r.status) != 0) {
         fail_msg("exit status %d after SIGTERM: %s", r.status, its_read_file(d.log));
     }
@@ -1076,6 +1100,9 @@ static void test_sighup_reloads_under_readers_drop_nothing(void **state) {
     unsigned long long total = 0;
     for (int i = 0; i < READERS; i++) {
         assert_int_equal(pthread_join(th[i], NULL), 0);
+    }
+    daemon_check_alive(&d);
+    for (int i = 0; i < READERS; i++) {
         if (rs[i].failure[0]) {
             fail_msg("reader %d: %s", i, rs[i].failure);
         }
