@@ -662,7 +662,8 @@ static void test_concurrent_connections_match_their_models_and_stats_totals(void
     daemon_check_alive(&d);
     for (int i = 0; i < WORKERS; i++) {
         if (ws[i].failure[0]) {
-            fail_msg("%s", ws[i].failure);
+            char *text = its_read_file(d.log);
+            fail_msg("%s\n(the daemon's log:)\n%s", ws[i].failure, text ? text : "?");
         }
         tally_add(&sum, &ws[i].tally);
         n_present += worker_own_count(&ws[i]);
