@@ -1,5 +1,6 @@
 /* srv.c: connections, reads, pipelined dispatch, socket writes, the group
- * commit of PUT/SET/DEL, shutdown.
+ * commit of PUT/SET/DEL, event-loop threads (--threads; see "Threads"
+ * below), shutdown.
  *
  * Memory per connection: the struct (about 0.6 KB) plus the proto_reader's
  * buffer (up to PROTO_MAX_LINE_BYTES plus one read) plus unsent output, which
