@@ -239,6 +239,18 @@ static void srv_conn_fail(struct srv_conn *c, const char *what, int err) {
     srv_conn_close(c);
 }
 
+/* With several loops: copies lp's counters where STATS on another loop reads
+ * them (stats_total()). Done before any answer leaves (flush(), and the
+ * main loop's before it hands answered writes back), so that a STATS sent
+ * after an answer arrived always counts that answer's request. */
+static void publish(struct srv_loop *lp) {
+    if (lp->srv->n_loops > 1) {
+        uv_mutex_lock(&lp->published_lock);
+        lp->published = lp->stats;
+        uv_mutex_unlock(&lp->published_lock);
+    }
+}
+
 /* ---- Writing ------------------------------------------------------------------ */
 
 /* Keeps buf (cap bytes) for a later answer, or frees it. */
@@ -315,6 +327,7 @@ static void on_write(uv_write_t *req, int status) {
  * uv_write (it re-arms the watcher when it stops waiting for POLLOUT); strace
  * counted read, write and epoll_ctl once each per unpipelined request. */
 static void flush(struct srv_conn *c) {
+    publish(c->lp);
     if (reply_failed(&c->out)) {
         fprintf(stderr, "nearestd: out of memory building a reply; closing a connection\n");
         srv_conn_close(c);
@@ -413,6 +426,9 @@ static void write_enqueue(struct srv_conn *c);
 static void run_lines(struct srv_conn *c) {
     struct srv *s = c->srv;
     struct srv_loop *lp = c->lp;
+    if (c->waiting) {
+        return; /* what follows a write runs once the write is answered */
+    }
     if (lp->index != 0 && !lp->read_locked) {
         /* Held until this iteration's check or the next prepare, so one lock
          * covers every request a worker runs before it polls again. */
@@ -500,6 +516,17 @@ static void run_lines(struct srv_conn *c) {
     }
 }
 
+/* Answers go out at the end of this loop iteration (on_check()), after every
+ * socket that polled readable has been read, as Redis does before it
+ * sleeps: the client, woken by the first answer, finds the others waiting. */
+static void flush_at_check(struct srv_conn *c) {
+    if (!c->flush_queued && !c->net.closing) {
+        c->flush_queued = true;
+        c->flush_next = c->lp->flush_head;
+        c->lp->flush_head = c;
+    }
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     struct srv_conn *c = stream->data;
     if (buf->base == c->lp->read_buf) {
@@ -509,10 +536,13 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
         return;
     }
     if (nread < 0) {
-        if (nread == UV_EOF && (c->writes_pending > 0 || c->waiting)) {
-            /* Half-closed: let the answers already queued reach the client. */
+        if (nread == UV_EOF &&
+            (c->writes_pending > 0 || c->waiting || reply_len(&c->out) > 0)) {
+            /* Half-closed: let the answers already built or queued reach the
+             * client (flush() closes once they are sent). */
             c->close_after_write = true;
             uv_read_stop(stream);
+            flush_at_check(c);
         } else {
             srv_conn_fail(c, "read from", (int)nread);
         }
@@ -527,14 +557,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
         return;
     }
     run_lines(c);
-    if (!c->flush_queued && !c->net.closing) {
-        /* Answered at the end of this loop iteration, after every socket that
-         * polled readable has been read (as Redis does before it sleeps): the
-         * client, woken by the first answer, finds the others waiting. */
-        c->flush_queued = true;
-        c->flush_next = c->lp->flush_head;
-        c->lp->flush_head = c;
-    }
+    flush_at_check(c);
 }
 
 /* Starts reading again a connection whose reading was stopped, for
@@ -557,7 +580,7 @@ static void srv_conn_resume(struct srv_conn *c) {
         return;
     }
     int ret = uv_read_start((uv_stream_t *)&c->net.tcp, on_alloc, on_read);
-    if (ret < 0) {
+    if (ret < 0 && ret != UV_EALREADY) {
         srv_conn_fail(c, "reading again from", ret);
     }
 }
@@ -633,6 +656,7 @@ static void on_group_done(uv_work_t *req, int status) {
     if (s->n_loops > 1) {
         pthread_rwlock_unlock(&s->lock);
     }
+    publish(main_lp); /* the writes' counters, before their answers leave */
     while (group) {
         struct cmd_write *next = group->next;
         struct srv_conn *c = group->owner;
@@ -694,6 +718,9 @@ static void write_enqueue(struct srv_conn *c) {
     c->session.pending = NULL;
     w->owner = c;
     c->waiting = w;
+    /* Now, not at the flush: libuv goes on calling on_read() while reads
+     * fill the buffer, and the requests behind the write must wait. */
+    uv_read_stop((uv_stream_t *)&c->net.tcp);
     if (c->lp->index == 0) {
         queue_append(s, w);
         group_start(s);
@@ -842,11 +869,7 @@ static void read_unlock(struct srv_loop *lp) {
  * then send the answers the reads produced. */
 static void on_check(uv_check_t *h) {
     struct srv_loop *lp = h->data;
-    if (lp->srv->n_loops > 1) {
-        uv_mutex_lock(&lp->published_lock);
-        lp->published = lp->stats;
-        uv_mutex_unlock(&lp->published_lock);
-    }
+    publish(lp);
     read_unlock(lp);
     while (lp->flush_head) {
         struct srv_conn *c = lp->flush_head;
@@ -888,6 +911,12 @@ static void worker_check_done(struct srv_loop *lp) {
     uv_mutex_lock(&lp->inbox_lock);
     bool was_closed = lp->closed;
     lp->closed = true; /* no uv_async_send() from now on */
+    while (lp->n_inbox_fds > 0) {
+        /* Handed over but not adopted before the drain (more than one
+         * wake-up's worth): closed unanswered, like any not yet read. */
+        close(lp->inbox_fds[--lp->n_inbox_fds]);
+        __atomic_sub_fetch(&lp->srv->n_open, 1, __ATOMIC_RELAXED);
+    }
     uv_mutex_unlock(&lp->inbox_lock);
     if (was_closed) {
         return;
@@ -920,6 +949,18 @@ static void on_worker_wake(uv_async_t *h) {
     lp->inbox_done = NULL;
     bool stop = lp->inbox_stop, kill = lp->inbox_kill;
     uv_mutex_unlock(&lp->inbox_lock);
+
+    /* A drain first, so that a write answered in the same wake-up only has
+     * its answer sent: nothing pipelined behind it runs any more, as on the
+     * main loop (and after a dropped write nothing else is answered). */
+    if (stop && !lp->stopping) {
+        worker_drain(lp);
+    }
+    if (kill) {
+        while (lp->conns.head) {
+            net_conn_close(lp->conns.head);
+        }
+    }
 
     for (size_t i = 0; i < n_fds; i++) {
         struct srv_conn *c = NULL;
@@ -959,14 +1000,6 @@ static void on_worker_wake(uv_async_t *h) {
             run_lines(c);
             flush(c);
             srv_conn_resume(c);
-        }
-    }
-    if (stop && !lp->stopping) {
-        worker_drain(lp);
-    }
-    if (kill) {
-        while (lp->conns.head) {
-            net_conn_close(lp->conns.head);
         }
     }
     worker_check_done(lp);
@@ -1433,6 +1466,7 @@ void srv_free(struct srv *s) {
     if (s->lock_ready) {
         pthread_rwlock_destroy(&s->lock);
         uv_mutex_destroy(&s->main_inbox_lock);
+        pthread_mutex_destroy(&s->auth_limit.lock);
     }
     if (s->cfg.owns_catalog) {
         catalog_free(s->catalog);
@@ -1678,6 +1712,7 @@ int srv_open_config(uv_loop_t *loop, struct catalog *catalog, struct store *stor
     }
     uv_check_start(&lp0->check, on_check); /* cannot fail: it has a callback */
     uv_unref((uv_handle_t *)&lp0->check); /* the listener keeps the loop alive */
+    publish(lp0); /* what STATS on a worker shows of the main loop until its first check */
     ret = workers_start(s, err, err_len);
     if (ret < 0) {
         goto fail;

@@ -124,7 +124,9 @@ void srv_on_reload(struct srv *s, void (*fn)(void *arg, struct catalog *catalog)
  * Borrowed; valid until the next reload or srv_free(). */
 struct catalog *srv_catalog(const struct srv *s);
 
-/* The counters STATS shows. Borrowed; valid until srv_free(). */
+/* The main loop's counters, which the HTTP server adds to (STATS shows them
+ * added to the other loops', with --threads). Borrowed; valid until
+ * srv_free(). */
 struct cmd_stats *srv_stats(struct srv *s);
 
 #endif

@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -427,7 +428,107 @@ static void test_half_closed_client_still_gets_its_answers(void **state) {
     close(c.fd);
 }
 
+/* A client that half-closes right after a burst of whole 64 KiB reads: the
+ * daemon reads the EOF in the same pass as the last requests, before their
+ * answers are sent, and must still send them all (a review found them lost
+ * when answers began to wait for the end of the loop iteration). */
+static void test_half_close_after_full_reads_gets_every_answer(void **state) {
+    (void)state;
+    static char burst[2 * 65536];
+    for (int size = 65536; size <= 2 * 65536; size += 65536) {
+        for (int round = 0; round < 4; round++) {
+            /* PINGs filling exactly `size` bytes: the last one padded with blanks. */
+            int n = 0, len = 0;
+            while (size - len > 15) {
+                memcpy(burst + len, "PING\n", 5);
+                len += 5;
+                n++;
+            }
+            memcpy(burst + len, "PING", 4);
+            memset(burst + len + 4, ' ', (size_t)(size - len - 5));
+            burst[size - 1] = '\n';
+            n++;
+            struct its_conn c = {.fd = connect_daemon(), .wait_ms = WAIT_MS};
+            its_send_all(c.fd, burst, (size_t)size);
+            shutdown(c.fd, SHUT_WR);
+            int answered = 0;
+            for (char *a; (a = its_read_answer(&c)) != NULL; free(a)) {
+                assert_string_equal(a, "OK 0\n");
+                answered++;
+            }
+            if (answered != n) {
+                fail_msg("%d of %d PINGs answered after a half-close at %d bytes", answered, n,
+                         size);
+            }
+            close(c.fd);
+        }
+    }
+}
+
 /* ---- Writes ---------------------------------------------------------------------------- */
+
+/* Requests pipelined behind a write wait for it even when they arrive in the
+ * same read burst (over 64 KiB: libuv reads again before the loop's end):
+ * each GET shows the PUT just before it, and the answers keep their order.
+ * A review found GETs answered before their PUT, and worker loops hung. */
+struct burst_sender {
+    int fd;
+    const char *buf;
+    size_t len;
+};
+
+static void *send_burst(void *arg) {
+    const struct burst_sender *b = arg;
+    for (size_t off = 0; off < b->len;) {
+        ssize_t n = send(b->fd, b->buf + off, b->len - off, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break; /* the reader's assertions tell what went wrong */
+        }
+        off += (size_t)n;
+    }
+    return NULL;
+}
+
+static void test_requests_behind_a_write_in_a_large_burst_wait_for_it(void **state) {
+    (void)state;
+    enum { GROUPS = 400, PINGS = 60 };
+    static char burst[GROUPS * (64 + PINGS * 5)];
+    size_t len = 0;
+    for (int i = 0; i < GROUPS; i++) {
+        len += (size_t)snprintf(burst + len, sizeof burst - len,
+                                "PUT bw-1 school 36.31 120.61 name=n%d\nGET bw-1\n", i);
+        for (int k = 0; k < PINGS; k++) {
+            memcpy(burst + len, "PING\n", 5);
+            len += 5;
+        }
+    }
+    assert_true(len > 2 * 65536);
+    struct its_conn c = {.fd = connect_daemon(), .wait_ms = WAIT_MS};
+    struct burst_sender b = {c.fd, burst, len};
+    pthread_t sender;
+    assert_int_equal(pthread_create(&sender, NULL, send_burst, &b), 0);
+    for (int i = 0; i < GROUPS; i++) {
+        char want[160];
+        snprintf(want, sizeof want, "OK 1\nbw-1\tschool\tn%d\t36.310000\t120.610000\t-\n", i);
+        for (int k = 0; k < 2; k++) { /* the PUT's answer, then the GET's */
+            char *a = its_expect_answer(&c);
+            if (strcmp(a, want) != 0) {
+                fail_msg("group %d, %s: got\n%swant\n%s", i, k ? "GET" : "PUT", a, want);
+            }
+            free(a);
+        }
+        for (int k = 0; k < PINGS; k++) {
+            char *a = its_expect_answer(&c);
+            assert_string_equal(a, "OK 0\n");
+            free(a);
+        }
+    }
+    assert_int_equal(pthread_join(sender, NULL), 0);
+    close(c.fd);
+}
 
 static void test_pipelined_writes_and_reads_answer_in_order(void **state) {
     (void)state;
@@ -735,7 +836,9 @@ int main(void) {
         cmocka_unit_test(test_clients_leaving_with_requests_in_flight_do_not_hurt),
         cmocka_unit_test(test_slow_reader_is_paused_and_gets_every_answer),
         cmocka_unit_test(test_half_closed_client_still_gets_its_answers),
+        cmocka_unit_test(test_half_close_after_full_reads_gets_every_answer),
         cmocka_unit_test(test_pipelined_writes_and_reads_answer_in_order),
+        cmocka_unit_test(test_requests_behind_a_write_in_a_large_burst_wait_for_it),
         cmocka_unit_test(test_writes_of_many_clients_all_commit),
         cmocka_unit_test(test_acknowledged_writes_survive_kill_9),
         cmocka_unit_test(test_missing_db_without_init_exits_1_with_one_line),
