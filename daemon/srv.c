@@ -327,7 +327,12 @@ static void on_write(uv_write_t *req, int status) {
  * uv_write (it re-arms the watcher when it stops waiting for POLLOUT); strace
  * counted read, write and epoll_ctl once each per unpipelined request. */
 static void flush(struct srv_conn *c) {
-    publish(c->lp);
+    /* Only this thread writes lp->published: it may read it unlocked. Every
+     * counter a request moves moves with `requests` (the main loop's write
+     * counters are published in on_group_done()). */
+    if (c->lp->stats.requests != c->lp->published.requests) {
+        publish(c->lp);
+    }
     if (reply_failed(&c->out)) {
         fprintf(stderr, "nearestd: out of memory building a reply; closing a connection\n");
         srv_conn_close(c);
