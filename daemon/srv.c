@@ -904,8 +904,15 @@ static void worker_drain(struct srv_loop *lp) {
     }
 }
 
-static void on_worker_handle_closed(uv_handle_t *h) {
-    (void)h; /* the loop ends when the last one is closed */
+/* Closes a worker loop's own handles; its loop ends once they are closed.
+ * The wake-up handle only if its init succeeded (workers_start()). */
+static void worker_close_handles(struct srv_loop *lp) {
+    uv_close((uv_handle_t *)&lp->sweep, NULL);
+    uv_close((uv_handle_t *)&lp->check, NULL);
+    uv_close((uv_handle_t *)&lp->prepare, NULL);
+    if (lp->wake.type == UV_ASYNC) {
+        uv_close((uv_handle_t *)&lp->wake, NULL);
+    }
 }
 
 /* Ends a draining worker's loop once nothing is left to answer. */
@@ -927,10 +934,7 @@ static void worker_check_done(struct srv_loop *lp) {
         return;
     }
     read_unlock(lp);
-    uv_close((uv_handle_t *)&lp->wake, on_worker_handle_closed);
-    uv_close((uv_handle_t *)&lp->sweep, on_worker_handle_closed);
-    uv_close((uv_handle_t *)&lp->check, on_worker_handle_closed);
-    uv_close((uv_handle_t *)&lp->prepare, on_worker_handle_closed);
+    worker_close_handles(lp);
 }
 
 /* Worker: adopts handed-over sockets, takes back answered writes, and
@@ -1564,12 +1568,7 @@ static int workers_start(struct srv *s, char *err, size_t err_len) {
         }
         if (ret < 0) {
             snprintf(err, err_len, "cannot start loop thread %d: %s", i, uv_strerror(ret));
-            uv_close((uv_handle_t *)&lp->sweep, NULL);
-            uv_close((uv_handle_t *)&lp->check, NULL);
-            uv_close((uv_handle_t *)&lp->prepare, NULL);
-            if (lp->wake.type == UV_ASYNC) { /* its init succeeded */
-                uv_close((uv_handle_t *)&lp->wake, NULL);
-            }
+            worker_close_handles(lp);
             uv_run(lp->loop, UV_RUN_DEFAULT); /* finishes the closes */
             (void)uv_loop_close(lp->loop);
             lp->loop = NULL;
