@@ -13,7 +13,12 @@
  * bulk strings (what redis-cli sends); with --proto nearest the line is sent
  * as it is. A reply is complete after "OK <n>" and n more lines or one "ERR"
  * line (nearestd), or after one whole RESP value, nested arrays included
- * (Redis); a nearestd record line must hold six tab-separated fields.
+ * (Redis); a nearestd record line must hold six tab-separated fields. With
+ * --proto json each connection first switches to FORMAT json (what a backend
+ * that wants one JSON object per answer does) and a reply is one line, whose
+ * count is read from the '{"ok":true,"count":N' the daemon always begins a
+ * success with; the rest of the object is not parsed here (the client shares
+ * the server's two cores, and the daemon's tests check the JSON itself).
  * Replies are checked: an error reply, a malformed reply, a reply whose count
  * differs from --expect, a closed connection or a reply still missing after
  * the drain all count as errors, and any error makes the exit status 1.
@@ -33,7 +38,7 @@
  *   proto conns pipeline seconds requests rps p50_us p90_us p99_us p999_us
  *   max_us errors
  *
- * Usage: bench_loadgen --addr HOST:PORT --proto nearest|resp --requests FILE
+ * Usage: bench_loadgen --addr HOST:PORT --proto nearest|json|resp --requests FILE
  *                      [--conns C] [--pipeline P] [--duration D] [--warmup W]
  *                      [--expect N] */
 #include <arpa/inet.h>
@@ -59,7 +64,7 @@
 #define MAX_SAMPLES 100000000u   /* latencies kept; beyond this they are counted only */
 #define RESP_MAX_DEPTH 8
 
-enum proto_kind { PROTO_NEAREST, PROTO_RESP };
+enum proto_kind { PROTO_NEAREST, PROTO_RESP, PROTO_JSON };
 
 /* Outcome of parsing one reply from the front of a buffer. */
 enum reply_status {
@@ -149,6 +154,32 @@ static int parse_nearest(const char *buf, size_t len, size_t *used, long long *c
         pos += l;
     }
     *used = pos;
+    *count = n;
+    return REPLY_OK;
+}
+
+/* nearestd in FORMAT json: one line, '{"ok":true,"count":N,...}' or
+ * '{"ok":false,...}'. */
+static int parse_json_line(const char *buf, size_t len, size_t *used, long long *count) {
+    static const char ok[] = "{\"ok\":true,\"count\":";
+    static const char err[] = "{\"ok\":false,";
+    size_t l = line_len(buf, len);
+    if (l == 0) {
+        return len > (1u << 24) ? REPLY_MALFORMED : REPLY_MORE;
+    }
+    *used = l;
+    if (l > sizeof err - 1 && memcmp(buf, err, sizeof err - 1) == 0) {
+        return REPLY_ERROR;
+    }
+    if (l <= sizeof ok - 1 || memcmp(buf, ok, sizeof ok - 1) != 0) {
+        return REPLY_MALFORMED;
+    }
+    char *end;
+    long long n = strtoll(buf + sizeof ok - 1, &end, 10);
+    if (end == buf + sizeof ok - 1 || n < 0 || (*end != ',' && *end != '}') ||
+        buf[l - 2] != '}') {
+        return REPLY_MALFORMED;
+    }
     *count = n;
     return REPLY_OK;
 }
@@ -277,7 +308,7 @@ static int req_set_load(struct req_set *rs, const char *path, int proto) {
             rs->off = p;
         }
         rs->off[rs->n] = len;
-        if (proto == PROTO_NEAREST) {
+        if (proto != PROTO_RESP) {
             if (append(&rs->bytes, &len, &cap, line, (size_t)got) ||
                 append(&rs->bytes, &len, &cap, "\n", 1)) {
                 goto done;
@@ -372,8 +403,27 @@ static int resolve_loopback(const char *addr, struct sockaddr_storage *out, sock
     return loopback ? 0 : -1;
 }
 
+/* Sends `line` on the still blocking socket and reads its one-line answer,
+ * which must begin with `want`. */
+static int conn_setup(int fd, const char *line, const char *want) {
+    size_t n = strlen(line);
+    if (write(fd, line, n) != (ssize_t)n) {
+        return -1;
+    }
+    char buf[256];
+    size_t got = 0;
+    while (got < sizeof buf && (got == 0 || buf[got - 1] != '\n')) {
+        ssize_t r = read(fd, buf + got, 1);
+        if (r <= 0) {
+            return -1;
+        }
+        got += (size_t)r;
+    }
+    return got > strlen(want) && memcmp(buf, want, strlen(want)) == 0 ? 0 : -1;
+}
+
 static int conn_open(struct conn *c, const struct sockaddr_storage *sa, socklen_t sa_len,
-                     int ep, size_t pipeline, size_t first_req) {
+                     int ep, size_t pipeline, size_t first_req, int proto) {
     memset(c, 0, sizeof *c);
     c->sent_ns = calloc(pipeline, sizeof *c->sent_ns);
     if (!c->sent_ns) {
@@ -387,6 +437,11 @@ static int conn_open(struct conn *c, const struct sockaddr_storage *sa, socklen_
     }
     if (connect(c->fd, (const struct sockaddr *)sa, sa_len) != 0) {
         perror("bench_loadgen: connect");
+        close(c->fd);
+        return -1;
+    }
+    if (proto == PROTO_JSON && conn_setup(c->fd, "FORMAT json\n", "{\"ok\":true") != 0) {
+        fprintf(stderr, "bench_loadgen: FORMAT json refused\n");
         close(c->fd);
         return -1;
     }
@@ -522,6 +577,7 @@ static int conn_on_readable(struct run *r, struct conn *c, int ep) {
         const char *at = c->rbuf + pos;
         size_t avail = c->rlen - pos;
         int s = r->proto == PROTO_NEAREST ? parse_nearest(at, avail, &used, &count)
+                : r->proto == PROTO_JSON  ? parse_json_line(at, avail, &used, &count)
                                           : parse_resp(at, avail, &used, &count);
         if (s == REPLY_MORE) {
             break;
@@ -585,7 +641,7 @@ static double pct_us(const uint64_t *sorted, size_t n, double p) {
 
 static void usage(void) {
     fprintf(stderr,
-            "usage: bench_loadgen --addr HOST:PORT --proto nearest|resp --requests FILE\n"
+            "usage: bench_loadgen --addr HOST:PORT --proto nearest|json|resp --requests FILE\n"
             "                     [--conns C] [--pipeline P] [--duration D] [--warmup W]\n"
             "                     [--expect N]\n"
             "  C connections (default 50) with P requests in flight each (default 1),\n"
@@ -630,6 +686,8 @@ int main(int argc, char **argv) {
     int proto = -1;
     if (proto_name && !strcmp(proto_name, "nearest")) {
         proto = PROTO_NEAREST;
+    } else if (proto_name && !strcmp(proto_name, "json")) {
+        proto = PROTO_JSON;
     } else if (proto_name && !strcmp(proto_name, "resp")) {
         proto = PROTO_RESP;
     }
@@ -660,7 +718,7 @@ int main(int argc, char **argv) {
     }
     for (long i = 0; i < conns; i++) {
         if (conn_open(&cs[i], &sa, sa_len, ep, (size_t)pipeline,
-                      (size_t)i * rs.n / (size_t)conns) != 0) {
+                      (size_t)i * rs.n / (size_t)conns, proto) != 0) {
             fprintf(stderr, "bench_loadgen: cannot connect to %s\n", addr);
             goto done;
         }
