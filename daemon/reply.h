@@ -10,9 +10,9 @@
  * fields id, category, name, lat, lon, distance_m, then key=value attributes.
  *
  * JSON and GeoJSON formats (FORMAT json|geojson) put each answer on one line
- * instead. The builder counts the records announced by reply_ok() and writes
- * the JSON document when the last one arrives, so handlers are the same for
- * every format. */
+ * instead. The builder writes each record's JSON as it arrives and closes the
+ * document when the last record announced by reply_ok() has come, so
+ * handlers are the same for every format. */
 #ifndef NEARESTD_REPLY_H
 #define NEARESTD_REPLY_H
 
@@ -44,7 +44,10 @@ struct reply {
     size_t expected;    /* records still owed to the last reply_ok() */
     bool nomem;         /* an append failed: the content is incomplete */
     enum reply_format format;
-    void *records;      /* JSON formats: records of the answer being built (json_t *) */
+    bool json_open;     /* JSON formats: an answer is begun and owed records */
+    size_t json_start;  /* ... it starts at this offset of buf */
+    size_t json_count;  /* ... records it has so far */
+    size_t json_announced; /* ... records its reply_ok() announced */
     const char *next_crs;   /* static name for the next reply_ok(), NULL for none */
     const char *answer_crs; /* JSON formats: the answer being built states this "crs" */
 };

@@ -1,5 +1,7 @@
 # daemon/ tests: the command layer without sockets, and the real daemon over TCP.
 nearest_add_test(test_commands LIBS nearestd_core PkgConfig::JANSSON)
+# The JSON formats against the jansson builder they replaced, byte for byte.
+nearest_add_test(test_reply_json LIBS nearestd_core PkgConfig::JANSSON)
 target_compile_definitions(test_commands PRIVATE
     NEARESTD_PROTOCOL_MD="${CMAKE_SOURCE_DIR}/PROTOCOL.md")
 
