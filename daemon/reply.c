@@ -449,15 +449,27 @@ static char *fmt_json_real(char *p, double v) {
     return p + n;
 }
 
-/* Writes round(v * 10^6) / 10^6 as fmt_json_real() would (a position in the
- * JSON formats). From 10^-4 to 10^3 in magnitude, which is every position
- * but those within 11 m of the equator or the prime meridian, the digits
- * are the integer's, with trailing zeros dropped: "%.10g" shows at least 7
- * decimals there, so the double's rounding error (under 10^-13) never
- * reaches them, and 6 decimals are all there are. Returns NULL when v is not
- * finite (jansson has no such real). */
-static char *fmt_json_e6(char *p, double v) {
-    double q = round(v * 1e6);
+/* round(x), halves away from zero, inline: libm's round() is a call on
+ * baseline x86-64, three of them a record. Exact below 2^52, where the
+ * truncation and the fraction left are both exact. */
+static inline double round_half_away(double x) {
+    double a = fabs(x);
+    if (!(a < 4503599627370496.0)) {
+        return round(x); /* 2^52 and above are whole already; NaN stays NaN */
+    }
+    double t = (double)(uint64_t)a;
+    t += a - t >= 0.5;
+    return copysign(t, x);
+}
+
+/* Writes q / 10^6 for a whole q (a position rounded to microdegrees) as
+ * fmt_json_real() would. From 10^-4 to 10^3 in magnitude, which is every
+ * position but those within 11 m of the equator or the prime meridian, the
+ * digits are the integer's, with trailing zeros dropped: "%.10g" shows at
+ * least 7 decimals there, so the double's rounding error (under 10^-13)
+ * never reaches them, and 6 decimals are all there are. Returns NULL when q
+ * is not finite (jansson has no such real). */
+static char *fmt_json_micro(char *p, double q) {
     if (!(fabs(q) >= 100.0 && fabs(q) < 1e9)) {
         return isfinite(q) ? fmt_json_real(p, q / 1e6) : NULL;
     }
@@ -483,11 +495,16 @@ static char *fmt_json_e6(char *p, double v) {
     return p;
 }
 
+/* Writes round(v * 10^6) / 10^6 as fmt_json_real() would: a position. */
+static char *fmt_json_e6(char *p, double v) {
+    return fmt_json_micro(p, round_half_away(v * 1e6));
+}
+
 /* Writes round(d * 10) / 10 as fmt_json_real() would (a distance): for
  * 0.1 <= d < 10^8 the tenths' digits with a point before the last. Returns
  * NULL when d is not finite. */
 static char *fmt_json_tenths(char *p, double d) {
-    double t = round(d * 10.0);
+    double t = round_half_away(d * 10.0);
     if (!(t >= 1.0 && t < 1e9)) {
         return isfinite(t) ? fmt_json_real(p, t / 10.0) : NULL;
     }
@@ -598,13 +615,6 @@ static void json_record_end(struct reply *r) {
     }
 }
 
-/* Appends ",<key>:" for a key of ours. */
-static void json_put_key(struct reply *r, const char *key) {
-    put_bytes(r, ",\"", 2);
-    json_put_raw(r, key);
-    put_bytes(r, "\":", 2);
-}
-
 /* Appends a facility's attributes as further members of the object being
  * written, as json_object_set_new() would have added them to one holding
  * the `standard` keys: a key the object already has is skipped (the first
@@ -705,43 +715,82 @@ static const char *const json_facility_keys[] = {"id", "category", "name",
                                                  "lat", "lon", "distance_m"};
 static const char *const geojson_property_keys[] = {"id", "category", "name", "distance_m"};
 
+/* Copies a string literal to p and returns the end. */
+#define PUT_LIT(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) + sizeof(lit) - 1)
+
+/* json_string_at(), or "?" when s is not UTF-8 (jstr()). */
+static char *json_string_or_mark(char *p, const char *s, size_t n) {
+    char *end = json_string_at(p, s, n);
+    return end ? end : PUT_LIT(p, "\"?\"");
+}
+
+/* Writes a facility's position: from its microdegrees when it has them (the
+ * same integers: lat_e6 / 10^6 times 10^6 rounds back to lat_e6), else
+ * rounded. NULL when a coordinate is not finite. */
+static char *fmt_json_coord(char *p, const struct reply_facility *f, bool lat) {
+    if (f->has_e6) {
+        return fmt_json_micro(p, (double)(lat ? f->lat_e6 : f->lon_e6));
+    }
+    return fmt_json_e6(p, lat ? f->where.lat_deg : f->where.lon_deg);
+}
+
 /* Appends one facility record: in json {"id", "category", "name", "lat",
  * "lon", "distance_m", attributes...}; in geojson a Point Feature with id,
- * category, name, distance_m and the attributes as properties. */
+ * category, name, distance_m and the attributes as properties. All but the
+ * attributes is written after one reserve. */
 static void json_put_facility(struct reply *r, const struct reply_facility *f) {
     bool geo = r->format == REPLY_GEOJSON;
     if (!json_record_begin(r, true)) {
         return;
     }
-    if (geo) {
-        json_put_raw(r, "{\"type\":\"Feature\",\"geometry\":{\"type\":\"Point\",\"coordinates\":[");
-        json_put_number(r, fmt_json_e6, f->where.lon_deg);
-        put_bytes(r, ",", 1);
-        json_put_number(r, fmt_json_e6, f->where.lat_deg);
-        json_put_raw(r, "]},\"properties\":{\"id\":");
-    } else {
-        json_put_raw(r, "{\"id\":");
-    }
     size_t n_id = f->id_len ? f->id_len : strlen(f->id);
     size_t n_cat = f->category_len ? f->category_len : strlen(f->category);
     size_t n_name = f->name_len ? f->name_len : strlen(f->name);
-    json_put_string(r, f->id, n_id);
-    json_put_key(r, "category");
-    json_put_string(r, f->category, n_cat);
-    json_put_key(r, "name");
-    json_put_string(r, f->name, n_name);
-    if (!geo) {
-        json_put_key(r, "lat");
-        json_put_number(r, fmt_json_e6, f->where.lat_deg);
-        json_put_key(r, "lon");
-        json_put_number(r, fmt_json_e6, f->where.lon_deg);
+    if (!reserve(r, 6 * (n_id + n_cat + n_name) + 200)) {
+        return;
     }
-    json_put_key(r, "distance_m");
-    if (isnan(f->distance_m)) {
-        json_put_raw(r, "null");
+    char *p = r->buf + r->len;
+    if (geo) {
+        p = PUT_LIT(p, "{\"type\":\"Feature\",\"geometry\":{\"type\":\"Point\","
+                       "\"coordinates\":[");
+        p = fmt_json_coord(p, f, false);
+        if (!p) {
+            goto bad;
+        }
+        *p++ = ',';
+        p = fmt_json_coord(p, f, true);
+        if (!p) {
+            goto bad;
+        }
+        p = PUT_LIT(p, "]},\"properties\":{\"id\":");
     } else {
-        json_put_number(r, fmt_json_tenths, f->distance_m);
+        p = PUT_LIT(p, "{\"id\":");
     }
+    p = json_string_or_mark(p, f->id, n_id);
+    p = PUT_LIT(p, ",\"category\":");
+    p = json_string_or_mark(p, f->category, n_cat);
+    p = PUT_LIT(p, ",\"name\":");
+    p = json_string_or_mark(p, f->name, n_name);
+    if (!geo) {
+        p = PUT_LIT(p, ",\"lat\":");
+        p = fmt_json_coord(p, f, true);
+        if (!p) {
+            goto bad;
+        }
+        p = PUT_LIT(p, ",\"lon\":");
+        p = fmt_json_coord(p, f, false);
+        if (!p) {
+            goto bad;
+        }
+    }
+    p = PUT_LIT(p, ",\"distance_m\":");
+    if (isnan(f->distance_m)) {
+        p = PUT_LIT(p, "null");
+    } else if (!(p = fmt_json_tenths(p, f->distance_m))) {
+        goto bad;
+    }
+    *p = '\0';
+    r->len = (size_t)(p - r->buf);
     if (geo) {
         json_put_attrs(r, f, geojson_property_keys, 4);
         json_put_raw(r, "}}");
@@ -750,6 +799,9 @@ static void json_put_facility(struct reply *r, const struct reply_facility *f) {
         json_put_raw(r, "}");
     }
     json_record_end(r);
+    return;
+bad:
+    r->nomem = true; /* a position or distance jansson could not have held */
 }
 
 /* Appends the attributes as "\tkey=value" fields. */

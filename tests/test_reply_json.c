@@ -270,6 +270,17 @@ static void random_record(struct rec *r) {
     r->f.attrs = n_attrs ? r->attrs : NULL;
     r->f.n_attrs = n_attrs;
     r->f.has_e6 = false;
+    if (pick(4) == 0) {
+        /* What the catalogue hands over: microdegrees and the same position. */
+        r->f.has_e6 = true;
+        r->f.lat_e6 = (int32_t)((int64_t)(rnd() % 180000001) - 90000000);
+        r->f.lon_e6 = (int32_t)((int64_t)(rnd() % 360000001) - 180000000);
+        if (pick(8) == 0) {
+            r->f.lat_e6 = (int32_t)pick(201) - 100;
+        }
+        r->f.where.lat_deg = r->f.lat_e6 / 1e6;
+        r->f.where.lon_deg = r->f.lon_e6 / 1e6;
+    }
     if (pick(2)) {
         r->f.id_len = strlen(r->id);
         r->f.category_len = strlen(r->category);
