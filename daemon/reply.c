@@ -804,19 +804,42 @@ bad:
     r->nomem = true; /* a position or distance jansson could not have held */
 }
 
-/* Appends the attributes as "\tkey=value" fields. */
+/* Appends the attributes as "\tkey=value" fields, each after one reserve.
+ * A whole number below 10^15 in magnitude (stars, beds, free: nearly every
+ * number attribute) is written from its integer, which is what "%.15g"
+ * prints for it; printf() took a fifth of a Licang NEAREST's time. */
 static void put_attrs(struct reply *r, const struct reply_facility *f) {
     for (size_t i = 0; i < f->n_attrs; i++) {
         const struct reply_attr *a = &f->attrs[i];
-        put_bytes(r, "\t", 1);
-        put_field(r, a->key);
-        put_bytes(r, "=", 1);
-        if (a->type == REPLY_ATTR_NUM) {
+        bool num = a->type == REPLY_ATTR_NUM;
+        bool whole = num && fabs(a->num) < 1e15 && a->num == (double)(int64_t)a->num &&
+                     !(a->num == 0.0 && signbit(a->num));
+        const char *v = a->type == REPLY_ATTR_BOOL ? (a->num != 0.0 ? "true" : "false")
+                        : a->text                  ? a->text
+                                                   : "";
+        size_t nk = strlen(a->key), nv = num ? 24 : strlen(v);
+        if (!reserve(r, nk + nv + 2)) {
+            return;
+        }
+        char *p = r->buf + r->len;
+        *p++ = '\t';
+        copy_clean(p, a->key, nk);
+        p += nk;
+        *p++ = '=';
+        if (whole) {
+            int64_t n = (int64_t)a->num;
+            if (n < 0) {
+                *p++ = '-';
+            }
+            p = fmt_uint(p, n < 0 ? 0u - (uint64_t)n : (uint64_t)n);
+        } else if (!num) {
+            copy_clean(p, v, nv);
+            p += nv;
+        }
+        *p = '\0';
+        r->len = (size_t)(p - r->buf);
+        if (num && !whole) {
             put_fmt(r, "%.15g", a->num);
-        } else if (a->type == REPLY_ATTR_BOOL) {
-            put_field(r, a->num != 0.0 ? "true" : "false");
-        } else {
-            put_field(r, a->text ? a->text : "");
         }
     }
 }

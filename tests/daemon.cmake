@@ -1,7 +1,8 @@
 # daemon/ tests: the command layer without sockets, and the real daemon over TCP.
 nearest_add_test(test_commands LIBS nearestd_core PkgConfig::JANSSON)
-# The JSON formats against the jansson builder they replaced, byte for byte.
-nearest_add_test(test_reply_json LIBS nearestd_core PkgConfig::JANSSON)
+# Answers against models: JSON against the jansson builder it replaced, text
+# attributes against printf.
+nearest_add_test(test_reply_formats LIBS nearestd_core PkgConfig::JANSSON)
 target_compile_definitions(test_commands PRIVATE
     NEARESTD_PROTOCOL_MD="${CMAKE_SOURCE_DIR}/PROTOCOL.md")
 

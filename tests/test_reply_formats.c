@@ -1,4 +1,4 @@
-/* test_reply_json.c: the JSON formats of daemon/reply.c, byte for byte.
+/* test_reply_formats.c: answers of daemon/reply.c, byte for byte.
  *
  * reply.c writes JSON answers itself because building them as jansson
  * documents cost nine times a text answer. The bytes must stay those that
@@ -12,7 +12,9 @@
  * every type, with keys that repeat each other or the standard members,
  * numbers that are whole, fractional, huge or not finite; answers in json
  * and geojson, with and without a "crs", of facility records, field records
- * and none, interrupted by errors and by reply_take(). */
+ * and none, interrupted by errors and by reply_take(). The text format's
+ * attributes, also written without printf() now when they are whole numbers,
+ * are compared with a printf() model over the same random attributes. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -431,11 +433,67 @@ static void test_errors_and_takes_in_the_middle_of_an_answer(void **state) {
     reply_close(&r);
 }
 
+/* A text field as the builder cleans it: C0 controls and DEL become spaces. */
+static void model_clean(char *out, size_t cap, const char *s) {
+    size_t n = 0;
+    for (; s[n] && n + 1 < cap; n++) {
+        unsigned char c = (unsigned char)s[n];
+        out[n] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
+    }
+    out[n] = '\0';
+}
+
+static void test_text_attributes_print_as_printf_would(void **state) {
+    (void)state;
+    struct rec rec;
+    char want[8192], clean[3][256];
+    for (int round = 0; round < 100000; round++) {
+        random_record(&rec);
+        if (isnan(rec.f.distance_m) || !(rec.f.distance_m >= 0) ||
+            rec.f.distance_m >= 1e15) {
+            rec.f.distance_m = 1.0;
+        }
+        rec.f.distance_m = fabs(rec.f.distance_m); /* the text format writes -0.0 as 0.0 */
+        if (!isfinite(rec.f.where.lat_deg)) {
+            rec.f.where.lat_deg = 0.0;
+        }
+        rec.f.has_e6 = false;
+        rec.f.plain_text = false;
+        model_clean(clean[0], sizeof clean[0], rec.id);
+        model_clean(clean[1], sizeof clean[1], rec.category);
+        model_clean(clean[2], sizeof clean[2], rec.name);
+        int w = snprintf(want, sizeof want, "OK 1\n%s\t%s\t%s\t%.6f\t%.6f\t%.1f", clean[0],
+                         clean[1], clean[2], rec.f.where.lat_deg, rec.f.where.lon_deg,
+                         rec.f.distance_m);
+        for (size_t i = 0; i < rec.f.n_attrs; i++) {
+            const struct reply_attr *a = &rec.attrs[i];
+            char key[256], value[256];
+            model_clean(key, sizeof key, a->key);
+            if (a->type == REPLY_ATTR_NUM) {
+                snprintf(value, sizeof value, "%.15g", a->num);
+            } else if (a->type == REPLY_ATTR_BOOL) {
+                strcpy(value, a->num != 0.0 ? "true" : "false");
+            } else {
+                model_clean(value, sizeof value, a->text ? a->text : "");
+            }
+            w += snprintf(want + w, sizeof want - (size_t)w, "\t%s=%s", key, value);
+        }
+        snprintf(want + w, sizeof want - (size_t)w, "\n");
+        struct reply r;
+        reply_init(&r);
+        reply_ok(&r, 1);
+        reply_facility(&r, &rec.f);
+        assert_reply_is(&r, want);
+        reply_close(&r);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_facility_answers_are_the_bytes_jansson_dumped),
         cmocka_unit_test(test_field_records_and_empty_answers_are_the_bytes_jansson_dumped),
         cmocka_unit_test(test_errors_and_takes_in_the_middle_of_an_answer),
+        cmocka_unit_test(test_text_attributes_print_as_printf_would),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
