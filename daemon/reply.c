@@ -364,6 +364,14 @@ static char *json_string_at(char *p, const char *s, size_t n) {
             }
         }
         unsigned c = u[i];
+        if (c >= 0xE1 && c <= 0xEC && i + 3 <= n && (u[i + 1] & 0xC0) == 0x80 &&
+            (u[i + 2] & 0xC0) == 0x80) {
+            /* U+1000 - U+CFFF, CJK included: three bytes no check can refuse. */
+            memcpy(p, s + i, 3);
+            p += 3;
+            i += 3;
+            continue;
+        }
         if (c >= 0x80) {
             size_t len = utf8_char_len(u + i, n - i);
             if (len == 0) {
@@ -619,21 +627,32 @@ static void json_record_end(struct reply *r) {
  * written, as json_object_set_new() would have added them to one holding
  * the `standard` keys: a key the object already has is skipped (the first
  * wins), and so is an attribute jansson could not hold (a key that is not
- * UTF-8, a number that is not finite). */
+ * UTF-8, a number that is not finite). Beyond 64 attributes (the catalogue
+ * gives at most CATALOG_MAX_ATTRS, 32) a key is compared with the earlier
+ * ones past the 64th as if each had been written. */
 static void json_put_attrs(struct reply *r, const struct reply_facility *f,
                            const char *const *standard, size_t n_standard) {
     bool set[64];
+    size_t key_lens[64];
     for (size_t i = 0; i < f->n_attrs; i++) {
         const struct reply_attr *a = &f->attrs[i];
+        size_t key_len = strlen(a->key);
+        if (i < 64) {
+            key_lens[i] = key_len;
+        }
+        /* The key is taken when an earlier member has it: compared by first
+         * byte and length before the bytes, since strcmp() of each key with
+         * each earlier one was a sixth of a Licang record's time. */
         bool taken = false;
         for (size_t k = 0; k < n_standard && !taken; k++) {
-            taken = strcmp(a->key, standard[k]) == 0;
+            taken = a->key[0] == standard[k][0] && strcmp(a->key, standard[k]) == 0;
         }
         for (size_t k = 0; k < i && !taken; k++) {
-            taken = (k >= 64 || set[k]) && strcmp(a->key, f->attrs[k].key) == 0;
+            const char *other = f->attrs[k].key;
+            taken = (k >= 64 || (set[k] && key_lens[k] == key_len)) && a->key[0] == other[0] &&
+                    strcmp(a->key, other) == 0;
         }
         bool finite_num = a->type != REPLY_ATTR_NUM || isfinite(a->num);
-        size_t key_len = strlen(a->key);
         bool ok = !taken && finite_num;
         size_t mark = r->len;
         if (ok && reserve(r, 6 * key_len + 4)) {
