@@ -12,7 +12,7 @@
  * mobile backend asks for, nine times slower than the benchmarked one. The
  * writer below produces the bytes jansson's json_dumps() did (compact, reals
  * to REPLY_JSON_DIGITS significant digits, UTF-8 unescaped, invalid UTF-8
- * as "?"), which tests/test_reply_json.c checks against jansson itself;
+ * as "?"), which tests/test_reply_formats.c checks against jansson itself;
  * jansson still builds the rare area features (their geometry is parsed
  * JSON) and the error objects.
  * The text records of NEAREST are the hot path (five a request, written
