@@ -185,6 +185,13 @@ bool catalog_matches(const struct catalog *c, uint32_t slot, const struct catalo
 bool catalog_is_open_at(const struct catalog *c, uint32_t slot, int64_t unix_s,
                         int utc_offset_min);
 
+/* The same check for an instant already resolved with hours_week_minute(), for
+ * a query that checks one instant against many facilities: a slot read, a
+ * load and a bit test. catalog_is_open_in_week(c, slot, hours_week_minute(t,
+ * off)) == catalog_is_open_at(c, slot, t, off); false for a week_minute outside
+ * [0, HOURS_MINUTES_PER_WEEK). */
+bool catalog_is_open_in_week(const struct catalog *c, uint32_t slot, int week_minute);
+
 /* ---- Areas (INAREA, SERVES, AREAS) -------------------------------------------
  *
  * The areas of the store (district, streets, communities, catchments, service

@@ -293,7 +293,8 @@ struct query_opts {
     double max_distance_m;                    /* MAXDIST */
     struct catalog_cond conds[CMD_MAX_WHERE]; /* WHERE; texts borrowed from argv */
     size_t n_conds;
-    int64_t open_unix;                        /* OPEN: the instant, seconds since the epoch */
+    int open_week_min;                        /* OPEN: the instant as hours_week_minute()
+                                               * gives it in Shanghai time, resolved once */
     enum geo_crs crs;                         /* CRS, else the session's */
 };
 
@@ -339,11 +340,14 @@ static int64_t days_from_civil(int64_t y, int m, int d) {
     return era * 146097 + doe - 719468;
 }
 
-/* Parses "now" or "YYYY-MM-DDTHH:MM" (local time, Asia/Shanghai) into an
- * instant. Returns true when valid. */
-static bool parse_open_time(const char *s, int64_t *unix_s) {
-    if (strcasecmp(s, "now") == 0) {
-        *unix_s = (int64_t)time(NULL);
+/* Parses "now" or "YYYY-MM-DDTHH:MM" (local time, Asia/Shanghai) into the
+ * minute of the Shanghai week (hours_week_minute()), what the filter checks
+ * each candidate's timetable at. Returns true when valid. */
+static bool parse_open_time(const char *s, int *week_min) {
+    int64_t unix_s;
+    if (ascii_equal_ci(s, "now")) {
+        unix_s = (int64_t)time(NULL);
+        *week_min = hours_week_minute(unix_s, HOURS_DEFAULT_UTC_OFFSET_MIN);
         return true;
     }
     static const char shape[] = "dddd-dd-ddTdd:dd";
@@ -362,8 +366,9 @@ static bool parse_open_time(const char *s, int64_t *unix_s) {
         h > 23 || mi > 59) {
         return false;
     }
-    *unix_s = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 -
-              (int64_t)HOURS_DEFAULT_UTC_OFFSET_MIN * 60;
+    unix_s = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 -
+             (int64_t)HOURS_DEFAULT_UTC_OFFSET_MIN * 60;
+    *week_min = hours_week_minute(unix_s, HOURS_DEFAULT_UTC_OFFSET_MIN);
     return true;
 }
 
@@ -492,7 +497,7 @@ static int parse_query_options(struct cmd_call *call, size_t first, unsigned all
             }
             o->n_conds++;
         } else if (bit == OPT_OPEN) {
-            if (!parse_open_time(value, &o->open_unix)) {
+            if (!parse_open_time(value, &o->open_week_min)) {
                 reply_err(call->out, CMD_ERR_ARG,
                           "OPEN '%s' is neither now nor YYYY-MM-DDTHH:MM", ECHO(value));
                 return CMD_ERR_ARG;
@@ -514,6 +519,13 @@ struct query_filter {
     const struct query_opts *opts;
 };
 
+/* The filter of a query with OPEN and no WHERE: one slot read and a bit
+ * test per candidate (about 40 a NEAREST k=5 at 10^5 facilities). */
+static bool query_filter_is_open(uint32_t handle, void *ctx) {
+    const struct query_filter *f = ctx;
+    return catalog_is_open_in_week(f->catalog, handle, f->opts->open_week_min);
+}
+
 static bool query_filter_keeps(uint32_t handle, void *ctx) {
     const struct query_filter *f = ctx;
     if (f->opts->n_conds > 0 &&
@@ -521,8 +533,7 @@ static bool query_filter_keeps(uint32_t handle, void *ctx) {
         return false;
     }
     if ((f->opts->seen & OPT_OPEN) &&
-        !catalog_is_open_at(f->catalog, handle, f->opts->open_unix,
-                            HOURS_DEFAULT_UTC_OFFSET_MIN)) {
+        !catalog_is_open_in_week(f->catalog, handle, f->opts->open_week_min)) {
         return false;
     }
     return true;
@@ -669,7 +680,7 @@ static int run_query(struct cmd_call *call, struct geo_query *q, const struct qu
     size_t n = 0;
     struct query_filter filter = {.catalog = call->env->catalog, .opts = o};
     if (o->n_conds > 0 || (o->seen & OPT_OPEN)) {
-        q->filter = query_filter_keeps;
+        q->filter = o->n_conds > 0 ? query_filter_keeps : query_filter_is_open;
         q->filter_ctx = &filter;
     }
     int ret = geo_index_nearest(catalog_index(call->env->catalog), q, hits, &n);

@@ -364,3 +364,42 @@ bool hours_is_open_at(const struct hours *h, int64_t unix_s, int utc_offset_min)
     hours_local_time(unix_s, utc_offset_min, &weekday, &minute);
     return hours_is_open(h, weekday, minute);
 }
+
+/* ------------------------------------------------------------------------ */
+/* The week as bits                                                         */
+/* ------------------------------------------------------------------------ */
+
+/* Sets bits [from, to) of the week, from < to <= HOURS_MINUTES_PER_WEEK. */
+static void week_set(struct hours_week *w, unsigned from, unsigned to)
+{
+    for (unsigned m = from; m < to; m++)
+        w->open[m / 64] |= (uint64_t)1 << (m % 64);
+}
+
+void hours_week_init(struct hours_week *w, const struct hours *h)
+{
+    memset(w, 0, sizeof *w);
+    if (!hours_is_recorded(h))
+        return;
+    for (unsigned d = 0; d < 7; d++) {
+        for (int i = 0; i < h->n_ranges[d] && i < HOURS_MAX_DAY_RANGES; i++) {
+            const struct hours_range *r = &h->ranges[d][i];
+            unsigned end = r->end_min < HOURS_MINUTES_PER_DAY ? r->end_min
+                                                               : HOURS_MINUTES_PER_DAY;
+            if (r->start_min < end)
+                week_set(w, d * HOURS_MINUTES_PER_DAY + r->start_min,
+                         d * HOURS_MINUTES_PER_DAY + end);
+        }
+    }
+}
+
+int hours_week_minute(int64_t unix_s, int utc_offset_min)
+{
+    /* Floor divisions, so instants before 1970 and negative offsets work;
+     * 1970-01-01 00:00 was a Thursday, week minute 3 * 1440. */
+    int64_t local_min = unix_s / 60 - (unix_s % 60 < 0 ? 1 : 0) + utc_offset_min;
+    int64_t m = (local_min + 3 * HOURS_MINUTES_PER_DAY) % HOURS_MINUTES_PER_WEEK;
+    if (m < 0)
+        m += HOURS_MINUTES_PER_WEEK;
+    return (int)m;
+}
