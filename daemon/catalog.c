@@ -22,7 +22,9 @@
  * facility with the index, against 100 before. The slot's padding holds the
  * plain-text flag and the id's length (up to 255), and a byte before each
  * name in the arena its length (up to 254), which replies would otherwise
- * measure. Areas (about 400) are held
+ * measure. A 4-byte copy of each slot's timetable number, in an array of its
+ * own, serves OPEN, which reads it for some 40 candidates a NEAREST (116 bytes
+ * per facility with it). Areas (about 400) are held
  * with their GEOS geometries, and each keeps the slots linked to it.
  * The slot array and the string arena, a NEAREST's five random reads each,
  * sit on 2 MB boundaries with madvise(MADV_HUGEPAGE) once they reach 2 MB, as
@@ -43,8 +45,6 @@
 #define SLOT_FREE 0xFF     /* category of a removed slot */
 #define CATALOG_SUBTYPE_CACHE 64 /* subtypes shared between facilities; the data has ~15 */
 #define HASH_EMPTY 0u      /* hash cells hold slot + 1 */
-/* In slot_hours: the timetable number is too large, read the slot's. */
-#define SLOT_HOURS_IN_SLOT UINT16_MAX
 
 struct slot {
     uint32_t id_off;       /* into arena */
@@ -99,8 +99,7 @@ struct catalog {
     struct slot *slots;
     uint32_t n_slots;      /* slots used, free ones included */
     uint32_t cap_slots;
-    uint16_t *slot_hours;  /* per slot: its timetable number, 0 for a free slot,
-                            * SLOT_HOURS_IN_SLOT for a number above it */
+    uint32_t *slot_hours;  /* per slot: its timetable number, 0 for a free slot */
     uint32_t cap_slot_hours;
     char *arena;           /* NUL-terminated strings */
     size_t arena_len;
@@ -438,7 +437,7 @@ static uint32_t timetable_intern(struct catalog *c, const char *text) {
 /* A NEAREST with OPEN checks about 40 candidates' timetables; their 32-byte
  * slots are scattered over 3.2 MB at 10^5 facilities, and reading them was
  * three quarters of the check's time. So each slot's timetable number is also
- * kept in slot_hours, 2 bytes a slot (200 KB at 10^5, which stays in cache). */
+ * kept in slot_hours, 4 bytes a slot (400 KB at 10^5, which stays in cache). */
 
 /* Makes room in slot_hours for `n` slots. */
 static int slot_hours_reserve(struct catalog *c, uint32_t n) {
@@ -446,7 +445,7 @@ static int slot_hours_reserve(struct catalog *c, uint32_t n) {
         return 0;
     }
     uint32_t cap = c->cap_slots > n ? c->cap_slots : n;
-    uint16_t *h = realloc(c->slot_hours, (size_t)cap * sizeof *h);
+    uint32_t *h = realloc(c->slot_hours, (size_t)cap * sizeof *h);
     if (!h) {
         return CATALOG_ERR_NOMEM;
     }
@@ -458,8 +457,7 @@ static int slot_hours_reserve(struct catalog *c, uint32_t n) {
 /* Records in slot_hours the timetable of `slot` as the slot now holds it. */
 static void slot_hours_set(struct catalog *c, uint32_t slot) {
     const struct slot *s = &c->slots[slot];
-    uint32_t no = s->category == SLOT_FREE ? 0 : s->hours_no;
-    c->slot_hours[slot] = no < SLOT_HOURS_IN_SLOT ? (uint16_t)no : SLOT_HOURS_IN_SLOT;
+    c->slot_hours[slot] = s->category == SLOT_FREE ? 0 : s->hours_no;
 }
 
 /* Fills s's subtype, attributes and timetable from f, appending to the arena
@@ -874,7 +872,7 @@ static void shrink_to_fit(struct catalog *c) {
         }
     }
     if (c->n_slots > 0 && c->n_slots < c->cap_slot_hours) {
-        uint16_t *h = realloc(c->slot_hours, (size_t)c->n_slots * sizeof *h);
+        uint32_t *h = realloc(c->slot_hours, (size_t)c->n_slots * sizeof *h);
         if (h) {
             c->slot_hours = h;
             c->cap_slot_hours = c->n_slots;
@@ -1216,10 +1214,6 @@ bool catalog_is_open_in_week(const struct catalog *c, uint32_t slot, int week_mi
     /* slot_hours, not the slot: see slot_hours_reserve(). A free slot has
      * timetable 0, "no hours", whose bits are all zero. */
     uint32_t no = c->slot_hours[slot];
-    if (no == SLOT_HOURS_IN_SLOT) {
-        const struct slot *s = &c->slots[slot];
-        no = s->category == SLOT_FREE ? 0 : s->hours_no;
-    }
     return no < c->n_timetables && hours_week_is_open(&c->timetables[no].week, week_minute);
 }
 

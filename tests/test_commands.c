@@ -2091,6 +2091,92 @@ static void test_catalog_put_and_remove_agree_with_a_plain_array(void **state) {
     catalog_free(c);
 }
 
+/* OPEN's per-candidate check (catalog_is_open_in_week() at an instant
+ * resolved once) against the hours text each facility was last put with,
+ * parsed and checked with hours_is_open_at(), through puts that change a
+ * facility's timetable or category, removals (a free slot is never open) and
+ * texts that do not parse (never open). */
+static void test_catalog_open_agrees_with_the_last_put_hours(void **state) {
+    (void)state;
+    static const char *const texts[] = {
+        "", "24/7", "Mo-Fr 08:00-17:00", "Mo-Sa 07:30-11:30,13:30-17:00", "Sa,Su 09:00-21:00",
+        "22:00-02:00", "Fr-Mo 20:00-03:30; Su off", "Mo-Su 06:30-19:00; We 10:00-10:01",
+        "Mo-Fr 08:00-12:00; PH off", "Mo-Xx 08:00-09:00", "Tu,Th 00:00-24:00",
+    };
+    enum { N_TEXTS = sizeof texts / sizeof texts[0], N_IDS = 400 };
+    struct catalog *c = catalog_new();
+    assert_non_null(c);
+    static const char *counted[N_IDS]; /* the text OPEN reads; NULL once removed */
+    static uint32_t last_slot[N_IDS];
+    static bool ever[N_IDS];
+    memset(counted, 0, sizeof counted);
+    memset(ever, 0, sizeof ever);
+    long checks = 0, open = 0;
+    for (int op = 0; op < 6000; op++) {
+        int i = (int)(rng_next() % N_IDS);
+        char id[32];
+        snprintf(id, sizeof id, "oh-%d", i);
+        if (rng_next() % 4 == 0) {
+            catalog_remove(c, id);
+            counted[i] = NULL;
+        } else {
+            int category = (int)(rng_next() % STORE_CAT_COUNT);
+            const char *hours = texts[rng_next() % N_TEXTS];
+            const char *alt = texts[rng_next() % N_TEXTS];
+            const char *alt_key = category == STORE_CAT_PARKING      ? "shared_hours"
+                                  : category == STORE_CAT_MEAL_POINT ? "meal_hours"
+                                                                     : "other_hours";
+            bool has_alt = rng_next() % 2;
+            char attrs[160] = "{}";
+            if (has_alt) {
+                snprintf(attrs, sizeof attrs, "{\"%s\": \"%s\"}", alt_key, alt);
+            }
+            struct store_facility f = {.id = id, .category = category, .name = "n",
+                                       .hours = hours, .attrs_json = attrs,
+                                       .where = {rng_deg(36, 37), rng_deg(120, 121)}};
+            assert_int_equal(catalog_put(c, &f), 0);
+            bool alt_counts = has_alt && alt[0] != '\0' &&
+                              (category == STORE_CAT_PARKING ||
+                               category == STORE_CAT_MEAL_POINT);
+            counted[i] = alt_counts ? alt : hours;
+            assert_int_equal(catalog_find(c, id, &last_slot[i]), 0);
+            ever[i] = true;
+        }
+        if (op % 200 != 199) {
+            continue;
+        }
+        for (int j = 0; j < N_IDS; j++) {
+            if (!ever[j]) {
+                continue;
+            }
+            struct hours h;
+            bool parsed = counted[j] && hours_parse(counted[j], &h, NULL) == 0;
+            for (int k = 0; k < 40; k++) {
+                int64_t t = 1700000000 + (int64_t)(rng_next() % 400000000);
+                if (k % 4 == 0) { /* within a minute of a Shanghai midnight */
+                    t = (t / 86400) * 86400 - 8 * 3600 + (int64_t)(rng_next() % 121) - 60;
+                }
+                bool want = parsed && hours_is_open_at(&h, t, HOURS_DEFAULT_UTC_OFFSET_MIN);
+                int wm = hours_week_minute(t, HOURS_DEFAULT_UTC_OFFSET_MIN);
+                if (catalog_is_open_in_week(c, last_slot[j], wm) != want) {
+                    fail_msg("oh-%d \"%s\" t=%lld: expected %d", j,
+                             counted[j] ? counted[j] : "(removed)", (long long)t, want);
+                }
+                assert_int_equal(catalog_is_open_at(c, last_slot[j], t,
+                                                    HOURS_DEFAULT_UTC_OFFSET_MIN),
+                                 want);
+                open += want;
+                checks++;
+            }
+        }
+    }
+    assert_true(open > checks / 10 && open < checks - checks / 10);
+    assert_false(catalog_is_open_in_week(c, UINT32_MAX, 0));
+    assert_false(catalog_is_open_in_week(c, last_slot[0], -1));
+    assert_false(catalog_is_open_in_week(c, last_slot[0], HOURS_MINUTES_PER_WEEK));
+    catalog_free(c);
+}
+
 /* ---- Writes ------------------------------------------------------------------------- */
 
 /* Queues each request (all must be writes), runs them as one group against
@@ -2431,6 +2517,7 @@ int main(void) {
         T(test_reply_echo_cuts_at_a_character_boundary),
         T(test_random_requests_get_exactly_one_answer),
         T(test_catalog_put_and_remove_agree_with_a_plain_array),
+        T(test_catalog_open_agrees_with_the_last_put_hours),
         T(test_put_and_del_are_durable_and_visible_to_queries),
         T(test_one_group_applies_its_writes_in_order),
         T(test_set_changes_only_the_given_fields),

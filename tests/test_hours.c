@@ -3,7 +3,9 @@
  * Hand-written cases cover each grammar feature, the override rule, spills
  * past midnight and each error reason with its offset. The oracle test builds
  * random valid timetables as data, prints them in the grammar, parses the text
- * and compares all 7 x 1440 minutes with a naive reading of the same data. */
+ * and compares all 7 x 1440 minutes with a naive reading of the same data. A
+ * second oracle checks the week bits OPEN uses (hours_week_*) against a copy
+ * of the per-instant check they replaced, over 10^6 random instants. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -539,6 +541,157 @@ static void test_random_timetables_match_naive_reading(void **state)
     }
 }
 
+/* ------------------------------------------------------------------------ */
+/* Oracle: the week as bits against the per-instant check it replaced       */
+/* ------------------------------------------------------------------------ */
+
+/* The check OPEN made per candidate before the week bits, copied here as
+ * the model: the instant split into local weekday and minute with floor
+ * divisions, then a scan of that day's ranges. */
+static bool model_is_open_at(const struct hours *h, int64_t unix_s, int utc_offset_min)
+{
+    int64_t local_min = unix_s / 60 - (unix_s % 60 < 0 ? 1 : 0) + utc_offset_min;
+    int64_t day = local_min / HOURS_MINUTES_PER_DAY;
+    int64_t minute = local_min % HOURS_MINUTES_PER_DAY;
+    if (minute < 0) {
+        minute += HOURS_MINUTES_PER_DAY;
+        day -= 1;
+    }
+    int64_t wd = (day + 3) % 7;
+    if (wd < 0)
+        wd += 7;
+    if (!h->recorded)
+        return false;
+    for (int i = 0; i < h->n_ranges[wd]; i++) {
+        const struct hours_range *r = &h->ranges[wd][i];
+        if (minute >= r->start_min && minute < r->end_min)
+            return true;
+    }
+    return false;
+}
+
+/* A random timetable text: usually rules as gen_rule() writes them (day
+ * ranges and lists, several spans, spans past midnight, 24/7, off), at times
+ * empty or with selectors the parser rejects (public and school holidays,
+ * months), which must read as never open. */
+static void gen_text(char *text, size_t len)
+{
+    static const char *const rejected[] = {
+        "PH off", "PH 10:00-12:00", "Mo-Fr 08:00-18:00; PH off", "SH off",
+        "Mo-Fr 08:00-12:00 || PH off", "Jan-Mar Mo 08:00-09:00", "Mo[1] 08:00-09:00",
+        "sunrise-sunset", "Mo-Fr 08:00-18:00 \"closed on holidays\"",
+    };
+    int kind = rand() % 20;
+    if (kind == 0) {
+        snprintf(text, len, "%s", rand() % 2 ? "" : "  ");
+        return;
+    }
+    if (kind == 1) {
+        snprintf(text, len, "%s", rejected[rand() % (sizeof rejected / sizeof rejected[0])]);
+        return;
+    }
+    size_t used = 0;
+    int n_rules = 1 + rand() % 5;
+    text[0] = '\0';
+    for (int i = 0; i < n_rules; i++) {
+        struct gen_rule r;
+        char rule[256];
+        gen_rule(&r, rule, sizeof rule);
+        used += (size_t)snprintf(text + used, len - used, "%s%s", i ? "; " : "", rule);
+    }
+}
+
+/* A random instant: uniform over 1906-2160, or within a few seconds of a
+ * local Monday 00:00 (the week's wrap), a local midnight or a minute's turn. */
+static int64_t gen_instant(int utc_offset_min)
+{
+    int64_t t = ((int64_t)rand() << 31 ^ rand()) % 6000000000LL - 2000000000LL;
+    int64_t s;
+    switch (rand() % 4) {
+    case 0:
+        return t;
+    case 1: /* 1970-01-05 was a Monday */
+        s = ((t / 604800) * 7 + 4) * 86400 - (int64_t)utc_offset_min * 60;
+        break;
+    case 2:
+        s = (t / 86400) * 86400 - (int64_t)utc_offset_min * 60;
+        break;
+    default:
+        s = (t / 60) * 60;
+        break;
+    }
+    return s + rand() % 241 - 120;
+}
+
+static void test_week_bits_agree_with_the_per_instant_check(void **state)
+{
+    (void)state;
+    static const int offsets[] = {HOURS_DEFAULT_UTC_OFFSET_MIN, 0, -60, 345, -600, 840, -720};
+    srand(20261129);
+    long checks = 0, open = 0, recorded = 0;
+    for (int iter = 0; iter < 1500; iter++) {
+        char text[2048];
+        gen_text(text, sizeof text);
+        struct hours h;
+        bool ok = hours_parse(text, &h, NULL) == 0;
+        recorded += ok && hours_is_recorded(&h);
+        struct hours_week w;
+        hours_week_init(&w, &h);
+        for (int i = 0; i < 800; i++) {
+            int offset = rand() % 3 ? offsets[rand() % 7] : rand() % (28 * 60) - 14 * 60;
+            int64_t t = gen_instant(offset);
+            int wm = hours_week_minute(t, offset);
+            int wd, minute;
+            hours_local_time(t, offset, &wd, &minute);
+            if (wm != wd * HOURS_MINUTES_PER_DAY + minute)
+                fail_msg("t=%lld offset %d: week minute %d, local %d %d", (long long)t,
+                         offset, wm, wd, minute);
+            bool want = model_is_open_at(&h, t, offset);
+            if (hours_week_is_open(&w, wm) != want)
+                fail_msg("\"%s\" t=%lld offset %d: expected %d", text, (long long)t, offset,
+                         want);
+            assert_int_equal(hours_is_open_at(&h, t, offset), want);
+            open += want;
+            checks++;
+        }
+        /* Every minute of the week once, so no bit is left to chance. */
+        for (int m = 0; m < HOURS_MINUTES_PER_WEEK; m += 1 + (iter % 3)) {
+            bool want = hours_is_open(&h, m / HOURS_MINUTES_PER_DAY, m % HOURS_MINUTES_PER_DAY);
+            if (hours_week_is_open(&w, m) != want)
+                fail_msg("\"%s\" week minute %d: expected %d", text, m, want);
+            checks++;
+        }
+    }
+    assert_true(checks >= 1000000);
+    assert_true(open > checks / 20 && open < checks - checks / 20); /* both answers occur */
+    assert_true(recorded > 1200 && recorded < 1500);               /* and both kinds of text */
+}
+
+static void test_week_bits_outside_the_week_are_closed(void **state)
+{
+    (void)state;
+    struct hours h = parse_ok("24/7");
+    struct hours_week w;
+    hours_week_init(&w, &h);
+    assert_true(hours_week_is_open(&w, 0));
+    assert_true(hours_week_is_open(&w, HOURS_MINUTES_PER_WEEK - 1));
+    assert_false(hours_week_is_open(&w, -1));
+    assert_false(hours_week_is_open(&w, HOURS_MINUTES_PER_WEEK));
+    assert_false(hours_week_is_open(&w, INT32_MIN));
+    assert_false(hours_week_is_open(&w, INT32_MAX));
+    hours_week_init(&w, NULL);
+    for (int m = 0; m < HOURS_MINUTES_PER_WEEK; m++)
+        assert_false(hours_week_is_open(&w, m));
+    /* The week wraps at Monday 00:00 local: 2026-11-29 16:00 UTC is Monday
+     * 2026-11-30 00:00 in Shanghai, and still Sunday 16:00 in UTC. */
+    const int64_t mon_0000_shanghai = 1795968000;
+    assert_int_equal(hours_week_minute(mon_0000_shanghai, HOURS_DEFAULT_UTC_OFFSET_MIN), 0);
+    assert_int_equal(hours_week_minute(mon_0000_shanghai - 1, HOURS_DEFAULT_UTC_OFFSET_MIN),
+                     HOURS_MINUTES_PER_WEEK - 1);
+    assert_int_equal(hours_week_minute(mon_0000_shanghai, 0), 6 * 1440 + 16 * 60);
+    assert_int_equal(hours_week_minute(-1, 0), 2 * 1440 + 1439); /* Wednesday 23:59 */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -565,6 +718,8 @@ int main(void)
         cmocka_unit_test(test_local_time_before_1970),
         cmocka_unit_test(test_local_time_matches_gmtime),
         cmocka_unit_test(test_random_timetables_match_naive_reading),
+        cmocka_unit_test(test_week_bits_agree_with_the_per_instant_check),
+        cmocka_unit_test(test_week_bits_outside_the_week_are_closed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
