@@ -520,7 +520,7 @@ struct query_filter {
 };
 
 /* The filter of a query with OPEN and no WHERE: one slot read and a bit
- * test per candidate (about 40 a NEAREST k=5 at 10^5 facilities). */
+ * test per candidate (40 - 60 a NEAREST k=5 on the bench data). */
 static bool query_filter_is_open(uint32_t handle, void *ctx) {
     const struct query_filter *f = ctx;
     return catalog_is_open_in_week(f->catalog, handle, f->opts->open_week_min);

@@ -3,7 +3,9 @@
  *
  * Facilities in the Licang dataset carry opening hours (and meal-point and
  * shared-parking hours) as text; the importer validates that text with
- * hours_parse() and the daemon answers "open now?" with hours_is_open_at().
+ * hours_parse() and the daemon answers "open now?" from each timetable's
+ * week bits (hours_week_init(), hours_week_is_open()); hours_is_open_at()
+ * answers the same for one timetable and one instant.
  * Everything here is pure: no I/O, no allocation, no globals, reentrant.
  *
  * Grammar (ABNF-like; SP is one or more spaces or tabs, [x] is optional):
@@ -134,7 +136,7 @@ void hours_local_time(int64_t unix_s, int utc_offset_min, int *weekday, int *min
 /* ---- The week as bits, for checking many timetables at one instant ----
  *
  * A query with OPEN checks one instant against the timetable of every
- * candidate the index visits (about 40 for a NEAREST k=5 at 10^5 facilities).
+ * candidate the index visits (40 - 60 for a NEAREST k=5 on the bench data).
  * hours_is_open_at() would redo the calendar arithmetic and scan the day's
  * ranges each time; instead the caller resolves the instant once to a minute
  * of the local week, and each timetable is kept as one bit per minute of the

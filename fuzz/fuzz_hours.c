@@ -9,7 +9,8 @@
  *     ranges are sorted, disjoint, not touching and inside [0, 1440];
  *   - hours_is_open() agrees, at every one of the 7 x 1440 minutes of the week,
  *     with a plain scan of those ranges, and is false out of range;
- *   - hours_is_open_at() agrees with hours_local_time() + hours_is_open();
+ *   - hours_is_open_at() agrees with hours_local_time() + hours_is_open(),
+ *     and so do the week bits at hours_week_minute() (OPEN's fast path);
  *   - appending "; 24/7" to accepted, recorded text opens every minute.
  * 10 080 minute probes cost about 50 us, so the target still runs thousands of
  * inputs a second. */
@@ -91,6 +92,8 @@ static void check_timetable(const struct hours *h)
 /* Instants taken from the input bytes, including ones far before 1970. */
 static void check_instants(const struct hours *h, const uint8_t *data, size_t size)
 {
+    struct hours_week week;
+    hours_week_init(&week, h);
     for (size_t at = 0; at + 10 <= size && at < 80; at += 10) {
         int64_t unix_s;
         int16_t offset;
@@ -104,6 +107,9 @@ static void check_instants(const struct hours *h, const uint8_t *data, size_t si
         CHECK(day >= 0 && day < 7);
         CHECK(minute >= 0 && minute < HOURS_MINUTES_PER_DAY);
         CHECK(hours_is_open_at(h, unix_s, offset_min) == hours_is_open(h, day, minute));
+        int week_minute = hours_week_minute(unix_s, offset_min);
+        CHECK(week_minute == day * HOURS_MINUTES_PER_DAY + minute);
+        CHECK(hours_week_is_open(&week, week_minute) == hours_is_open(h, day, minute));
     }
 }
 
