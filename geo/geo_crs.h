@@ -14,6 +14,7 @@
 #define NEARESTD_GEO_CRS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "geo.h"
 
@@ -63,5 +64,15 @@ int geo_crs_to_wgs84(enum geo_crs from, struct geo_point p, struct geo_point *ou
 /* Converts the WGS84 point p to system `to` in *out. Errors as
  * geo_crs_to_wgs84(). */
 int geo_crs_from_wgs84(enum geo_crs to, struct geo_point p, struct geo_point *out);
+
+/* Sets *e6_out to deg in whole microdegrees, rounded exactly as printf's
+ * "%.6f" rounds deg (the exact binary value, ties to even), so that a caller
+ * printing a converted position with six decimals can print the integer
+ * instead: WGS84 positions come from the catalogue on the microdegree grid,
+ * converted ones do not, and printf was half the cost of a request in GCJ-02.
+ * Returns false, leaving *e6_out unchanged, for NaN, for |deg| > 180, and for
+ * a negative deg that rounds to zero (printf writes "-0.000000", which no
+ * integer says). */
+bool geo_crs_deg_to_e6(double deg, int32_t *e6_out);
 
 #endif
