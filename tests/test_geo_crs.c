@@ -1,5 +1,7 @@
 /* test_geo_crs.c: WGS84 <-> GCJ-02 <-> BD-09 against published vectors, round
- * trips over a grid covering China, and the Licang offset.
+ * trips over a grid covering China, the Licang offset, and the fast
+ * conversions against the plain code they replaced (the model below), over
+ * 10^6 random points and the edges of the box.
  *
  * The vectors are those gathered in shared/reference-data/crs-vectors.md from
  * public projects' own tests; each row below names its source. Forward values
@@ -14,11 +16,13 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include <cmocka.h>
 
 #include "geo_crs.h"
 #include "geo_distance.h"
+#include "test_rng.h"
 
 static struct geo_point pt(double lat_deg, double lon_deg) {
     return (struct geo_point){lat_deg, lon_deg};
@@ -193,6 +197,308 @@ static void test_outside_china_gcj02_equals_wgs84(void **state) {
     assert_true(geo_crs_is_in_china(pt(55.8271, 137.8347)));
 }
 
+/* ---- The model: the conversions as first written ------------------------ */
+
+/* The published formulas as geo_crs.c first had them, one libm sin() per term
+ * and the inverse iterated from the GCJ-02 point itself: the fast code must
+ * agree with these to within 1e-9 degrees everywhere. */
+#define MODEL_A_M 6378245.0
+#define MODEL_EE 0.00669342162296594323
+#define MODEL_X_PI (M_PI * 3000.0 / 180.0)
+
+static double model_shift_lat(double x, double y) {
+    double r = -100.0 + 2.0 * x + 3.0 * y + 0.2 * y * y + 0.1 * x * y + 0.2 * sqrt(fabs(x));
+    r += (20.0 * sin(6.0 * x * M_PI) + 20.0 * sin(2.0 * x * M_PI)) * 2.0 / 3.0;
+    r += (20.0 * sin(y * M_PI) + 40.0 * sin(y / 3.0 * M_PI)) * 2.0 / 3.0;
+    r += (160.0 * sin(y / 12.0 * M_PI) + 320.0 * sin(y * M_PI / 30.0)) * 2.0 / 3.0;
+    return r;
+}
+
+static double model_shift_lon(double x, double y) {
+    double r = 300.0 + x + 2.0 * y + 0.1 * x * x + 0.1 * x * y + 0.1 * sqrt(fabs(x));
+    r += (20.0 * sin(6.0 * x * M_PI) + 20.0 * sin(2.0 * x * M_PI)) * 2.0 / 3.0;
+    r += (20.0 * sin(x * M_PI) + 40.0 * sin(x / 3.0 * M_PI)) * 2.0 / 3.0;
+    r += (150.0 * sin(x / 12.0 * M_PI) + 300.0 * sin(x / 30.0 * M_PI)) * 2.0 / 3.0;
+    return r;
+}
+
+static struct geo_point model_gcj_forward(struct geo_point p) {
+    double d_lat = model_shift_lat(p.lon_deg - 105.0, p.lat_deg - 35.0);
+    double d_lon = model_shift_lon(p.lon_deg - 105.0, p.lat_deg - 35.0);
+    double rad_lat = p.lat_deg / 180.0 * M_PI;
+    double magic = sin(rad_lat);
+    magic = 1.0 - MODEL_EE * magic * magic;
+    double sqrt_magic = sqrt(magic);
+    d_lat = (d_lat * 180.0) / ((MODEL_A_M * (1.0 - MODEL_EE)) / (magic * sqrt_magic) * M_PI);
+    d_lon = (d_lon * 180.0) / (MODEL_A_M / sqrt_magic * cos(rad_lat) * M_PI);
+    return (struct geo_point){p.lat_deg + d_lat, p.lon_deg + d_lon};
+}
+
+static struct geo_point model_invert(struct geo_point (*forward)(struct geo_point),
+                                     struct geo_point target, struct geo_point guess) {
+    struct geo_point x = guess;
+    for (int step = 0; step < 30; step++) {
+        struct geo_point f = forward(x);
+        double r_lat = target.lat_deg - f.lat_deg;
+        double r_lon = target.lon_deg - f.lon_deg;
+        x.lat_deg += r_lat;
+        x.lon_deg += r_lon;
+        if (fabs(r_lat) < 1e-10 && fabs(r_lon) < 1e-10) {
+            break;
+        }
+    }
+    return x;
+}
+
+static bool model_is_in_china(struct geo_point p) {
+    return p.lon_deg >= 72.004 && p.lon_deg <= 137.8347 && p.lat_deg >= 0.8293 &&
+           p.lat_deg <= 55.8271;
+}
+
+static struct geo_point model_wgs84_to_gcj02(struct geo_point p) {
+    return model_is_in_china(p) ? model_gcj_forward(p) : p;
+}
+
+static struct geo_point model_gcj02_to_wgs84(struct geo_point p) {
+    return model_is_in_china(p) ? model_invert(model_gcj_forward, p, p) : p;
+}
+
+static struct geo_point model_gcj02_to_bd09(struct geo_point p) {
+    double x = p.lon_deg, y = p.lat_deg;
+    double z = sqrt(x * x + y * y) + 0.00002 * sin(y * MODEL_X_PI);
+    double theta = atan2(y, x) + 0.000003 * cos(x * MODEL_X_PI);
+    return (struct geo_point){z * sin(theta) + 0.006, z * cos(theta) + 0.0065};
+}
+
+static struct geo_point model_bd09_to_gcj02(struct geo_point p) {
+    double x = p.lon_deg - 0.0065, y = p.lat_deg - 0.006;
+    double z = sqrt(x * x + y * y) - 0.00002 * sin(y * MODEL_X_PI);
+    double theta = atan2(y, x) - 0.000003 * cos(x * MODEL_X_PI);
+    struct geo_point guess = {z * sin(theta), z * cos(theta)};
+    return model_invert(model_gcj02_to_bd09, p, guess);
+}
+
+/* geo_crs_to_wgs84() and geo_crs_from_wgs84() on the model. */
+static int model_convert(bool to_wgs84, enum geo_crs crs, struct geo_point p,
+                         struct geo_point *out) {
+    if (!geo_point_is_valid(p)) {
+        return GEO_ERR_ARG;
+    }
+    struct geo_point r = p;
+    if (to_wgs84 && crs == GEO_CRS_GCJ02) {
+        r = model_gcj02_to_wgs84(p);
+    } else if (to_wgs84 && crs == GEO_CRS_BD09) {
+        r = model_gcj02_to_wgs84(model_bd09_to_gcj02(p));
+    } else if (crs == GEO_CRS_GCJ02) {
+        r = model_wgs84_to_gcj02(p);
+    } else if (crs == GEO_CRS_BD09) {
+        r = model_gcj02_to_bd09(model_wgs84_to_gcj02(p));
+    }
+    if (!geo_point_is_valid(r)) {
+        return GEO_ERR_ARG;
+    }
+    *out = r;
+    return GEO_OK;
+}
+
+/* ---- The fast conversions against the model ----------------------------- */
+
+#define ORACLE_POINTS 1000000
+#define ORACLE_TOL_DEG 1e-9
+
+/* How the fast conversions differed from the model over one sample. */
+struct oracle_tally {
+    double worst_deg;      /* largest difference in either coordinate */
+    long text_changes;     /* points whose "%.6f %.6f" text differs */
+    long points;
+};
+
+static void tally(struct oracle_tally *t, struct geo_point got, struct geo_point want) {
+    t->points++;
+    if (isnan(want.lat_deg) || isnan(want.lon_deg)) {
+        /* Invalid points pass through unchanged, NaN and all. */
+        assert_true(memcmp(&got, &want, sizeof got) == 0);
+        return;
+    }
+    double d = fmax(fabs(got.lat_deg - want.lat_deg), fabs(got.lon_deg - want.lon_deg));
+    if (!(d <= ORACLE_TOL_DEG)) {
+        fail_msg("got (%.17g, %.17g), the model (%.17g, %.17g)", got.lat_deg, got.lon_deg,
+                 want.lat_deg, want.lon_deg);
+    }
+    if (d > t->worst_deg) {
+        t->worst_deg = d;
+    }
+    if (d > 0.0) {
+        char a[64], b[64];
+        snprintf(a, sizeof a, "%.6f %.6f", got.lat_deg, got.lon_deg);
+        snprintf(b, sizeof b, "%.6f %.6f", want.lat_deg, want.lon_deg);
+        t->text_changes += strcmp(a, b) != 0;
+    }
+}
+
+/* The i-th random point: seven in ten inside the box, two in ten within
+ * three degrees around it (across its edges), one anywhere on Earth. */
+static struct geo_point oracle_point(uint64_t *rng) {
+    uint64_t kind = test_rng_splitmix64(rng) % 10;
+    double lat_lo = 0.8293, lat_hi = 55.8271, lon_lo = 72.004, lon_hi = 137.8347;
+    if (kind >= 9) {
+        lat_lo = -90.0, lat_hi = 90.0, lon_lo = -180.0, lon_hi = 180.0;
+    } else if (kind >= 7) {
+        lat_lo -= 3.0, lat_hi += 3.0, lon_lo -= 3.0, lon_hi += 3.0;
+    }
+    double lat = test_rng_range(test_rng_splitmix64(rng), lat_lo, lat_hi);
+    double lon = test_rng_range(test_rng_splitmix64(rng), lon_lo, lon_hi);
+    return pt(lat, lon);
+}
+
+/* The box's corners and edges, each exactly and one ulp to either side,
+ * the poles, the antimeridian, zero, and NaN in either coordinate. */
+static size_t edge_points(struct geo_point *out, size_t cap) {
+    const double lats[] = {0.8293, 55.8271, 36.18, 0.0, 90.0, -90.0, NAN};
+    const double lons[] = {72.004, 137.8347, 120.42, 0.0, 180.0, -180.0, NAN};
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof lats / sizeof lats[0]; i++) {
+        for (size_t j = 0; j < sizeof lons / sizeof lons[0]; j++) {
+            for (int di = -1; di <= 1; di++) {
+                for (int dj = -1; dj <= 1; dj++) {
+                    double lat = di == 0 ? lats[i] : nextafter(lats[i], di * INFINITY);
+                    double lon = dj == 0 ? lons[j] : nextafter(lons[j], dj * INFINITY);
+                    if (n < cap) {
+                        out[n++] = pt(lat, lon);
+                    }
+                }
+            }
+        }
+    }
+    return n;
+}
+
+static void test_forward_agrees_with_the_model(void **state) {
+    (void)state;
+    uint64_t rng = 0x5eed0001;
+    struct oracle_tally t = {0};
+    struct geo_point edges[512];
+    size_t n_edges = edge_points(edges, 512);
+    for (size_t i = 0; i < n_edges; i++) {
+        tally(&t, geo_crs_wgs84_to_gcj02(edges[i]), model_wgs84_to_gcj02(edges[i]));
+    }
+    for (long i = 0; i < ORACLE_POINTS; i++) {
+        struct geo_point p = oracle_point(&rng);
+        struct geo_point got = geo_crs_wgs84_to_gcj02(p);
+        tally(&t, got, model_wgs84_to_gcj02(p));
+        if (!geo_crs_is_in_china(p)) {
+            assert_true(memcmp(&got, &p, sizeof p) == 0);
+        }
+    }
+    printf("# WGS84 -> GCJ-02 over %ld points: worst %.2g deg from the model, "
+           "%ld printed differently\n", t.points, t.worst_deg, t.text_changes);
+}
+
+static void test_inverse_agrees_with_the_model_and_round_trips(void **state) {
+    (void)state;
+    uint64_t rng = 0x5eed0002;
+    struct oracle_tally t = {0};
+    struct geo_point edges[512];
+    size_t n_edges = edge_points(edges, 512);
+    for (size_t i = 0; i < n_edges; i++) {
+        tally(&t, geo_crs_gcj02_to_wgs84(edges[i]), model_gcj02_to_wgs84(edges[i]));
+    }
+    double worst_trip = 0.0;
+    for (long i = 0; i < ORACLE_POINTS; i++) {
+        struct geo_point p = oracle_point(&rng);
+        struct geo_point w = geo_crs_gcj02_to_wgs84(p);
+        tally(&t, w, model_gcj02_to_wgs84(p));
+        if (!geo_crs_is_in_china(p)) {
+            assert_true(memcmp(&w, &p, sizeof p) == 0);
+        } else if (geo_crs_is_in_china(w)) {
+            /* The documented round trip; near the edge, w may fall outside
+             * the box, where the forward formula is not applied. */
+            struct geo_point back = geo_crs_wgs84_to_gcj02(w);
+            double d = fmax(fabs(back.lat_deg - p.lat_deg), fabs(back.lon_deg - p.lon_deg));
+            assert_true(d <= 1e-10);
+            worst_trip = fmax(worst_trip, d);
+        }
+    }
+    printf("# GCJ-02 -> WGS84 over %ld points: worst %.2g deg from the model, "
+           "%ld printed differently; round trip within %.2g deg\n",
+           t.points, t.worst_deg, t.text_changes, worst_trip);
+}
+
+/* Both directions of every system through the generic entry points,
+ * including their refusals (a BD-09 result past a pole or the antimeridian). */
+static void test_generic_conversions_agree_with_the_model(void **state) {
+    (void)state;
+    uint64_t rng = 0x5eed0003;
+    struct oracle_tally t = {0};
+    struct geo_point edges[512];
+    size_t n_edges = edge_points(edges, 512);
+    for (long i = 0; i < ORACLE_POINTS / 4 + (long)n_edges; i++) {
+        struct geo_point p = i < (long)n_edges ? edges[i] : oracle_point(&rng);
+        for (int crs = GEO_CRS_WGS84; crs <= GEO_CRS_BD09; crs++) {
+            for (int to_wgs84 = 0; to_wgs84 <= 1; to_wgs84++) {
+                struct geo_point got = pt(-1.0, -1.0), want = pt(-1.0, -1.0);
+                int ret = to_wgs84 ? geo_crs_to_wgs84((enum geo_crs)crs, p, &got)
+                                   : geo_crs_from_wgs84((enum geo_crs)crs, p, &got);
+                int model_ret = model_convert(to_wgs84, (enum geo_crs)crs, p, &want);
+                assert_int_equal(ret, model_ret);
+                tally(&t, got, want);
+            }
+        }
+    }
+    printf("# generic conversions over %ld cases: worst %.2g deg from the model, "
+           "%ld printed differently\n", t.points, t.worst_deg, t.text_changes);
+}
+
+/* ---- Six decimals ---------------------------------------------------------- */
+
+/* geo_crs_deg_to_e6() against printf: the digits of the integer must be
+ * exactly the "%.6f" text, or the function must refuse the "-0.000000" that
+ * no integer prints (and only that, inside [-180, 180]). */
+static void check_e6(double deg) {
+    char want[64], got[64];
+    snprintf(want, sizeof want, "%.6f", deg);
+    int32_t e6 = 12345;
+    if (!geo_crs_deg_to_e6(deg, &e6)) {
+        assert_int_equal(e6, 12345);
+        if (fabs(deg) <= 180.0 && strcmp(want, "-0.000000") != 0) {
+            fail_msg("refused %a (%s)", deg, want);
+        }
+        return;
+    }
+    assert_true(fabs(deg) <= 180.0);
+    uint32_t a = e6 < 0 ? 0u - (uint32_t)e6 : (uint32_t)e6;
+    snprintf(got, sizeof got, "%s%u.%06u", e6 < 0 ? "-" : "", a / 1000000, a % 1000000);
+    if (strcmp(got, want) != 0) {
+        fail_msg("%a: got %s, printf %s", deg, got, want);
+    }
+}
+
+static void test_deg_to_e6_rounds_exactly_as_printf(void **state) {
+    (void)state;
+    uint64_t rng = 0x5eed0004;
+    for (long i = 0; i < 300000; i++) {
+        check_e6(test_rng_range(test_rng_splitmix64(&rng), -180.0, 180.0));
+        /* Halfway between two microdegrees, as near as a double gets, and
+         * its neighbours: the cases a rounded product gets wrong. */
+        int64_t k = (int64_t)(test_rng_splitmix64(&rng) % 360000000) - 180000000;
+        double half = ((double)k + 0.5) / 1e6;
+        check_e6(half);
+        check_e6(nextafter(half, INFINITY));
+        check_e6(nextafter(half, -INFINITY));
+        /* Exact halves: odd multiples of 2^-7 are k + 1/2 microdegrees. */
+        double tie = ldexp((double)(2 * (test_rng_splitmix64(&rng) % 11520) + 1), -7);
+        check_e6(tie);
+        check_e6(-tie);
+    }
+    const double special[] = {0.0, -0.0, 5e-7, -5e-7, 0x1p-21, -0x1p-21, 0x1.0c6f7a0b5ed8dp-21,
+                              -0x1.0c6f7a0b5ed8dp-21, 1e-300, -1e-300, 4.9e-324, -4.9e-324,
+                              180.0, -180.0, 179.9999995, -179.9999995, 36.0078125,
+                              nextafter(180.0, INFINITY), -200.0, NAN, INFINITY, -INFINITY};
+    for (size_t i = 0; i < sizeof special / sizeof special[0]; i++) {
+        check_e6(special[i]);
+    }
+}
+
 /* ---- Names and arguments ------------------------------------------------- */
 
 static void test_names_parse_back_and_unknown_names_fail(void **state) {
@@ -242,6 +548,10 @@ int main(void) {
         cmocka_unit_test(test_inverse_is_better_than_one_step),
         cmocka_unit_test(test_licang_gcj02_lies_about_440_m_east),
         cmocka_unit_test(test_outside_china_gcj02_equals_wgs84),
+        cmocka_unit_test(test_forward_agrees_with_the_model),
+        cmocka_unit_test(test_inverse_agrees_with_the_model_and_round_trips),
+        cmocka_unit_test(test_generic_conversions_agree_with_the_model),
+        cmocka_unit_test(test_deg_to_e6_rounds_exactly_as_printf),
         cmocka_unit_test(test_names_parse_back_and_unknown_names_fail),
         cmocka_unit_test(test_invalid_points_and_systems_are_refused),
     };
