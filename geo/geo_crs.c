@@ -23,7 +23,6 @@
 
 #define KRASOVSKY_A_M 6378245.0
 #define KRASOVSKY_EE 0.00669342162296594323
-#define BD_X_PI (M_PI * 3000.0 / 180.0)
 #define GEO_CRS_TOLERANCE_DEG 1e-10
 #define GEO_CRS_MAX_STEPS 30
 
@@ -74,29 +73,33 @@ static inline struct gcj_sines gcj_sines_of(double v) {
                               t120.s * (3.0 * t120.c * t120.c - s120_sq)};
 }
 
+/* Degrees per metre of the formula's shifts, apart from the factors that
+ * depend on latitude: 180 / (a (1 - ee) pi) northward, 180 / (a pi) eastward. */
+#define GCJ_DEG_PER_M_LAT (180.0 / (KRASOVSKY_A_M * (1.0 - KRASOVSKY_EE) * M_PI))
+#define GCJ_DEG_PER_M_LON (180.0 / (KRASOVSKY_A_M * M_PI))
+
 /* The forward formula without the box test. The shifts keep the published
- * formula's terms and their grouping, x = lon - 105, y = lat - 35 in degrees,
- * the sums in metres on the Krasovsky ellipsoid until scaled to degrees. */
+ * formula's terms, x = lon - 105, y = lat - 35 in degrees, the sums in metres
+ * on the Krasovsky ellipsoid until scaled to degrees; the published code's
+ * divisions (by 3 after each pair of sines, by the radii) are folded into
+ * one constant factor each, which moves results by under 1e-17 degrees. */
 static struct geo_point gcj_forward(struct geo_point p) {
     double x = p.lon_deg - 105.0, y = p.lat_deg - 35.0;
     struct gcj_sines sx = gcj_sines_of(x), sy = gcj_sines_of(y);
     double root = sqrt(fabs(x));
-    double wave_x = (20.0 * sx.k360 + 20.0 * sx.k120) * 2.0 / 3.0;
+    double wave_x = 20.0 * sx.k360 + 20.0 * sx.k120;
     double d_lat = -100.0 + 2.0 * x + 3.0 * y + 0.2 * y * y + 0.1 * x * y + 0.2 * root;
-    d_lat += wave_x;
-    d_lat += (20.0 * sy.k60 + 40.0 * sy.k20) * 2.0 / 3.0;
-    d_lat += (160.0 * sy.k5 + 320.0 * sy.k2) * 2.0 / 3.0;
+    d_lat += (wave_x + 20.0 * sy.k60 + 40.0 * sy.k20 + 160.0 * sy.k5 + 320.0 * sy.k2) *
+             (2.0 / 3.0);
     double d_lon = 300.0 + x + 2.0 * y + 0.1 * x * x + 0.1 * x * y + 0.1 * root;
-    d_lon += wave_x;
-    d_lon += (20.0 * sx.k60 + 40.0 * sx.k20) * 2.0 / 3.0;
-    d_lon += (150.0 * sx.k5 + 300.0 * sx.k2) * 2.0 / 3.0;
+    d_lon += (wave_x + 20.0 * sx.k60 + 40.0 * sx.k20 + 150.0 * sx.k5 + 300.0 * sx.k2) *
+             (2.0 / 3.0);
     double sin_lat, cos_lat;
     geo_sincos_deg(p.lat_deg, &sin_lat, &cos_lat);
     double magic = 1.0 - KRASOVSKY_EE * sin_lat * sin_lat;
     double sqrt_magic = sqrt(magic);
-    d_lat = (d_lat * 180.0) /
-            ((KRASOVSKY_A_M * (1.0 - KRASOVSKY_EE)) / (magic * sqrt_magic) * M_PI);
-    d_lon = (d_lon * 180.0) / (KRASOVSKY_A_M / sqrt_magic * cos_lat * M_PI);
+    d_lat *= magic * sqrt_magic * GCJ_DEG_PER_M_LAT;
+    d_lon *= sqrt_magic / cos_lat * GCJ_DEG_PER_M_LON;
     return (struct geo_point){p.lat_deg + d_lat, p.lon_deg + d_lon};
 }
 
@@ -138,19 +141,47 @@ struct geo_point geo_crs_gcj02_to_wgs84(struct geo_point p) {
 
 /* ---- BD-09 ------------------------------------------------------------ */
 
+/* sin and cos of v x_pi radians, that is of 3000 v degrees, reduced by whole
+ * turns into geo_sincos_deg()'s fast range. 3000 v rounds as v x_pi did;
+ * the subtraction of whole turns is then exact. */
+static struct sin_cos bd_sincos(double v) {
+    double deg = 3000.0 * v;
+    double turns = (deg * (1.0 / 360.0) + 0x1.8p52) - 0x1.8p52; /* nearest integer */
+    struct sin_cos r;
+    geo_sincos_deg(deg - 360.0 * turns, &r.s, &r.c);
+    return r;
+}
+
+/* The published formula's step: the point (x, y) = (lon, lat) moved to
+ * radius z = r + dz and angle theta = atan2(y, x) + eps. With r = |(x, y)|,
+ * z sin(theta) = (z / r) (y cos eps + x sin eps), and the same for the cosine,
+ * so neither atan2 nor a sine of theta is needed; |eps| <= 3e-6, where two
+ * terms of each series are exact to the last bit. At the origin, where
+ * atan2 decides the angle alone, the published form is kept. */
+static struct geo_point bd_move(double x, double y, double dz, double eps) {
+    double r = sqrt(x * x + y * y);
+    if (!(r >= 1e-100)) {
+        double z = r + dz, theta = atan2(y, x) + eps;
+        return (struct geo_point){z * sin(theta), z * cos(theta)};
+    }
+    double sin_eps = eps - eps * eps * eps * (1.0 / 6.0);
+    double cos_eps = 1.0 - eps * eps * 0.5;
+    double scale = (r + dz) / r;
+    return (struct geo_point){scale * (y * cos_eps + x * sin_eps),
+                              scale * (x * cos_eps - y * sin_eps)};
+}
+
 struct geo_point geo_crs_gcj02_to_bd09(struct geo_point p) {
     double x = p.lon_deg, y = p.lat_deg;
-    double z = sqrt(x * x + y * y) + 0.00002 * sin(y * BD_X_PI);
-    double theta = atan2(y, x) + 0.000003 * cos(x * BD_X_PI);
-    return (struct geo_point){z * sin(theta) + 0.006, z * cos(theta) + 0.0065};
+    struct geo_point m = bd_move(x, y, 0.00002 * bd_sincos(y).s, 0.000003 * bd_sincos(x).c);
+    return (struct geo_point){m.lat_deg + 0.006, m.lon_deg + 0.0065};
 }
 
 struct geo_point geo_crs_bd09_to_gcj02(struct geo_point p) {
     /* The published one-step inverse, then refinement. */
     double x = p.lon_deg - 0.0065, y = p.lat_deg - 0.006;
-    double z = sqrt(x * x + y * y) - 0.00002 * sin(y * BD_X_PI);
-    double theta = atan2(y, x) - 0.000003 * cos(x * BD_X_PI);
-    struct geo_point guess = {z * sin(theta), z * cos(theta)};
+    struct geo_point guess =
+        bd_move(x, y, -0.00002 * bd_sincos(y).s, -0.000003 * bd_sincos(x).c);
     return invert(geo_crs_gcj02_to_bd09, p, guess);
 }
 
@@ -221,10 +252,9 @@ int geo_crs_from_wgs84(enum geo_crs to, struct geo_point p, struct geo_point *ou
 
 /* ---- Six decimals ---------------------------------------------------------- */
 
-bool geo_crs_deg_to_e6(double deg, int32_t *e6_out) {
-    if (!(fabs(deg) <= 180.0)) {
-        return false;
-    }
+/* geo_crs_deg_to_e6() for the rare deg whose product with 10^6, rounded, lies
+ * within 2^-20 of a half: the exact product decides. */
+__attribute__((noinline)) static bool deg_to_e6_exact(double deg, int32_t *e6_out) {
     /* deg is m / 2^shift with m < 2^53 and, as deg < 2^8, shift >= 45, so
      * deg * 10^6 is m * 10^6 / 2^shift exactly, m * 10^6 < 2^73: its integer
      * part and the exact remainder decide the rounding, as in printf. */
@@ -249,4 +279,22 @@ bool geo_crs_deg_to_e6(double deg, int32_t *e6_out) {
     }
     *e6_out = negative ? -(int32_t)e6 : (int32_t)e6;
     return true;
+}
+
+bool geo_crs_deg_to_e6(double deg, int32_t *e6_out) {
+    if (!(fabs(deg) <= 180.0)) {
+        return false;
+    }
+    /* |t| < 2^28, so t is within 2^-26 of the exact product, and n (t
+     * rounded to an integer by the 1.5 * 2^52 trick) is the exact product's
+     * nearest integer unless t lies near a half, or is a zero printf would
+     * sign. */
+    double t = deg * 1e6;
+    double n = (t + 0x1.8p52) - 0x1.8p52;
+    double frac = t - n;
+    if (fabs(fabs(frac) - 0.5) > 0x1p-20 && (n != 0.0 || !signbit(deg))) {
+        *e6_out = (int32_t)n;
+        return true;
+    }
+    return deg_to_e6_exact(deg, e6_out);
 }

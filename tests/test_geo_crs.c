@@ -449,6 +449,41 @@ static void test_generic_conversions_agree_with_the_model(void **state) {
            "%ld printed differently\n", t.points, t.worst_deg, t.text_changes);
 }
 
+/* BD-09 both ways on their own, also right around the origin, where the
+ * published formula's atan2 turns fastest. */
+static void test_bd09_agrees_with_the_model_and_round_trips(void **state) {
+    (void)state;
+    uint64_t rng = 0x5eed0005;
+    struct oracle_tally t = {0};
+    double worst_trip = 0.0;
+    struct geo_point edges[512];
+    size_t n_edges = edge_points(edges, 512);
+    for (long i = 0; i < ORACLE_POINTS / 2 + (long)n_edges; i++) {
+        struct geo_point p;
+        if (i < (long)n_edges) {
+            p = edges[i];
+        } else if (i % 16 == 0) {
+            double r = ldexp(1.0, -(int)(test_rng_splitmix64(&rng) % 40));
+            p = pt(test_rng_range(test_rng_splitmix64(&rng), -r, r),
+                   test_rng_range(test_rng_splitmix64(&rng), -r, r));
+        } else {
+            p = oracle_point(&rng);
+        }
+        tally(&t, geo_crs_gcj02_to_bd09(p), model_gcj02_to_bd09(p));
+        struct geo_point g = geo_crs_bd09_to_gcj02(p);
+        tally(&t, g, model_bd09_to_gcj02(p));
+        if (!isnan(p.lat_deg) && !isnan(p.lon_deg)) {
+            struct geo_point back = geo_crs_gcj02_to_bd09(g);
+            double d = fmax(fabs(back.lat_deg - p.lat_deg), fabs(back.lon_deg - p.lon_deg));
+            assert_true(d <= 1e-10);
+            worst_trip = fmax(worst_trip, d);
+        }
+    }
+    printf("# BD-09 both ways over %ld cases: worst %.2g deg from the model, "
+           "%ld printed differently; round trip within %.2g deg\n",
+           t.points, t.worst_deg, t.text_changes, worst_trip);
+}
+
 /* ---- Six decimals ---------------------------------------------------------- */
 
 /* geo_crs_deg_to_e6() against printf: the digits of the integer must be
@@ -551,6 +586,7 @@ int main(void) {
         cmocka_unit_test(test_forward_agrees_with_the_model),
         cmocka_unit_test(test_inverse_agrees_with_the_model_and_round_trips),
         cmocka_unit_test(test_generic_conversions_agree_with_the_model),
+        cmocka_unit_test(test_bd09_agrees_with_the_model_and_round_trips),
         cmocka_unit_test(test_deg_to_e6_rounds_exactly_as_printf),
         cmocka_unit_test(test_names_parse_back_and_unknown_names_fail),
         cmocka_unit_test(test_invalid_points_and_systems_are_refused),
