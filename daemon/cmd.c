@@ -638,9 +638,9 @@ static void answer_one(const struct catalog *cat, struct reply *out, uint32_t sl
  * microdegrees in f->lat_e6 and f->lon_e6, so that the text format prints
  * integers instead of calling printf (half the cost of a GCJ-02 request):
  * f->where becomes exactly lat_e6 / 1e6, lon_e6 / 1e6, as reply_facility()'s
- * has_e6 requires. (JSON prints where as round(where * 1e6) / 1e6, which
- * was the same before unless where * 1e6 lay within about 1e-8 of a half,
- * where %.6f and round() can part: none in 2 * 10^7 coordinates of random
+ * has_e6 requires. (JSON, which printed round(where * 1e6) of the unrounded
+ * position, now prints these digits too; the two part only when where * 1e6
+ * lies within about 1e-8 of a half: none in 2 * 10^7 coordinates of random
  * GCJ-02 positions.) *has_e6 is false, and f->where the unrounded result, in
  * the one case no integer prints: a negative coordinate above -0.0000005.
  * Returns geo_crs_from_wgs84()'s result. */
