@@ -409,10 +409,10 @@ static uint32_t timetable_intern(struct catalog *c, const char *text) {
         }
         i = (i + 1) & mask;
     }
-    if (c->n_timetables == 0) {
-        c->n_timetables = 1; /* number 0 stays "no hours" */
-    }
-    if (c->n_timetables >= c->cap_timetables) {
+    /* Number 0 stays "no hours". It is counted only once the array holds it:
+     * a failed first allocation must leave n_timetables 0, or OPEN would read
+     * timetable 0 of a NULL array. */
+    if (c->n_timetables == 0 ? c->cap_timetables == 0 : c->n_timetables >= c->cap_timetables) {
         uint32_t cap = c->cap_timetables ? c->cap_timetables * 2 : 16;
         struct timetable *t = realloc(c->timetables, (size_t)cap * sizeof *t);
         if (!t) {
@@ -423,6 +423,9 @@ static uint32_t timetable_intern(struct catalog *c, const char *text) {
         }
         c->timetables = t;
         c->cap_timetables = cap;
+    }
+    if (c->n_timetables == 0) {
+        c->n_timetables = 1;
     }
     char *copy = strdup(text);
     if (!copy) {
@@ -1213,9 +1216,10 @@ bool catalog_is_open_in_week(const struct catalog *c, uint32_t slot, int week_mi
         return false;
     }
     /* slot_hours, not the slot: see slot_hours_reserve(). A free slot has
-     * timetable 0, "no hours", whose bits are all zero. */
+     * timetable 0, "no hours", never open. */
     uint32_t no = c->slot_hours[slot];
-    return no < c->n_timetables && hours_week_is_open(&c->timetables[no].week, week_minute);
+    return no > 0 && no < c->n_timetables &&
+           hours_week_is_open(&c->timetables[no].week, week_minute);
 }
 
 bool catalog_is_open_at(const struct catalog *c, uint32_t slot, int64_t unix_s,

@@ -20,7 +20,7 @@
  * strings copied a word at a time with their lengths taken from the caller
  * when it knows them, positions and distances in integers with two-digit
  * tables, and no printf. Every fast path has an oracle test against printf
- * in tests/test_commands.c. */
+ * in tests/test_commands.c or tests/test_reply_formats.c. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -74,43 +74,54 @@ bool reply_failed(const struct reply *r) {
 
 static void put_bytes(struct reply *r, const char *s, size_t n);
 
-/* Moves a JSON answer still owed records out of the buffer, so that what is
- * handed over holds whole answers only, into *held (malloc'ed, NULL when
- * there is none or memory ran out: then r is marked failed). */
-static void json_hold(struct reply *r, char **held, size_t *held_len) {
-    *held = NULL;
-    *held_len = 0;
+/* A JSON answer still owed records, set aside while the finished answers
+ * before it are handed over or appended to. */
+struct json_held {
+    bool open;     /* there was one */
+    char *bytes;   /* its bytes so far, malloc'ed; NULL when none */
+    size_t len;
+};
+
+/* Moves the open JSON answer, if any, out of the buffer into *h. Returns
+ * false when its bytes could not be copied: the answer is lost. */
+static bool json_hold(struct reply *r, struct json_held *h) {
+    *h = (struct json_held){.open = r->json_open};
     if (!r->json_open) {
-        return;
+        return true;
     }
-    *held_len = r->len - r->json_start;
-    *held = malloc(*held_len + 1);
-    if (!*held) {
-        r->nomem = true;
-        r->json_open = false;
-        *held_len = 0;
-    } else {
-        memcpy(*held, r->buf + r->json_start, *held_len);
+    h->len = r->len - r->json_start;
+    if (h->len > 0) {
+        h->bytes = malloc(h->len);
+        if (!h->bytes) {
+            r->json_open = false;
+            *h = (struct json_held){0};
+        } else {
+            memcpy(h->bytes, r->buf + r->json_start, h->len);
+        }
     }
     r->len = r->json_start;
     if (r->buf) {
         r->buf[r->len] = '\0';
     }
+    return h->open;
 }
 
-/* Puts a held answer back into the (now empty) buffer. */
-static void json_unhold(struct reply *r, char *held, size_t held_len) {
-    if (held) {
-        r->json_start = 0;
-        put_bytes(r, held, held_len);
-        free(held);
+/* Puts a held answer back at the end of the buffer, still open. */
+static void json_unhold(struct reply *r, struct json_held *h) {
+    if (h->open) {
+        r->json_open = true;
+        r->json_start = r->len;
+        if (h->len > 0) {
+            put_bytes(r, h->bytes, h->len);
+        }
     }
+    free(h->bytes);
 }
 
 char *reply_take(struct reply *r, size_t *len) {
-    char *held;
-    size_t held_len;
-    json_hold(r, &held, &held_len);
+    struct json_held held;
+    bool was_open = r->json_open;
+    bool lost = !json_hold(r, &held) && was_open;
     char *buf = r->len > 0 ? r->buf : NULL;
     *len = r->len;
     if (!buf) {
@@ -118,22 +129,26 @@ char *reply_take(struct reply *r, size_t *len) {
     }
     r->buf = NULL;
     r->len = r->cap = 0;
-    r->nomem = false;
-    json_unhold(r, held, held_len);
+    r->nomem = lost;
+    if (!lost) {
+        json_unhold(r, &held);
+    }
     return buf;
 }
 
 char *reply_take_buffer(struct reply *r, size_t *len, size_t *cap) {
-    char *held;
-    size_t held_len;
-    json_hold(r, &held, &held_len);
+    struct json_held held;
+    bool was_open = r->json_open;
+    bool lost = !json_hold(r, &held) && was_open;
     char *buf = r->buf;
     *len = r->len;
     *cap = r->cap;
     r->buf = NULL;
     r->len = r->cap = 0;
-    r->nomem = false;
-    json_unhold(r, held, held_len);
+    r->nomem = lost;
+    if (!lost) {
+        json_unhold(r, &held);
+    }
     return buf;
 }
 
@@ -152,11 +167,17 @@ void reply_append(struct reply *r, struct reply *from) {
     size_t len = 0;
     bool failed = from->nomem;
     char *buf = reply_take(from, &len);
+    struct json_held held;
+    bool was_open = r->json_open;
+    bool lost = !json_hold(r, &held) && was_open;
     if (buf) {
         put_bytes(r, buf, len);
         free(buf);
     }
-    r->nomem = r->nomem || failed;
+    if (!lost) {
+        json_unhold(r, &held);
+    }
+    r->nomem = r->nomem || failed || lost;
 }
 
 /* reserve() when the buffer is full or failed. */
@@ -1012,6 +1033,7 @@ void reply_ok(struct reply *r, size_t n) {
         json_begin(r, n);
         return;
     }
+    json_cancel(r); /* a JSON answer left unfinished when the format changed */
     if (reserve(r, 24)) {
         char *p = r->buf + r->len;
         memcpy(p, "OK ", 3);

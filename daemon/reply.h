@@ -140,11 +140,12 @@ char *reply_take_buffer(struct reply *r, size_t *len, size_t *cap);
  * caller's; otherwise returns true. */
 bool reply_reuse(struct reply *r, char *buf, size_t cap);
 
-/* Moves the finished answers `from` holds to the end of r's and leaves from
- * empty (its buffer freed). A failed allocation, in either, marks r as
- * failed (reply_failed()). For an answer built on one thread and sent by
- * another: build it into a reply of its own, then append it to the
- * connection's. */
+/* Moves the finished answers `from` holds to the end of r's, ahead of an
+ * answer r is still owed records (which stays open after them); an answer
+ * `from` is still owed records stays in from, which is otherwise left empty
+ * (its buffer freed). A failed allocation, in either, marks r as failed
+ * (reply_failed()). For an answer built on one thread and sent by another:
+ * build it into a reply of its own, then append it to the connection's. */
 void reply_append(struct reply *r, struct reply *from);
 
 /* Says that the positions of the next success reply are in the coordinate

@@ -3,6 +3,9 @@ nearest_add_test(test_commands LIBS nearestd_core PkgConfig::JANSSON)
 # Answers against models: JSON against the jansson builder it replaced, text
 # attributes against printf.
 nearest_add_test(test_reply_formats LIBS nearestd_core PkgConfig::JANSSON)
+# The catalogue under a refused realloc(), which the test chooses by size.
+nearest_add_test(test_catalog_alloc LIBS nearestd_core)
+target_link_options(test_catalog_alloc PRIVATE -Wl,--wrap=realloc)
 target_compile_definitions(test_commands PRIVATE
     NEARESTD_PROTOCOL_MD="${CMAKE_SOURCE_DIR}/PROTOCOL.md")
 

@@ -388,6 +388,7 @@ static void test_errors_and_takes_in_the_middle_of_an_answer(void **state) {
     random_record(&b);
     a.f.distance_m = b.f.distance_m = 12.5;
     a.f.where = b.f.where = (struct geo_point){.lat_deg = 36.16, .lon_deg = 120.41};
+    a.f.has_e6 = b.f.has_e6 = false;
     strcpy(a.id, "a");
     strcpy(b.id, "b");
     a.f.id_len = b.f.id_len = 0;
@@ -488,12 +489,132 @@ static void test_text_attributes_print_as_printf_would(void **state) {
     }
 }
 
+/* A finite facility record named `id`, for the lifecycle tests. */
+static void plain_record(struct rec *r, const char *id) {
+    random_record(r);
+    snprintf(r->id, sizeof r->id, "%s", id);
+    r->f.id_len = 0;
+    r->f.has_e6 = false;
+    r->f.where = (struct geo_point){.lat_deg = 36.16, .lon_deg = 120.41};
+    r->f.distance_m = 7.0;
+    r->f.n_attrs = 0;
+}
+
+/* The model's line for an answer of these facility records. */
+static char *model_facilities(bool geojson, const struct rec *const *recs, size_t n) {
+    json_t *records = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(records, model_facility(geojson, &recs[i]->f));
+    }
+    return model_answer(geojson, NULL, records);
+}
+
+/* Takes r's bytes and asserts they are the concatenation of want[0..n). */
+static void assert_taken(struct reply *r, bool whole_buffer, char *const *want, size_t n) {
+    char all[16384];
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++) {
+        w += (size_t)snprintf(all + w, sizeof all - w, "%s", want[i]);
+    }
+    size_t len, cap;
+    char *got = whole_buffer ? reply_take_buffer(r, &len, &cap) : reply_take(r, &len);
+    assert_false(reply_failed(r));
+    assert_int_equal(len, w);
+    if (w > 0) {
+        assert_memory_equal(got, all, w);
+    }
+    free(got);
+}
+
+/* An answer still owed records survives takes of either kind, from before
+ * its first record to its last, in both formats; finished answers are handed
+ * over whole and alone. */
+static void test_takes_hold_an_unfinished_answer_in_both_formats(void **state) {
+    (void)state;
+    struct rec a, b;
+    plain_record(&a, "a");
+    plain_record(&b, "b");
+    const struct rec *both[] = {&a, &b};
+    for (int geo = 0; geo < 2; geo++) {
+        for (int whole = 0; whole < 2; whole++) {
+            struct reply r;
+            reply_init(&r);
+            r.format = geo ? REPLY_GEOJSON : REPLY_JSON;
+            reply_ok(&r, 0);
+            char *empty = model_facilities(geo, NULL, 0);
+            reply_ok(&r, 2);
+            assert_taken(&r, whole, &empty, 1); /* announced, nothing written yet */
+            reply_facility(&r, &a.f);
+            assert_taken(&r, whole, NULL, 0);  /* one of two written */
+            reply_facility(&r, &b.f);
+            char *two = model_facilities(geo, both, 2);
+            assert_taken(&r, whole, &two, 1);
+            free(empty);
+            free(two);
+            reply_close(&r);
+        }
+    }
+}
+
+/* reply_append() puts the finished answers of `from` before the answer r is
+ * still building, which then goes on; an answer `from` is still building
+ * stays in from. */
+static void test_append_goes_before_an_unfinished_answer(void **state) {
+    (void)state;
+    struct rec a, b, c;
+    plain_record(&a, "a");
+    plain_record(&b, "b");
+    plain_record(&c, "c");
+    struct reply r, from;
+    reply_init(&r);
+    reply_init(&from);
+    r.format = from.format = REPLY_JSON;
+    reply_ok(&r, 2);
+    reply_facility(&r, &a.f);
+    reply_ok(&from, 1);
+    reply_facility(&from, &c.f);
+    reply_ok(&from, 1); /* still owed its record */
+    reply_append(&r, &from);
+    reply_facility(&r, &b.f);
+    const struct rec *ab[] = {&a, &b}, *just_c[] = {&c};
+    char *want[] = {model_facilities(false, just_c, 1), model_facilities(false, ab, 2)};
+    assert_taken(&r, false, want, 2);
+    reply_facility(&from, &c.f);
+    assert_taken(&from, false, want, 1);
+    free(want[0]);
+    free(want[1]);
+    reply_close(&r);
+    reply_close(&from);
+}
+
+/* An answer left unfinished when the format changes is dropped by the next
+ * answer, as an ERR drops it: nothing of it is sent. */
+static void test_a_new_answer_in_another_format_drops_an_unfinished_one(void **state) {
+    (void)state;
+    struct rec a;
+    plain_record(&a, "a");
+    struct reply r;
+    reply_init(&r);
+    r.format = REPLY_JSON;
+    reply_ok(&r, 2);
+    reply_facility(&r, &a.f);
+    r.format = REPLY_TEXT;
+    reply_ok(&r, 1);
+    const char *fields[] = {"x", "y"};
+    reply_fields(&r, 2, fields);
+    assert_reply_is(&r, "OK 1\nx\ty\n");
+    reply_close(&r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_facility_answers_are_the_bytes_jansson_dumped),
         cmocka_unit_test(test_field_records_and_empty_answers_are_the_bytes_jansson_dumped),
         cmocka_unit_test(test_errors_and_takes_in_the_middle_of_an_answer),
         cmocka_unit_test(test_text_attributes_print_as_printf_would),
+        cmocka_unit_test(test_takes_hold_an_unfinished_answer_in_both_formats),
+        cmocka_unit_test(test_append_goes_before_an_unfinished_answer),
+        cmocka_unit_test(test_a_new_answer_in_another_format_drops_an_unfinished_one),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
