@@ -41,7 +41,9 @@
 #include <jansson.h>
 
 #include "catalog.h"
+#include "geo_crs.h"
 #include "hours.h"
+#include "reply.h"
 
 #define SLOT_FREE 0xFF     /* category of a removed slot */
 #define CATALOG_SUBTYPE_CACHE 64 /* subtypes shared between facilities; the data has ~15 */
@@ -84,6 +86,8 @@ struct area_rec {
     uint32_t *links;       /* slots, malloc'ed */
     uint32_t n_links;
     uint32_t cap_links;
+    char *geojson[3];      /* the polygon as answers write it, per enum geo_crs; malloc'ed,
+                            * NULL when it could not be written */
 };
 
 /* A parsed timetable, as one bit per minute of the week, and its text,
@@ -129,6 +133,7 @@ struct catalog {
     uint32_t n_subtypes;
     size_t areas_skipped;
     struct geo_areas *area_set;     /* NULL until a load */
+    size_t geojson_bytes;  /* the areas' geojson texts */
 };
 
 /* ---- Primitives: arena, hash ------------------------------------------- */
@@ -673,7 +678,11 @@ static void catalog_clear(struct catalog *c) {
     memset(c->key_types, 0, sizeof c->key_types);
     for (uint32_t i = 0; i < c->n_areas; i++) {
         free(c->areas[i].links);
+        for (int crs = 0; crs < 3; crs++) {
+            free(c->areas[i].geojson[crs]);
+        }
     }
+    c->geojson_bytes = 0;
     free(c->areas);
     c->areas = NULL;
     c->n_areas = c->cap_areas = 0;
@@ -891,6 +900,26 @@ static void shrink_to_fit(struct catalog *c) {
     }
 }
 
+/* Writes every area's polygon in each coordinate system as the JSON formats
+ * answer it. Areas do not change between loads, and writing them per request
+ * (GEOS's GeoJSON writer, then jansson's parse and dump) made /v1/areas, 400
+ * of them, 8 ms of the event loop; the three copies of the Licang areas are
+ * about 450 KB. A text that cannot be written stays NULL: the answer then
+ * takes the slow way, which reports why. */
+static void area_geojson_write(struct catalog *c) {
+    for (uint32_t i = 0; i < c->n_areas; i++) {
+        for (int crs = 0; crs < 3; crs++) {
+            char *raw = NULL;
+            if (geo_areas_geojson(c->area_set, i, (enum geo_crs)crs, &raw) == 0) {
+                char *text = reply_geometry_json(raw);
+                c->areas[i].geojson[crs] = text;
+                c->geojson_bytes += text ? strlen(text) + 1 : 0;
+            }
+            free(raw);
+        }
+    }
+}
+
 int catalog_load(struct catalog *c, struct store *st, char *err, size_t err_len) {
     catalog_clear(c);
     struct load_ctx ctx = {.c = c, .msg = err, .msg_len = err_len};
@@ -919,6 +948,7 @@ int catalog_load(struct catalog *c, struct store *st, char *err, size_t err_len)
         ret = ret == GEO_ERR_NOMEM ? CATALOG_ERR_NOMEM : CATALOG_ERR_ARG;
         goto done;
     }
+    area_geojson_write(c);
     ret = store_facility_each(st, load_one, &ctx);
     if (ctx.err < 0) {
         ret = ctx.err;
@@ -1085,7 +1115,8 @@ size_t catalog_memory_bytes(const struct catalog *c) {
            (size_t)c->hash_cap * sizeof *c->hash + (size_t)c->cap_attrs * sizeof *c->attrs +
            (size_t)c->cap_timetables * sizeof *c->timetables +
            (size_t)c->tt_hash_cap * sizeof *c->tt_hash +
-           (size_t)c->cap_areas * sizeof *c->areas + geo_index_memory_bytes(c->index);
+           (size_t)c->cap_areas * sizeof *c->areas + c->geojson_bytes +
+           geo_index_memory_bytes(c->index);
 }
 
 /* ---- Attributes, conditions, hours ----------------------------------------- */
@@ -1250,6 +1281,10 @@ int catalog_area_get(const struct catalog *c, uint32_t handle, struct catalog_ar
                                  .name = c->arena + a->name_off,
                                  .parent = c->arena + a->parent_off};
     return 0;
+}
+
+const char *catalog_area_geojson(const struct catalog *c, uint32_t handle, int crs) {
+    return handle < c->n_areas && crs >= 0 && crs < 3 ? c->areas[handle].geojson[crs] : NULL;
 }
 
 struct geo_areas *catalog_areas(struct catalog *c) {

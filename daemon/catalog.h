@@ -224,6 +224,13 @@ int catalog_area_get(const struct catalog *c, uint32_t handle, struct catalog_ar
  * Not const: GEOS fills its prepared geometries lazily on queries. */
 struct geo_areas *catalog_areas(struct catalog *c);
 
+/* Area `handle`'s polygon as a GeoJSON geometry object in the coordinate
+ * system `crs` (enum geo_crs), as reply_geometry_json() writes it: written
+ * once by catalog_load(), so answers copy it. NULL for an unknown handle or
+ * crs, or when it could not be written (geo_areas_geojson() says why).
+ * Borrowed until the next load or catalog_free(). */
+const char *catalog_area_geojson(const struct catalog *c, uint32_t handle, int crs);
+
 /* Writes the first min(n, max) slots of the facilities linked to area
  * `handle` (see above), in the order they were linked, to out[0..], and
  * returns n. */

@@ -870,7 +870,10 @@ static int reply_one_area(struct cmd_call *call, uint32_t handle, enum geo_crs c
         return CMD_ERR_INTERNAL;
     }
     char *geometry = NULL;
-    if (call->out->format == REPLY_GEOJSON) {
+    const char *written = call->out->format == REPLY_GEOJSON
+                              ? catalog_area_geojson(cat, handle, (int)crs)
+                              : NULL;
+    if (call->out->format == REPLY_GEOJSON && !written) {
         int ret = geo_areas_geojson(catalog_areas(cat), handle, crs, &geometry);
         if (ret < 0) {
             reply_err(call->out, CMD_ERR_INTERNAL, "cannot write area '%s': %s", ar.id,
@@ -880,7 +883,9 @@ static int reply_one_area(struct cmd_call *call, uint32_t handle, enum geo_crs c
         }
     }
     struct reply_area ra = {.id = ar.id, .kind = store_area_kind_name(ar.kind), .name = ar.name,
-                            .parent = ar.parent, .served_by = served_by, .geometry = geometry};
+                            .parent = ar.parent, .served_by = served_by,
+                            .geometry = written ? written : geometry,
+                            .geometry_dumped = written != NULL};
     reply_area(call->out, &ra);
     free(geometry);
     return 0;

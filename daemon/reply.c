@@ -644,6 +644,36 @@ static void json_record_end(struct reply *r) {
     }
 }
 
+/* Appends ids joined by ';' as a JSON array of strings, leaving out an id
+ * that is not UTF-8 (as json_array_append_new() left out the NULL that
+ * json_stringn() gave for it). */
+static void json_put_ids(struct reply *r, const char *ids) {
+    const char *p = ids ? ids : "";
+    bool first = true;
+    put_bytes(r, "[", 1);
+    while (*p) {
+        const char *end = strchr(p, ';');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        size_t at = r->len;
+        if (!first) {
+            put_bytes(r, ",", 1);
+        }
+        if (reserve(r, 6 * len + 2)) {
+            char *q = json_string_at(r->buf + r->len, p, len);
+            if (q) {
+                *q = '\0';
+                r->len = (size_t)(q - r->buf);
+                first = false;
+            } else {
+                r->len = at;
+                r->buf[at] = '\0';
+            }
+        }
+        p = end ? end + 1 : p + len;
+    }
+    put_bytes(r, "]", 1);
+}
+
 /* Appends a facility's attributes as further members of the object being
  * written, as json_object_set_new() would have added them to one holding
  * the `standard` keys: a key the object already has is skipped (the first
@@ -714,35 +744,9 @@ static void json_put_attrs(struct reply *r, const struct reply_facility *f,
         case REPLY_ATTR_BOOL:
             json_put_raw(r, a->num != 0.0 ? "true" : "false");
             break;
-        case REPLY_ATTR_IDS: {
-            /* An id that is not UTF-8 is left out, as json_array_append_new()
-             * left out the NULL that json_stringn() gave for it. */
-            const char *p = a->text ? a->text : "";
-            bool first = true;
-            put_bytes(r, "[", 1);
-            while (*p) {
-                const char *end = strchr(p, ';');
-                size_t len = end ? (size_t)(end - p) : strlen(p);
-                size_t at = r->len;
-                if (!first) {
-                    put_bytes(r, ",", 1);
-                }
-                if (reserve(r, 6 * len + 2)) {
-                    char *q = json_string_at(r->buf + r->len, p, len);
-                    if (q) {
-                        *q = '\0';
-                        r->len = (size_t)(q - r->buf);
-                        first = false;
-                    } else {
-                        r->len = at;
-                        r->buf[at] = '\0';
-                    }
-                }
-                p = end ? end + 1 : p + len;
-            }
-            put_bytes(r, "]", 1);
+        case REPLY_ATTR_IDS:
+            json_put_ids(r, a->text);
             break;
-        }
         default: {
             const char *t = a->text ? a->text : "";
             json_put_string(r, t, strlen(t));
@@ -1140,17 +1144,44 @@ void reply_fields(struct reply *r, size_t n_fields, const char *const *fields) {
     }
 }
 
+char *reply_geometry_json(const char *geometry) {
+    json_t *g = json_loads(geometry, JSON_DECODE_ANY, NULL);
+    char *text = g ? json_dumps(g, REPLY_JSON_FLAGS | JSON_ENCODE_ANY) : NULL;
+    json_decref(g);
+    return text;
+}
+
 void reply_area(struct reply *r, const struct reply_area *a) {
     if (r->format != REPLY_GEOJSON) {
         const char *fields[5] = {a->id, a->kind, a->name, a->parent, a->served_by};
         reply_fields(r, a->served_by ? 5 : 4, fields);
         return;
     }
-    json_t *geometry = json_null();
-    if (a->geometry) {
-        json_decref(geometry);
-        geometry = json_loads(a->geometry, JSON_DECODE_ANY, NULL);
+    if (a->geometry_dumped || !a->geometry) {
+        /* What the jansson path below writes, without parsing the polygon
+         * again: /v1/areas, 400 of these, took 8 ms of the loop that way. */
+        if (!json_record_begin(r, true)) {
+            return;
+        }
+        json_put_raw(r, "{\"type\":\"Feature\",\"geometry\":");
+        json_put_raw(r, a->geometry ? a->geometry : "null");
+        json_put_raw(r, ",\"properties\":{\"id\":");
+        json_put_string(r, a->id, strlen(a->id));
+        json_put_raw(r, ",\"kind\":");
+        json_put_string(r, a->kind, strlen(a->kind));
+        json_put_raw(r, ",\"name\":");
+        json_put_string(r, a->name, strlen(a->name));
+        json_put_raw(r, ",\"parent\":");
+        json_put_string(r, a->parent, strlen(a->parent));
+        if (a->served_by) {
+            json_put_raw(r, ",\"served_by\":");
+            json_put_ids(r, a->served_by);
+        }
+        json_put_raw(r, "}}");
+        json_record_end(r);
+        return;
     }
+    json_t *geometry = json_loads(a->geometry, JSON_DECODE_ANY, NULL);
     json_t *feat = geometry ? json_pack("{s:s, s:o, s:{s:o, s:o, s:o, s:o}}", "type", "Feature",
                                         "geometry", geometry, "properties", "id", jstr(a->id),
                                         "kind", jstr(a->kind), "name", jstr(a->name),

@@ -99,6 +99,8 @@ struct reply_area {
     const char *served_by;   /* SERVES: ids joined by ';' ("" for none); NULL: no such field */
     const char *geometry;    /* GeoJSON geometry object text; read in geojson only, NULL
                               * there writes "geometry":null */
+    bool geometry_dumped;    /* geometry is already as reply_geometry_json() writes it,
+                              * and is copied as it is (not parsed again) */
 };
 
 /* Returns the format named "text", "json" or "geojson" (ASCII case ignored)
@@ -176,6 +178,13 @@ void reply_fields(struct reply *r, size_t n_fields, const char *const *fields);
  * that the answer is a FeatureCollection. A geometry that is not JSON marks
  * the reply failed. */
 void reply_area(struct reply *r, const struct reply_area *a);
+
+/* Returns `geometry`, a GeoJSON text, as the JSON formats write it inside an
+ * answer (parsed, then dumped compact with the answers' 10 significant
+ * digits), for a caller that keeps it to answer many times with
+ * geometry_dumped set; or NULL when it is not JSON or memory runs out. The
+ * caller owns it: free(). */
+char *reply_geometry_json(const char *geometry);
 
 /* Appends "ERR <WORD> <message>\n" for a cmd_err code (in the JSON formats
  * {"ok":false,"error":WORD,"message":...}), dropping any unfinished answer.

@@ -108,6 +108,23 @@ static json_t *model_facility(bool geojson, const struct reply_facility *f) {
     return model_add_attrs(obj, f);
 }
 
+/* The area Feature the model built (reply_area()'s jansson path), or NULL. */
+static json_t *model_area(const struct reply_area *a) {
+    json_t *geometry = a->geometry ? json_loads(a->geometry, JSON_DECODE_ANY, NULL) : json_null();
+    json_t *feat = geometry ? json_pack("{s:s, s:o, s:{s:o, s:o, s:o, s:o}}", "type", "Feature",
+                                        "geometry", geometry, "properties", "id",
+                                        model_str(a->id), "kind", model_str(a->kind), "name",
+                                        model_str(a->name), "parent", model_str(a->parent))
+                            : NULL;
+    if (feat && a->served_by) {
+        struct reply_attr ids = {.key = "served_by", .type = REPLY_ATTR_IDS,
+                                 .text = a->served_by};
+        json_object_set_new(json_object_get(feat, "properties"), "served_by",
+                            model_attr_value(&ids));
+    }
+    return feat;
+}
+
 /* The line the model writes for an answer of these records (an array of
  * json_t records, stolen), or NULL when one of them could not be built. */
 static char *model_answer(bool geojson, const char *crs, json_t *records) {
@@ -606,6 +623,59 @@ static void test_a_new_answer_in_another_format_drops_an_unfinished_one(void **s
     reply_close(&r);
 }
 
+/* A random polygon or multipolygon as GEOS writes one (shortest digits),
+ * into out. */
+static void random_geometry(char *out, size_t cap) {
+    size_t w = 0;
+    bool multi = pick(2);
+    w += (size_t)snprintf(out + w, cap - w, "{\"type\":\"%s\",\"coordinates\":[%s",
+                          multi ? "MultiPolygon" : "Polygon", multi ? "[" : "");
+    unsigned n = 3 + pick(5);
+    for (unsigned i = 0; i <= n; i++) {
+        double lon = test_rng_range(rnd(), -180, 180), lat = test_rng_range(rnd(), -90, 90);
+        if (pick(3) == 0) {
+            lon = (double)((int)pick(361) - 180);
+        }
+        w += (size_t)snprintf(out + w, cap - w, "%s[%.17g,%.*g]", i ? "," : "[", lon,
+                              1 + (int)pick(17), lat);
+    }
+    snprintf(out + w, cap - w, "]%s]}", multi ? "]" : "");
+}
+
+/* Area features written from a geometry dumped once (what the catalogue
+ * keeps for /v1/areas) are the bytes the jansson path wrote. */
+static void test_area_features_from_dumped_geometry_are_the_bytes_jansson_dumped(void **state) {
+    (void)state;
+    char id[64], kind[32], name[128], parent[64], served[64], raw[2048];
+    for (int round = 0; round < 20000; round++) {
+        random_string(id, sizeof id, 20);
+        random_string(kind, sizeof kind, 20);
+        random_string(name, sizeof name, 20);
+        random_string(parent, sizeof parent, 20);
+        random_string(served, sizeof served, 10);
+        random_geometry(raw, sizeof raw);
+        struct reply_area a = {.id = id, .kind = kind, .name = name, .parent = parent,
+                               .served_by = pick(2) ? served : NULL,
+                               .geometry = pick(10) ? raw : NULL};
+        json_t *records = json_array();
+        json_array_append_new(records, model_area(&a));
+        char *want = model_answer(true, NULL, records);
+        char *dumped = a.geometry ? reply_geometry_json(a.geometry) : NULL;
+        assert_true(!a.geometry || dumped);
+        a.geometry = dumped;
+        a.geometry_dumped = dumped != NULL;
+        struct reply r;
+        reply_init(&r);
+        r.format = REPLY_GEOJSON;
+        reply_ok(&r, 1);
+        reply_area(&r, &a);
+        assert_reply_is(&r, want);
+        free(want);
+        free(dumped);
+        reply_close(&r);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_facility_answers_are_the_bytes_jansson_dumped),
@@ -615,6 +685,7 @@ int main(void) {
         cmocka_unit_test(test_takes_hold_an_unfinished_answer_in_both_formats),
         cmocka_unit_test(test_append_goes_before_an_unfinished_answer),
         cmocka_unit_test(test_a_new_answer_in_another_format_drops_an_unfinished_one),
+        cmocka_unit_test(test_area_features_from_dumped_geometry_are_the_bytes_jansson_dumped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
