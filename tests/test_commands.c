@@ -2153,7 +2153,9 @@ static void test_catalog_open_agrees_with_the_last_put_hours(void **state) {
         "22:00-02:00", "Fr-Mo 20:00-03:30; Su off", "Mo-Su 06:30-19:00; We 10:00-10:01",
         "Mo-Fr 08:00-12:00; PH off", "Mo-Xx 08:00-09:00", "Tu,Th 00:00-24:00",
     };
-    enum { N_TEXTS = sizeof texts / sizeof texts[0], N_IDS = 400 };
+    /* More ids than the 1,024 slots a catalogue starts with, so that the
+     * timetable numbers grow with the slots. */
+    enum { N_TEXTS = sizeof texts / sizeof texts[0], N_IDS = 1500 };
     struct catalog *c = catalog_new();
     assert_non_null(c);
     static const char *counted[N_IDS]; /* the text OPEN reads; NULL once removed */
@@ -2221,6 +2223,11 @@ static void test_catalog_open_agrees_with_the_last_put_hours(void **state) {
         }
     }
     assert_true(open > checks / 10 && open < checks - checks / 10);
+    uint32_t top_slot = 0;
+    for (int j = 0; j < N_IDS; j++) {
+        top_slot = ever[j] && last_slot[j] > top_slot ? last_slot[j] : top_slot;
+    }
+    assert_true(top_slot >= 1024); /* the slots, and the timetable numbers, grew */
     assert_false(catalog_is_open_in_week(c, UINT32_MAX, 0));
     assert_false(catalog_is_open_in_week(c, last_slot[0], -1));
     assert_false(catalog_is_open_in_week(c, last_slot[0], HOURS_MINUTES_PER_WEEK));
