@@ -428,17 +428,21 @@ static char *json_string_at(char *p, const char *s, size_t n) {
     return p;
 }
 
+/* Copies a string literal to p and returns the end. */
+#define PUT_LIT(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) + sizeof(lit) - 1)
+
+/* json_string_at(), or "?" when s is not UTF-8 (jstr()). */
+static char *json_string_or_mark(char *p, const char *s, size_t n) {
+    char *end = json_string_at(p, s, n);
+    return end ? end : PUT_LIT(p, "\"?\"");
+}
+
 /* Appends s[0..n) as a JSON string, or "?" when it is not UTF-8 (jstr()). */
 static void json_put_string(struct reply *r, const char *s, size_t n) {
     if (!reserve(r, 6 * n + 2)) {
         return;
     }
-    char *end = json_string_at(r->buf + r->len, s, n);
-    if (!end) {
-        end = r->buf + r->len;
-        memcpy(end, "\"?\"", 3);
-        end += 3;
-    }
+    char *end = json_string_or_mark(r->buf + r->len, s, n);
     *end = '\0';
     r->len = (size_t)(end - r->buf);
 }
@@ -758,15 +762,6 @@ static void json_put_attrs(struct reply *r, const struct reply_facility *f,
 static const char *const json_facility_keys[] = {"id", "category", "name",
                                                  "lat", "lon", "distance_m"};
 static const char *const geojson_property_keys[] = {"id", "category", "name", "distance_m"};
-
-/* Copies a string literal to p and returns the end. */
-#define PUT_LIT(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) + sizeof(lit) - 1)
-
-/* json_string_at(), or "?" when s is not UTF-8 (jstr()). */
-static char *json_string_or_mark(char *p, const char *s, size_t n) {
-    char *end = json_string_at(p, s, n);
-    return end ? end : PUT_LIT(p, "\"?\"");
-}
 
 /* Writes a facility's position: from its microdegrees when it has them (the
  * same integers: lat_e6 / 10^6 times 10^6 rounds back to lat_e6), else
