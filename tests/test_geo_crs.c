@@ -343,6 +343,19 @@ static void tally(struct oracle_tally *t, struct geo_point got, struct geo_point
     }
 }
 
+/* Prints one sample's figures (and its worst round trip, when it measured
+ * one: trip >= 0) and asserts that no printed position changed: the sample is
+ * fixed, and none did when it was measured. */
+static void tally_done(const char *what, const struct oracle_tally *t, double trip) {
+    printf("# %s over %ld cases: worst %.2g deg from the model, %ld printed differently",
+           what, t->points, t->worst_deg, t->text_changes);
+    if (trip >= 0.0) {
+        printf("; round trip within %.2g deg", trip);
+    }
+    printf("\n");
+    assert_int_equal(t->text_changes, 0);
+}
+
 /* The i-th random point: seven in ten inside the box, two in ten within
  * three degrees around it (across its edges), one anywhere on Earth. */
 static struct geo_point oracle_point(uint64_t *rng) {
@@ -397,9 +410,7 @@ static void test_forward_agrees_with_the_model(void **state) {
             assert_true(memcmp(&got, &p, sizeof p) == 0);
         }
     }
-    printf("# WGS84 -> GCJ-02 over %ld points: worst %.2g deg from the model, "
-           "%ld printed differently\n", t.points, t.worst_deg, t.text_changes);
-    assert_int_equal(t.text_changes, 0); /* the sample is fixed: none, measured */
+    tally_done("WGS84 -> GCJ-02", &t, -1.0);
 }
 
 static void test_inverse_agrees_with_the_model_and_round_trips(void **state) {
@@ -427,10 +438,7 @@ static void test_inverse_agrees_with_the_model_and_round_trips(void **state) {
             worst_trip = fmax(worst_trip, d);
         }
     }
-    printf("# GCJ-02 -> WGS84 over %ld points: worst %.2g deg from the model, "
-           "%ld printed differently; round trip within %.2g deg\n",
-           t.points, t.worst_deg, t.text_changes, worst_trip);
-    assert_int_equal(t.text_changes, 0); /* the sample is fixed: none, measured */
+    tally_done("GCJ-02 -> WGS84", &t, worst_trip);
 }
 
 /* Both directions of every system through the generic entry points,
@@ -454,9 +462,7 @@ static void test_generic_conversions_agree_with_the_model(void **state) {
             }
         }
     }
-    printf("# generic conversions over %ld cases: worst %.2g deg from the model, "
-           "%ld printed differently\n", t.points, t.worst_deg, t.text_changes);
-    assert_int_equal(t.text_changes, 0); /* the sample is fixed: none, measured */
+    tally_done("generic conversions", &t, -1.0);
 }
 
 /* BD-09 both ways on their own, also right around the origin, where the
@@ -489,10 +495,7 @@ static void test_bd09_agrees_with_the_model_and_round_trips(void **state) {
             worst_trip = fmax(worst_trip, d);
         }
     }
-    printf("# BD-09 both ways over %ld cases: worst %.2g deg from the model, "
-           "%ld printed differently; round trip within %.2g deg\n",
-           t.points, t.worst_deg, t.text_changes, worst_trip);
-    assert_int_equal(t.text_changes, 0); /* the sample is fixed: none, measured */
+    tally_done("BD-09 both ways", &t, worst_trip);
 }
 
 /* ---- Six decimals ---------------------------------------------------------- */
