@@ -83,18 +83,21 @@ struct json_held {
 };
 
 /* Moves the open JSON answer, if any, out of the buffer into *h. Returns
- * false when its bytes could not be copied: the answer is lost. */
+ * true when there was one and its bytes could not be copied: the answer is
+ * lost (and *h holds nothing, so json_unhold() puts nothing back). */
 static bool json_hold(struct reply *r, struct json_held *h) {
     *h = (struct json_held){.open = r->json_open};
     if (!r->json_open) {
-        return true;
+        return false;
     }
+    bool lost = false;
     h->len = r->len - r->json_start;
     if (h->len > 0) {
         h->bytes = malloc(h->len);
         if (!h->bytes) {
             r->json_open = false;
             *h = (struct json_held){0};
+            lost = true;
         } else {
             memcpy(h->bytes, r->buf + r->json_start, h->len);
         }
@@ -103,7 +106,7 @@ static bool json_hold(struct reply *r, struct json_held *h) {
     if (r->buf) {
         r->buf[r->len] = '\0';
     }
-    return h->open;
+    return lost;
 }
 
 /* Puts a held answer back at the end of the buffer, still open. */
@@ -120,8 +123,7 @@ static void json_unhold(struct reply *r, struct json_held *h) {
 
 char *reply_take(struct reply *r, size_t *len) {
     struct json_held held;
-    bool was_open = r->json_open;
-    bool lost = !json_hold(r, &held) && was_open;
+    bool lost = json_hold(r, &held);
     char *buf = r->len > 0 ? r->buf : NULL;
     *len = r->len;
     if (!buf) {
@@ -130,25 +132,20 @@ char *reply_take(struct reply *r, size_t *len) {
     r->buf = NULL;
     r->len = r->cap = 0;
     r->nomem = lost;
-    if (!lost) {
-        json_unhold(r, &held);
-    }
+    json_unhold(r, &held);
     return buf;
 }
 
 char *reply_take_buffer(struct reply *r, size_t *len, size_t *cap) {
     struct json_held held;
-    bool was_open = r->json_open;
-    bool lost = !json_hold(r, &held) && was_open;
+    bool lost = json_hold(r, &held);
     char *buf = r->buf;
     *len = r->len;
     *cap = r->cap;
     r->buf = NULL;
     r->len = r->cap = 0;
     r->nomem = lost;
-    if (!lost) {
-        json_unhold(r, &held);
-    }
+    json_unhold(r, &held);
     return buf;
 }
 
@@ -168,15 +165,12 @@ void reply_append(struct reply *r, struct reply *from) {
     bool failed = from->nomem;
     char *buf = reply_take(from, &len);
     struct json_held held;
-    bool was_open = r->json_open;
-    bool lost = !json_hold(r, &held) && was_open;
+    bool lost = json_hold(r, &held);
     if (buf) {
         put_bytes(r, buf, len);
         free(buf);
     }
-    if (!lost) {
-        json_unhold(r, &held);
-    }
+    json_unhold(r, &held);
     r->nomem = r->nomem || failed || lost;
 }
 
