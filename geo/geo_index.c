@@ -1545,3 +1545,10 @@ done:
     *n_out = rc == GEO_OK ? found : 0;
     return rc;
 }
+
+void geo_index_nearest_batch(const struct geo_index *ix, struct geo_batch_item *items, size_t n) {
+    /* First version: one after another. */
+    for (size_t i = 0; i < n; i++) {
+        items[i].rc = geo_index_nearest(ix, &items[i].q, items[i].out, &items[i].n_out);
+    }
+}

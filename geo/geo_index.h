@@ -101,4 +101,25 @@ size_t geo_index_memory_bytes(const struct geo_index *ix);
 int geo_index_nearest(const struct geo_index *ix, const struct geo_query *q,
                       struct geo_hit *out, size_t *n_out);
 
+/* One search of a batch: the query, where its hits go (room for q.k), and,
+ * once geo_index_nearest_batch() returns, what geo_index_nearest() would
+ * have given for it. */
+struct geo_batch_item {
+    struct geo_query q;
+    struct geo_hit *out;     /* caller-owned, room for q.k hits */
+    size_t n_out;            /* set: the number of hits */
+    int rc;                  /* set: 0 or a GEO_ERR_ code, as geo_index_nearest() */
+};
+
+/* Runs items[0..n-1] as n calls of geo_index_nearest() would, with the same
+ * hits in the same order and the same return codes, but side by side: the
+ * searches take turns a node at a time, each asking for the memory of its
+ * next node before giving way, so that the cache misses of one overlap with
+ * the work of the others. (A search of 10^6 or more entries spends most of
+ * its time waiting for memory; one after another, every wait is paid in
+ * full.) Filters are called as geo_index_nearest() calls them, from this
+ * thread, the calls of different items interleaved. n may be 0.
+ * Like a query, it does not modify the index. */
+void geo_index_nearest_batch(const struct geo_index *ix, struct geo_batch_item *items, size_t n);
+
 #endif
