@@ -1099,6 +1099,14 @@ void catalog_prefetch(const struct catalog *c, uint32_t slot) {
     }
 }
 
+void catalog_prefetch_text(const struct catalog *c, uint32_t slot) {
+    if (slot < c->n_slots) {
+        const struct slot *s = &c->slots[slot];
+        __builtin_prefetch(c->arena + s->id_off);
+        __builtin_prefetch(c->arena + s->name_off);
+    }
+}
+
 size_t catalog_count(const struct catalog *c) {
     return c->n_live;
 }

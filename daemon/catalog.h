@@ -85,6 +85,11 @@ int catalog_get(const struct catalog *c, uint32_t slot, struct catalog_facility 
  * the cache misses overlap instead of queueing one behind another. */
 void catalog_prefetch(const struct catalog *c, uint32_t slot);
 
+/* Hints that the id and name of `slot` will be read soon. It reads the slot,
+ * so it pays off after catalog_prefetch() of the same slot has had time to
+ * bring it. */
+void catalog_prefetch_text(const struct catalog *c, uint32_t slot);
+
 /* Number of facilities, in all categories or in one (enum store_category). */
 size_t catalog_count(const struct catalog *c);
 size_t catalog_count_category(const struct catalog *c, int category);

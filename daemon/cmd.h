@@ -31,6 +31,9 @@
 #define CMD_DEFAULT_LIMIT 100     /* RADIUS without LIMIT */
 #define CMD_MAX_WHERE 8           /* WHERE conditions in one query */
 #define CMD_QUEUED 2              /* cmd_execute(): a write was queued, its answer comes later */
+#define CMD_BATCHED 3             /* cmd_execute(): a query waits in env->batch (cmd_batch_run()) */
+#define CMD_BATCH_MAX 64          /* queries one batch holds */
+#define CMD_BATCH_K 32            /* a larger K or LIMIT runs at once, not in a batch */
 #define CMD_MAX_COMMANDS 32       /* rows commands.def may have (per-command counters) */
 
 /* Counters the daemon shows in STATS. The server owns them and counts
@@ -58,7 +61,39 @@ struct cmd_env {
      * *out with the totals STATS shows (NULL: STATS shows *stats). */
     void (*stats_total)(void *arg, struct cmd_stats *out);
     void *stats_total_arg;
+    /* When set, NEAREST and RADIUS wait here instead of running, if there is
+     * room and they have no WHERE and a K or LIMIT up to CMD_BATCH_K: the
+     * dispatcher returns CMD_BATCHED and appends nothing to `out` yet. The
+     * caller then runs every waiting query at once with cmd_batch_run(),
+     * which answers each in its `out`, and until then must not append to
+     * those replies, free them, or change the argv the queries came from.
+     * NULL runs every request at once. */
+    struct cmd_batch *batch;
 };
+
+/* Queries waiting to run together (cmd_env.batch). Their index searches run
+ * side by side (geo_index_nearest_batch()), and the facilities of all their
+ * hits are fetched from memory together, so that one query's cache misses
+ * overlap with the others' instead of following them: at 10^6 facilities and
+ * more, waiting for memory is most of a NEAREST's time. */
+struct cmd_batch;
+
+/* Returns an empty batch, or NULL when out of memory. */
+struct cmd_batch *cmd_batch_new(void);
+
+/* Frees a batch; its waiting queries, if any, are dropped unanswered. NULL
+ * is a no-op. */
+void cmd_batch_free(struct cmd_batch *b);
+
+/* The number of queries waiting in b. */
+size_t cmd_batch_count(const struct cmd_batch *b);
+
+/* Runs the waiting queries and answers each in the `out` it was dispatched
+ * with, in the format it would have been answered in then. rcs[i] (room for
+ * cmd_batch_count() entries; may be NULL) gets what cmd_dispatch() would
+ * have returned for the i-th query to wait: 0 or the cmd_err it answered
+ * (counted in env->stats as cmd_dispatch() counts it). Leaves b empty. */
+void cmd_batch_run(const struct cmd_env *env, struct cmd_batch *b, int *rcs);
 
 enum cmd_write_kind {
     CMD_WRITE_PUT = 0,            /* insert or replace rec */
@@ -126,7 +161,9 @@ const struct cmd_spec *cmd_lookup(const char *name);
 
 /* Executes one request line: line[0..len-1], NUL-terminated, modified in
  * place. Appends exactly one answer to `out`, except for a blank line, which
- * gets none. Returns 0, 1 for a blank line, or the cmd_err it answered. */
+ * gets none, and a query that waits in env->batch, whose answer
+ * cmd_batch_run() appends. Returns 0, 1 for a blank line, CMD_BATCHED, or the
+ * cmd_err it answered. */
 int cmd_execute(const struct cmd_env *env, struct cmd_session *session, char *line,
                 size_t len, struct reply *out);
 

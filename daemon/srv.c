@@ -67,6 +67,9 @@ struct srv_conn {
     char peer[SRV_PEER_BYTES];    /* the client's address, for the log */
     struct srv_conn *flush_next;  /* in lp->flush_head while flush_queued */
     bool flush_queued;            /* its answers go out at the end of this loop iteration */
+    struct srv_conn *run_next;    /* in lp->run_head while run_queued */
+    bool run_queued;              /* its requests run at the end of this loop iteration */
+    bool batched;                 /* a query of its waits in lp->batch */
     /* A write from a worker loop's connection, while the main loop has it:
      * the main loop reads wsession (copied at hand-over) and builds the
      * answer in `answer`, then hands the connection back through the
@@ -118,6 +121,11 @@ struct srv_loop {
     uv_check_t check;             /* after each poll: send answers, unlock, publish */
     uv_prepare_t prepare;         /* workers: before each poll, unlock */
     struct srv_conn *flush_head;  /* connections whose answers go out at the check */
+    struct srv_conn *run_head;    /* connections whose requests run at the check */
+    struct cmd_batch *batch;      /* the check's queries (see "Reading") */
+    struct srv_conn *batched[CMD_BATCH_MAX]; /* whose query is batch's i-th */
+    int batched_rows[CMD_BATCH_MAX];         /* and its command's row */
+    int batch_rcs[CMD_BATCH_MAX];
     bool read_locked;             /* workers: holds srv->lock to read the catalogue */
     char read_buf[SRV_READ_BYTES]; /* every read lands here; proto_feed() copies */
     bool read_buf_busy;
@@ -424,6 +432,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 }
 
 static void write_enqueue(struct srv_conn *c);
+static void run_at_check(struct srv_conn *c);
 
 /* Runs every whole request line the reader holds, up to the first write,
  * or until the unsent answers pass the output limit (then the connection is
@@ -431,8 +440,9 @@ static void write_enqueue(struct srv_conn *c);
 static void run_lines(struct srv_conn *c) {
     struct srv *s = c->srv;
     struct srv_loop *lp = c->lp;
-    if (c->waiting) {
-        return; /* what follows a write runs once the write is answered */
+    if (c->waiting || c->batched) {
+        return; /* what follows a write runs once the write is answered, and
+                 * what follows a batched query once the batch has run */
     }
     if (lp->index != 0 && !lp->read_locked) {
         /* Held until this iteration's check or the next prepare, so one lock
@@ -505,6 +515,13 @@ static void run_lines(struct srv_conn *c) {
                 write_enqueue(c);
                 return;
             }
+            if (ret == CMD_BATCHED) {
+                size_t i = cmd_batch_count(lp->batch) - 1;
+                lp->batched[i] = c;
+                lp->batched_rows[i] = row;
+                c->batched = true;
+                return;
+            }
             if (c->session.quit) {
                 c->close_after_write = true;
                 return;
@@ -519,6 +536,51 @@ static void run_lines(struct srv_conn *c) {
         c->close_after_write = true;
         return;
     }
+}
+
+/* Requests, too, run at the end of the loop iteration, once every socket that
+ * polled readable has been read: NEARESTs and RADIUSes from all of them then
+ * wait in lp->batch and run together (cmd_batch_run(): their cache misses
+ * overlap). A connection stops at its batched query, so its answers stay in
+ * order, and goes on with its next request in the next round; a round runs
+ * every connection that has requests, then the batch. */
+static void run_at_check(struct srv_conn *c) {
+    if (!c->run_queued) {
+        c->run_queued = true;
+        c->run_next = c->lp->run_head;
+        c->lp->run_head = c;
+    }
+}
+
+static void run_queued(struct srv_loop *lp) {
+    lp->env.batch = lp->batch;
+    while (lp->run_head) {
+        struct srv_conn *c = lp->run_head;
+        lp->run_head = NULL;
+        while (c) {
+            struct srv_conn *next = c->run_next;
+            c->run_queued = false;
+            if (!c->net.closing) {
+                run_lines(c);
+            }
+            c = next;
+        }
+        size_t n = cmd_batch_count(lp->batch);
+        if (n == 0) {
+            break;
+        }
+        cmd_batch_run(&lp->env, lp->batch, lp->batch_rcs);
+        for (size_t i = 0; i < n; i++) {
+            struct srv_conn *b = lp->batched[i];
+            int row = lp->batched_rows[i];
+            if (row >= 0 && row < CMD_MAX_COMMANDS) {
+                lp->stats.errors_by_cmd[row] += lp->batch_rcs[i] < 0;
+            }
+            b->batched = false;
+            run_at_check(b);
+        }
+    }
+    lp->env.batch = NULL;
 }
 
 /* Answers go out at the end of this loop iteration (on_check()), after every
@@ -541,8 +603,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
         return;
     }
     if (nread < 0) {
-        if (nread == UV_EOF &&
-            (c->writes_pending > 0 || c->waiting || reply_len(&c->out) > 0)) {
+        if (nread == UV_EOF && (c->writes_pending > 0 || c->waiting || c->run_queued ||
+                                reply_len(&c->out) > 0)) {
             /* Half-closed: let the answers already built or queued reach the
              * client (flush() closes once they are sent). */
             c->close_after_write = true;
@@ -561,7 +623,11 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
         srv_conn_close(c);
         return;
     }
-    run_lines(c);
+    if (proto_reader_buffered(c->reader) <= SRV_READ_BYTES) {
+        run_at_check(c);
+    } else {
+        run_lines(c); /* keeps what a connection buffers to what it did before */
+    }
     flush_at_check(c);
 }
 
@@ -874,6 +940,7 @@ static void read_unlock(struct srv_loop *lp) {
  * then send the answers the reads produced. */
 static void on_check(uv_check_t *h) {
     struct srv_loop *lp = h->data;
+    run_queued(lp);
     publish(lp);
     read_unlock(lp);
     while (lp->flush_head) {
@@ -1467,6 +1534,7 @@ void srv_free(struct srv *s) {
         }
         spares_free(&lp->spares);
         free(lp->inbox_fds);
+        cmd_batch_free(lp->batch);
     }
     for (int i = 0; i < s->n_mutexes; i++) {
         uv_mutex_destroy(&s->loops[i].inbox_lock);
@@ -1615,6 +1683,14 @@ int srv_open_config(uv_loop_t *loop, struct catalog *catalog, struct store *stor
                             !auth_addr_is_loopback((const struct sockaddr *)&addr);
     s->catalog = catalog;
     s->store = store;
+    for (int i = 0; i < n_loops; i++) {
+        if ((loops[i].batch = cmd_batch_new()) == NULL) {
+            snprintf(err, err_len, "out of memory");
+            s->cfg.owns_catalog = false; /* the caller keeps it on failure */
+            srv_free(s);
+            return UV_ENOMEM;
+        }
+    }
     for (; s->n_mutexes < n_loops; s->n_mutexes++) {
         uv_mutex_init(&loops[s->n_mutexes].inbox_lock); /* cannot fail on Linux */
         uv_mutex_init(&loops[s->n_mutexes].published_lock);

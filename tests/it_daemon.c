@@ -314,6 +314,70 @@ static void test_pipelined_requests_are_answered_in_order(void **state) {
     close(c.fd);
 }
 
+/* Many connections that each send a burst at once: the daemon reads them in
+ * one pass and runs their NEARESTs in batches (srv.c, "Reading"), a
+ * connection stopping at its batched query until the batch has run. Every
+ * connection must get its own answers, in its order, whatever else waits
+ * with them: queries that may wait (K up to 32) and queries that may not
+ * (larger K), errors and PINGs between them, a QUIT after a batched query
+ * (nothing after it is answered), and a half-close right after the burst. */
+static void test_bursts_of_many_connections_get_their_own_answers_in_order(void **state) {
+    (void)state;
+    enum { N_CONNS = 40, N_LINES = 12 };
+    static struct its_conn conns[N_CONNS];
+    static char *want[N_CONNS][N_LINES + 1]; /* and QUIT's */
+    int n_want[N_CONNS];
+    for (int round = 0; round < 3; round++) {
+        for (int c = 0; c < N_CONNS; c++) {
+            conns[c] = (struct its_conn){.fd = connect_daemon(), .wait_ms = WAIT_MS};
+        }
+        for (int c = 0; c < N_CONNS; c++) {
+            char burst[N_LINES * 128] = "";
+            n_want[c] = 0;
+            for (int i = 0; i < N_LINES; i++) {
+                char request[128];
+                int kind = (int)(rng_next() % 8);
+                if (kind == 0) {
+                    snprintf(request, sizeof request, "PING\n");
+                    want[c][n_want[c]++] = strdup("OK 0\n");
+                } else if (kind == 1) {
+                    snprintf(request, sizeof request, "NEAREST nowhere 1 2\n");
+                    want[c][n_want[c]++] =
+                        strdup("ERR UNKNOWN unknown category 'nowhere' (see CATEGORIES)\n");
+                } else {
+                    want[c][n_want[c]++] = random_query(request, sizeof request, kind != 2);
+                }
+                strcat(burst, request);
+            }
+            if (c % 5 == 1) {
+                strcat(burst, "QUIT\nPING\n"); /* the PING must go unanswered */
+                want[c][n_want[c]++] = strdup("OK 0\n");
+            }
+            send_str(conns[c].fd, burst);
+            if (c % 5 == 2) {
+                shutdown(conns[c].fd, SHUT_WR);
+            }
+        }
+        for (int c = 0; c < N_CONNS; c++) {
+            for (int i = 0; i < n_want[c]; i++) {
+                char *got = its_expect_answer(&conns[c]);
+                if (strcmp(got, want[c][i]) != 0) {
+                    fail_msg("connection %d, answer %d\n got: \"%s\"\nwant: \"%s\"", c, i, got,
+                             want[c][i]);
+                }
+                free(got);
+                free(want[c][i]);
+            }
+            if (c % 5 == 1 || c % 5 == 2) {
+                assert_true(its_closes_silently(conns[c].fd, WAIT_MS));
+            } else {
+                ask(&conns[c], "PING\n", "OK 0\n"); /* and the connection goes on */
+            }
+            close(conns[c].fd);
+        }
+    }
+}
+
 static void test_requests_split_across_many_writes_are_reassembled(void **state) {
     (void)state;
     struct its_conn c = {.fd = connect_daemon(), .wait_ms = WAIT_MS};
@@ -829,6 +893,7 @@ int main(void) {
         cmocka_unit_test(test_nearest_without_k_returns_five),
         cmocka_unit_test(test_errors_are_one_line_and_the_connection_stays),
         cmocka_unit_test(test_pipelined_requests_are_answered_in_order),
+        cmocka_unit_test(test_bursts_of_many_connections_get_their_own_answers_in_order),
         cmocka_unit_test(test_requests_split_across_many_writes_are_reassembled),
         cmocka_unit_test(test_line_over_the_limit_gets_err_limit_then_close),
         cmocka_unit_test(test_line_of_exactly_the_limit_is_accepted),

@@ -2027,6 +2027,163 @@ static void test_random_requests_get_exactly_one_answer(void **state) {
     }
 }
 
+/* ---- Batches ------------------------------------------------------------------------ */
+
+/* A random request for the batch test: mostly NEAREST and RADIUS, with and
+ * without the options that keep a query out of a batch (WHERE, K or LIMIT
+ * over CMD_BATCH_K), some invalid, some other commands. *batchable says
+ * whether it may wait in a batch if it is valid. */
+static void random_batch_request(char *request, size_t cap, bool *batchable) {
+    static const char *const cats[] = {"school", "meal_point", "parking", "elder_care",
+                                       "doctor_team", "*", "zoo"};
+    static const char *const crs[] = {"wgs84", "gcj02", "bd09"};
+    static const char *const instants[] = {"2026-11-30T09:00", "2026-12-05T22:30",
+                                           "2026-12-06T12:00"};
+    int kind = (int)(rng_next() % 10);
+    if (kind == 0) {
+        snprintf(request, cap, "%s", rng_next() % 2 ? "PING" : "GET f-0007");
+        *batchable = false;
+        return;
+    }
+    bool radius = kind <= 2;
+    int len = snprintf(request, cap, "%s %s %.6f %.6f", radius ? "RADIUS" : "NEAREST",
+                       cats[rng_next() % 7], rng_deg(36.10, 36.28), rng_deg(120.30, 120.55));
+    if (radius) {
+        len += snprintf(request + len, cap - (size_t)len, " %s",
+                        rng_next() % 9 ? "1500" : "-3");
+    }
+    long k = radius ? 100 : 5;
+    if (rng_next() % 3 == 0) {
+        static const long ks[] = {1, 2, 5, 31, CMD_BATCH_K, CMD_BATCH_K + 1, 100, 0};
+        k = ks[rng_next() % 8];
+        len += snprintf(request + len, cap - (size_t)len, " %s %ld", radius ? "LIMIT" : "K", k);
+    }
+    bool where = rng_next() % 8 == 0;
+    if (where) {
+        len += snprintf(request + len, cap - (size_t)len, " WHERE name != x");
+    }
+    if (!radius && rng_next() % 4 == 0) {
+        len += snprintf(request + len, cap - (size_t)len, " MAXDIST %d",
+                        (int)(rng_next() % 3000));
+    }
+    if (rng_next() % 3 == 0) {
+        len += snprintf(request + len, cap - (size_t)len, " OPEN %s",
+                        instants[rng_next() % 3]);
+    }
+    if (rng_next() % 3 == 0) {
+        snprintf(request + len, cap - (size_t)len, " CRS %s", crs[rng_next() % 3]);
+    }
+    *batchable = !where && k <= CMD_BATCH_K;
+}
+
+static char *take_all(struct reply *r) {
+    assert_false(reply_failed(r));
+    size_t len = 0;
+    char *got = reply_take(r, &len);
+    return got ? got : strdup("");
+}
+
+/* Every request of a round runs twice: alone (no batch), and through a batch
+ * where the eligible queries wait and cmd_batch_run() answers them. Each
+ * request has its own session (format, CRS) and reply, as connections do,
+ * except that some share one, whose answers must then come in dispatch
+ * order. The bytes, the return codes and the counters must agree, and a
+ * query must wait exactly when it may: valid, eligible, and the batch not
+ * full (rounds go past CMD_BATCH_MAX). */
+static void test_batched_queries_answer_as_queries_run_alone(void **state) {
+    (void)state;
+    enum { MAX_ROUND = CMD_BATCH_MAX + 8 };
+    static const enum reply_format formats[] = {REPLY_TEXT, REPLY_JSON, REPLY_GEOJSON};
+    struct cmd_batch *batch = cmd_batch_new();
+    assert_non_null(batch);
+    struct cmd_stats alone_stats = {0}, batch_stats = {0};
+    struct cmd_env alone_env = {.catalog = fx->catalog, .stats = &alone_stats};
+    struct cmd_env batch_env = {.catalog = fx->catalog, .stats = &batch_stats, .batch = batch};
+    size_t total_batched = 0;
+    for (int round = 0; round < 300; round++) {
+        size_t n = rng_next() % 4 == 0 ? MAX_ROUND : rng_next() % (MAX_ROUND + 1);
+        static char requests[MAX_ROUND][256];
+        bool batchable[MAX_ROUND];
+        struct cmd_session sessions[MAX_ROUND];
+        size_t reply_of[MAX_ROUND];
+        struct reply alone[MAX_ROUND], batched[MAX_ROUND];
+        int alone_rc[MAX_ROUND], batch_rc[MAX_ROUND], run_rc[CMD_BATCH_MAX];
+        size_t waiting[CMD_BATCH_MAX], n_waiting = 0;
+        for (size_t i = 0; i < n; i++) {
+            random_batch_request(requests[i], sizeof requests[i], &batchable[i]);
+            cmd_session_init(&sessions[i]);
+            sessions[i].format = formats[rng_next() % 3];
+            sessions[i].crs = rng_next() % 4 == 0 ? GEO_CRS_GCJ02 : GEO_CRS_WGS84;
+            /* One request in four shares the reply of an earlier one. */
+            reply_of[i] = i > 0 && rng_next() % 4 == 0 ? reply_of[rng_next() % i] : i;
+            reply_init(&alone[i]);
+            reply_init(&batched[i]);
+        }
+        for (size_t i = 0; i < n; i++) {
+            char line[256];
+            struct cmd_session s = sessions[i];
+            snprintf(line, sizeof line, "%s", requests[i]);
+            alone_rc[i] = cmd_execute(&alone_env, &s, line, strlen(line), &alone[reply_of[i]]);
+        }
+        for (size_t i = 0; i < n; i++) {
+            static char lines[MAX_ROUND][256]; /* the argv of waiting queries live on */
+            struct cmd_session s = sessions[i];
+            snprintf(lines[i], sizeof lines[i], "%s", requests[i]);
+            size_t before = reply_len(&batched[reply_of[i]]);
+            batch_rc[i] = cmd_execute(&batch_env, &s, lines[i], strlen(lines[i]),
+                                      &batched[reply_of[i]]);
+            bool may_wait = alone_rc[i] == 0 && batchable[i] && n_waiting < CMD_BATCH_MAX;
+            if (may_wait != (batch_rc[i] == CMD_BATCHED)) {
+                fail_msg("request \"%s\": alone %d, in a batch %d (%zu waiting)", requests[i],
+                         alone_rc[i], batch_rc[i], n_waiting);
+            }
+            if (batch_rc[i] == CMD_BATCHED) {
+                assert_int_equal(reply_len(&batched[reply_of[i]]), before);
+                waiting[n_waiting++] = i;
+                /* A reply shared with a later request: its answer must come
+                 * before theirs, so run the batch now, as the server does
+                 * before it runs that connection's next request. */
+                bool shared = false;
+                for (size_t j = i + 1; j < n; j++) {
+                    shared |= reply_of[j] == reply_of[i];
+                }
+                if (shared) {
+                    assert_int_equal(cmd_batch_count(batch), n_waiting);
+                    cmd_batch_run(&batch_env, batch, run_rc);
+                    for (size_t w = 0; w < n_waiting; w++) {
+                        batch_rc[waiting[w]] = run_rc[w];
+                    }
+                    total_batched += n_waiting;
+                    n_waiting = 0;
+                }
+            }
+        }
+        assert_int_equal(cmd_batch_count(batch), n_waiting);
+        cmd_batch_run(&batch_env, batch, run_rc);
+        assert_int_equal(cmd_batch_count(batch), 0);
+        for (size_t w = 0; w < n_waiting; w++) {
+            batch_rc[waiting[w]] = run_rc[w];
+        }
+        total_batched += n_waiting;
+        for (size_t i = 0; i < n; i++) {
+            assert_int_equal(batch_rc[i], alone_rc[i]);
+            char *want = take_all(&alone[i]), *got = take_all(&batched[i]);
+            if (strcmp(got, want) != 0) {
+                fail_msg("round %d, reply %zu\n got: \"%s\"\nwant: \"%s\"", round, i, got,
+                         want);
+            }
+            free(want);
+            free(got);
+            reply_close(&alone[i]);
+            reply_close(&batched[i]);
+        }
+    }
+    assert_int_equal(batch_stats.requests, alone_stats.requests);
+    assert_int_equal(batch_stats.errors, alone_stats.errors);
+    assert_true(total_batched > 3000); /* the test did test batches */
+    cmd_batch_free(batch);
+}
+
 /* ---- Catalogue -------------------------------------------------------------------- */
 
 static void test_catalog_keeps_id_and_name_lengths(void **state) {
@@ -2573,6 +2730,7 @@ int main(void) {
         T(test_records_print_as_a_plain_printf_model_would),
         T(test_reply_echo_cuts_at_a_character_boundary),
         T(test_random_requests_get_exactly_one_answer),
+    T(test_batched_queries_answer_as_queries_run_alone),
         T(test_catalog_put_and_remove_agree_with_a_plain_array),
         T(test_catalog_open_agrees_with_the_last_put_hours),
         T(test_area_polygons_written_at_load_are_those_written_per_request),
