@@ -17,11 +17,16 @@
  * after the moves) are compared with a brute-force scan over geo_distance_m();
  * any difference prints the query and makes the program exit 1, so the CTest
  * smoke run (--quick) fails on a wrong answer, never on a slow one.
- * Usage: bench_geo_index [--quick] [--no-10m] [--hot] [--queries Q]
+ * The cross-check also runs its queries as one geo_index_nearest_batch().
+ * Usage: bench_geo_index [--quick] [--no-10m] [--hot] [--queries Q] [--batch B]
  *   --quick   N up to 10^5 and 20000 queries (a few seconds)
  *   --no-10m  stop at 10^6
  *   --hot     cycle through 64 query points only, so the nodes they touch
- *             stay in cache: the difference to the default is memory time */
+ *             stay in cache: the difference to the default is memory time
+ *   --batch B the timed queries go B at a time through
+ *             geo_index_nearest_batch(), as the daemon hands it the NEARESTs
+ *             of one event-loop iteration (0, the default: geo_index_nearest()
+ *             one at a time) */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -165,10 +170,26 @@ static size_t brute_nearest(const struct geo_entry *entries, size_t n, const str
     return n_best;
 }
 
-/* Returns the number of queries that disagreed with the scan. */
+static bool same_hits(const struct geo_hit *a, size_t n_a, const struct geo_hit *b, size_t n_b) {
+    bool same = n_a == n_b;
+    for (size_t j = 0; same && j < n_a; j++) {
+        same = a[j].handle == b[j].handle && a[j].distance_m == b[j].distance_m;
+    }
+    return same;
+}
+
+#define MAX_CHECKS 20
+
+/* Returns the number of queries that disagreed with the scan, one at a time
+ * or all of them in one batch. */
 static int cross_check(const struct geo_index *ix, const struct geo_entry *entries, size_t n,
                        int n_queries) {
     int bad = 0;
+    struct geo_batch_item batch[MAX_CHECKS];
+    struct geo_hit batch_hits[MAX_CHECKS][K];
+    struct geo_hit want[MAX_CHECKS][K];
+    size_t n_want[MAX_CHECKS];
+    n_queries = n_queries < MAX_CHECKS ? n_queries : MAX_CHECKS;
     for (int i = 0; i < n_queries; i++) {
         struct geo_query q = {
             .from = rng_unit() < 0.7 ? near_town() : anywhere(),
@@ -177,18 +198,24 @@ static int cross_check(const struct geo_index *ix, const struct geo_entry *entri
             .max_distance_m = INFINITY,
             .filter = i % 2 ? keep_one_percent : NULL,
         };
-        struct geo_hit got[K], want[K];
+        batch[i] = (struct geo_batch_item){.q = q, .out = batch_hits[i]};
+        struct geo_hit got[K];
         size_t n_got = 0;
         int rc = geo_index_nearest(ix, &q, got, &n_got);
-        size_t n_want = brute_nearest(entries, n, &q, want);
-        bool same = rc == GEO_OK && n_got == n_want;
-        for (size_t j = 0; same && j < n_got; j++) {
-            same = got[j].handle == want[j].handle && got[j].distance_m == want[j].distance_m;
-        }
-        if (!same) {
+        n_want[i] = brute_nearest(entries, n, &q, want[i]);
+        if (rc != GEO_OK || !same_hits(got, n_got, want[i], n_want[i])) {
             fprintf(stderr, "MISMATCH at N=%zu: query (%.9f, %.9f) mask %x filter %s: "
                     "rc %d, %zu hits, want %zu\n", n, q.from.lat_deg, q.from.lon_deg,
-                    q.layer_mask, q.filter ? "1%" : "none", rc, n_got, n_want);
+                    q.layer_mask, q.filter ? "1%" : "none", rc, n_got, n_want[i]);
+            bad++;
+        }
+    }
+    geo_index_nearest_batch(ix, batch, (size_t)n_queries);
+    for (int i = 0; i < n_queries; i++) {
+        if (batch[i].rc != GEO_OK ||
+            !same_hits(batch[i].out, batch[i].n_out, want[i], n_want[i])) {
+            fprintf(stderr, "MISMATCH at N=%zu in a batch: query %d: rc %d, %zu hits, "
+                    "want %zu\n", n, i, batch[i].rc, batch[i].n_out, n_want[i]);
             bad++;
         }
     }
@@ -197,27 +224,49 @@ static int cross_check(const struct geo_index *ix, const struct geo_entry *entri
 
 /* ---- Timing ----------------------------------------------------------------- */
 
-/* Microseconds per query over the query points, with a checksum kept live. */
+/* Microseconds per query over the query points, with a checksum kept live;
+ * with batch > 0, batch queries at a time through geo_index_nearest_batch()
+ * (items[] and hits[] have room for batch). */
 static double time_queries(const struct geo_index *ix, const struct geo_point *from,
                            size_t n_queries, uint32_t layer_mask, geo_filter_fn filter,
+                           size_t batch, struct geo_batch_item *items, struct geo_hit *hits,
                            double *sink) {
-    struct geo_hit hits[K];
     double t0 = now_s();
-    for (size_t i = 0; i < n_queries; i++) {
-        struct geo_query q = {from[i], layer_mask, K, INFINITY, filter, NULL};
-        size_t n = 0;
-        if (geo_index_nearest(ix, &q, hits, &n) != GEO_OK) {
-            fprintf(stderr, "query failed\n");
-            exit(1);
+    if (batch == 0) {
+        for (size_t i = 0; i < n_queries; i++) {
+            struct geo_query q = {from[i], layer_mask, K, INFINITY, filter, NULL};
+            size_t n = 0;
+            if (geo_index_nearest(ix, &q, hits, &n) != GEO_OK) {
+                fprintf(stderr, "query failed\n");
+                exit(1);
+            }
+            *sink += n > 0 ? hits[n - 1].distance_m : 0.0;
         }
-        *sink += n > 0 ? hits[n - 1].distance_m : 0.0;
+        return (now_s() - t0) * 1e6 / (double)n_queries;
+    }
+    for (size_t first = 0; first < n_queries; first += batch) {
+        size_t m = n_queries - first < batch ? n_queries - first : batch;
+        for (size_t i = 0; i < m; i++) {
+            items[i].q = (struct geo_query){from[first + i], layer_mask, K, INFINITY, filter,
+                                            NULL};
+            items[i].out = &hits[i * K];
+        }
+        geo_index_nearest_batch(ix, items, m);
+        for (size_t i = 0; i < m; i++) {
+            if (items[i].rc != GEO_OK) {
+                fprintf(stderr, "query failed\n");
+                exit(1);
+            }
+            size_t n = items[i].n_out;
+            *sink += n > 0 ? items[i].out[n - 1].distance_m : 0.0;
+        }
     }
     return (now_s() - t0) * 1e6 / (double)n_queries;
 }
 
 int main(int argc, char **argv) {
     bool quick = false, ten_million = true, hot = false;
-    size_t n_queries = 100000;
+    size_t n_queries = 100000, batch = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) {
             quick = true;
@@ -227,8 +276,11 @@ int main(int argc, char **argv) {
             hot = true;
         } else if (strcmp(argv[i], "--queries") == 0 && i + 1 < argc) {
             n_queries = strtoul(argv[++i], NULL, 10);
+        } else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) {
+            batch = strtoul(argv[++i], NULL, 10);
         } else {
-            fprintf(stderr, "usage: %s [--quick] [--no-10m] [--hot] [--queries Q]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--no-10m] [--hot] [--queries Q] [--batch B]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -241,7 +293,9 @@ int main(int argc, char **argv) {
     make_towns();
     struct geo_point *from = malloc(n_queries * sizeof *from);
     struct geo_entry *entries = malloc(max_n * sizeof *entries);
-    if (from == NULL || entries == NULL) {
+    struct geo_batch_item *items = malloc((batch ? batch : 1) * sizeof *items);
+    struct geo_hit *hits = malloc((batch ? batch : 1) * K * sizeof *hits);
+    if (from == NULL || entries == NULL || items == NULL || hits == NULL) {
         fprintf(stderr, "out of memory\n");
         return 1;
     }
@@ -249,8 +303,13 @@ int main(int argc, char **argv) {
         from[i] = hot && i >= 64 ? from[i % 64] : (rng_unit() < 0.7 ? near_town() : anywhere());
     }
 
-    printf("k=%d, %zu %squeries per figure, 5 layers of equal size\n\n", K, n_queries,
+    printf("k=%d, %zu %squeries per figure, 5 layers of equal size, ", K, n_queries,
            hot ? "hot (64 distinct) " : "");
+    if (batch > 0) {
+        printf("in batches of %zu\n\n", batch);
+    } else {
+        printf("one at a time\n\n");
+    }
     printf("| N | build ms | bytes/entry | layer us | filter 1%% us | all layers us | "
            "put us |\n");
     printf("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
@@ -276,9 +335,11 @@ int main(int argc, char **argv) {
         int checks = n <= 100000 ? 20 : (n <= 1000000 ? 6 : 2);
         bad += cross_check(ix, entries, n, checks);
 
-        double layer_us = time_queries(ix, from, n_queries, 1u << 2, NULL, &sink);
-        double filter_us = time_queries(ix, from, n_queries, 1u << 2, keep_one_percent, &sink);
-        double all_us = time_queries(ix, from, n_queries, 0x1f, NULL, &sink);
+        double layer_us = time_queries(ix, from, n_queries, 1u << 2, NULL, batch, items, hits,
+                                       &sink);
+        double filter_us = time_queries(ix, from, n_queries, 1u << 2, keep_one_percent, batch,
+                                        items, hits, &sink);
+        double all_us = time_queries(ix, from, n_queries, 0x1f, NULL, batch, items, hits, &sink);
         size_t bytes = geo_index_memory_bytes(ix);
 
         /* Moves: each a short hop or a jump to a new place, in a new layer. */
@@ -305,6 +366,8 @@ int main(int argc, char **argv) {
         geo_index_free(ix);
     }
     printf("\n(checksum %.3f)\n", sink);
+    free(hits);
+    free(items);
     free(entries);
     free(from);
     if (bad > 0) {

@@ -157,6 +157,11 @@
 #include "geo_distance.h"
 #include "geo_index.h"
 
+/* For the few functions of a search that both geo_index_nearest() and
+ * geo_index_nearest_batch() call: GCC 12 inlines them into neither then,
+ * which made a single query 3 - 5 % slower. */
+#define GI_INLINE static inline __attribute__((always_inline))
+
 #define GI_NODE_SIZE 16   /* entries per leaf and children per inner node */
 #define GI_MAX_LEVELS 8   /* 16^7 leaves exceed GEO_MAX_LAYER_ENTRIES */
 #define GI_DEAD UINT32_MAX /* the handle of a tombstone */
@@ -810,10 +815,58 @@ struct gi_item {
     uint64_t tag;
 };
 
-/* A growable array with a stack buffer for the common small case. */
+/* Phase 1 walks nodes best first: a min-heap of nodes keyed by the float
+ * squared chord. A node's reference packs the root's number (6 bits), its
+ * level (3) and its index in the level (23: a level has at most 2^22 nodes). */
+struct gi_node_item {
+    float chord2;
+    uint32_t ref;
+};
+
+#define GI_REF_ROOT_SHIFT 26
+#define GI_REF_LEVEL_SHIFT 23
+#define GI_REF_INDEX_MASK ((1u << GI_REF_LEVEL_SHIFT) - 1)
+#define GI_STACK_NODES 64
+#define GI_STACK_OPEN 48
+
+/* A node whose children have been measured: the squared chords of the
+ * children not yet taken (+inf once taken, and for empty lanes). */
+struct gi_open {
+    float d2[GI_NODE_SIZE];
+    uint32_t first; /* reference of child 0; child i is first + i */
+};
+
+/* The heap holds at most one item per open node, keyed by its nearest child
+ * not yet taken; `ref` of an item is the open node's index times 16 plus that
+ * child's lane. A query opens each inner node at most once, and with at most
+ * 2^28 entries there are fewer than 2^21 of them. */
+#define GI_LANE_BITS 4
+struct gi_node_heap {
+    struct gi_node_item *items;
+    size_t n, cap;
+    struct gi_open *open;
+    size_t n_open, cap_open;
+    struct gi_node_item stack_items[GI_STACK_NODES];
+    struct gi_open stack_open[GI_STACK_OPEN];
+};
+
+struct gi_root {
+    const struct gi_tree *tree;
+    uint64_t tree_tag;
+};
+
+/* Growable arrays start in buffers inside the search state (on the stack):
+ * these sizes cover the common case (k <= 64; the candidates, open nodes and
+ * queued nodes of a k=5 query at 10^6 entries in five layers: at most 53,
+ * 58 and 52 over 20000 of them, 99 % within 37, 48 and 37). */
 #define GI_STACK_ITEMS 256
 #define GI_STACK_NEAR 64
 
+/* A whole search: the query's limits, phase 1's candidates and its walk over
+ * the nodes, everything geo_index_nearest() once kept in its local variables,
+ * so that geo_index_nearest_batch() can keep several and move each one node
+ * at a time. The fields read at every step come first; the buffers, of which
+ * a query touches a few cache lines, last. About 9.5 KB. */
 struct gi_search {
     const struct geo_query *q;
     double unit[3];             /* the query's unit vector */
@@ -822,9 +875,15 @@ struct gi_search {
     float limit_box2;           /* the same for block_chord2(), with its float rounding */
     float unit_f[3];            /* unit, rounded to float for block_chord2() */
     struct gi_item *cand;       /* entries whose lower bound was within the limit */
-    size_t n_cand, cap_cand;
+    size_t n_cand, cap_cand;    /* cand is stack_cand or malloc'd */
     double *near_d2;            /* the k smallest squared chords seen (note_chord2()) */
     size_t n_near;
+    uint32_t n_roots;
+    struct gi_node_heap nodes;  /* open nodes and the queue of them */
+    struct gi_root roots[2 * GEO_MAX_LAYERS]; /* the selected trees, main and delta */
+    struct geo_ecef_point from; /* the query's point, for phase 2 */
+    double stack_near[GI_STACK_NEAR];
+    struct gi_item stack_cand[GI_STACK_ITEMS];
 };
 
 /* The safe lower bound, in metres, for a chord (on the unit sphere) that is
@@ -945,7 +1004,7 @@ static inline bool note_chord2_sorted(double *h, size_t k, double d2) {
  * beat or tie, so it limits the search. For k up to GI_SORTED_K the k
  * smallest are a sorted array (above); beyond, a max-heap. Returns true when
  * the k-th smallest became known or smaller. */
-static bool note_chord2(struct gi_search *s, double d2) {
+GI_INLINE bool note_chord2(struct gi_search *s, double d2) {
     size_t k = s->q->k;
     double *h = s->near_d2;
     size_t i;
@@ -990,18 +1049,18 @@ static inline double kth_chord2(const struct gi_search *s) {
 }
 
 /* Makes room for `more` candidates past the n_cand there are. */
-static int reserve_candidates(struct gi_search *s, size_t more) {
+GI_INLINE int reserve_candidates(struct gi_search *s, size_t more) {
     if (s->n_cand + more <= s->cap_cand) {
         return GEO_OK;
     }
     size_t cap = s->cap_cand * 2;
     cap = cap < s->n_cand + more ? s->n_cand + more : cap;
-    struct gi_item *c = s->cap_cand > GI_STACK_ITEMS ? realloc(s->cand, cap * sizeof *c)
-                                                    : malloc(cap * sizeof *c);
+    bool on_stack = s->cand == s->stack_cand;
+    struct gi_item *c = on_stack ? malloc(cap * sizeof *c) : realloc(s->cand, cap * sizeof *c);
     if (c == NULL) {
         return GEO_ERR_NOMEM;
     }
-    if (s->cap_cand == GI_STACK_ITEMS) {
+    if (on_stack) {
         memcpy(c, s->cand, s->n_cand * sizeof *c);
     }
     s->cand = c;
@@ -1019,7 +1078,7 @@ static int reserve_candidates(struct gi_search *s, size_t more) {
  * a filter, both passes keep or drop an entry by advancing an index by 0 or
  * 1, not by a branch: the outcome is as good as random, and the branches had
  * been 20 mispredictions a query (of 77). */
-static int visit_leaf(struct gi_search *s, const struct gi_tree *t, uint64_t tree_tag,
+GI_INLINE int visit_leaf(struct gi_search *s, const struct gi_tree *t, uint64_t tree_tag,
                       uint32_t j) {
     const struct geo_query *q = s->q;
     uint32_t first = j * GI_NODE_SIZE;
@@ -1078,41 +1137,6 @@ static int visit_leaf(struct gi_search *s, const struct gi_tree *t, uint64_t tre
     return GEO_OK;
 }
 
-/* Phase 1 walks nodes best first: a min-heap of nodes keyed by the float
- * squared chord. A node's reference packs the root's number (6 bits), its
- * level (3) and its index in the level (23: a level has at most 2^22 nodes). */
-struct gi_node_item {
-    float chord2;
-    uint32_t ref;
-};
-
-#define GI_REF_ROOT_SHIFT 26
-#define GI_REF_LEVEL_SHIFT 23
-#define GI_REF_INDEX_MASK ((1u << GI_REF_LEVEL_SHIFT) - 1)
-#define GI_STACK_NODES 64
-#define GI_STACK_OPEN 48
-
-/* A node whose children have been measured: the squared chords of the
- * children not yet taken (+inf once taken, and for empty lanes). */
-struct gi_open {
-    float d2[GI_NODE_SIZE];
-    uint32_t first; /* reference of child 0; child i is first + i */
-};
-
-/* The heap holds at most one item per open node, keyed by its nearest child
- * not yet taken; `ref` of an item is the open node's index times 16 plus that
- * child's lane. A query opens each inner node at most once, and with at most
- * 2^28 entries there are fewer than 2^21 of them. */
-#define GI_LANE_BITS 4
-struct gi_node_heap {
-    struct gi_node_item *items;
-    size_t n, cap;
-    struct gi_open *open;
-    size_t n_open, cap_open;
-    struct gi_node_item stack_items[GI_STACK_NODES];
-    struct gi_open stack_open[GI_STACK_OPEN];
-};
-
 /* A new open node at the end of h->open, or NULL when out of memory. */
 static struct gi_open *open_add(struct gi_node_heap *h) {
     if (h->n_open == h->cap_open) {
@@ -1162,7 +1186,7 @@ static inline int node_push(struct gi_node_heap *h, float chord2, uint32_t ref) 
     return GEO_OK;
 }
 
-static struct gi_node_item node_pop(struct gi_node_heap *h) {
+GI_INLINE struct gi_node_item node_pop(struct gi_node_heap *h) {
     struct gi_node_item top = h->items[0];
     struct gi_node_item last = h->items[--h->n];
     size_t i = 0;
@@ -1186,18 +1210,13 @@ static struct gi_node_item node_pop(struct gi_node_heap *h) {
     return top;
 }
 
-struct gi_root {
-    const struct gi_tree *tree;
-    uint64_t tree_tag;
-};
-
 static inline unsigned ref_level(uint32_t ref) {
     return (ref >> GI_REF_LEVEL_SHIFT) & 7u;
 }
 
 /* The squared chords to the children of inner node `ref` and the reference of
  * the first child; child i is first + i. */
-static uint32_t children(const struct gi_search *s, const struct gi_root *roots, uint32_t ref,
+GI_INLINE uint32_t children(const struct gi_search *s, const struct gi_root *roots, uint32_t ref,
                          float d2[GI_NODE_SIZE]) {
     const struct gi_tree *t = roots[ref >> GI_REF_ROOT_SHIFT].tree;
     unsigned level = ref_level(ref);
@@ -1237,14 +1256,14 @@ static int nearest_child(const struct gi_search *s, const float d2[GI_NODE_SIZE]
     return d2[best] <= s->limit_box2 ? best : -1;
 }
 
-static int visit_leaf_ref(struct gi_search *s, const struct gi_root *roots, uint32_t ref) {
+GI_INLINE int visit_leaf_ref(struct gi_search *s, const struct gi_root *roots, uint32_t ref) {
     const struct gi_root *root = &roots[ref >> GI_REF_ROOT_SHIFT];
     return visit_leaf(s, root->tree, root->tree_tag, ref & GI_REF_INDEX_MASK);
 }
 
 /* Queues open node o by its nearest child not yet taken, if that is within
  * the limit. */
-static int requeue(const struct gi_search *s, struct gi_node_heap *h, uint32_t o) {
+GI_INLINE int requeue(const struct gi_search *s, struct gi_node_heap *h, uint32_t o) {
     const float *d2 = h->open[o].d2;
     int lane = nearest_lane(d2);
     float next = d2[lane];
@@ -1257,51 +1276,60 @@ static int requeue(const struct gi_search *s, struct gi_node_heap *h, uint32_t o
  * queued one by one; most of them fall beyond the limit before their turn.
  * (Queueing all 15 siblings at every level pushed about 55 nodes a query at
  * 10^6 entries to pop about 5.) From a taken child the walk goes straight
- * down to the child's nearest child while nothing queued is nearer. */
-static int walk(struct gi_search *s, struct gi_node_heap *h, const struct gi_root *roots) {
-    while (h->n > 0 && h->items[0].chord2 <= s->limit_box2) {
-        uint32_t item = node_pop(h).ref;
-        uint32_t o = item >> GI_LANE_BITS;
-        uint32_t lane = item & ((1u << GI_LANE_BITS) - 1);
-        uint32_t ref = h->open[o].first + lane;
-        h->open[o].d2[lane] = INFINITY;
-        int rc = requeue(s, h, o);
-        for (;;) {
-            if (rc != GEO_OK) {
-                return rc;
-            }
-            if (ref_level(ref) == 0) {
-                rc = visit_leaf_ref(s, roots, ref);
-                if (rc != GEO_OK) {
-                    return rc;
-                }
-                break;
-            }
-            struct gi_open *node = open_add(h);
-            if (node == NULL) {
-                return GEO_ERR_NOMEM;
-            }
-            node->first = children(s, roots, ref, node->d2);
-            int best = nearest_child(s, node->d2);
-            if (best < 0) {
-                h->n_open--;
-                break;
-            }
-            uint32_t idx = (uint32_t)(h->n_open - 1);
-            float d2_best = node->d2[best];
-            if (h->n > 0 && h->items[0].chord2 < d2_best) {
-                rc = node_push(h, d2_best, idx << GI_LANE_BITS | (uint32_t)best);
-                if (rc != GEO_OK) {
-                    return rc;
-                }
-                break;
-            }
-            node->d2[best] = INFINITY;
-            ref = node->first + (uint32_t)best;
-            rc = requeue(s, h, idx);
-        }
+ * down to the child's nearest child while nothing queued is nearer.
+ * The walk goes one node at a time: walk_visit() reads one node (a leaf's
+ * entries or an inner node's block of 16 boxes) and names the next, which
+ * is the only memory of the index the next step reads for the first time.
+ * geo_index_nearest() runs the steps one after another;
+ * geo_index_nearest_batch() asks for the next node's memory and lets other
+ * searches take a step before it reads it. */
+#define GI_NO_REF UINT32_MAX /* no node: root 63 at level 7 is never a tree's */
+
+/* Takes the nearest child of the nearest queued open node, if it is within
+ * the limit, into *next (else GI_NO_REF: the walk is over). */
+GI_INLINE int walk_next(struct gi_search *s, uint32_t *next) {
+    struct gi_node_heap *h = &s->nodes;
+    if (h->n == 0 || !(h->items[0].chord2 <= s->limit_box2)) {
+        *next = GI_NO_REF;
+        return GEO_OK;
     }
-    return GEO_OK;
+    uint32_t item = node_pop(h).ref;
+    uint32_t o = item >> GI_LANE_BITS;
+    uint32_t lane = item & ((1u << GI_LANE_BITS) - 1);
+    *next = h->open[o].first + lane;
+    h->open[o].d2[lane] = INFINITY;
+    return requeue(s, h, o);
+}
+
+/* Visits node `ref` and sets *next to the node to visit after it, or
+ * GI_NO_REF. A leaf's entries become candidates. An inner node is opened:
+ * its nearest child within the limit is next unless a queued node is nearer,
+ * in which case the node is queued and the nearest queued one is next. */
+GI_INLINE int walk_visit(struct gi_search *s, uint32_t ref, uint32_t *next) {
+    struct gi_node_heap *h = &s->nodes;
+    if (ref_level(ref) == 0) {
+        int rc = visit_leaf_ref(s, s->roots, ref);
+        return rc != GEO_OK ? rc : walk_next(s, next);
+    }
+    struct gi_open *node = open_add(h);
+    if (node == NULL) {
+        return GEO_ERR_NOMEM;
+    }
+    node->first = children(s, s->roots, ref, node->d2);
+    int best = nearest_child(s, node->d2);
+    if (best < 0) {
+        h->n_open--;
+        return walk_next(s, next);
+    }
+    uint32_t idx = (uint32_t)(h->n_open - 1);
+    float d2_best = node->d2[best];
+    if (h->n > 0 && h->items[0].chord2 < d2_best) {
+        int rc = node_push(h, d2_best, idx << GI_LANE_BITS | (uint32_t)best);
+        return rc != GEO_OK ? rc : walk_next(s, next);
+    }
+    node->d2[best] = INFINITY;
+    *next = node->first + (uint32_t)best;
+    return requeue(s, h, idx);
 }
 
 /* Phase 2 helpers: a binary min-heap over the candidates, ordered by key and
@@ -1351,7 +1379,7 @@ static double candidate_distance_m(const struct geo_index *ix, const struct geo_
                          * (10^4 at one point, k = 9999: 53 ms by insertion,
                          * 2 ms by the heap) */
 
-static size_t exact_few(const struct geo_index *ix, const struct geo_ecef_point *from,
+GI_INLINE size_t exact_few(const struct geo_index *ix, const struct geo_ecef_point *from,
                         const struct gi_item *cand, size_t n, double limit_m, size_t k,
                         struct geo_hit *out) {
     if (n <= GI_FEW_RANKED) {
@@ -1407,47 +1435,49 @@ static size_t exact_few(const struct geo_index *ix, const struct geo_ecef_point 
     return m;
 }
 
-int geo_index_nearest(const struct geo_index *ix, const struct geo_query *q,
-                      struct geo_hit *out, size_t *n_out) {
-    if (ix == NULL || q == NULL || out == NULL || n_out == NULL || q->k == 0 ||
-        q->k > GEO_MAX_K || !geo_point_is_valid(q->from) || !(q->max_distance_m >= 0.0)) {
-        return GEO_ERR_ARG;
-    }
-    struct gi_item stack_cand[GI_STACK_ITEMS];
-    double stack_near[GI_STACK_NEAR];
-    struct gi_search s = {.q = q, .cand = stack_cand, .cap_cand = GI_STACK_ITEMS,
-                          .near_d2 = stack_near};
-    struct gi_node_heap nodes;
-    nodes.items = nodes.stack_items;
-    nodes.n = 0;
-    nodes.cap = GI_STACK_NODES;
-    nodes.open = nodes.stack_open;
-    nodes.n_open = 0;
-    nodes.cap_open = GI_STACK_OPEN;
-    size_t found = 0;
-    int rc = GEO_OK;
-    if (q->k > GI_STACK_NEAR && (s.near_d2 = malloc(q->k * sizeof *s.near_d2)) == NULL) {
-        rc = GEO_ERR_NOMEM;
-        goto done;
+static bool query_is_valid(const struct geo_query *q) {
+    return q->k > 0 && q->k <= GEO_MAX_K && geo_point_is_valid(q->from) &&
+           q->max_distance_m >= 0.0;
+}
+
+/* Starts the search of the valid query q in *s: its limits, and an open node
+ * for each selected tree whose root is within the limit. Whatever it
+ * returns, search_release() frees what *s holds. Fields are set one by one:
+ * an initialiser would clear the 9.5 KB of buffers. */
+GI_INLINE int search_begin(struct gi_search *s, const struct geo_index *ix,
+                        const struct geo_query *q) {
+    s->q = q;
+    s->cand = s->stack_cand;
+    s->n_cand = 0;
+    s->cap_cand = GI_STACK_ITEMS;
+    s->near_d2 = s->stack_near;
+    s->n_near = 0;
+    s->n_roots = 0;
+    struct gi_node_heap *nodes = &s->nodes;
+    nodes->items = nodes->stack_items;
+    nodes->n = 0;
+    nodes->cap = GI_STACK_NODES;
+    nodes->open = nodes->stack_open;
+    nodes->n_open = 0;
+    nodes->cap_open = GI_STACK_OPEN;
+    if (q->k > GI_STACK_NEAR && (s->near_d2 = malloc(q->k * sizeof *s->near_d2)) == NULL) {
+        s->near_d2 = s->stack_near;
+        return GEO_ERR_NOMEM;
     }
     if (q->k <= GI_SORTED_K) {
         for (size_t i = 0; i < q->k; i++) {
-            s.near_d2[i] = INFINITY;
+            s->near_d2[i] = INFINITY;
         }
     }
     /* The query's normal is geo_point_to_unit(q->from), bit for bit
      * (geo_distance.h), so one conversion serves the bounds and phase 2. */
-    struct geo_ecef_point from;
-    geo_ecef_point_init(&from, q->from);
-    memcpy(s.unit, from.normal, sizeof s.unit);
+    geo_ecef_point_init(&s->from, q->from);
+    memcpy(s->unit, s->from.normal, sizeof s->unit);
     for (int a = 0; a < 3; a++) {
-        s.unit_f[a] = (float)s.unit[a];
+        s->unit_f[a] = (float)s->unit[a];
     }
-    set_limit(&s, q->max_distance_m);
+    set_limit(s, q->max_distance_m);
 
-    /* Phase 1: collect candidates from every selected tree. */
-    struct gi_root roots[2 * GEO_MAX_LAYERS];
-    uint32_t n_roots = 0;
     /* Only the selected layers: a loop over all 32 testing each bit was
      * about 225 instructions a query. */
     for (uint32_t mask = q->layer_mask; mask != 0; mask &= mask - 1) {
@@ -1458,40 +1488,44 @@ int geo_index_nearest(const struct geo_index *ix, const struct geo_query *q,
                 continue;
             }
             float d2[GI_NODE_SIZE];
-            block_chord2(s.unit_f, &t->blocks[t->level_start[t->n_levels - 1]], d2);
-            roots[n_roots].tree = t;
-            roots[n_roots].tree_tag = (uint64_t)layer << TAG_LAYER_SHIFT | (d ? TAG_DELTA : 0);
+            block_chord2(s->unit_f, &t->blocks[t->level_start[t->n_levels - 1]], d2);
+            uint32_t n_roots = s->n_roots++;
+            s->roots[n_roots].tree = t;
+            s->roots[n_roots].tree_tag = (uint64_t)layer << TAG_LAYER_SHIFT | (d ? TAG_DELTA : 0);
             uint32_t ref = n_roots << GI_REF_ROOT_SHIFT | (t->n_levels - 1) << GI_REF_LEVEL_SHIFT;
-            n_roots++;
-            if (!(d2[0] <= s.limit_box2)) {
+            if (!(d2[0] <= s->limit_box2)) {
                 continue;
             }
             /* The root is the only child of an open node of its own. */
-            struct gi_open *top = open_add(&nodes);
+            struct gi_open *top = open_add(nodes);
             if (top == NULL) {
-                rc = GEO_ERR_NOMEM;
-                goto done;
+                return GEO_ERR_NOMEM;
             }
             for (int i = 0; i < GI_NODE_SIZE; i++) {
                 top->d2[i] = INFINITY;
             }
             top->d2[0] = d2[0];
             top->first = ref;
-            uint32_t item = (uint32_t)(nodes.n_open - 1) << GI_LANE_BITS; /* lane 0 */
-            if ((rc = node_push(&nodes, d2[0], item)) != GEO_OK) {
-                goto done;
+            uint32_t item = (uint32_t)(nodes->n_open - 1) << GI_LANE_BITS; /* lane 0 */
+            int rc = node_push(nodes, d2[0], item);
+            if (rc != GEO_OK) {
+                return rc;
             }
         }
     }
-    if ((rc = walk(&s, &nodes, roots)) != GEO_OK) {
-        goto done;
-    }
+    return GEO_OK;
+}
 
-    /* Phase 2: drop candidates the final limit excludes. */
+/* Phase 2 of a search whose walk is over: writes the hits to out[0..] and
+ * returns their number. */
+GI_INLINE size_t search_finish(const struct geo_index *ix, struct gi_search *s,
+                            struct geo_hit *out) {
+    const struct geo_query *q = s->q;
+    /* Drop candidates the final limit excludes. */
     size_t n = 0;
-    for (size_t i = 0; i < s.n_cand; i++) {
-        if (s.cand[i].key_m <= s.limit_m) {
-            s.cand[n++] = s.cand[i];
+    for (size_t i = 0; i < s->n_cand; i++) {
+        if (s->cand[i].key_m <= s->limit_m) {
+            s->cand[n++] = s->cand[i];
         }
     }
     if (n <= q->k + 1 && n <= GI_FEW_MAX) {
@@ -1500,55 +1534,188 @@ int geo_index_nearest(const struct geo_index *ix, const struct geo_query *q,
          * them all and sort by insertion, which costs less than the heap
          * below (its sifts were 440 instructions a query). Only for a few:
          * insertion is quadratic. */
-        found = exact_few(ix, &from, s.cand, n, s.limit_m, q->k, out);
-        goto done;
+        return exact_few(ix, &s->from, s->cand, n, s->limit_m, q->k, out);
     }
     /* Take them in order of their bounds, replacing each by its exact
      * distance, until an exact one is first: it is the next hit. */
+    struct gi_item *cand = s->cand;
     for (size_t i = n / 2; i-- > 0;) {
-        sift_down(s.cand, n, i);
+        sift_down(cand, n, i);
     }
+    size_t found = 0;
     while (n > 0 && found < q->k) {
-        struct gi_item it = s.cand[0];
+        struct gi_item it = cand[0];
         if (it.tag & TAG_EXACT) {
             out[found].handle = (uint32_t)it.tag;
             out[found].distance_m = it.key_m;
             found++;
-            s.cand[0] = s.cand[--n];
-            sift_down(s.cand, n, 0);
+            cand[0] = cand[--n];
+            sift_down(cand, n, 0);
             continue;
         }
         uint32_t handle;
-        double d_m = candidate_distance_m(ix, &from, it.tag, &handle);
-        if (d_m <= s.limit_m) {
+        double d_m = candidate_distance_m(ix, &s->from, it.tag, &handle);
+        if (d_m <= s->limit_m) {
             /* Its exact distance is at least its bound: it can only sink. */
-            s.cand[0].key_m = d_m;
-            s.cand[0].tag = TAG_EXACT | handle;
+            cand[0].key_m = d_m;
+            cand[0].tag = TAG_EXACT | handle;
         } else {
-            s.cand[0] = s.cand[--n];
+            cand[0] = cand[--n];
         }
-        sift_down(s.cand, n, 0);
+        sift_down(cand, n, 0);
     }
-done:
-    if (nodes.items != nodes.stack_items) {
-        free(nodes.items);
+    return found;
+}
+
+/* Frees what a search begun with search_begin() allocated. */
+GI_INLINE void search_release(struct gi_search *s) {
+    if (s->nodes.items != s->nodes.stack_items) {
+        free(s->nodes.items);
     }
-    if (nodes.open != nodes.stack_open) {
-        free(nodes.open);
+    if (s->nodes.open != s->nodes.stack_open) {
+        free(s->nodes.open);
     }
-    if (s.cap_cand > GI_STACK_ITEMS) {
-        free(s.cand);
+    if (s->cand != s->stack_cand) {
+        free(s->cand);
     }
-    if (s.near_d2 != stack_near) {
-        free(s.near_d2);
+    if (s->near_d2 != s->stack_near) {
+        free(s->near_d2);
     }
-    *n_out = rc == GEO_OK ? found : 0;
+}
+
+int geo_index_nearest(const struct geo_index *ix, const struct geo_query *q,
+                      struct geo_hit *out, size_t *n_out) {
+    if (ix == NULL || q == NULL || out == NULL || n_out == NULL || !query_is_valid(q)) {
+        return GEO_ERR_ARG;
+    }
+    struct gi_search s;
+    uint32_t ref = GI_NO_REF;
+    int rc = search_begin(&s, ix, q);
+    if (rc == GEO_OK) {
+        rc = walk_next(&s, &ref);
+    }
+    while (rc == GEO_OK && ref != GI_NO_REF) {
+        rc = walk_visit(&s, ref, &ref);
+    }
+    *n_out = rc == GEO_OK ? search_finish(ix, &s, out) : 0;
+    search_release(&s);
     return rc;
 }
 
+/* ---- Batches ------------------------------------------------------------- */
+
+/* Searches that take turns in geo_index_nearest_batch(). */
+#ifndef GI_WINDOW
+#define GI_WINDOW GEO_BATCH_WINDOW
+#endif
+
+/* Asks for the memory that visiting node `ref` reads for the first time:
+ * for an inner node the block of its children's boxes (384 bytes, six cache
+ * lines, seven where the array is not aligned to them), for a leaf its
+ * entries' hot parts (256 bytes, four or five lines). Inlined by force: GCC
+ * 12 takes a function that only prefetches for one without side effects (as
+ * if `const`) and drops its calls. */
+#ifndef GI_PF_LOC
+#define GI_PF_LOC 3
+#endif
+#define GI_PF(x) __builtin_prefetch((x), 0, GI_PF_LOC)
+static inline __attribute__((always_inline)) void prefetch_node(const struct gi_search *s, uint32_t ref) {
+    const struct gi_tree *t = s->roots[ref >> GI_REF_ROOT_SHIFT].tree;
+    unsigned level = ref_level(ref);
+    uint32_t j = ref & GI_REF_INDEX_MASK;
+    if (level == 0) {
+        const char *p = (const char *)&t->entries[(size_t)j * GI_NODE_SIZE];
+        GI_PF(p);
+        GI_PF(p + 64);
+        GI_PF(p + 128);
+        GI_PF(p + 192);
+        GI_PF(p + GI_NODE_SIZE * sizeof(struct gi_entry) - 1);
+    } else {
+        const char *p = (const char *)&t->blocks[t->level_start[level - 1] + j];
+        GI_PF(p);
+        GI_PF(p + 64);
+        GI_PF(p + 128);
+        GI_PF(p + 192);
+        GI_PF(p + 256);
+        GI_PF(p + 320);
+        GI_PF(p + sizeof(struct gi_block) - 1);
+    }
+}
+
+/* A search of the window: the item it answers and the node it visits next. */
+struct gi_slot {
+    struct gi_search s;
+    struct geo_batch_item *item;
+    uint32_t ref;
+};
+
+/* Phase 2 and the item's answer, as geo_index_nearest() gives it. */
+static void slot_end(const struct geo_index *ix, struct gi_slot *slot, int rc) {
+    struct geo_batch_item *item = slot->item;
+    item->n_out = rc == GEO_OK ? search_finish(ix, &slot->s, item->out) : 0;
+    item->rc = rc;
+    search_release(&slot->s);
+}
+
+/* Starts in `slot` the next of items[*taken..n-1] that has a node to visit,
+ * and asks for that node's memory; items that fail or have none are
+ * answered on the way. Returns false when no item is left. */
+static bool slot_start(const struct geo_index *ix, struct gi_slot *slot,
+                       struct geo_batch_item *items, size_t n, size_t *taken) {
+    while (*taken < n) {
+        struct geo_batch_item *item = &items[(*taken)++];
+        if (ix == NULL || item->out == NULL || !query_is_valid(&item->q)) {
+            item->n_out = 0;
+            item->rc = GEO_ERR_ARG;
+            continue;
+        }
+        slot->item = item;
+        int rc = search_begin(&slot->s, ix, &item->q);
+        if (rc == GEO_OK) {
+            rc = walk_next(&slot->s, &slot->ref);
+        }
+        if (rc == GEO_OK && slot->ref != GI_NO_REF) {
+            prefetch_node(&slot->s, slot->ref);
+            return true;
+        }
+        slot_end(ix, slot, rc);
+    }
+    return false;
+}
+
 void geo_index_nearest_batch(const struct geo_index *ix, struct geo_batch_item *items, size_t n) {
-    /* First version: one after another. */
-    for (size_t i = 0; i < n; i++) {
-        items[i].rc = geo_index_nearest(ix, &items[i].q, items[i].out, &items[i].n_out);
+    if (items == NULL) {
+        return;
+    }
+    struct gi_slot slots[GI_WINDOW];
+    struct gi_slot *turn[GI_WINDOW]; /* the searches under way, in the order they go */
+    size_t n_active = 0, taken = 0;
+    while (n_active < GI_WINDOW && slot_start(ix, &slots[n_active], items, n, &taken)) {
+        turn[n_active] = &slots[n_active];
+        n_active++;
+    }
+    size_t i = 0;
+    while (n_active > 0) {
+        struct gi_slot *slot = turn[i];
+        int rc = GEO_OK;
+        if (slot->ref != GI_NO_REF) {
+            rc = walk_visit(&slot->s, slot->ref, &slot->ref);
+            if (rc == GEO_OK) {
+                if (slot->ref != GI_NO_REF) {
+                    prefetch_node(&slot->s, slot->ref);
+                }
+                /* Phase 2 waits a turn, for the positions of the last
+                 * leaf's candidates. */
+                i = i + 1 < n_active ? i + 1 : 0;
+                continue;
+            }
+        }
+        slot_end(ix, slot, rc);
+        if (!slot_start(ix, slot, items, n, &taken)) {
+            turn[i] = turn[--n_active];
+            i = i < n_active ? i : 0;
+            continue;
+        }
+        i = i + 1 < n_active ? i + 1 : 0;
     }
 }
