@@ -126,6 +126,6 @@ void geo_index_nearest_batch(const struct geo_index *ix, struct geo_batch_item *
  * starts the next item whenever one ends: a batch of fewer items overlaps
  * less, and larger batches cost no more per item. Each search under way
  * takes about 9.5 KB of the call's stack, so the call takes about 150 KB. */
-#define GEO_BATCH_WINDOW 16
+#define GEO_BATCH_WINDOW 8
 
 #endif

@@ -15,8 +15,14 @@
  * 1 %, half or nothing, and invalid queries (k = 0 or too large, a NaN or
  * out-of-range point, a negative or NaN limit, no output array) mixed in.
  * Indexes: empty, tiny (1 - 100 entries), a few thousand on the globe,
- * clustered with duplicates, 10^5 in one layer, and indexes with deltas and
- * tombstones (puts and removes after the build) or filled by puts alone.
+ * clustered with duplicates, 10^5 in one layer, 3.2 * 10^5 in one layer
+ * beside small ones, and indexes with deltas and tombstones (puts and
+ * removes after the build) or filled by puts alone.
+ * The library lets searches of small trees (under GI_BATCH_MIN_BYTES, 8 MB
+ * of entries) run one after another, which leaves all but one test here on
+ * that path; CMake builds this file a second time as
+ * test_geo_batch_interleaved, with geo_index.c compiled in and that
+ * threshold 1 byte, so that every search of every test takes turns.
  * A few seconds in all. */
 #include <math.h>
 #include <setjmp.h>
@@ -372,6 +378,21 @@ static void test_batch_matches_single_searches_in_a_deep_tree(void **state) {
     geo_index_free(ix);
 }
 
+/* 320000 entries in layer 0 (10 MB: past GI_BATCH_MIN_BYTES, so that the
+ * library's searches of it take turns) and a few hundred in layers 1 - 3
+ * (searches of those alone run one after another): batches mix both. */
+static void test_batch_matches_single_searches_in_a_large_layer_beside_small_ones(
+    void **state) {
+    (void)state;
+    struct geo_index *ix = build_random(320000, 1, false);
+    for (uint32_t h = 0; h < 600; h++) {
+        assert_int_equal(geo_index_put(ix, 320000 + h, (uint8_t)(1 + h % 3), random_local_point()),
+                         GEO_OK);
+    }
+    assert_true(check_batches(ix, 1, false, 4) > 0);
+    geo_index_free(ix);
+}
+
 static void test_batch_matches_single_searches_in_all_32_layers(void **state) {
     (void)state;
     struct geo_index *ix = build_random(6000, 32, true);
@@ -446,6 +467,7 @@ int main(void) {
         cmocka_unit_test(test_batch_matches_single_searches_on_global_points),
         cmocka_unit_test(test_batch_matches_single_searches_on_clustered_points),
         cmocka_unit_test(test_batch_matches_single_searches_in_a_deep_tree),
+        cmocka_unit_test(test_batch_matches_single_searches_in_a_large_layer_beside_small_ones),
         cmocka_unit_test(test_batch_matches_single_searches_in_all_32_layers),
         cmocka_unit_test(test_batch_matches_single_searches_after_puts_and_removes),
         cmocka_unit_test(test_batch_matches_single_searches_in_an_index_of_puts_only),
