@@ -98,6 +98,37 @@
  * callgrind counts 10030 -> 7830 instructions a query inside
  * geo_index_nearest() and 78 -> 38 mispredicted branches.
  *
+ * Batches. The daemon collects the NEARESTs of one event-loop iteration (20 -
+ * 50 at 50 connections) for geo_index_nearest_batch(). At 10^7 entries a
+ * query spends half its time or more waiting for memory (bench_geo_index,
+ * one layer: 1.8 - 2.1 us, against 0.94 us with 64 query points kept hot):
+ * the first lines of each box block and leaf it visits miss (about 200 ns
+ * from memory here), and each node is known only once the one before it is
+ * read. So the walk goes a node at a time (walk_visit() reads one node and
+ * names the next), a search's whole state is one struct gi_search, and a
+ * batch keeps GEO_BATCH_WINDOW = 8 of them in turn: each step ends by
+ * prefetching every line of the search's next node (a block: six, a leaf's
+ * entries: four), which has arrived by the search's next turn, and phase 2
+ * waits one more turn, for the positions of the last leaf's candidates.
+ * geo_index_nearest() runs the same steps back to back, without prefetches;
+ * it did not get slower (same index and queries, old and new code
+ * alternating, one layer: new 1.69 - 1.79, old 1.71 - 1.83 us at 10^7; new
+ * 0.59 - 0.62, old 0.60 - 0.62 at 10^3). In batches of 16 - 64, medians of four runs:
+ * at 10^7 one layer 1.95 -> 1.34 - 1.38 us, with the 1 % filter 9.3 -> 6.5
+ * - 6.7, all five layers 8.9 -> 5.1 - 5.4 (60 - 70 % of the memory time
+ * hidden); at 10^6 all layers 4.8 -> 3.9 - 4.0. Windows of 4, 8, 16 and 32
+ * gave the same times within noise: a step is about 100 ns of work, so two
+ * or three other searches cover a miss, and this core keeps about 13 lines
+ * in flight (a pointer chase over 512 MB: 207 ns a step alone, 16 ns a line
+ * with 16 or more chains), which the prefetches of eight searches already
+ * fill; 8 takes half of 16's stack (77 KB). Smaller search states would not
+ * help either: 32 of them (300 KB) were no slower than 4. Where the selected
+ * trees hold under 8 MB of entries (GI_BATCH_MIN_BYTES) each search runs
+ * alone: they are in cache, and taking turns cost 8 - 20 % more time a query
+ * at 10^4 - 10^5 entries (state in memory instead of registers, branches of
+ * eight searches mixed); at 6.4 MB it neither gained nor lost, at 12.8 MB it
+ * gained 10 %.
+ *
  * Why the lower bound is safe. Let c be the chord between the query's unit
  * vector and an entry's (both of geodetic latitude and longitude). The normal
  * of the ellipsoid turns by the central angle t >= c along any path between
@@ -1619,7 +1650,7 @@ int geo_index_nearest(const struct geo_index *ix, const struct geo_query *q,
  * entries' hot parts (256 bytes, four or five lines). Inlined by force: GCC
  * 12 takes a function that only prefetches for one without side effects (as
  * if `const`) and drops its calls. */
-static inline __attribute__((always_inline)) void prefetch_node(const struct gi_search *s, uint32_t ref) {
+GI_INLINE void prefetch_node(const struct gi_search *s, uint32_t ref) {
     const struct gi_tree *t = s->roots[ref >> GI_REF_ROOT_SHIFT].tree;
     unsigned level = ref_level(ref);
     uint32_t j = ref & GI_REF_INDEX_MASK;

@@ -92,7 +92,8 @@ static struct geo_point random_global_point(void) {
  * the box. */
 static struct geo_point random_local_point(void) {
     if (rng_unit() < 0.3) {
-        struct geo_point p = {rng_range(BOX_LAT_LO, BOX_LAT_HI), rng_range(BOX_LON_LO, BOX_LON_HI)};
+        struct geo_point p = {rng_range(BOX_LAT_LO, BOX_LAT_HI),
+                              rng_range(BOX_LON_LO, BOX_LON_HI)};
         return p;
     }
     struct geo_point c = centres[rng_below(N_CENTRES)];
