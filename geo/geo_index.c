@@ -113,10 +113,10 @@
  * geo_index_nearest() runs the same steps back to back, without prefetches;
  * it did not get slower (same index and queries, old and new code
  * alternating, one layer: new 1.69 - 1.79, old 1.71 - 1.83 us at 10^7; new
- * 0.59 - 0.62, old 0.60 - 0.62 at 10^3). In batches of 16 - 64, medians of four runs:
- * at 10^7 one layer 1.95 -> 1.34 - 1.38 us, with the 1 % filter 9.3 -> 6.5
- * - 6.7, all five layers 8.9 -> 5.1 - 5.4 (60 - 70 % of the memory time
- * hidden); at 10^6 all layers 4.8 -> 3.9 - 4.0. Windows of 4, 8, 16 and 32
+ * 0.59 - 0.62, old 0.60 - 0.62 at 10^3). In batches of 16 - 64 (medians of
+ * four runs): at 10^7 one layer 1.95 -> 1.34 - 1.38 us, with the 1 % filter
+ * 9.3 -> 6.5 - 6.7, all five layers 8.9 -> 5.1 - 5.4 (60 - 70 % of the
+ * memory time hidden); at 10^6 all layers 4.8 -> 3.9 - 4.0. Windows of 4, 8, 16 and 32
  * gave the same times within noise: a step is about 100 ns of work, so two
  * or three other searches cover a miss, and this core keeps about 13 lines
  * in flight (a pointer chase over 512 MB: 207 ns a step alone, 16 ns a line
@@ -1110,7 +1110,7 @@ GI_INLINE int reserve_candidates(struct gi_search *s, size_t more) {
  * 1, not by a branch: the outcome is as good as random, and the branches had
  * been 20 mispredictions a query (of 77). */
 GI_INLINE int visit_leaf(struct gi_search *s, const struct gi_tree *t, uint64_t tree_tag,
-                      uint32_t j) {
+                         uint32_t j) {
     const struct geo_query *q = s->q;
     uint32_t first = j * GI_NODE_SIZE;
     uint32_t end = t->n - first < GI_NODE_SIZE ? t->n : first + GI_NODE_SIZE;
@@ -1247,8 +1247,8 @@ static inline unsigned ref_level(uint32_t ref) {
 
 /* The squared chords to the children of inner node `ref` and the reference of
  * the first child; child i is first + i. */
-GI_INLINE uint32_t children(const struct gi_search *s, const struct gi_root *roots, uint32_t ref,
-                         float d2[GI_NODE_SIZE]) {
+GI_INLINE uint32_t children(const struct gi_search *s, const struct gi_root *roots,
+                            uint32_t ref, float d2[GI_NODE_SIZE]) {
     const struct gi_tree *t = roots[ref >> GI_REF_ROOT_SHIFT].tree;
     unsigned level = ref_level(ref);
     uint32_t j = ref & GI_REF_INDEX_MASK;
@@ -1420,8 +1420,8 @@ static double candidate_distance_m(const struct geo_index *ix, const struct geo_
                          * 2 ms by the heap) */
 
 GI_INLINE size_t exact_few(const struct geo_index *ix, const struct geo_ecef_point *from,
-                        const struct gi_item *cand, size_t n, double limit_m, size_t k,
-                        struct geo_hit *out) {
+                           const struct gi_item *cand, size_t n, double limit_m, size_t k,
+                           struct geo_hit *out) {
     if (n <= GI_FEW_RANKED) {
         /* All the distances first, independent of one another, then each
          * one's place: the number of entries before it, counted with
@@ -1485,7 +1485,7 @@ static bool query_is_valid(const struct geo_query *q) {
  * returns, search_release() frees what *s holds. Fields are set one by one:
  * an initialiser would clear the 9.5 KB of buffers. */
 GI_INLINE int search_begin(struct gi_search *s, const struct geo_index *ix,
-                        const struct geo_query *q) {
+                           const struct geo_query *q) {
     s->q = q;
     s->cand = s->stack_cand;
     s->n_cand = 0;
@@ -1559,7 +1559,7 @@ GI_INLINE int search_begin(struct gi_search *s, const struct geo_index *ix,
 /* Phase 2 of a search whose walk is over: writes the hits to out[0..] and
  * returns their number. */
 GI_INLINE size_t search_finish(const struct geo_index *ix, struct gi_search *s,
-                            struct geo_hit *out) {
+                               struct geo_hit *out) {
     const struct geo_query *q = s->q;
     /* Drop candidates the final limit excludes. */
     size_t n = 0;
@@ -1674,7 +1674,7 @@ GI_INLINE void prefetch_node(const struct gi_search *s, uint32_t ref) {
 }
 
 /* Searches of fewer bytes of entries go alone, one after another: their trees
- * are mostly in cache, where taking turns only costs (10^5 entries, k=5: 8 -
+ * are mostly in cache, where taking turns only costs (10^4 - 10^5 entries: 8 -
  * 20 % more time a query in batches of 16 or 64 than alone), and the gain
  * starts between 6.4 MB (no change) and 12.8 MB (10 % less). */
 #ifndef GI_BATCH_MIN_BYTES
