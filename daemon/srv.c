@@ -15,6 +15,15 @@
  * its buffer until its callback, which libuv runs (with UV_ECANCELED) before
  * the close callback, so the connection outlives its writes.
  *
+ * Batches: a read only feeds the connection's reader; its requests run at
+ * the end of the loop iteration (on_check()), after every socket that polled
+ * readable has been read, and the NEARESTs and RADIUSes of all those
+ * connections wait in one batch whose index searches take turns node by node
+ * (cmd_batch_run(), geo_index_nearest_batch()), so that the cache misses of
+ * one overlap with the work of the others: at 10^6 facilities and more most
+ * of a lone NEAREST's time is waiting for memory. A connection stops at its
+ * batched query and goes on in the next round, so its answers stay in order.
+ *
  * Group commit: a store write costs a full fsync (milliseconds), so writes
  * that arrive while one group is committing on the thread pool wait in a
  * queue and all go in the next group, one transaction and one fsync for all

@@ -123,11 +123,15 @@
  * with 16 or more chains), which the prefetches of eight searches already
  * fill; 8 takes half of 16's stack (77 KB). Smaller search states would not
  * help either: 32 of them (300 KB) were no slower than 4. Where the selected
- * trees hold under 8 MB of entries (GI_BATCH_MIN_BYTES) each search runs
- * alone: they are in cache, and taking turns cost 8 - 20 % more time a query
- * at 10^4 - 10^5 entries (state in memory instead of registers, branches of
- * eight searches mixed); at 6.4 MB it neither gained nor lost, at 12.8 MB it
- * gained 10 %.
+ * trees hold under 256 KB of entries (GI_BATCH_MIN_BYTES) each search runs
+ * alone: they stay in cache. In bench_geo_index's tight loop, where nothing
+ * else runs between queries, taking turns cost 8 - 20 % more time a query at
+ * 10^4 - 10^5 entries (state in memory instead of registers, branches of
+ * eight searches mixed), nothing at 6.4 MB and gained 10 % at 12.8 MB; but
+ * in the daemon, whose kernel work between requests evicts the trees from
+ * the caches, taking turns gained at 10^5 facilities (one layer of 640 KB:
+ * 2.9 -> 2.4 us of user time a NEAREST at 50 connections x 1) and at 10^6
+ * (6.4 MB: 3.3 -> 3.1 us), and lost nothing measurable at 10^3.
  *
  * Why the lower bound is safe. Let c be the chord between the query's unit
  * vector and an entry's (both of geodetic latitude and longitude). The normal
@@ -1674,11 +1678,11 @@ GI_INLINE void prefetch_node(const struct gi_search *s, uint32_t ref) {
 }
 
 /* Searches of fewer bytes of entries go alone, one after another: their trees
- * are mostly in cache, where taking turns only costs (10^4 - 10^5 entries: 8 -
- * 20 % more time a query in batches of 16 or 64 than alone), and the gain
- * starts between 6.4 MB (no change) and 12.8 MB (10 % less). */
+ * stay in cache even in the daemon, where taking turns only costs. (In a
+ * tight loop the gain starts between 6.4 and 12.8 MB; in the daemon it shows
+ * from 640 KB, see the opening comment.) */
 #ifndef GI_BATCH_MIN_BYTES
-#define GI_BATCH_MIN_BYTES ((size_t)8 << 20)
+#define GI_BATCH_MIN_BYTES ((size_t)256 << 10)
 #endif
 
 /* The bytes of entries (both parts) in the trees a search selected. */

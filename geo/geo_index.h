@@ -120,9 +120,9 @@ struct geo_batch_item {
  * full.) Filters are called as geo_index_nearest() calls them, from this
  * thread, the calls of different items interleaved. n may be 0.
  * An item that fails gets n_out = 0 (geo_index_nearest() leaves *n_out alone
- * on GEO_ERR_ARG). A search whose selected layers hold under 8 MB of entries
- * (about 260,000) runs alone, start to end, when its turn comes: those trees
- * stay in cache, and taking turns only costs there.
+ * on GEO_ERR_ARG). A search whose selected layers hold under 256 KB of
+ * entries (about 8,000) runs alone, start to end, when its turn comes: those
+ * trees stay in cache, and taking turns only costs there.
  * Like a query, it does not modify the index. The call uses about 80 KB of
  * stack (GEO_BATCH_WINDOW searches of 9.6 KB), and mallocs only where
  * geo_index_nearest() would. */
