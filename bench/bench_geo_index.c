@@ -234,7 +234,8 @@ static double time_queries(const struct geo_index *ix, const struct geo_point *f
     double t0 = now_s();
     if (batch == 0) {
         for (size_t i = 0; i < n_queries; i++) {
-            struct geo_query q = {from[i], layer_mask, K, INFINITY, filter, NULL};
+            struct geo_query q = {.from = from[i], .layer_mask = layer_mask, .k = K,
+                                  .max_distance_m = INFINITY, .filter = filter};
             size_t n = 0;
             if (geo_index_nearest(ix, &q, hits, &n) != GEO_OK) {
                 fprintf(stderr, "query failed\n");
@@ -247,8 +248,9 @@ static double time_queries(const struct geo_index *ix, const struct geo_point *f
     for (size_t first = 0; first < n_queries; first += batch) {
         size_t m = n_queries - first < batch ? n_queries - first : batch;
         for (size_t i = 0; i < m; i++) {
-            items[i].q = (struct geo_query){from[first + i], layer_mask, K, INFINITY, filter,
-                                            NULL};
+            items[i].q = (struct geo_query){.from = from[first + i], .layer_mask = layer_mask,
+                                            .k = K, .max_distance_m = INFINITY,
+                                            .filter = filter};
             items[i].out = &hits[i * K];
         }
         geo_index_nearest_batch(ix, items, m);

@@ -197,6 +197,13 @@ bool catalog_is_open_at(const struct catalog *c, uint32_t slot, int64_t unix_s,
  * [0, HOURS_MINUTES_PER_WEEK). */
 bool catalog_is_open_in_week(const struct catalog *c, uint32_t slot, int week_minute);
 
+/* Where catalog_is_open_in_week() reads first for slot s: the memory at the
+ * returned address + s * *stride_bytes (a 4-byte timetable number a slot;
+ * the timetables themselves are few and stay in cache), for an index search
+ * to prefetch (geo_query.filter_reads); NULL when the table is small enough
+ * to stay in cache. Valid until the next change to the catalogue. */
+const void *catalog_open_reads(const struct catalog *c, size_t *stride_bytes);
+
 /* ---- Areas (INAREA, SERVES, AREAS) -------------------------------------------
  *
  * The areas of the store (district, streets, communities, catchments, service

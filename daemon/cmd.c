@@ -763,6 +763,7 @@ static int batch_add(struct cmd_batch *b, const struct catalog *cat, struct repl
         bq->filter = (struct query_filter){.catalog = cat, .opts = &bq->opts};
         it->q.filter = query_filter_is_open;
         it->q.filter_ctx = &bq->filter;
+        it->q.filter_reads = catalog_open_reads(cat, &it->q.filter_read_stride);
     }
     return CMD_BATCHED;
 }
@@ -804,9 +805,13 @@ static int run_query(struct cmd_call *call, struct geo_query *q, const struct qu
     struct geo_hit hits[CMD_MAX_K];
     size_t n = 0;
     struct query_filter filter = {.catalog = call->env->catalog, .opts = o};
-    if (o->n_conds > 0 || (o->seen & OPT_OPEN)) {
-        q->filter = o->n_conds > 0 ? query_filter_keeps : query_filter_is_open;
+    if (o->n_conds > 0) {
+        q->filter = query_filter_keeps;
         q->filter_ctx = &filter;
+    } else if (o->seen & OPT_OPEN) {
+        q->filter = query_filter_is_open;
+        q->filter_ctx = &filter;
+        q->filter_reads = catalog_open_reads(call->env->catalog, &q->filter_read_stride);
     }
     int ret = geo_index_nearest(catalog_index(call->env->catalog), q, hits, &n);
     return answer_search(call->env->catalog, o->crs, call->out, ret, hits, n);

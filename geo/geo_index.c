@@ -1130,15 +1130,29 @@ GI_INLINE int visit_leaf(struct gi_search *s, const struct gi_tree *t, uint64_t 
             n_kept += (uint32_t)((d2 <= s->limit_chord2) & (e->handle != GI_DEAD));
         }
     } else {
+        /* The entries within reach first, then the filter on them, in the
+         * same order: the filter's reads of all of them are asked for before
+         * it runs on the first (geo_query.filter_reads). */
+        uint32_t n_near = 0;
         for (uint32_t i = first; i < end; i++) {
             const struct gi_entry *e = &t->entries[i];
             double d2 = entry_chord2(s->unit, e);
-            if (d2 > s->limit_chord2 || e->handle == GI_DEAD ||
-                !q->filter(e->handle, q->filter_ctx)) {
-                continue;
+            kept_d2[n_near] = d2;
+            kept_at[n_near] = i;
+            n_near += (uint32_t)((d2 <= s->limit_chord2) & (e->handle != GI_DEAD));
+        }
+        if (q->filter_reads != NULL) {
+            const char *base = q->filter_reads;
+            for (uint32_t m = 0; m < n_near; m++) {
+                __builtin_prefetch(base + (size_t)t->entries[kept_at[m]].handle *
+                                              q->filter_read_stride);
             }
-            kept_d2[n_kept] = d2;
-            kept_at[n_kept++] = i;
+        }
+        for (uint32_t m = 0; m < n_near; m++) {
+            uint32_t i = kept_at[m];
+            kept_d2[n_kept] = kept_d2[m];
+            kept_at[n_kept] = i;
+            n_kept += q->filter(t->entries[i].handle, q->filter_ctx);
         }
     }
     bool improved = false;
