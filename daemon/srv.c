@@ -3,7 +3,9 @@
  * below), shutdown.
  *
  * Memory per connection: the struct (about 0.6 KB) plus the proto_reader's
- * buffer (up to PROTO_MAX_LINE_BYTES plus one read) plus unsent output, which
+ * buffer (up to PROTO_MAX_LINE_BYTES plus two reads: requests read wait for
+ * the end of the loop iteration unless over one read is buffered, see
+ * "Batches" below) plus unsent output, which
  * stays below max_output_bytes plus one answer (about 100 KB at K 1000): a
  * client that sends requests without reading answers is paused (reading and
  * executing stop) once that much waits, and resumed when it drains to half.
@@ -70,6 +72,8 @@ struct srv_conn {
     struct reply out;             /* answers not yet handed to uv_write */
     size_t writes_pending;        /* uv_write calls whose callback has not run */
     bool close_after_write;       /* QUIT, LIMIT or EOF: close once the writes are done */
+    bool read_eof;                /* half-closed: close once every whole line read has
+                                   * run (run_lines() sets close_after_write then) */
     bool paused;                  /* reading stopped for backpressure */
     struct cmd_write *waiting;    /* this connection's write in the group commit */
     struct auth_conn auth;
@@ -131,7 +135,7 @@ struct srv_loop {
     uv_prepare_t prepare;         /* workers: before each poll, unlock */
     struct srv_conn *flush_head;  /* connections whose answers go out at the check */
     struct srv_conn *run_head;    /* connections whose requests run at the check */
-    struct cmd_batch *batch;      /* the check's queries (see "Reading") */
+    struct cmd_batch *batch;      /* the check's queries (see "Batches" above) */
     struct srv_conn *batched[CMD_BATCH_MAX]; /* whose query is batch's i-th */
     int batched_rows[CMD_BATCH_MAX];         /* and its command's row */
     int batch_rcs[CMD_BATCH_MAX];
@@ -480,6 +484,9 @@ static void run_lines(struct srv_conn *c) {
         size_t len = 0;
         int st = proto_next(c->reader, &line, &len);
         if (st == PROTO_MORE) {
+            if (c->read_eof) {
+                c->close_after_write = true; /* everything read has run */
+            }
             return;
         }
         if (st == PROTO_LINE) {
@@ -569,8 +576,8 @@ static void run_queued(struct srv_loop *lp) {
         while (c) {
             struct srv_conn *next = c->run_next;
             c->run_queued = false;
-            if (!c->net.closing) {
-                run_lines(c);
+            if (!c->net.closing && !c->paused) {
+                run_lines(c); /* a paused one goes on when a write drains it */
             }
             c = next;
         }
@@ -612,12 +619,15 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
         return;
     }
     if (nread < 0) {
-        if (nread == UV_EOF && (c->writes_pending > 0 || c->waiting || c->run_queued ||
-                                reply_len(&c->out) > 0)) {
-            /* Half-closed: let the answers already built or queued reach the
-             * client (flush() closes once they are sent). */
-            c->close_after_write = true;
+        if (nread == UV_EOF) {
+            /* Half-closed: the lines already read still run (at the check,
+             * or once a write or the backpressure lets them), and their
+             * answers reach the client; run_lines() then marks the
+             * connection to close once they are sent. The EOF can come in
+             * the same callback as a burst of lines none of which has run. */
+            c->read_eof = true;
             uv_read_stop(stream);
+            run_at_check(c);
             flush_at_check(c);
         } else {
             srv_conn_fail(c, "read from", (int)nread);
@@ -656,7 +666,7 @@ static void srv_conn_resume(struct srv_conn *c) {
     c->paused = false;
     run_lines(c);
     flush(c);
-    if (c->net.closing || c->close_after_write || c->waiting || c->paused) {
+    if (c->net.closing || c->close_after_write || c->waiting || c->paused || c->read_eof) {
         return;
     }
     int ret = uv_read_start((uv_stream_t *)&c->net.tcp, on_alloc, on_read);
@@ -1341,6 +1351,14 @@ static void on_drain_expired(uv_timer_t *t) {
  * answer, have been sent. */
 static void srv_conn_drain(struct srv_conn *c) {
     uv_read_stop((uv_stream_t *)&c->net.tcp);
+    if (c->run_queued && !c->close_after_write && !c->paused) {
+        /* Read in this iteration before the shutdown began: answer them, as
+         * when requests ran as soon as they were read. */
+        run_lines(c);
+        if (c->net.closing) {
+            return;
+        }
+    }
     c->close_after_write = true;
     if (reply_len(&c->out) > 0 || reply_failed(&c->out)) {
         flush(c); /* answers built this iteration first; it closes c when they are sent */

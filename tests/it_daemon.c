@@ -378,6 +378,53 @@ static void test_bursts_of_many_connections_get_their_own_answers_in_order(void 
     }
 }
 
+/* A client that sends exactly one full 64 KiB read of queries and
+ * half-closes while the daemon is stopped: the daemon reads the lines and
+ * the EOF in one callback, before any line has run, and their answers (5 MB,
+ * so the connection pauses for backpressure on the way) must all arrive
+ * before it closes. (A review found all but the first 175 lost once requests
+ * waited for the end of the loop iteration: the EOF marked the connection to
+ * close, and a paused one marked so was never resumed.) */
+static void test_half_close_in_the_read_of_a_burst_still_answers_all_of_it(void **state) {
+    (void)state;
+    enum { N_LINES = 2520, READ_BYTES = 65536 };
+    static char burst[READ_BYTES + 1];
+    const char *line = "NEAREST * 36.2 120.4 K 32\n"; /* 26 bytes */
+    size_t len = 0;
+    for (int i = 0; i < N_LINES - 1; i++) {
+        memcpy(burst + len, line, strlen(line));
+        len += strlen(line);
+    }
+    /* The last line padded with blanks to end the read exactly. */
+    int pad = READ_BYTES - (int)len - (int)strlen(line);
+    assert_true(pad >= 0);
+    len += (size_t)snprintf(burst + len, sizeof burst - len, "NEAREST * 36.2 120.4 K 32%*s\n",
+                            pad, "");
+    assert_int_equal(len, READ_BYTES);
+    char *want = expected_nearest(-1, (struct geo_point){36.2, 120.4}, 32);
+    struct its_conn c = {.fd = connect_daemon(), .wait_ms = WAIT_MS};
+    ask(&c, "PING\n", "OK 0\n"); /* accepted, and on its loop */
+    assert_int_equal(kill(fx->pid, SIGSTOP), 0);
+    its_send_all(c.fd, burst, len);
+    shutdown(c.fd, SHUT_WR);
+    assert_int_equal(kill(fx->pid, SIGCONT), 0);
+    int answered = 0;
+    for (; answered < N_LINES; answered++) {
+        char *got = its_read_answer(&c);
+        if (got == NULL) {
+            break;
+        }
+        assert_string_equal(got, want);
+        free(got);
+    }
+    if (answered != N_LINES) {
+        fail_msg("%d of %d queries answered before the daemon closed", answered, N_LINES);
+    }
+    assert_true(its_closes_silently(c.fd, WAIT_MS));
+    free(want);
+    close(c.fd);
+}
+
 static void test_requests_split_across_many_writes_are_reassembled(void **state) {
     (void)state;
     struct its_conn c = {.fd = connect_daemon(), .wait_ms = WAIT_MS};
@@ -894,6 +941,7 @@ int main(void) {
         cmocka_unit_test(test_errors_are_one_line_and_the_connection_stays),
         cmocka_unit_test(test_pipelined_requests_are_answered_in_order),
         cmocka_unit_test(test_bursts_of_many_connections_get_their_own_answers_in_order),
+        cmocka_unit_test(test_half_close_in_the_read_of_a_burst_still_answers_all_of_it),
         cmocka_unit_test(test_requests_split_across_many_writes_are_reassembled),
         cmocka_unit_test(test_line_over_the_limit_gets_err_limit_then_close),
         cmocka_unit_test(test_line_of_exactly_the_limit_is_accepted),

@@ -18,9 +18,9 @@
  * clustered with duplicates, 10^5 in one layer, 3.2 * 10^5 in one layer
  * beside small ones, and indexes with deltas and tombstones (puts and
  * removes after the build) or filled by puts alone.
- * The library lets searches of small trees (under GI_BATCH_MIN_BYTES, 8 MB
- * of entries) run one after another, which leaves all but one test here on
- * that path; CMake builds this file a second time as
+ * The library lets searches of small trees (under GI_BATCH_MIN_BYTES, 256 KB
+ * of entries, about 8,000) run one after another, which leaves the tests of
+ * small indexes on that path; CMake builds this file a second time as
  * test_geo_batch_interleaved, with geo_index.c compiled in and that
  * threshold 1 byte, so that every search of every test takes turns.
  * A few seconds in all. */
