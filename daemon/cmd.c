@@ -770,6 +770,10 @@ static int batch_add(struct cmd_batch *b, const struct catalog *cat, struct repl
 
 void cmd_batch_run(const struct cmd_env *env, struct cmd_batch *b, int *rcs) {
     const struct catalog *cat = env->catalog;
+    if (env->stats && b->n > 0) {
+        env->stats->batches++;
+        env->stats->batched_queries += b->n;
+    }
     geo_index_nearest_batch(catalog_index(cat), b->items, b->n);
     for (size_t i = 0; i < b->n; i++) {
         for (size_t j = 0; j < b->items[i].n_out; j++) {
@@ -1667,10 +1671,12 @@ int cmd_handle_stats(struct cmd_call *call) {
     size_t n = sizeof rows / sizeof rows[0];
     /* Then facilities_<category> for each category, and requests_<command>
      * and errors_<command> for each row of commands.def (counted by the
-     * server; this request is included in its own row). */
+     * server; this request is included in its own row); then the batches,
+     * last because they came last. */
     size_t n_cmds = CMD_COUNT < CMD_MAX_COMMANDS ? CMD_COUNT : CMD_MAX_COMMANDS;
-    reply_ok(call->out, n + STORE_CAT_COUNT + 2 * n_cmds);
-    for (size_t i = 0; i < n + STORE_CAT_COUNT + 2 * n_cmds; i++) {
+    size_t n_all = n + STORE_CAT_COUNT + 2 * n_cmds + 2;
+    reply_ok(call->out, n_all);
+    for (size_t i = 0; i < n_all; i++) {
         char key[64], value[32];
         unsigned long long v;
         if (i < n) {
@@ -1680,6 +1686,10 @@ int cmd_handle_stats(struct cmd_call *call) {
             int cat_no = (int)(i - n);
             snprintf(key, sizeof key, "facilities_%s", store_category_name(cat_no));
             v = catalog_count_category(cat, cat_no);
+        } else if (i >= n_all - 2) {
+            bool queries = i == n_all - 1;
+            snprintf(key, sizeof key, "%s", queries ? "batched_queries" : "batches");
+            v = queries ? s->batched_queries : s->batches;
         } else {
             size_t row = (i - n - STORE_CAT_COUNT) / 2;
             bool errors = (i - n - STORE_CAT_COUNT) % 2 == 1;

@@ -51,6 +51,8 @@ struct cmd_stats {
     uint64_t requests_by_cmd[CMD_MAX_COMMANDS]; /* by commands.def row: answered requests */
     uint64_t errors_by_cmd[CMD_MAX_COMMANDS];   /* of which ERR (a write's after its commit) */
     uint64_t db_bytes;            /* database file plus its WAL, after the last commit */
+    uint64_t batches;             /* cmd_batch_run() calls that ran queries */
+    uint64_t batched_queries;     /* the queries they ran */
 };
 
 /* What every request may use. All borrowed; the server owns them. */

@@ -926,6 +926,8 @@ static void stats_add(struct cmd_stats *to, const struct cmd_stats *from) {
     to->connections_total += from->connections_total;
     to->started_unix += from->started_unix; /* the main loop's; 0 elsewhere */
     to->db_bytes += from->db_bytes;         /* likewise */
+    to->batches += from->batches;
+    to->batched_queries += from->batched_queries;
     for (size_t i = 0; i < CMD_MAX_COMMANDS; i++) {
         to->requests_by_cmd[i] += from->requests_by_cmd[i];
         to->errors_by_cmd[i] += from->errors_by_cmd[i];

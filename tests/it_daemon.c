@@ -314,8 +314,22 @@ static void test_pipelined_requests_are_answered_in_order(void **state) {
     close(c.fd);
 }
 
-/* Many connections that each send a burst at once: the daemon reads them in
- * one pass and runs their NEARESTs in batches (srv.c, "Reading"), a
+/* The value of STATS key `key` on c. */
+static unsigned long long stats_value(struct its_conn *c, const char *key) {
+    send_str(c->fd, "STATS\n");
+    char *got = its_expect_answer(c);
+    char pattern[64];
+    snprintf(pattern, sizeof pattern, "\n%s\t", key);
+    const char *p = strstr(got, pattern);
+    assert_non_null(p);
+    unsigned long long v = strtoull(p + strlen(pattern), NULL, 10);
+    free(got);
+    return v;
+}
+
+/* Many connections that each send a burst at once, while the daemon is
+ * stopped, so that it reads them in one pass and runs their NEARESTs in
+ * batches (srv.c, "Batches"; STATS must show batches of more than one), a
  * connection stopping at its batched query until the batch has run. Every
  * connection must get its own answers, in its order, whatever else waits
  * with them: queries that may wait (K up to 32) and queries that may not
@@ -327,10 +341,15 @@ static void test_bursts_of_many_connections_get_their_own_answers_in_order(void 
     static struct its_conn conns[N_CONNS];
     static char *want[N_CONNS][N_LINES + 1]; /* and QUIT's */
     int n_want[N_CONNS];
+    struct its_conn stats = {.fd = connect_daemon(), .wait_ms = WAIT_MS};
     for (int round = 0; round < 3; round++) {
         for (int c = 0; c < N_CONNS; c++) {
             conns[c] = (struct its_conn){.fd = connect_daemon(), .wait_ms = WAIT_MS};
+            ask(&conns[c], "PING\n", "OK 0\n"); /* accepted, and on its loop */
         }
+        unsigned long long batches = stats_value(&stats, "batches");
+        unsigned long long queries = stats_value(&stats, "batched_queries");
+        assert_int_equal(kill(fx->pid, SIGSTOP), 0);
         for (int c = 0; c < N_CONNS; c++) {
             char burst[N_LINES * 128] = "";
             n_want[c] = 0;
@@ -358,6 +377,7 @@ static void test_bursts_of_many_connections_get_their_own_answers_in_order(void 
                 shutdown(conns[c].fd, SHUT_WR);
             }
         }
+        assert_int_equal(kill(fx->pid, SIGCONT), 0);
         for (int c = 0; c < N_CONNS; c++) {
             for (int i = 0; i < n_want[c]; i++) {
                 char *got = its_expect_answer(&conns[c]);
@@ -375,7 +395,13 @@ static void test_bursts_of_many_connections_get_their_own_answers_in_order(void 
             }
             close(conns[c].fd);
         }
+        batches = stats_value(&stats, "batches") - batches;
+        queries = stats_value(&stats, "batched_queries") - queries;
+        if (!(batches > 0 && queries > batches)) {
+            fail_msg("%llu queries in %llu batches: none ran side by side", queries, batches);
+        }
     }
+    close(stats.fd);
 }
 
 /* A client that sends exactly one full 64 KiB read of queries and

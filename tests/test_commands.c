@@ -1452,10 +1452,11 @@ static void test_stats_counts_requests_and_errors(void **state) {
     assert_non_null(strstr(got, "errors\t1\n"));
     size_t n_cmds = 0;
     cmd_table(&n_cmds);
-    char ok_line[32]; /* 11 counters, one per category, two per command */
-    snprintf(ok_line, sizeof ok_line, "OK %zu\n", 11 + STORE_CAT_COUNT + 2 * n_cmds);
+    char ok_line[32]; /* 11 counters, one per category, two per command, two batch ones */
+    snprintf(ok_line, sizeof ok_line, "OK %zu\n", 11 + STORE_CAT_COUNT + 2 * n_cmds + 2);
     assert_true(strncmp(got, ok_line, strlen(ok_line)) == 0);
     assert_non_null(strstr(got, "\nrequests_stats\t1\nerrors_stats\t0\n"));
+    assert_non_null(strstr(got, "\nbatches\t0\nbatched_queries\t0\n"));
     free(got);
     assert_int_equal(fx->stats.requests, 3);
 }
@@ -2180,6 +2181,9 @@ static void test_batched_queries_answer_as_queries_run_alone(void **state) {
     }
     assert_int_equal(batch_stats.requests, alone_stats.requests);
     assert_int_equal(batch_stats.errors, alone_stats.errors);
+    assert_int_equal(batch_stats.batched_queries, total_batched);
+    assert_true(batch_stats.batches > 0 && batch_stats.batches < total_batched);
+    assert_int_equal(alone_stats.batches, 0);
     assert_true(total_batched > 3000); /* the test did test batches */
     cmd_batch_free(batch);
 }
