@@ -58,14 +58,6 @@ static uint32_t rng_below(uint32_t n) {
     return (uint32_t)(rng_next() % n);
 }
 
-static uint32_t hash32(uint32_t x) {
-    x ^= x >> 16;
-    x *= 0x7feb352dU;
-    x ^= x >> 15;
-    x *= 0x846ca68bU;
-    return x ^ (x >> 16);
-}
-
 /* ---- Points and indexes -------------------------------------------------- */
 
 /* Qingdao's Licang district, about 15 x 12 km. */
@@ -185,7 +177,7 @@ static bool recording_filter(uint32_t handle, void *ctx) {
     case KEEP_NONE:
         return false;
     default:
-        return hash32(handle ^ f->salt) % 100 < f->percent;
+        return test_rng_hash32(handle ^ f->salt) % 100 < f->percent;
     }
 }
 

@@ -47,15 +47,6 @@ static uint32_t rng_below(uint32_t n) {
     return (uint32_t)(rng_next() % n);
 }
 
-/* A mixing hash, so filters keep a pseudo-random share of handles. */
-static uint32_t hash32(uint32_t x) {
-    x ^= x >> 16;
-    x *= 0x7feb352dU;
-    x ^= x >> 15;
-    x *= 0x846ca68bU;
-    return x ^ (x >> 16);
-}
-
 /* ---- Point sets ------------------------------------------------------------ */
 
 /* Licang district's WGS84 bounding box, about 15 x 12 km. */
@@ -158,7 +149,7 @@ static bool filter_keeps(uint32_t handle, const struct filter_ctx *f) {
     if (f->kind == KEEP_RESIDUE) {
         return handle % f->modulus == f->keep;
     }
-    return hash32(handle ^ f->salt) % 100 < f->percent;
+    return test_rng_hash32(handle ^ f->salt) % 100 < f->percent;
 }
 
 static bool test_filter(uint32_t handle, void *ctx) {

@@ -44,4 +44,14 @@ static inline double test_rng_microdeg(uint64_t bits, double lo_deg, double hi_d
     return (double)(a + (int64_t)(bits % (uint64_t)(b - a + 1))) / 1e6;
 }
 
+/* A mixing hash of 32 bits (xorshift-multiply, Wang/Jenkins style): filters
+ * keep a pseudo-random share of handles by hash % 100. */
+static inline uint32_t test_rng_hash32(uint32_t x) {
+    x ^= x >> 16;
+    x *= 0x7feb352dU;
+    x ^= x >> 15;
+    x *= 0x846ca68bU;
+    return x ^ (x >> 16);
+}
+
 #endif
