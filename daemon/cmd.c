@@ -1,8 +1,10 @@
 /* cmd.c: the dispatcher, the handlers, and the write path's store side.
  *
  * Sections, from primitives up: the table, argument parsing, the dispatcher,
- * the query handlers, the writes (handlers that queue, the group run on the
- * worker thread, the finish on the loop thread), then the small commands.
+ * the query handlers, the batches (NEARESTs and RADIUSes of many connections
+ * run side by side, cmd_batch_run()), areas, the writes (handlers that queue,
+ * the group run on the worker thread, the finish on the loop thread), then
+ * the small commands.
  * Handlers validate everything before they write the first byte of an
  * answer, so an answer is either a whole OK with its records or one ERR line.
  * A NEAREST with K 1000 keeps its hits and their records on the stack (about
