@@ -238,7 +238,12 @@ static int group_setup(void **state) {
     if (!mkdtemp(dir)) {
         return -1;
     }
-    daemon_pid = launch("n.db", NULL, &line_port, &http_port);
+    /* The last test stops this daemon with SIGTERM and requires every response
+     * it had begun to arrive whole: give the drain far more than it needs, so
+     * that a slow build (TSan) on a busy machine is not cut off by the default
+     * 5 s. Cutting at the deadline is it_faults' test. */
+    const char *const flags[] = {"--shutdown-timeout-ms", "120000", NULL};
+    daemon_pid = launch("n.db", flags, &line_port, &http_port);
     return daemon_pid > 0 ? 0 : -1;
 }
 
