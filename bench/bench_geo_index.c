@@ -4,6 +4,11 @@
  * build time, geo_index_memory_bytes() / N, and microseconds per k=5 query:
  *   layer    one layer of five selected by the mask (a fifth of the entries);
  *   filter   the same layer and a filter callback that keeps 1 % of entries;
+ *   value    the same layer and a value filter keeping the same 1 %: each
+ *            entry's value is its handle, in random order along the tree as
+ *            the daemon's timetable numbers are, and the value filter applies
+ *            the filter's hash to it (so the two columns compare the paths,
+ *            with the same hits; neither callback reads memory of its own);
  *   all      all five layers, no filter;
  *   put      one geo_index_put() moving a random entry (rebuilds included).
  * The data: 60 "towns" in the box of Qingdao municipality (1.6 x 1.5 degrees,
@@ -13,8 +18,9 @@
  * a town and 30 % from anywhere in the box. At 10^7 that is far denser than
  * any real city: it is there to show how the index scales. The seed is fixed,
  * so every run measures the same points.
- * Before timing, a few queries per N (with and without the filter, and again
- * after the moves) are compared with a brute-force scan over geo_distance_m();
+ * Before timing, a few queries per N (without a filter, with the filter and
+ * with the value filter, and again after the moves) are compared with a
+ * brute-force scan over geo_distance_m();
  * any difference prints the query and makes the program exit 1, so the CTest
  * smoke run (--quick) fails on a wrong answer, never on a slow one.
  * The cross-check also runs its queries as one geo_index_nearest_batch().
@@ -125,14 +131,26 @@ static struct geo_point facility_point(void) {
     return rng_unit() < 0.7 ? near_town() : anywhere();
 }
 
-/* Keeps 1 % of handles, spread at random. */
-static bool keep_one_percent(uint32_t handle, void *ctx) {
-    (void)ctx;
-    uint32_t x = handle * 0x9e3779b1u;
+/* Keeps 1 % of words, spread at random. */
+static bool one_percent(uint32_t word) {
+    uint32_t x = word * 0x9e3779b1u;
     x ^= x >> 15;
     x *= 0x85ebca6bu;
     x ^= x >> 13;
     return x % 100 == 0;
+}
+
+/* Keeps 1 % of handles. */
+static bool keep_one_percent(uint32_t handle, void *ctx) {
+    (void)ctx;
+    return one_percent(handle);
+}
+
+/* Keeps 1 % of values: the same entries as keep_one_percent(), values being
+ * handles here. */
+static bool keep_one_percent_value(uint32_t value, const void *ctx) {
+    (void)ctx;
+    return one_percent(value);
 }
 
 /* ---- Brute-force cross-check --------------------------------------------- */
@@ -152,6 +170,7 @@ static size_t brute_nearest(const struct geo_entry *entries, size_t n, const str
     for (size_t i = 0; i < n; i++) {
         const struct geo_entry *e = &entries[i];
         if (!(q->layer_mask >> e->layer & 1u) ||
+            (q->value_filter != NULL && !q->value_filter(e->value, q->value_ctx)) ||
             (q->filter != NULL && !q->filter(e->handle, q->filter_ctx))) {
             continue;
         }
@@ -196,7 +215,8 @@ static int cross_check(const struct geo_index *ix, const struct geo_entry *entri
             .layer_mask = i % 3 == 2 ? 0x1f : 1u << (i % N_LAYERS),
             .k = K,
             .max_distance_m = INFINITY,
-            .filter = i % 2 ? keep_one_percent : NULL,
+            .filter = i % 4 == 1 ? keep_one_percent : NULL,
+            .value_filter = i % 4 == 3 ? keep_one_percent_value : NULL,
         };
         batch[i] = (struct geo_batch_item){.q = q, .out = batch_hits[i]};
         struct geo_hit got[K];
@@ -206,7 +226,8 @@ static int cross_check(const struct geo_index *ix, const struct geo_entry *entri
         if (rc != GEO_OK || !same_hits(got, n_got, want[i], n_want[i])) {
             fprintf(stderr, "MISMATCH at N=%zu: query (%.9f, %.9f) mask %x filter %s: "
                     "rc %d, %zu hits, want %zu\n", n, q.from.lat_deg, q.from.lon_deg,
-                    q.layer_mask, q.filter ? "1%" : "none", rc, n_got, n_want[i]);
+                    q.layer_mask, q.filter ? "1%" : (q.value_filter ? "value 1%" : "none"), rc,
+                    n_got, n_want[i]);
             bad++;
         }
     }
@@ -229,13 +250,14 @@ static int cross_check(const struct geo_index *ix, const struct geo_entry *entri
  * (items[] and hits[] have room for batch). */
 static double time_queries(const struct geo_index *ix, const struct geo_point *from,
                            size_t n_queries, uint32_t layer_mask, geo_filter_fn filter,
-                           size_t batch, struct geo_batch_item *items, struct geo_hit *hits,
-                           double *sink) {
+                           geo_value_filter_fn value_filter, size_t batch,
+                           struct geo_batch_item *items, struct geo_hit *hits, double *sink) {
     double t0 = now_s();
     if (batch == 0) {
         for (size_t i = 0; i < n_queries; i++) {
             struct geo_query q = {.from = from[i], .layer_mask = layer_mask, .k = K,
-                                  .max_distance_m = INFINITY, .filter = filter};
+                                  .max_distance_m = INFINITY, .filter = filter,
+                                  .value_filter = value_filter};
             size_t n = 0;
             if (geo_index_nearest(ix, &q, hits, &n) != GEO_OK) {
                 fprintf(stderr, "query failed\n");
@@ -250,7 +272,7 @@ static double time_queries(const struct geo_index *ix, const struct geo_point *f
         for (size_t i = 0; i < m; i++) {
             items[i].q = (struct geo_query){.from = from[first + i], .layer_mask = layer_mask,
                                             .k = K, .max_distance_m = INFINITY,
-                                            .filter = filter};
+                                            .filter = filter, .value_filter = value_filter};
             items[i].out = &hits[i * K];
         }
         geo_index_nearest_batch(ix, items, m);
@@ -312,15 +334,15 @@ int main(int argc, char **argv) {
     } else {
         printf("one at a time\n\n");
     }
-    printf("| N | build ms | bytes/entry | layer us | filter 1%% us | all layers us | "
-           "put us |\n");
-    printf("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    printf("| N | build ms | bytes/entry | layer us | filter 1%% us | value 1%% us | "
+           "all layers us | put us |\n");
+    printf("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     int bad = 0;
     double sink = 0.0;
     for (size_t n = 1000; n <= max_n; n *= 10) {
         for (size_t i = 0; i < n; i++) {
             entries[i] = (struct geo_entry){(uint32_t)i, (uint8_t)(rng_next() % N_LAYERS),
-                                            facility_point()};
+                                            facility_point(), (uint32_t)i};
         }
         struct geo_index *ix = geo_index_new();
         if (ix == NULL) {
@@ -337,11 +359,14 @@ int main(int argc, char **argv) {
         int checks = n <= 100000 ? 20 : (n <= 1000000 ? 6 : 2);
         bad += cross_check(ix, entries, n, checks);
 
-        double layer_us = time_queries(ix, from, n_queries, 1u << 2, NULL, batch, items, hits,
-                                       &sink);
-        double filter_us = time_queries(ix, from, n_queries, 1u << 2, keep_one_percent, batch,
-                                        items, hits, &sink);
-        double all_us = time_queries(ix, from, n_queries, 0x1f, NULL, batch, items, hits, &sink);
+        double layer_us = time_queries(ix, from, n_queries, 1u << 2, NULL, NULL, batch, items,
+                                       hits, &sink);
+        double filter_us = time_queries(ix, from, n_queries, 1u << 2, keep_one_percent, NULL,
+                                        batch, items, hits, &sink);
+        double value_us = time_queries(ix, from, n_queries, 1u << 2, NULL,
+                                       keep_one_percent_value, batch, items, hits, &sink);
+        double all_us = time_queries(ix, from, n_queries, 0x1f, NULL, NULL, batch, items, hits,
+                                     &sink);
         size_t bytes = geo_index_memory_bytes(ix);
 
         /* Moves: each a short hop or a jump to a new place, in a new layer. */
@@ -354,7 +379,7 @@ int main(int argc, char **argv) {
                                               e->where.lat_deg + rng_range(-0.001, 0.001),
                                               e->where.lon_deg + rng_range(-0.001, 0.001)});
             e->layer = (uint8_t)(rng_next() % N_LAYERS);
-            if (geo_index_put(ix, e->handle, e->layer, e->where) != GEO_OK) {
+            if (geo_index_put(ix, e->handle, e->layer, e->where, e->value) != GEO_OK) {
                 fprintf(stderr, "put failed\n");
                 return 1;
             }
@@ -362,8 +387,8 @@ int main(int argc, char **argv) {
         double put_us = (now_s() - t0) * 1e6 / (double)n_puts;
         bad += cross_check(ix, entries, n, checks);
 
-        printf("| %zu | %.1f | %.1f | %.2f | %.2f | %.2f | %.1f |\n", n, build_ms,
-               (double)bytes / (double)n, layer_us, filter_us, all_us, put_us);
+        printf("| %zu | %.1f | %.1f | %.2f | %.2f | %.2f | %.2f | %.1f |\n", n, build_ms,
+               (double)bytes / (double)n, layer_us, filter_us, value_us, all_us, put_us);
         fflush(stdout);
         geo_index_free(ix);
     }

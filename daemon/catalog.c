@@ -830,7 +830,8 @@ static int load_one(const struct store_facility *f, void *ctx_) {
         return 1;
     }
     ctx->entries[ctx->n_entries++] = (struct geo_entry){
-        .handle = slot, .layer = (uint8_t)f->category, .where = f->where};
+        .handle = slot, .layer = (uint8_t)f->category, .where = f->where,
+        .value = ctx->c->slots[slot].hours_no};
     slot_links(ctx->c, slot, true);
     return 0;
 }
@@ -988,7 +989,8 @@ int catalog_put(struct catalog *c, const struct store_facility *f) {
         if (ret < 0) {
             return ret;
         }
-        ret = geo_index_put(c->index, slot, (uint8_t)f->category, f->where);
+        ret = geo_index_put(c->index, slot, (uint8_t)f->category, f->where,
+                            c->slots[slot].hours_no);
         if (ret < 0) {
             /* Undo the append: the slot is the last one and its strings end the arena. */
             hash_delete_at(c, hash_probe(c, f->id));
@@ -1014,7 +1016,9 @@ int catalog_put(struct catalog *c, const struct store_facility *f) {
         ret = slot_extras(c, f, &ns);
     }
     if (ret == 0) {
-        ret = geo_index_put(c->index, slot, (uint8_t)f->category, f->where);
+        /* The index keeps the timetable number too, for OPEN: a new one
+         * (new hours) changes it, wherever the facility now is. */
+        ret = geo_index_put(c->index, slot, (uint8_t)f->category, f->where, ns.hours_no);
         if (ret < 0) {
             ret = ret == GEO_ERR_NOMEM ? CATALOG_ERR_NOMEM : CATALOG_ERR_ARG;
         }

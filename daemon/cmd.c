@@ -765,7 +765,6 @@ static int batch_add(struct cmd_batch *b, const struct catalog *cat, struct repl
         bq->filter = (struct query_filter){.catalog = cat, .opts = &bq->opts};
         it->q.filter = query_filter_is_open;
         it->q.filter_ctx = &bq->filter;
-        it->q.filter_reads = catalog_open_reads(cat, &it->q.filter_read_stride);
     }
     return CMD_BATCHED;
 }
@@ -817,7 +816,6 @@ static int run_query(struct cmd_call *call, struct geo_query *q, const struct qu
     } else if (o->seen & OPT_OPEN) {
         q->filter = query_filter_is_open;
         q->filter_ctx = &filter;
-        q->filter_reads = catalog_open_reads(call->env->catalog, &q->filter_read_stride);
     }
     int ret = geo_index_nearest(catalog_index(call->env->catalog), q, hits, &n);
     return answer_search(call->env->catalog, o->crs, call->out, ret, hits, n);

@@ -2,8 +2,11 @@
  *
  * The index stores, for each entry, a caller-chosen handle (a small dense
  * integer: the caller's slot number), a layer (the facility's category, below
- * GEO_MAX_LAYERS) and a WGS84 position. It knows nothing else about facilities:
- * attribute conditions reach the search as a filter callback.
+ * GEO_MAX_LAYERS), a WGS84 position and a 32-bit value the caller chooses (the
+ * daemon's: the facility's timetable number). It knows nothing else about
+ * facilities: conditions reach the search as callbacks, one on the value kept
+ * with each entry (value_filter, which reads memory the search reads anyway)
+ * and one on the handle (filter, for whatever the caller must look up).
  *
  * Queries are exact: the set and the order returned equal what an exhaustive
  * scan with geo_distance_m() gives, ties broken by smaller handle.
@@ -39,13 +42,24 @@ struct geo_entry {
     uint32_t handle;        /* caller's id for the entry, unique */
     uint8_t layer;          /* < GEO_MAX_LAYERS */
     struct geo_point where; /* WGS84, geo_point_is_valid() */
+    uint32_t value;         /* the caller's word kept with the entry, for value_filter */
 };
 
 /* Return true to keep the entry with this handle. Called during the walk, so
  * entries it rejects never take a place in the result. It is called at most
- * once per entry and query, only for entries of the selected layers, in no
- * particular order, and also for entries farther than the hits returned. */
+ * once per entry and query, only for entries of the selected layers that the
+ * query's value_filter (if any) kept, in no particular order, and also for
+ * entries farther than the hits returned. */
 typedef bool (*geo_filter_fn)(uint32_t handle, void *ctx);
+
+/* Return true to keep an entry whose stored value (geo_entry.value) is
+ * `value`. Called as geo_filter_fn is (at most once per entry and query,
+ * only for entries of the selected layers, in no particular order), but
+ * with the value the index keeps beside the entry: the values of a leaf's
+ * 16 entries are one cache line next to the leaf, so this costs no memory
+ * access of its own, where a handle filter's lookup in a table of the
+ * caller's is a cache miss an entry once the table outgrows the caches. */
+typedef bool (*geo_value_filter_fn)(uint32_t value, const void *ctx);
 
 struct geo_query {
     struct geo_point from;   /* WGS84 */
@@ -54,14 +68,11 @@ struct geo_query {
     double max_distance_m;   /* only hits at or within this distance; INFINITY for none */
     geo_filter_fn filter;    /* NULL keeps every candidate */
     void *filter_ctx;        /* passed to filter */
-    /* Optional, with a filter: the filter of handle h reads the memory at
-     * filter_reads + h * filter_read_stride. The search asks for it for all
-     * the entries of a leaf within reach before it calls the filter for the
-     * first of them, so that their cache misses overlap (an OPEN filter at
-     * 10^7 facilities reads a 40 MB table, a miss an entry). Only a hint:
-     * the address is never dereferenced by the search. NULL for none. */
-    const void *filter_reads;
-    size_t filter_read_stride;
+    /* Optional: runs on each entry's stored value before `filter`; an entry it
+     * rejects is never passed to filter and never a hit. NULL keeps every
+     * candidate. */
+    geo_value_filter_fn value_filter;
+    const void *value_ctx;   /* passed to value_filter */
 };
 
 struct geo_hit {
@@ -75,18 +86,21 @@ struct geo_index *geo_index_new(void);
 /* Frees the index and everything it holds. NULL is a no-op. */
 void geo_index_free(struct geo_index *ix);
 
-/* Replaces the whole content with entries[0..n-1] in one bulk build, the fast
- * way to load at start-up. The entries array is read, not kept.
+/* Replaces the whole content with entries[0..n-1] (their values included) in
+ * one bulk build, the fast way to load at start-up. The entries array is
+ * read, not kept.
  * Returns 0; GEO_ERR_ARG on an invalid point, a layer out of range, a handle
  * above GEO_MAX_HANDLE or a duplicate handle; GEO_ERR_NOMEM (also when a layer
  * would exceed GEO_MAX_LAYER_ENTRIES). On error the index is unchanged. */
 int geo_index_build(struct geo_index *ix, const struct geo_entry *entries, size_t n);
 
-/* Inserts an entry, or moves it (new layer and position) when the handle is
- * already present. The next query sees the change.
+/* Inserts an entry with its value, or, when the handle is already present,
+ * gives it this layer, position and value (any of them may be unchanged).
+ * The next query sees the change.
  * Returns 0, GEO_ERR_ARG on an invalid point or layer or a handle above
  * GEO_MAX_HANDLE, GEO_ERR_NOMEM. On error the index is unchanged. */
-int geo_index_put(struct geo_index *ix, uint32_t handle, uint8_t layer, struct geo_point where);
+int geo_index_put(struct geo_index *ix, uint32_t handle, uint8_t layer, struct geo_point where,
+                  uint32_t value);
 
 /* Removes the entry with this handle. Returns 0 or GEO_ERR_NOTFOUND. */
 int geo_index_remove(struct geo_index *ix, uint32_t handle);
@@ -98,7 +112,9 @@ size_t geo_index_count(const struct geo_index *ix);
 size_t geo_index_memory_bytes(const struct geo_index *ix);
 
 /* Writes up to q->k hits to out[0..], nearest first, ties by handle, and their
- * number to *n_out. `out` is caller-owned with room for q->k hits.
+ * number to *n_out: the entries of the selected layers within max_distance_m
+ * that value_filter and filter (those given) keep. `out` is caller-owned with
+ * room for q->k hits.
  * Returns 0, or GEO_ERR_ARG when q->k is 0 or above GEO_MAX_K, the point is
  * invalid, or max_distance_m is negative or NaN; GEO_ERR_NOMEM when the
  * search outgrows its stack buffers (k above 64, more than about 240
@@ -125,8 +141,9 @@ struct geo_batch_item {
  * next node before giving way, so that the cache misses of one overlap with
  * the work of the others. (A search of 10^6 or more entries spends most of
  * its time waiting for memory; one after another, every wait is paid in
- * full.) Filters are called as geo_index_nearest() calls them, from this
- * thread, the calls of different items interleaved. n may be 0.
+ * full.) Filters (value filters too) are called as geo_index_nearest()
+ * calls them, from this thread, the calls of different items interleaved.
+ * n may be 0.
  * An item that fails gets n_out = 0 (geo_index_nearest() leaves *n_out alone
  * on GEO_ERR_ARG). A search whose selected layers hold under 256 KB of
  * entries (about 8,000) runs alone, start to end, when its turn comes: those

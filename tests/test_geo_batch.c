@@ -4,20 +4,23 @@
  * here is the single search itself (tests/test_geo_index.c checks that one
  * against a brute-force scan): every item of a batch must get the rc, the
  * number of hits, the handles and the distances (bit for bit) that
- * geo_index_nearest() gives for its query alone, and its filter must be
- * asked about the same handles in the same order. Every item's query is
- * drawn at random, so hits written to the wrong item, or a filter context
- * swapped between items, would not match.
+ * geo_index_nearest() gives for its query alone, and its filter and value
+ * filter must be asked about the same handles and values in the same order.
+ * Every item's query is drawn at random, so hits written to the wrong item,
+ * or a filter context swapped between items, would not match.
  * Batches: sizes 0, 1, 2, around the window (GEO_BATCH_WINDOW - 1, + 0, + 1),
  * several windows and a few hundred items. Queries: k from 1 to 20 and some
  * of 100 and 1000 (past the search's stack buffers), finite and infinite
- * distance limits, one, several or all layers, filters keeping everything,
- * 1 %, half or nothing, and invalid queries (k = 0 or too large, a NaN or
+ * distance limits, one, several or all layers, filters and value filters
+ * (each alone, or both) keeping everything, 1 %, half or nothing (the batch
+ * also asks for the leaves' values when a query has a value filter), and
+ * invalid queries (k = 0 or too large, a NaN or
  * out-of-range point, a negative or NaN limit, no output array) mixed in.
  * Indexes: empty, tiny (1 - 100 entries), a few thousand on the globe,
  * clustered with duplicates, 10^5 in one layer, 3.2 * 10^5 in one layer
- * beside small ones, and indexes with deltas and tombstones (puts and
- * removes after the build) or filled by puts alone.
+ * beside small ones, and indexes with deltas and tombstones (puts, new
+ * values of present handles and removes after the build) or filled by puts
+ * alone. Values are random words.
  * The library lets searches of small trees (under GI_BATCH_MIN_BYTES, 256 KB
  * of entries, about 8,000) run one after another, which leaves the tests of
  * small indexes on that path; CMake builds this file a second time as
@@ -99,6 +102,13 @@ static struct geo_point random_local_point(void) {
 static struct geo_point *spots;
 static size_t n_spots;
 
+/* Where each handle is and 1 + its layer (0: absent), so that a put can
+ * give a present handle a new value in place. The handles of these tests
+ * stay below 2^19. */
+#define MAX_HANDLES (1u << 19)
+static struct geo_point handle_at[MAX_HANDLES];
+static uint8_t handle_layer[MAX_HANDLES];
+
 static struct geo_point random_point(bool global) {
     return global ? random_global_point() : random_local_point();
 }
@@ -119,7 +129,8 @@ static struct geo_index *build_random(size_t n, uint32_t n_layers, bool global) 
         struct geo_point p = i > 0 && rng_unit() < 0.05 ? spots[rng_below((uint32_t)i)]
                                                          : random_point(global);
         spots[i] = p;
-        e[i] = (struct geo_entry){(uint32_t)i, (uint8_t)rng_below(n_layers), p};
+        e[i] = (struct geo_entry){(uint32_t)i, (uint8_t)rng_below(n_layers), p,
+                                  (uint32_t)rng_next()};
     }
     for (size_t i = n; i > 1; i--) {
         size_t j = rng_below((uint32_t)i);
@@ -128,6 +139,11 @@ static struct geo_index *build_random(size_t n, uint32_t n_layers, bool global) 
         e[j].handle = h;
     }
     n_spots = n;
+    memset(handle_layer, 0, sizeof handle_layer);
+    for (size_t i = 0; i < n; i++) {
+        handle_at[e[i].handle] = e[i].where;
+        handle_layer[e[i].handle] = (uint8_t)(1 + e[i].layer);
+    }
     struct geo_index *ix = geo_index_new();
     assert_non_null(ix);
     assert_int_equal(geo_index_build(ix, e, n), GEO_OK);
@@ -135,19 +151,28 @@ static struct geo_index *build_random(size_t n, uint32_t n_layers, bool global) 
     return ix;
 }
 
-/* Puts (new handles and moves, often to another layer) and removes after
- * the build: they leave deltas and tombstones, and rebuild some layers. */
+/* Puts (new handles, moves, often to another layer, and new values in place)
+ * and removes after the build: they leave deltas and tombstones, and rebuild
+ * some layers. */
 static void random_writes(struct geo_index *ix, size_t n_writes, uint32_t n_layers,
                           uint32_t handle_range, bool global) {
     for (size_t w = 0; w < n_writes; w++) {
         uint32_t h = rng_below(handle_range);
         if (rng_unit() < 0.3) {
             int rc = geo_index_remove(ix, h);
-            assert_true(rc == GEO_OK || rc == GEO_ERR_NOTFOUND);
+            assert_int_equal(rc, handle_layer[h] ? GEO_OK : GEO_ERR_NOTFOUND);
+            handle_layer[h] = 0;
             continue;
         }
         struct geo_point p = random_point(global);
-        assert_int_equal(geo_index_put(ix, h, (uint8_t)rng_below(n_layers), p), GEO_OK);
+        uint8_t layer = (uint8_t)rng_below(n_layers);
+        if (handle_layer[h] && rng_unit() < 0.4) {
+            p = handle_at[h]; /* only a new value */
+            layer = (uint8_t)(handle_layer[h] - 1);
+        }
+        assert_int_equal(geo_index_put(ix, h, layer, p, (uint32_t)rng_next()), GEO_OK);
+        handle_at[h] = p;
+        handle_layer[h] = (uint8_t)(1 + layer);
     }
 }
 
@@ -155,39 +180,54 @@ static void random_writes(struct geo_index *ix, size_t n_writes, uint32_t n_laye
 
 enum filter_kind { KEEP_ALL, KEEP_SHARE, KEEP_NONE };
 
-struct filter_ctx {
-    enum filter_kind kind;
-    uint32_t percent;  /* KEEP_SHARE: keep this share of handles */
-    uint32_t salt;     /* KEEP_SHARE: varies which */
-    uint32_t *calls;   /* the handles asked about, in order */
+/* The calls are in a part of their own, so that a value filter's context
+ * can be const (geo_value_filter_fn) and still record them. */
+struct filter_calls {
+    uint32_t *calls;   /* the handles or values asked about, in order */
     size_t n_calls, cap_calls;
 };
 
-static bool recording_filter(uint32_t handle, void *ctx) {
-    struct filter_ctx *f = ctx;
-    if (f->n_calls == f->cap_calls) {
-        f->cap_calls = f->cap_calls ? 2 * f->cap_calls : 64;
-        f->calls = realloc(f->calls, f->cap_calls * sizeof *f->calls);
-        assert_non_null(f->calls);
+struct filter_ctx {
+    enum filter_kind kind;
+    uint32_t percent;  /* KEEP_SHARE: keep this share of handles or values */
+    uint32_t salt;     /* KEEP_SHARE: varies which */
+    struct filter_calls *rec;
+};
+
+static bool filter_record_and_decide(const struct filter_ctx *f, uint32_t word) {
+    struct filter_calls *r = f->rec;
+    if (r->n_calls == r->cap_calls) {
+        r->cap_calls = r->cap_calls ? 2 * r->cap_calls : 64;
+        r->calls = realloc(r->calls, r->cap_calls * sizeof *r->calls);
+        assert_non_null(r->calls);
     }
-    f->calls[f->n_calls++] = handle;
+    r->calls[r->n_calls++] = word;
     switch (f->kind) {
     case KEEP_ALL:
         return true;
     case KEEP_NONE:
         return false;
     default:
-        return test_rng_hash32(handle ^ f->salt) % 100 < f->percent;
+        return test_rng_hash32(word ^ f->salt) % 100 < f->percent;
     }
+}
+
+static bool recording_filter(uint32_t handle, void *ctx) {
+    return filter_record_and_decide(ctx, handle);
+}
+
+static bool recording_value_filter(uint32_t value, const void *ctx) {
+    return filter_record_and_decide(ctx, value);
 }
 
 /* ---- Batches --------------------------------------------------------------- */
 
 /* One item of a test batch: the query, the batch's item, and its copy for
- * the single search with a filter context of its own. */
+ * the single search with filter contexts of its own. */
 struct case_ {
     struct geo_query q;
-    struct filter_ctx f_batch, f_single;
+    struct filter_ctx f_batch, f_single, v_batch, v_single;
+    struct filter_calls calls_f_batch, calls_f_single, calls_v_batch, calls_v_single;
     struct geo_hit *out_single;
     size_t n_single;
     int rc_single;
@@ -195,9 +235,9 @@ struct case_ {
 
 #define SENTINEL_HANDLE 0xabcdef01u
 
-/* A random query; now and then an invalid one. Its filter, if any, is set
- * up by the caller from f_kind. */
-static struct geo_query random_query(bool global, uint32_t n_layers, int *f_kind) {
+/* A random query; now and then an invalid one. Its filter and value filter,
+ * if any, are set up by the caller from f_kind and v_kind. */
+static struct geo_query random_query(bool global, uint32_t n_layers, int *f_kind, int *v_kind) {
     struct geo_query q = {.max_distance_m = INFINITY};
     double pick = rng_unit();
     if (pick < 0.2 && n_spots > 0) {
@@ -224,6 +264,8 @@ static struct geo_query random_query(bool global, uint32_t n_layers, int *f_kind
     }
     pick = rng_unit();
     *f_kind = pick < 0.5 ? -1 : (pick < 0.65 ? KEEP_ALL : (pick < 0.95 ? KEEP_SHARE : KEEP_NONE));
+    pick = rng_unit();
+    *v_kind = pick < 0.5 ? -1 : (pick < 0.65 ? KEEP_ALL : (pick < 0.95 ? KEEP_SHARE : KEEP_NONE));
     if (rng_unit() < 0.08) {
         switch (rng_below(6)) {
         case 0:
@@ -249,15 +291,30 @@ static struct geo_query random_query(bool global, uint32_t n_layers, int *f_kind
     return q;
 }
 
-/* What the filters above "read", as far as the search knows: a table of a
- * word per handle for geo_query.filter_reads, which only asks for it. The
- * handles of these tests stay below 2^19. */
-static uint32_t filter_table[1u << 19];
+/* Sets up the filter context pair of one case: the same decisions on both
+ * sides, each recording into its own part. */
+static void filter_pair(struct filter_ctx *batch, struct filter_ctx *single,
+                        struct filter_calls *rec_batch, struct filter_calls *rec_single,
+                        int kind) {
+    batch->kind = single->kind = (enum filter_kind)kind;
+    batch->percent = single->percent = rng_unit() < 0.7 ? 1 : 50;
+    batch->salt = single->salt = (uint32_t)rng_next();
+    batch->rec = rec_batch;
+    single->rec = rec_single;
+}
+
+static void assert_same_calls(const struct filter_calls *batch,
+                              const struct filter_calls *single) {
+    assert_int_equal(batch->n_calls, single->n_calls);
+    if (single->n_calls > 0) {
+        assert_memory_equal(batch->calls, single->calls, single->n_calls * sizeof *single->calls);
+    }
+}
 
 /* Runs n random queries as one batch and one by one, and asserts they
- * agree item by item. Filtered queries name the filter's reads now and then,
- * on either side, which must change nothing but the timing. Returns the number of hits, so callers can check
- * that the batch had some work to do. */
+ * agree item by item, the calls of their filters and value filters
+ * included. Returns the number of hits, so callers can check that the batch
+ * had some work to do. */
 static size_t check_batch(const struct geo_index *ix, size_t n, bool global, uint32_t n_layers) {
     struct case_ *cases = calloc(n ? n : 1, sizeof *cases);
     struct geo_batch_item *items = calloc(n ? n : 1, sizeof *items);
@@ -265,24 +322,22 @@ static size_t check_batch(const struct geo_index *ix, size_t n, bool global, uin
     assert_non_null(items);
     for (size_t i = 0; i < n; i++) {
         struct case_ *c = &cases[i];
-        int f_kind;
-        c->q = random_query(global, n_layers, &f_kind);
+        int f_kind, v_kind;
+        c->q = random_query(global, n_layers, &f_kind, &v_kind);
         items[i].q = c->q;
         if (f_kind >= 0) {
-            c->f_batch.kind = c->f_single.kind = (enum filter_kind)f_kind;
-            c->f_batch.percent = c->f_single.percent = rng_unit() < 0.7 ? 1 : 50;
-            c->f_batch.salt = c->f_single.salt = (uint32_t)rng_next();
+            filter_pair(&c->f_batch, &c->f_single, &c->calls_f_batch, &c->calls_f_single,
+                        f_kind);
             c->q.filter = items[i].q.filter = recording_filter;
             c->q.filter_ctx = &c->f_single;
             items[i].q.filter_ctx = &c->f_batch;
-            if (rng_unit() < 0.5) {
-                items[i].q.filter_reads = filter_table;
-                items[i].q.filter_read_stride = sizeof filter_table[0];
-            }
-            if (rng_unit() < 0.5) {
-                c->q.filter_reads = filter_table;
-                c->q.filter_read_stride = sizeof filter_table[0];
-            }
+        }
+        if (v_kind >= 0) {
+            filter_pair(&c->v_batch, &c->v_single, &c->calls_v_batch, &c->calls_v_single,
+                        v_kind);
+            c->q.value_filter = items[i].q.value_filter = recording_value_filter;
+            c->q.value_ctx = &c->v_single;
+            items[i].q.value_ctx = &c->v_batch;
         }
         /* Room for k hits and one sentinel past them; no array at all now
          * and then, which is an invalid query too. */
@@ -330,13 +385,12 @@ static size_t check_batch(const struct geo_index *ix, size_t n, bool global, uin
             assert_int_equal(items[i].out[c->q.k <= GEO_MAX_K ? c->q.k : 1].handle,
                              SENTINEL_HANDLE);
         }
-        assert_int_equal(c->f_batch.n_calls, c->f_single.n_calls);
-        if (c->f_single.n_calls > 0) {
-            assert_memory_equal(c->f_batch.calls, c->f_single.calls,
-                                c->f_single.n_calls * sizeof *c->f_single.calls);
-        }
-        free(c->f_batch.calls);
-        free(c->f_single.calls);
+        assert_same_calls(&c->calls_f_batch, &c->calls_f_single);
+        assert_same_calls(&c->calls_v_batch, &c->calls_v_single);
+        free(c->calls_f_batch.calls);
+        free(c->calls_f_single.calls);
+        free(c->calls_v_batch.calls);
+        free(c->calls_v_single.calls);
         free(c->out_single);
         free(items[i].out);
     }
@@ -393,7 +447,8 @@ static void test_batch_matches_single_searches_in_a_large_layer_beside_small_one
     (void)state;
     struct geo_index *ix = build_random(320000, 1, false);
     for (uint32_t h = 0; h < 600; h++) {
-        assert_int_equal(geo_index_put(ix, 320000 + h, (uint8_t)(1 + h % 3), random_local_point()),
+        assert_int_equal(geo_index_put(ix, 320000 + h, (uint8_t)(1 + h % 3), random_local_point(),
+                                       (uint32_t)rng_next()),
                          GEO_OK);
     }
     assert_true(check_batches(ix, 1, false, 4) > 0);
@@ -421,6 +476,7 @@ static void test_batch_matches_single_searches_after_puts_and_removes(void **sta
 static void test_batch_matches_single_searches_in_an_index_of_puts_only(void **state) {
     (void)state;
     n_spots = 0;
+    memset(handle_layer, 0, sizeof handle_layer);
     struct geo_index *ix = geo_index_new();
     assert_non_null(ix);
     for (int round = 0; round < 3; round++) {

@@ -1,15 +1,21 @@
 /* test_geo_index.c: the spatial index against a brute-force scan.
  *
  * The oracle keeps a plain table of what the index should hold (handle ->
- * live, layer, point) and answers a query by measuring every live entry of the
- * selected layers with geo_distance_m(), dropping what the filter rejects or
- * max_distance_m excludes, and sorting by (distance, handle). The index must
- * return the same handles in the same order with bit-identical distances.
+ * live, layer, point, value) and answers a query by measuring every live
+ * entry of the selected layers with geo_distance_m(), dropping what the value
+ * filter or the filter rejects or max_distance_m excludes, and sorting by
+ * (distance, handle). The index must return the same handles in the same
+ * order with bit-identical distances. Every value an entry gets (at the
+ * build or a put) is new, so the value filter can tell which entry a value
+ * belongs to: it checks that it only ever sees the current value of a live
+ * entry of a selected layer, once, and the filter that it only sees entries
+ * the value filter kept.
  * Point sets: uniform on the globe (poles and antimeridian included) and
  * clustered in a Licang-sized box with exact duplicates and crowds of entries
  * on one spot. Queries mix k from 1 to past the number of matches, layer
- * masks, filters keeping from 0 to 100 %, and distance limits, before and after
- * random inserts, moves and removes that push layers through their rebuild.
+ * masks, filters and value filters keeping from 0 to 100 %, alone and
+ * together, and distance limits, before and after random inserts, moves,
+ * value changes and removes that push layers through their rebuild.
  * geo_distance_m() costs about 60 ns here, and the brute-force work is sized
  * to a few seconds in all. */
 #include <math.h>
@@ -112,20 +118,79 @@ struct model_entry {
     bool live;
     uint8_t layer;
     struct geo_point where;
+    uint32_t value;      /* geo_entry.value: from new_value(), unique */
 };
 
 #define MODEL_MAX 60000
 static struct model_entry model[MODEL_MAX];
 static size_t model_live;
 
+/* Values are serials with high bits set (so that all 32 bits go through),
+ * and value_owner[serial] is 1 + the handle that got it. */
+#define VALUE_HIGH 0xA5000000u
+#define VALUE_MAX (1u << 18)
+static uint32_t value_owner[VALUE_MAX];
+static uint32_t next_serial;
+
 static void model_clear(void) {
     memset(model, 0, sizeof model);
+    memset(value_owner, 0, sizeof value_owner);
+    next_serial = 0;
     model_live = 0;
+}
+
+/* A value no entry has had since model_clear(), now handle h's. */
+static uint32_t new_value(uint32_t h) {
+    assert_true(next_serial < VALUE_MAX);
+    value_owner[next_serial] = h + 1;
+    return VALUE_HIGH ^ next_serial++;
+}
+
+/* Value filters keep a share of values, by a hash, or exactly one value.
+ * Each call also checks that the value is the current one of a live entry of
+ * a selected layer, asked about at most once; the calls are counted in the
+ * mutable part. */
+struct value_calls {
+    uint32_t layer_mask; /* the query's, to check the calls */
+    size_t calls;
+    size_t bad_calls;    /* a value no live entry of a selected layer has, or twice */
+};
+
+struct value_ctx {
+    uint32_t percent;    /* keep this share of values, 0..100 */
+    uint32_t salt;       /* varies which */
+    bool only_one;       /* keep exactly `keep` instead */
+    uint32_t keep;
+    struct value_calls *state;
+};
+
+static uint8_t value_seen[MODEL_MAX];
+
+static bool value_keeps(uint32_t value, const struct value_ctx *v) {
+    if (v->only_one) {
+        return value == v->keep;
+    }
+    return test_rng_hash32(value ^ v->salt) % 100 < v->percent;
+}
+
+static bool test_value_filter(uint32_t value, const void *ctx) {
+    const struct value_ctx *v = ctx;
+    struct value_calls *st = v->state;
+    st->calls++;
+    uint32_t serial = value ^ VALUE_HIGH;
+    uint32_t h = serial < VALUE_MAX ? value_owner[serial] : 0;
+    if (h == 0 || !model[h - 1].live || model[h - 1].value != value ||
+        !(st->layer_mask >> model[h - 1].layer & 1u) || value_seen[h - 1]) {
+        st->bad_calls++;
+        return false;
+    }
+    value_seen[h - 1] = 1;
+    return value_keeps(value, v);
 }
 
 /* Filters: keep a share of handles, exactly one handle, or nothing. Each call
  * also checks that the index only asks about live entries of selected layers
- * and about each entry at most once. */
+ * that the query's value filter kept, and about each entry at most once. */
 enum filter_kind { KEEP_SHARE, KEEP_ONE, KEEP_RESIDUE };
 
 struct filter_ctx {
@@ -135,8 +200,10 @@ struct filter_ctx {
     uint32_t keep;       /* KEEP_ONE: the handle kept; KEEP_RESIDUE: h % modulus */
     uint32_t modulus;    /* KEEP_RESIDUE */
     uint32_t layer_mask; /* the query's, to check the calls */
+    const struct value_ctx *value; /* the query's value filter's, or NULL */
     size_t calls;
-    size_t bad_calls;    /* calls for a dead entry, an unselected layer or twice */
+    size_t bad_calls;    /* calls for a dead entry, an unselected layer, one the value
+                          * filter rejected, or twice */
     uint8_t *seen;       /* per handle: asked already in this query */
 };
 
@@ -156,7 +223,8 @@ static bool test_filter(uint32_t handle, void *ctx) {
     struct filter_ctx *f = ctx;
     f->calls++;
     if (handle >= MODEL_MAX || !model[handle].live ||
-        !(f->layer_mask >> model[handle].layer & 1u) || f->seen[handle]) {
+        !(f->layer_mask >> model[handle].layer & 1u) || f->seen[handle] ||
+        (f->value != NULL && !value_keeps(model[handle].value, f->value))) {
         f->bad_calls++;
         return false;
     }
@@ -182,6 +250,9 @@ static size_t brute_nearest(const struct geo_query *q, struct geo_hit *out) {
         if (!m->live || !(q->layer_mask >> m->layer & 1u)) {
             continue;
         }
+        if (q->value_filter != NULL && !value_keeps(m->value, q->value_ctx)) {
+            continue;
+        }
         if (q->filter != NULL && !filter_keeps(h, q->filter_ctx)) {
             continue;
         }
@@ -204,11 +275,17 @@ static struct geo_hit got[MODEL_MAX], want[MODEL_MAX];
  * Returns the number of hits. */
 static size_t check_query(const struct geo_index *ix, struct geo_query *q) {
     struct filter_ctx *f = q->filter_ctx;
+    const struct value_ctx *v = q->value_filter != NULL ? q->value_ctx : NULL;
     if (f != NULL) {
         memset(seen_buf, 0, sizeof seen_buf);
         f->seen = seen_buf;
         f->layer_mask = q->layer_mask;
+        f->value = v;
         f->calls = f->bad_calls = 0;
+    }
+    if (v != NULL) {
+        memset(value_seen, 0, sizeof value_seen);
+        *v->state = (struct value_calls){.layer_mask = q->layer_mask};
     }
     size_t n_got = 12345;
     assert_int_equal(geo_index_nearest(ix, q, got, &n_got), GEO_OK);
@@ -230,13 +307,18 @@ static size_t check_query(const struct geo_index *ix, struct geo_query *q) {
     if (f != NULL) {
         assert_int_equal(f->bad_calls, 0);
     }
+    if (v != NULL) {
+        assert_int_equal(v->state->bad_calls, 0);
+    }
     return n_got;
 }
 
 /* A random query: from near the data, on an entry's exact spot or anywhere;
- * k from 1 to past the data; one, some or all layers; sometimes a filter, and
- * sometimes a distance limit. */
-static struct geo_query random_query(bool global, uint32_t n_layers, struct filter_ctx *f) {
+ * k from 1 to past the data; one, some or all layers; sometimes a filter,
+ * sometimes a value filter (so sometimes both), and sometimes a distance
+ * limit. */
+static struct geo_query random_query(bool global, uint32_t n_layers, struct filter_ctx *f,
+                                     struct value_ctx *v) {
     struct geo_query q = {.max_distance_m = INFINITY};
     double pick = rng_unit();
     if (pick < 0.15) {
@@ -270,6 +352,13 @@ static struct geo_query random_query(bool global, uint32_t n_layers, struct filt
         q.filter = test_filter;
         q.filter_ctx = f;
     }
+    if (rng_unit() < 0.4) {
+        static const uint32_t shares[] = {0, 1, 1, 10, 17, 50, 90, 100};
+        v->percent = shares[rng_below(sizeof shares / sizeof shares[0])];
+        v->salt = (uint32_t)rng_next();
+        q.value_filter = test_value_filter;
+        q.value_ctx = v;
+    }
     if (rng_unit() < 0.3) {
         static const double limits[] = {0.0, 50.0, 300.0, 2000.0, 20000.0, 3e6};
         q.max_distance_m = limits[rng_below(sizeof limits / sizeof limits[0])];
@@ -297,7 +386,8 @@ static size_t make_entries(struct geo_entry *e, size_t n, uint32_t n_layers, boo
         e[made].handle = h;
         e[made].layer = (uint8_t)rng_below(n_layers);
         e[made].where = p;
-        model[h] = (struct model_entry){true, e[made].layer, p};
+        e[made].value = new_value(h);
+        model[h] = (struct model_entry){true, e[made].layer, p, e[made].value};
         made++;
     }
     model_live = n;
@@ -318,9 +408,12 @@ static struct geo_index *build_random(size_t n, uint32_t n_layers, bool global) 
 static void run_random_queries(const struct geo_index *ix, int n_queries, bool global,
                                uint32_t n_layers) {
     struct filter_ctx f;
+    struct value_calls calls;
+    struct value_ctx v;
     for (int i = 0; i < n_queries; i++) {
         memset(&f, 0, sizeof f);
-        struct geo_query q = random_query(global, n_layers, &f);
+        v = (struct value_ctx){.state = &calls};
+        struct geo_query q = random_query(global, n_layers, &f, &v);
         check_query(ix, &q);
     }
 }
@@ -374,7 +467,8 @@ static void test_nearest_returns_k_closest_in_order_with_ties_by_handle(void **s
         if (i >= 40) {
             e[i].where.lat_deg += rng_range(-0.01, 0.01);
         }
-        model[e[i].handle] = (struct model_entry){true, 3, e[i].where};
+        e[i].value = new_value(e[i].handle);
+        model[e[i].handle] = (struct model_entry){true, 3, e[i].where, e[i].value};
     }
     struct geo_index *ix = geo_index_new();
     assert_int_equal(geo_index_build(ix, e, 60), GEO_OK);
@@ -410,8 +504,9 @@ static void test_filter_finds_matches_behind_many_rejected_nearer_entries(void *
         if (h % 400 == 7) {
             p.lat_deg += 0.03 + 0.001 * h / 400;
         }
-        build_buf[n++] = (struct geo_entry){h, 0, p};
-        model[h] = (struct model_entry){true, 0, p};
+        uint32_t value = new_value(h);
+        build_buf[n++] = (struct geo_entry){h, 0, p, value};
+        model[h] = (struct model_entry){true, 0, p, value};
     }
     struct geo_index *ix = geo_index_new();
     assert_int_equal(geo_index_build(ix, build_buf, n), GEO_OK);
@@ -490,8 +585,8 @@ static void test_max_distance_keeps_hits_at_or_within_it(void **state) {
     model_clear();
     struct geo_entry line[200];
     for (uint32_t h = 0; h < 200; h++) {
-        line[h] = (struct geo_entry){h, 0, {0.0005 * (h + 0.5 * rng_unit()), 10.0}};
-        model[h] = (struct model_entry){true, 0, line[h].where};
+        line[h] = (struct geo_entry){h, 0, {0.0005 * (h + 0.5 * rng_unit()), 10.0}, new_value(h)};
+        model[h] = (struct model_entry){true, 0, line[h].where, line[h].value};
     }
     ix = geo_index_new();
     assert_int_equal(geo_index_build(ix, line, 200), GEO_OK);
@@ -522,7 +617,7 @@ static void test_empty_index_returns_no_hits(void **state) {
 
     /* Filled and emptied again by writes. */
     for (uint32_t h = 0; h < 300; h++) {
-        assert_int_equal(geo_index_put(ix, h, (uint8_t)(h % 4), q.from), GEO_OK);
+        assert_int_equal(geo_index_put(ix, h, (uint8_t)(h % 4), q.from, h), GEO_OK);
     }
     assert_int_equal(geo_index_count(ix), 300);
     for (uint32_t h = 0; h < 300; h++) {
@@ -536,12 +631,13 @@ static void test_empty_index_returns_no_hits(void **state) {
 }
 
 /* One random write to both the index and the model: insert, move (often to
- * another layer), or remove. */
+ * another layer), a new value in place, or remove. Every put gives the entry
+ * a new value. */
 static void random_write(struct geo_index *ix, uint32_t n_layers, uint32_t handle_range,
                          bool global) {
     uint32_t h = rng_below(handle_range);
     double pick = rng_unit();
-    if (model[h].live && pick < 0.35) {
+    if (model[h].live && pick < 0.3) {
         assert_int_equal(geo_index_remove(ix, h), GEO_OK);
         model[h].live = false;
         model_live--;
@@ -550,17 +646,22 @@ static void random_write(struct geo_index *ix, uint32_t n_layers, uint32_t handl
     }
     struct geo_point p = global ? random_global_point() : random_licang_point();
     uint8_t layer = (uint8_t)rng_below(n_layers);
-    if (model[h].live && pick < 0.6) {
+    if (model[h].live && pick < 0.5) {
         /* A short move in the same layer, like a vehicle. */
         layer = model[h].layer;
         p = model[h].where;
         p.lat_deg = fmin(90.0, fmax(-90.0, p.lat_deg + rng_range(-0.001, 0.001)));
+    } else if (model[h].live && pick < 0.7) {
+        /* Only the value changes (new opening hours); now and then the layer too. */
+        layer = rng_unit() < 0.8 ? model[h].layer : layer;
+        p = model[h].where;
     }
-    assert_int_equal(geo_index_put(ix, h, layer, p), GEO_OK);
+    uint32_t value = new_value(h);
+    assert_int_equal(geo_index_put(ix, h, layer, p, value), GEO_OK);
     if (!model[h].live) {
         model_live++;
     }
-    model[h] = (struct model_entry){true, layer, p};
+    model[h] = (struct model_entry){true, layer, p, value};
 }
 
 static void test_queries_see_inserts_moves_and_removes_through_rebuilds(void **state) {
@@ -575,6 +676,136 @@ static void test_queries_see_inserts_moves_and_removes_through_rebuilds(void **s
         }
         assert_int_equal(geo_index_count(ix), model_live);
         run_random_queries(ix, 4, false, 5);
+    }
+    geo_index_free(ix);
+}
+
+/* A query with a value filter alone or with a filter as well, on the index
+ * and the oracle. */
+static void check_value_queries(const struct geo_index *ix, int n_queries, uint32_t n_layers) {
+    struct filter_ctx f;
+    struct value_calls calls;
+    struct value_ctx v;
+    for (int i = 0; i < n_queries; i++) {
+        memset(&f, 0, sizeof f);
+        v = (struct value_ctx){.state = &calls};
+        struct geo_query q = random_query(false, n_layers, &f, &v);
+        static const uint32_t shares[] = {1, 10, 17, 50, 90};
+        v.percent = shares[rng_below(sizeof shares / sizeof shares[0])];
+        v.salt = (uint32_t)rng_next();
+        q.value_filter = test_value_filter;
+        q.value_ctx = &v;
+        if (i % 2 == 0) {
+            q.filter = NULL;
+            q.filter_ctx = NULL;
+        } else if (q.filter == NULL) {
+            f.kind = KEEP_SHARE;
+            f.percent = 50;
+            f.salt = (uint32_t)rng_next();
+            q.filter = test_filter;
+            q.filter_ctx = &f;
+        }
+        check_query(ix, &q);
+    }
+}
+
+/* The value follows its entry through puts of a present handle with a new
+ * value (in place, moved a little, moved to another layer), removes, the
+ * delta's inserts in place and the rebuilds: 3000 entries in 4 layers
+ * rebuild a layer about every 256 writes to it, and 3600 writes go through
+ * that several times. After each put, the new value finds the entry and the
+ * old one finds nothing. */
+static void test_value_filter_matches_brute_force_through_value_changes_and_rebuilds(
+    void **state) {
+    (void)state;
+    pick_centres();
+    struct geo_index *ix = build_random(3000, 4, false);
+    struct value_calls calls;
+    for (int round = 0; round < 120; round++) {
+        for (int w = 0; w < 30; w++) {
+            random_write(ix, 4, 4500, false);
+        }
+        assert_int_equal(geo_index_count(ix), model_live);
+        check_value_queries(ix, 6, 4);
+
+        /* One entry's value changed in place, or with a move. */
+        uint32_t h = rng_below(4500);
+        while (!model[h].live) {
+            h = rng_below(4500);
+        }
+        uint32_t old_value = model[h].value;
+        struct geo_point p = model[h].where;
+        if (round % 3 == 1) {
+            p.lon_deg += rng_range(-0.0005, 0.0005);
+        }
+        uint8_t layer = round % 3 == 2 ? (uint8_t)((model[h].layer + 1) % 4) : model[h].layer;
+        uint32_t value = new_value(h);
+        assert_int_equal(geo_index_put(ix, h, layer, p, value), GEO_OK);
+        model[h] = (struct model_entry){true, layer, p, value};
+        struct value_ctx v = {.only_one = true, .keep = value, .state = &calls};
+        struct geo_query q = {.from = p, .layer_mask = 0xf, .k = 3, .max_distance_m = INFINITY,
+                              .value_filter = test_value_filter, .value_ctx = &v};
+        assert_int_equal(check_query(ix, &q), 1);
+        assert_int_equal(got[0].handle, h);
+        assert_true(got[0].distance_m == 0.0);
+        assert_int_equal(calls.calls, model_live); /* one match: every entry asked */
+        v.keep = old_value;
+        assert_int_equal(check_query(ix, &q), 0);
+    }
+    geo_index_free(ix);
+}
+
+/* As the filter test above, by values: the kept entries are beyond 3 km,
+ * behind 2000 rejected ones. */
+static void test_value_filter_finds_matches_behind_many_rejected_nearer_entries(void **state) {
+    (void)state;
+    model_clear();
+    struct geo_point from = {36.18, 120.42};
+    size_t n = 0;
+    uint32_t far_value[5];
+    for (uint32_t h = 0; h < 2000; h++) {
+        struct geo_point p = {from.lat_deg + rng_range(-0.002, 0.002),
+                              from.lon_deg + rng_range(-0.002, 0.002)};
+        uint32_t value = new_value(h);
+        if (h % 400 == 7) {
+            p.lat_deg += 0.03 + 0.001 * h / 400;
+            far_value[h / 400] = value;
+        }
+        build_buf[n++] = (struct geo_entry){h, 0, p, value};
+        model[h] = (struct model_entry){true, 0, p, value};
+    }
+    struct geo_index *ix = geo_index_new();
+    assert_int_equal(geo_index_build(ix, build_buf, n), GEO_OK);
+    struct value_calls calls;
+    struct value_ctx v = {.only_one = true, .keep = far_value[3], .state = &calls};
+    struct geo_query q = {.from = from, .layer_mask = 1, .k = 5, .max_distance_m = INFINITY,
+                          .value_filter = test_value_filter, .value_ctx = &v};
+    assert_int_equal(check_query(ix, &q), 1);
+    assert_int_equal(got[0].handle, 7 + 400 * 3);
+    assert_true(got[0].distance_m > 3000.0);
+    assert_int_equal(calls.calls, n);
+
+    /* With a filter too: the value filter keeps the near entries and the far
+     * ones' share, the filter only the far ones. */
+    struct filter_ctx f = {.kind = KEEP_RESIDUE, .keep = 7, .modulus = 400};
+    q.filter = test_filter;
+    q.filter_ctx = &f;
+    v.only_one = false;
+    v.percent = 100;
+    assert_int_equal(check_query(ix, &q), 5);
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal(got[i].handle % 400, 7);
+    }
+    assert_int_equal(f.calls, calls.calls); /* the filter saw what the value filter kept */
+    v.percent = 0;
+    assert_int_equal(check_query(ix, &q), 0);
+    assert_int_equal(f.calls, 0);
+    for (uint32_t salt = 0; salt < 20; salt++) {
+        v.percent = 1 + salt % 3 * 40;
+        v.salt = salt;
+        q.filter = salt % 2 ? test_filter : NULL;
+        q.filter_ctx = salt % 2 ? &f : NULL;
+        check_query(ix, &q);
     }
     geo_index_free(ix);
 }
@@ -633,9 +864,9 @@ static void test_bad_arguments_are_refused_and_change_nothing(void **state) {
 
     /* Builds with a bad entry leave the old content. */
     struct geo_entry bad[3] = {
-        {1, 0, {36.2, 120.4}},
-        {2, 1, {36.2, 120.41}},
-        {1, 1, {36.2, 120.42}}, /* duplicate handle */
+        {1, 0, {36.2, 120.4}, 1},
+        {2, 1, {36.2, 120.41}, 2},
+        {1, 1, {36.2, 120.42}, 3}, /* duplicate handle */
     };
     assert_int_equal(geo_index_build(ix, bad, 3), GEO_ERR_ARG);
     bad[2].handle = 3;
@@ -652,9 +883,9 @@ static void test_bad_arguments_are_refused_and_change_nothing(void **state) {
     run_random_queries(ix, 30, false, 2);
 
     /* Writes with bad arguments change nothing either. */
-    assert_int_equal(geo_index_put(ix, 7, GEO_MAX_LAYERS, centres[1]), GEO_ERR_ARG);
-    assert_int_equal(geo_index_put(ix, 7, 0, (struct geo_point){-90.5, 0.0}), GEO_ERR_ARG);
-    assert_int_equal(geo_index_put(ix, GEO_MAX_HANDLE + 1, 0, centres[1]), GEO_ERR_ARG);
+    assert_int_equal(geo_index_put(ix, 7, GEO_MAX_LAYERS, centres[1], 0), GEO_ERR_ARG);
+    assert_int_equal(geo_index_put(ix, 7, 0, (struct geo_point){-90.5, 0.0}, 0), GEO_ERR_ARG);
+    assert_int_equal(geo_index_put(ix, GEO_MAX_HANDLE + 1, 0, centres[1], 0), GEO_ERR_ARG);
     uint32_t missing = 0;
     while (model[missing].live) {
         missing++;
@@ -680,7 +911,8 @@ static void test_memory_stays_under_64_bytes_per_entry(void **state) {
     struct geo_entry *e = malloc(n * sizeof *e);
     assert_non_null(e);
     for (size_t i = 0; i < n; i++) {
-        e[i] = (struct geo_entry){(uint32_t)i, (uint8_t)(i % 5), random_licang_point()};
+        e[i] = (struct geo_entry){(uint32_t)i, (uint8_t)(i % 5), random_licang_point(),
+                                  (uint32_t)i};
     }
     struct geo_index *ix = geo_index_new();
     assert_int_equal(geo_index_build(ix, e, n), GEO_OK);
@@ -689,7 +921,7 @@ static void test_memory_stays_under_64_bytes_per_entry(void **state) {
     assert_true(bytes < 64 * n);
     /* So do moves, with the tombstones, deltas and rebuilds they make. */
     for (uint32_t w = 0; w < 1500; w++) {
-        assert_int_equal(geo_index_put(ix, w * 7, (uint8_t)(w % 5), random_licang_point()),
+        assert_int_equal(geo_index_put(ix, w * 7, (uint8_t)(w % 5), random_licang_point(), w),
                          GEO_OK);
     }
     bytes = geo_index_memory_bytes(ix);
@@ -709,7 +941,7 @@ static void test_memory_stays_under_64_bytes_per_entry_at_worst_huge_page_roundi
     struct geo_entry *e = malloc(n * sizeof *e);
     assert_non_null(e);
     for (size_t i = 0; i < n; i++) {
-        e[i] = (struct geo_entry){(uint32_t)i, 0, random_licang_point()};
+        e[i] = (struct geo_entry){(uint32_t)i, 0, random_licang_point(), (uint32_t)i};
     }
     struct geo_index *ix = geo_index_new();
     assert_int_equal(geo_index_build(ix, e, n), GEO_OK);
@@ -733,6 +965,8 @@ int main(void) {
         cmocka_unit_test(test_max_distance_keeps_hits_at_or_within_it),
         cmocka_unit_test(test_empty_index_returns_no_hits),
         cmocka_unit_test(test_queries_see_inserts_moves_and_removes_through_rebuilds),
+        cmocka_unit_test(test_value_filter_matches_brute_force_through_value_changes_and_rebuilds),
+        cmocka_unit_test(test_value_filter_finds_matches_behind_many_rejected_nearer_entries),
         cmocka_unit_test(test_index_filled_only_by_puts_matches_brute_force),
         cmocka_unit_test(test_build_replaces_content_and_bulk_build_after_writes),
         cmocka_unit_test(test_bad_arguments_are_refused_and_change_nothing),
