@@ -22,10 +22,13 @@
  * facility with the index, against 100 before. The slot's padding holds the
  * plain-text flag and the id's length (up to 255), and a byte before each
  * name in the arena its length (up to 254), which replies would otherwise
- * measure. A 4-byte copy of each slot's timetable number, in an array of its
- * own, serves OPEN, which reads it for 40 - 60 candidates a NEAREST (STATS'
- * catalog_bytes at 10^5: 11,329,466 without it, 11,745,482 with it and the
- * timetables' week bits). Areas (about 400) are held
+ * measure. OPEN reads a facility's timetable number not from its slot but
+ * from the index, which keeps it beside the facility's entry (geo_index's
+ * values) for the search's value filter: 40 - 100 candidates a NEAREST,
+ * whose slots (or a 4-byte copy of the number in slot order, which this
+ * file kept before) are scattered in memory, a cache miss each once they
+ * outgrow the caches (28 % of the daemon's time at 10^7 facilities). Areas
+ * (about 400) are held
  * with their GEOS geometries and their polygons as GeoJSON text in each of
  * the three coordinate systems (about 450 KB for Licang's), and each keeps
  * the slots linked to it.
@@ -106,8 +109,6 @@ struct catalog {
     struct slot *slots;
     uint32_t n_slots;      /* slots used, free ones included */
     uint32_t cap_slots;
-    uint32_t *slot_hours;  /* per slot: its timetable number, 0 for a free slot */
-    uint32_t cap_slot_hours;
     char *arena;           /* NUL-terminated strings */
     size_t arena_len;
     size_t arena_cap;
@@ -445,32 +446,6 @@ static uint32_t timetable_intern(struct catalog *c, const char *text) {
     return no;
 }
 
-/* A NEAREST with OPEN checks 40 - 60 candidates' timetables; their 32-byte
- * slots are scattered over 3.2 MB at 10^5 facilities, and reading them was
- * three quarters of the check's time. So each slot's timetable number is also
- * kept in slot_hours, 4 bytes a slot (400 KB at 10^5, which stays in cache). */
-
-/* Makes room in slot_hours for `n` slots. */
-static int slot_hours_reserve(struct catalog *c, uint32_t n) {
-    if (n <= c->cap_slot_hours) {
-        return 0;
-    }
-    uint32_t cap = c->cap_slots > n ? c->cap_slots : n;
-    uint32_t *h = realloc(c->slot_hours, (size_t)cap * sizeof *h);
-    if (!h) {
-        return CATALOG_ERR_NOMEM;
-    }
-    c->slot_hours = h;
-    c->cap_slot_hours = cap;
-    return 0;
-}
-
-/* Records in slot_hours the timetable of `slot` as the slot now holds it. */
-static void slot_hours_set(struct catalog *c, uint32_t slot) {
-    const struct slot *s = &c->slots[slot];
-    c->slot_hours[slot] = s->category == SLOT_FREE ? 0 : s->hours_no;
-}
-
 /* Fills s's subtype, attributes and timetable from f, appending to the arena
  * and the attribute array. On error the caller rolls both back. */
 static int slot_extras(struct catalog *c, const struct store_facility *f, struct slot *s) {
@@ -661,9 +636,6 @@ struct catalog *catalog_new(void) {
 
 static void catalog_clear(struct catalog *c) {
     free(c->slots);
-    free(c->slot_hours);
-    c->slot_hours = NULL;
-    c->cap_slot_hours = 0;
     free(c->arena);
     free(c->hash);
     free(c->attrs);
@@ -750,11 +722,7 @@ static int slot_append(struct catalog *c, const struct store_facility *f, uint32
         c->slots = s;
         c->cap_slots = cap;
     }
-    int ret = slot_hours_reserve(c, c->n_slots + 1);
-    if (ret < 0) {
-        return ret;
-    }
-    ret = hash_reserve(c);
+    int ret = hash_reserve(c);
     if (ret < 0) {
         return ret;
     }
@@ -780,7 +748,6 @@ static int slot_append(struct catalog *c, const struct store_facility *f, uint32
     s.id_len = id_len <= UINT8_MAX ? (uint8_t)id_len : 0;
     uint32_t slot = c->n_slots++;
     c->slots[slot] = s;
-    slot_hours_set(c, slot);
     c->hash[hash_probe(c, f->id)] = slot + 1;
     c->n_live++;
     c->per_category[f->category]++;
@@ -885,13 +852,6 @@ static void shrink_to_fit(struct catalog *c) {
         if (s) {
             c->slots = s;
             c->cap_slots = c->n_slots;
-        }
-    }
-    if (c->n_slots > 0 && c->n_slots < c->cap_slot_hours) {
-        uint32_t *h = realloc(c->slot_hours, (size_t)c->n_slots * sizeof *h);
-        if (h) {
-            c->slot_hours = h;
-            c->cap_slot_hours = c->n_slots;
         }
     }
     if (c->arena_len > 0 && c->arena_len < c->arena_cap) {
@@ -1041,7 +1001,6 @@ int catalog_put(struct catalog *c, const struct store_facility *f) {
     s->plain_text = text_is_plain(c->arena + s->id_off) && text_is_plain(c->arena + name_off);
     s->lat_e6 = to_e6(f->where.lat_deg);
     s->lon_e6 = to_e6(f->where.lon_deg);
-    slot_hours_set(c, slot);
     slot_links(c, slot, true);
     return 0;
 }
@@ -1058,7 +1017,6 @@ int catalog_remove(struct catalog *c, const char *id) {
     slot_links(c, slot, false);
     c->per_category[c->slots[slot].category]--;
     c->slots[slot].category = SLOT_FREE;
-    slot_hours_set(c, slot);
     c->n_live--;
     return 0;
 }
@@ -1125,7 +1083,6 @@ const struct geo_index *catalog_index(const struct catalog *c) {
 
 size_t catalog_memory_bytes(const struct catalog *c) {
     return sizeof *c + (size_t)c->cap_slots * sizeof *c->slots + c->arena_cap +
-           (size_t)c->cap_slot_hours * sizeof *c->slot_hours +
            (size_t)c->hash_cap * sizeof *c->hash + (size_t)c->cap_attrs * sizeof *c->attrs +
            (size_t)c->cap_timetables * sizeof *c->timetables +
            (size_t)c->tt_hash_cap * sizeof *c->tt_hash +
@@ -1256,23 +1213,17 @@ bool catalog_matches(const struct catalog *c, uint32_t slot, const struct catalo
     return true;
 }
 
-bool catalog_is_open_in_week(const struct catalog *c, uint32_t slot, int week_minute) {
-    if (slot >= c->n_slots) {
-        return false;
-    }
-    /* slot_hours, not the slot: see slot_hours_reserve(). A free slot has
-     * timetable 0, "no hours", never open. */
-    uint32_t no = c->slot_hours[slot];
-    return no > 0 && no < c->n_timetables &&
-           hours_week_is_open(&c->timetables[no].week, week_minute);
+bool catalog_timetable_is_open(const struct catalog *c, uint32_t timetable_no, int week_minute) {
+    return timetable_no > 0 && timetable_no < c->n_timetables &&
+           hours_week_is_open(&c->timetables[timetable_no].week, week_minute);
 }
 
-const void *catalog_open_reads(const struct catalog *c, size_t *stride_bytes) {
-    *stride_bytes = sizeof *c->slot_hours;
-    /* A table of under 1 MB stays in cache: asking for it only costs (3 - 4 %
-     * of a mobile request's user time at 10^3 facilities). */
-    return (size_t)c->n_slots * sizeof *c->slot_hours < ((size_t)1 << 20) ? NULL
-                                                                          : c->slot_hours;
+bool catalog_is_open_in_week(const struct catalog *c, uint32_t slot, int week_minute) {
+    /* A free slot keeps its last hours_no, but is never open. */
+    if (slot >= c->n_slots || c->slots[slot].category == SLOT_FREE) {
+        return false;
+    }
+    return catalog_timetable_is_open(c, c->slots[slot].hours_no, week_minute);
 }
 
 bool catalog_is_open_at(const struct catalog *c, uint32_t slot, int64_t unix_s,

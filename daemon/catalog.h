@@ -94,8 +94,10 @@ void catalog_prefetch_text(const struct catalog *c, uint32_t slot);
 size_t catalog_count(const struct catalog *c);
 size_t catalog_count_category(const struct catalog *c, int category);
 
-/* The spatial index over the facilities; layer = category, handle = slot.
- * Borrowed; valid until catalog_free(). */
+/* The spatial index over the facilities; layer = category, handle = slot,
+ * value = the facility's timetable number (catalog_timetable_is_open()), so
+ * that OPEN can be the search's value filter. Borrowed; valid until
+ * catalog_free(). */
 const struct geo_index *catalog_index(const struct catalog *c);
 
 /* Bytes the catalogue holds, its index included. */
@@ -197,12 +199,14 @@ bool catalog_is_open_at(const struct catalog *c, uint32_t slot, int64_t unix_s,
  * [0, HOURS_MINUTES_PER_WEEK). */
 bool catalog_is_open_in_week(const struct catalog *c, uint32_t slot, int week_minute);
 
-/* Where catalog_is_open_in_week() reads first for slot s: the memory at the
- * returned address + s * *stride_bytes (a 4-byte timetable number a slot;
- * the timetables themselves are few and stay in cache), for an index search
- * to prefetch (geo_query.filter_reads); NULL when the table is small enough
- * to stay in cache. Valid until the next change to the catalogue. */
-const void *catalog_open_reads(const struct catalog *c, size_t *stride_bytes);
+/* True when timetable number `timetable_no` is open at `week_minute` (as
+ * hours_week_minute() gives it). The number is what the index keeps as each
+ * facility's value (catalog_index()), so a search can run OPEN on the values
+ * it reads beside its entries, without reading the slots:
+ * catalog_timetable_is_open(c, the value of slot s, m) ==
+ * catalog_is_open_in_week(c, s, m). False for 0 ("no hours"), a number no
+ * timetable has, and a week_minute outside [0, HOURS_MINUTES_PER_WEEK). */
+bool catalog_timetable_is_open(const struct catalog *c, uint32_t timetable_no, int week_minute);
 
 /* ---- Areas (INAREA, SERVES, AREAS) -------------------------------------------
  *

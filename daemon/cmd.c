@@ -514,20 +514,37 @@ static int parse_query_options(struct cmd_call *call, size_t first, unsigned all
     return 0;
 }
 
-/* The filter of a query with WHERE or OPEN: run inside the index search, so a
- * rejected facility never takes one of the k places. */
+/* The filters of a query with WHERE or OPEN run inside the index search, so
+ * a rejected facility never takes one of the k places. */
 struct query_filter {
     const struct catalog *catalog;
     const struct query_opts *opts;
 };
 
-/* The filter of a query with OPEN and no WHERE: one slot read and a bit
- * test per candidate (40 - 60 a NEAREST k=5 on the bench data). */
-static bool query_filter_is_open(uint32_t handle, void *ctx) {
-    const struct query_filter *f = ctx;
-    return catalog_is_open_in_week(f->catalog, handle, f->opts->open_week_min);
+/* OPEN in NEAREST and RADIUS: the index's value filter, on the timetable
+ * number the index keeps with each facility (catalog_index()). It checks 40
+ * - 100 candidates a NEAREST k=5 on the bench data, and reads only a bit of
+ * a timetable (a dozen of them, in cache) for each: as a handle filter it
+ * read each candidate's number from a table in slot order, a cache miss a
+ * candidate at 10^6 facilities and more. */
+struct open_filter {
+    const struct catalog *catalog;
+    int week_min;             /* the instant, as query_opts.open_week_min */
+};
+
+static bool open_filter_keeps(uint32_t timetable_no, const void *ctx) {
+    const struct open_filter *f = ctx;
+    return catalog_timetable_is_open(f->catalog, timetable_no, f->week_min);
 }
 
+/* WHERE alone, beside OPEN's value filter. */
+static bool query_filter_where(uint32_t handle, void *ctx) {
+    const struct query_filter *f = ctx;
+    return catalog_matches(f->catalog, handle, f->opts->conds, f->opts->n_conds);
+}
+
+/* WHERE and OPEN both, per slot: for INAREA, whose filter also tests the
+ * polygon. */
 static bool query_filter_keeps(uint32_t handle, void *ctx) {
     const struct query_filter *f = ctx;
     if (f->opts->n_conds > 0 &&
@@ -720,8 +737,8 @@ static int answer_search(const struct catalog *cat, enum geo_crs crs, struct rep
 
 struct batch_query {
     struct reply *out;
-    struct query_opts opts;       /* seen, open_week_min and crs: no WHERE here */
-    struct query_filter filter;   /* OPEN's, pointing at opts */
+    enum geo_crs crs;             /* the answer's */
+    struct open_filter open;      /* OPEN's value filter, if the query has OPEN */
 };
 
 struct cmd_batch {
@@ -747,24 +764,21 @@ size_t cmd_batch_count(const struct cmd_batch *b) {
     return b->n;
 }
 
-/* Leaves q (its filter from o) to wait in b; b has room, q->k is at most
- * CMD_BATCH_K and o has no WHERE. */
+/* Leaves q (with OPEN's value filter, if o has OPEN) to wait in b; b has
+ * room, q->k is at most CMD_BATCH_K and o has no WHERE. */
 static int batch_add(struct cmd_batch *b, const struct catalog *cat, struct reply *out,
                      const struct geo_query *q, const struct query_opts *o) {
     size_t i = b->n++;
     struct batch_query *bq = &b->queries[i];
     bq->out = out;
-    bq->opts.seen = o->seen;
-    bq->opts.n_conds = 0;
-    bq->opts.crs = o->crs;
+    bq->crs = o->crs;
     struct geo_batch_item *it = &b->items[i];
     it->q = *q;
     it->out = b->hits[i];
     if (o->seen & OPT_OPEN) {
-        bq->opts.open_week_min = o->open_week_min;
-        bq->filter = (struct query_filter){.catalog = cat, .opts = &bq->opts};
-        it->q.filter = query_filter_is_open;
-        it->q.filter_ctx = &bq->filter;
+        bq->open = (struct open_filter){.catalog = cat, .week_min = o->open_week_min};
+        it->q.value_filter = open_filter_keeps;
+        it->q.value_ctx = &bq->open;
     }
     return CMD_BATCHED;
 }
@@ -788,7 +802,7 @@ void cmd_batch_run(const struct cmd_env *env, struct cmd_batch *b, int *rcs) {
     }
     for (size_t i = 0; i < b->n; i++) {
         const struct geo_batch_item *it = &b->items[i];
-        int ret = answer_search(cat, b->queries[i].opts.crs, b->queries[i].out, it->rc,
+        int ret = answer_search(cat, b->queries[i].crs, b->queries[i].out, it->rc,
                                 it->out, it->n_out);
         if (ret < 0 && env->stats) {
             env->stats->errors++;
@@ -800,8 +814,9 @@ void cmd_batch_run(const struct cmd_env *env, struct cmd_batch *b, int *rcs) {
     b->n = 0;
 }
 
-/* Runs q with the filter of the options, if any, and answers in o->crs; or
- * leaves it to wait in the environment's batch, if it may. */
+/* Runs q with the filters of the options, if any (WHERE as the search's
+ * handle filter, OPEN as its value filter), and answers in o->crs; or leaves
+ * it to wait in the environment's batch, if it may. */
 static int run_query(struct cmd_call *call, struct geo_query *q, const struct query_opts *o) {
     struct cmd_batch *b = call->env->batch;
     if (b != NULL && b->n < CMD_BATCH_MAX && q->k <= CMD_BATCH_K && o->n_conds == 0) {
@@ -810,12 +825,15 @@ static int run_query(struct cmd_call *call, struct geo_query *q, const struct qu
     struct geo_hit hits[CMD_MAX_K];
     size_t n = 0;
     struct query_filter filter = {.catalog = call->env->catalog, .opts = o};
+    struct open_filter open;
     if (o->n_conds > 0) {
-        q->filter = query_filter_keeps;
+        q->filter = query_filter_where;
         q->filter_ctx = &filter;
-    } else if (o->seen & OPT_OPEN) {
-        q->filter = query_filter_is_open;
-        q->filter_ctx = &filter;
+    }
+    if (o->seen & OPT_OPEN) {
+        open = (struct open_filter){.catalog = call->env->catalog, .week_min = o->open_week_min};
+        q->value_filter = open_filter_keeps;
+        q->value_ctx = &open;
     }
     int ret = geo_index_nearest(catalog_index(call->env->catalog), q, hits, &n);
     return answer_search(call->env->catalog, o->crs, call->out, ret, hits, n);

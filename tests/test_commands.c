@@ -2587,6 +2587,211 @@ static void test_meal_hours_survive_the_arena_moving_under_them(void **state) {
     }
 }
 
+/* The ids of a text answer's records, in order, joined by spaces. */
+static void answer_ids(const char *answer, char *out, size_t cap) {
+    size_t len = 0;
+    out[0] = '\0';
+    const char *line = strchr(answer, '\n');
+    while (line && line[1] != '\0') {
+        line++;
+        size_t id_len = strcspn(line, "\t\n");
+        len += (size_t)snprintf(out + len, cap - len, "%s%.*s", len ? " " : "", (int)id_len,
+                                line);
+        assert_true(len < cap);
+        line = strchr(line, '\n');
+    }
+}
+
+/* OPEN is the search's value filter, on the timetable number the index keeps
+ * with each facility: a PUT that gives an existing facility new hours (its
+ * opening hours, a meal point's meal_hours, a parking's shared_hours), where
+ * it is or with a move, must change what OPEN finds at once, for queries run
+ * alone and in a batch. The oracle: the hours each facility was last put
+ * with, checked with hours_is_open_at(), around a spot 30 km from the
+ * fixture's facilities. The test also counts the queries whose answer by
+ * the hours before the round's puts differs, so that stale timetable numbers
+ * in the index would fail it. */
+static void test_put_of_new_hours_changes_what_open_finds(void **state) {
+    (void)state;
+    enum { N = 24, ROUNDS = 60 };
+    static const char *const texts[] = {
+        "24/7", "Mo-Fr 08:00-17:00", "Sa,Su 09:00-21:00", "22:00-02:00",
+        "Mo-Su 06:30-19:00", "Tu,Th 00:00-24:00", "Mo-Fr 08:00-12:00,14:00-18:00", "",
+    };
+    static const struct {
+        const char *text; /* Shanghai time */
+        int day, hour, minute;
+    } instants[] = {{"2026-12-01T09:00", 1, 9, 0},   {"2026-12-05T22:30", 5, 22, 30},
+                    {"2026-12-06T12:00", 6, 12, 0},  {"2026-12-02T13:00", 2, 13, 0},
+                    {"2026-12-03T01:00", 3, 1, 0},   {"2026-12-04T17:45", 4, 17, 45}};
+    static const int categories[] = {STORE_CAT_ELDER_CARE, STORE_CAT_MEAL_POINT,
+                                     STORE_CAT_PARKING};
+    enum {
+        N_TEXTS = sizeof texts / sizeof texts[0],
+        N_INSTANTS = sizeof instants / sizeof instants[0],
+    };
+    struct oh_facility {
+        char id[16];
+        int category;
+        char lat[16], lon[16];
+        struct geo_point where;
+        const char *hours; /* the timetable OPEN reads; "" for none */
+    } m[N], m_before[N];
+    static char lines[N][256];
+    const char *group[N];
+    struct cmd_batch *batch = cmd_batch_new();
+    assert_non_null(batch);
+    struct cmd_stats batch_stats = {0};
+    struct cmd_env batch_env = {.catalog = fx->catalog, .stats = &batch_stats, .batch = batch};
+    size_t changed = 0, nonempty = 0;
+    for (int round = 0; round <= ROUNDS; round++) {
+        /* Round 0 puts them all; then a few at a time get new hours, a third
+         * of those also a new place. */
+        size_t n_puts = 0;
+        memcpy(m_before, m, sizeof m);
+        for (int i = 0; i < N; i++) {
+            if (round > 0 && rng_next() % 6 != 0) {
+                continue;
+            }
+            if (round == 0) {
+                snprintf(m[i].id, sizeof m[i].id, "oh-w-%02d", i);
+                m[i].category = categories[i % 3];
+            }
+            if (round == 0 || rng_next() % 3 == 0) {
+                snprintf(m[i].lat, sizeof m[i].lat, "%.6f", rng_deg(36.49, 36.51));
+                snprintf(m[i].lon, sizeof m[i].lon, "%.6f", rng_deg(120.79, 120.81));
+                m[i].where = (struct geo_point){strtod(m[i].lat, NULL), strtod(m[i].lon, NULL)};
+            }
+            m[i].hours = texts[rng_next() % N_TEXTS];
+            /* A meal point or parking keeps opening hours of its own too, which
+             * OPEN must not read while the other hours are there. */
+            const char *key = m[i].category == STORE_CAT_MEAL_POINT ? "meal_hours"
+                              : m[i].category == STORE_CAT_PARKING  ? "shared_hours"
+                                                                    : "hours";
+            if (m[i].category != STORE_CAT_ELDER_CARE && m[i].hours[0] == '\0') {
+                m[i].hours = "Mo-Su 03:00-04:00"; /* then the opening hours count */
+                key = "hours";
+            }
+            int len = snprintf(lines[n_puts], sizeof lines[n_puts], "PUT %s %s %s %s name=n%d",
+                               m[i].id, store_category_name(m[i].category), m[i].lat,
+                               m[i].lon, i);
+            if (m[i].hours[0] != '\0') {
+                len += snprintf(lines[n_puts] + len, sizeof lines[n_puts] - (size_t)len,
+                                " \"%s=%s\"", key, m[i].hours);
+            }
+            if (strcmp(key, "hours") != 0) {
+                snprintf(lines[n_puts] + len, sizeof lines[n_puts] - (size_t)len,
+                         " \"hours=Mo-Su 03:00-04:00\"");
+            }
+            group[n_puts] = lines[n_puts];
+            n_puts++;
+        }
+        /* The answers by the hours before the puts, for the count above. */
+        char before[4][512] = {"", "", "", ""};
+        char requests[4][160];
+        int64_t at[4];
+        struct geo_point from[4];
+        bool radius[4];
+        for (int q = 0; q < 4; q++) {
+            int t = (int)(rng_next() % N_INSTANTS);
+            radius[q] = q % 2;
+            char lat[16], lon[16];
+            snprintf(lat, sizeof lat, "%.6f", rng_deg(36.49, 36.51));
+            snprintf(lon, sizeof lon, "%.6f", rng_deg(120.79, 120.81));
+            from[q] = (struct geo_point){strtod(lat, NULL), strtod(lon, NULL)};
+            snprintf(requests[q], sizeof requests[q],
+                     radius[q] ? "RADIUS * %s %s 5000 LIMIT 30 OPEN %s"
+                               : "NEAREST * %s %s K 5 MAXDIST 5000 OPEN %s",
+                     lat, lon, instants[t].text);
+            struct tm tm = {.tm_year = 126, .tm_mon = 11, .tm_mday = instants[t].day,
+                            .tm_hour = instants[t].hour, .tm_min = instants[t].minute};
+            at[q] = (int64_t)timegm(&tm) - 8 * 3600;
+        }
+        for (int pass = round == 0 ? 1 : 0; pass < 2; pass++) {
+            if (pass == 1) {
+                char *got = run_group(n_puts, group);
+                const char *p = got;
+                for (size_t w = 0; w < n_puts; w++, p = strchr(p, '\n') + 1) {
+                    if (strncmp(p, "OK 1\n", 5) != 0) {
+                        fail_msg("%s\n got: %s", group[w], p);
+                    }
+                    p = strchr(p, '\n') + 1; /* the record */
+                }
+                free(got);
+            }
+            for (int q = 0; q < 4; q++) {
+                /* The oracle: open facilities within 5 km, nearest first, by
+                 * the model before the puts (pass 0) or after them. */
+                const struct oh_facility *mm = pass == 0 ? m_before : m;
+                struct {
+                    double d;
+                    int i;
+                } hit[N];
+                size_t n_hit = 0;
+                for (int i = 0; i < N; i++) {
+                    struct hours h;
+                    double d = geo_distance_m(from[q], mm[i].where);
+                    if (mm[i].hours[0] != '\0' && hours_parse(mm[i].hours, &h, NULL) == 0 &&
+                        hours_is_open_at(&h, at[q], 480) && d <= 5000.0) {
+                        size_t j = n_hit++;
+                        for (; j > 0 && hit[j - 1].d > d; j--) {
+                            hit[j] = hit[j - 1];
+                        }
+                        hit[j].d = d;
+                        hit[j].i = i;
+                    }
+                }
+                size_t k = radius[q] ? 30 : 5;
+                char want[512] = "";
+                size_t len = 0;
+                for (size_t j = 0; j < n_hit && j < k; j++) {
+                    len += (size_t)snprintf(want + len, sizeof want - len, "%s%s",
+                                            len ? " " : "", mm[hit[j].i].id);
+                }
+                if (pass == 0) {
+                    snprintf(before[q], sizeof before[q], "%s", want);
+                    continue;
+                }
+                changed += round > 0 && strcmp(before[q], want) != 0;
+                nonempty += want[0] != '\0';
+                char *alone = run(requests[q]);
+                char ids[512];
+                answer_ids(alone, ids, sizeof ids);
+                if (strcmp(ids, want) != 0) {
+                    fail_msg("round %d: %s\n got: %s\nwant: %s", round, requests[q], ids,
+                             want);
+                }
+                /* The same query through a batch answers the same bytes. */
+                char line[160];
+                snprintf(line, sizeof line, "%s", requests[q]);
+                struct cmd_session session;
+                cmd_session_init(&session);
+                struct reply out;
+                reply_init(&out);
+                assert_int_equal(cmd_execute(&batch_env, &session, line, strlen(line), &out),
+                                 CMD_BATCHED);
+                int rc = -1;
+                cmd_batch_run(&batch_env, batch, &rc);
+                assert_int_equal(rc, 0);
+                char *batched = take_all(&out);
+                assert_string_equal(batched, alone);
+                free(batched);
+                reply_close(&out);
+                free(alone);
+            }
+        }
+    }
+    assert_true(nonempty > ROUNDS);          /* OPEN found something, often */
+    assert_true(changed > ROUNDS);           /* and the puts changed what it found */
+    assert_int_equal(batch_stats.batched_queries, 4 * (ROUNDS + 1));
+    cmd_batch_free(batch);
+    for (int i = 0; i < N; i++) {
+        snprintf(lines[i], sizeof lines[i], "DEL oh-w-%02d", i);
+        group[i] = lines[i];
+    }
+    free(run_group(N, group));
+}
+
 static void test_put_refuses_bad_records_before_queueing(void **state) {
     (void)state;
     static const char usage[] = "(usage: PUT <id> <category> <lat> <lon> [<field>=<value>]...)";
@@ -2742,6 +2947,7 @@ int main(void) {
         T(test_one_group_applies_its_writes_in_order),
         T(test_set_changes_only_the_given_fields),
         T(test_meal_hours_survive_the_arena_moving_under_them),
+        T(test_put_of_new_hours_changes_what_open_finds),
         T(test_put_refuses_bad_records_before_queueing),
         T(test_put_types_attributes_like_the_data),
         T(test_protocol_md_error_table_matches_errors_def),
