@@ -147,9 +147,14 @@
  * prefetch of the leaf's words before the filter's first call hid only a
  * part. Beside the leaf, the same check reads one line a leaf, which the
  * batch's prefetch of a leaf (prefetch_node()) asks for too when the query
- * has a value filter; geo_index_nearest() alone just reads it. The value
- * follows its entry through the radix sort, the delta's inserts in place,
- * moves and rebuilds; a tombstone's value is never read.
+ * has a value filter, and visit_leaf() asks for before it measures the
+ * entries, so that in a search alone the two misses overlap (bench_geo_index
+ * at 10^6 entries, one layer, 1 % kept, three runs each: 6.14 - 6.38 ->
+ * 5.78 - 5.89 us a query, against 5.65 - 6.04 for the same entries kept by
+ * a handle filter that reads no memory; in batches of 16, 6.10 - 6.23 us
+ * with or without it). The value follows its entry through the radix sort,
+ * the delta's inserts in place, moves and rebuilds; a tombstone's value is
+ * never read.
  *
  * Why the lower bound is safe. Let c be the chord between the query's unit
  * vector and an entry's (both of geodetic latitude and longitude). The normal
@@ -1178,6 +1183,11 @@ GI_INLINE int visit_leaf(struct gi_search *s, const struct gi_tree *t, uint64_t 
     double kept_d2[GI_NODE_SIZE];
     uint32_t kept_at[GI_NODE_SIZE];
     uint32_t n_kept = 0;
+    if (q->value_filter != NULL) {
+        /* The values' line, asked for before the entries are measured, so
+         * that the two misses overlap (see the opening comment, "Values"). */
+        __builtin_prefetch(&t->values[first]);
+    }
     if (q->filter == NULL && q->value_filter == NULL) {
         for (uint32_t i = first; i < end; i++) {
             const struct gi_entry *e = &t->entries[i];
