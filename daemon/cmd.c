@@ -537,7 +537,7 @@ static bool open_filter_keeps(uint32_t timetable_no, const void *ctx) {
     return catalog_timetable_is_open(f->catalog, timetable_no, f->week_min);
 }
 
-/* WHERE alone, beside OPEN's value filter. */
+/* WHERE as the search's handle filter (OPEN, if given, is its value filter). */
 static bool query_filter_where(uint32_t handle, void *ctx) {
     const struct query_filter *f = ctx;
     return catalog_matches(f->catalog, handle, f->opts->conds, f->opts->n_conds);

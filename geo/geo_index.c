@@ -26,7 +26,7 @@
  * candidates); and the caller's 4-byte value, read only by a value filter
  * (below). With the boxes (24 bytes per 15 entries) and a 4-byte handle ->
  * location table that is about 42 bytes an entry. Arrays of 2 MB or more sit
- * on huge pages (grow()), rounded up by at most half: 52 bytes an entry at
+ * on huge pages (grow()), rounded up by at most half: 53 bytes an entry at
  * 10^6 entries in five layers, 60.4 at the worst rounding (grow()).
  *
  * Updates. A removed or moved entry stays in its tree as a tombstone (handle
