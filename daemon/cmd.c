@@ -521,7 +521,7 @@ struct query_filter {
     const struct query_opts *opts;
 };
 
-/* OPEN in NEAREST and RADIUS: the index's value filter, on the timetable
+/* OPEN in NEAREST, RADIUS and INAREA: the index's value filter, on the timetable
  * number the index keeps with each facility (catalog_index()). It checks 40
  * - 100 candidates a NEAREST k=5 on the bench data, and reads only a bit of
  * a timetable (a dozen of them, in cache) for each: as a handle filter it
@@ -541,21 +541,6 @@ static bool open_filter_keeps(uint32_t timetable_no, const void *ctx) {
 static bool query_filter_where(uint32_t handle, void *ctx) {
     const struct query_filter *f = ctx;
     return catalog_matches(f->catalog, handle, f->opts->conds, f->opts->n_conds);
-}
-
-/* WHERE and OPEN both, per slot: for INAREA, whose filter also tests the
- * polygon. */
-static bool query_filter_keeps(uint32_t handle, void *ctx) {
-    const struct query_filter *f = ctx;
-    if (f->opts->n_conds > 0 &&
-        !catalog_matches(f->catalog, handle, f->opts->conds, f->opts->n_conds)) {
-        return false;
-    }
-    if ((f->opts->seen & OPT_OPEN) &&
-        !catalog_is_open_in_week(f->catalog, handle, f->opts->open_week_min)) {
-        return false;
-    }
-    return true;
 }
 
 /* ---- The dispatcher ---------------------------------------------------------- */
@@ -898,7 +883,8 @@ int cmd_handle_radius(struct cmd_call *call) {
 
 /* ---- Areas ------------------------------------------------------------------------ */
 
-/* INAREA's filter: the query's WHERE and OPEN, then the polygon. */
+/* INAREA's filter: the query's WHERE, then the polygon (OPEN is the search's
+ * value filter, as in NEAREST: the closed never reach the polygon test). */
 struct inarea_filter {
     struct query_filter base;
     struct geo_areas *set;
@@ -910,7 +896,8 @@ static bool inarea_keeps(uint32_t handle, void *ctx) {
     struct inarea_filter *f = ctx;
     struct catalog_facility cf;
     bool inside = false;
-    if (!query_filter_keeps(handle, &f->base) || catalog_get(f->base.catalog, handle, &cf) < 0) {
+    if ((f->base.opts->n_conds > 0 && !query_filter_where(handle, &f->base)) ||
+        catalog_get(f->base.catalog, handle, &cf) < 0) {
         return false;
     }
     if (geo_areas_contains(f->set, f->area, cf.where, &inside) < 0) {
@@ -959,6 +946,11 @@ int cmd_handle_inarea(struct cmd_call *call) {
                                    .set = catalog_areas(cat), .area = area};
     q.filter = inarea_keeps;
     q.filter_ctx = &filter;
+    struct open_filter open = {.catalog = cat, .week_min = o.open_week_min};
+    if (o.seen & OPT_OPEN) {
+        q.value_filter = open_filter_keeps;
+        q.value_ctx = &open;
+    }
     struct geo_hit hits[CMD_MAX_K];
     size_t n = 0;
     ret = geo_index_nearest(catalog_index(cat), &q, hits, &n);

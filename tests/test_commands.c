@@ -901,7 +901,8 @@ static bool oracle_in_area(const struct fac *f, void *ctx) {
 static void test_inarea_returns_the_facilities_inside_nearest_the_centre(void **state) {
     (void)state;
     size_t nonempty = 0;
-    for (int round = 0; round < 120; round++) {
+    size_t open_nonempty = 0;
+    for (int round = 0; round < 160; round++) {
         const struct test_area *a = &test_areas[rng_next() % N_AREAS];
         int category = (int)(rng_next() % (STORE_CAT_COUNT + 1)) - 1;
         struct tquery where = {.n_conds = rng_next() % 2};
@@ -912,6 +913,17 @@ static void test_inarea_returns_the_facilities_inside_nearest_the_centre(void **
             random_condition(category, &where.conds[0]);
             len += snprintf(request + len, sizeof request - (size_t)len, " WHERE %s %s \"%s\"",
                             where.conds[0].field, where.conds[0].op, where.conds[0].value);
+        }
+        if (rng_next() % 2 == 0) {
+            /* OPEN: the search's value filter, the closed dropped before the
+             * polygon test. */
+            where.open = true;
+            int day = 1 + (int)(rng_next() % 28), hour = (int)(rng_next() % 24);
+            len += snprintf(request + len, sizeof request - (size_t)len,
+                            " OPEN 2026-03-%02dT%02d:30", day, hour);
+            struct tm tm = {.tm_year = 126, .tm_mon = 2, .tm_mday = day, .tm_hour = hour,
+                            .tm_min = 30};
+            where.open_unix = (int64_t)timegm(&tm) - 8 * 3600;
         }
         double min_lat = 90, max_lat = -90, min_lon = 180, max_lon = -180;
         for (size_t v = 0; v < a->n; v++) {
@@ -924,10 +936,12 @@ static void test_inarea_returns_the_facilities_inside_nearest_the_centre(void **
         struct area_query q = {a, &where};
         char *want = brute_force_if(category, centre, CMD_MAX_K, INFINITY, oracle_in_area, &q);
         nonempty += strncmp(want, "OK 0\n", 5) != 0;
+        open_nonempty += where.open && strncmp(want, "OK 0\n", 5) != 0;
         expect(request, want);
         free(want);
     }
-    assert_true(nonempty > 60);
+    assert_true(nonempty > 80);
+    assert_true(open_nonempty > 20); /* OPEN kept some, not none */
 }
 
 /* The expected SERVES answer: the areas of `kind` (NULL: all) containing p,
