@@ -2316,11 +2316,26 @@ static void test_catalog_put_and_remove_agree_with_a_plain_array(void **state) {
     catalog_free(c);
 }
 
+/* The value filter OPEN gives the index: the timetable number kept with
+ * each entry, checked at one week minute. */
+struct open_value_ctx {
+    const struct catalog *c;
+    int week_minute;
+};
+
+static bool open_value_keeps(uint32_t timetable_no, const void *ctx) {
+    const struct open_value_ctx *o = ctx;
+    return catalog_timetable_is_open(o->c, timetable_no, o->week_minute);
+}
+
 /* OPEN's per-candidate check (catalog_is_open_in_week() at an instant
- * resolved once) against the hours text each facility was last put with,
- * parsed and checked with hours_is_open_at(), through puts that change a
- * facility's timetable or category, removals (a free slot is never open) and
- * texts that do not parse (never open). */
+ * resolved once), and the same check as the search makes it (the index's
+ * value filter on the number kept with the entry: a search at the facility's
+ * own position, its category only, within 0 m), against the hours text each
+ * facility was last put with, parsed and checked with hours_is_open_at(),
+ * through puts that change a facility's timetable or category, removals (a
+ * free slot is never open, and the index no longer has it) and texts that do
+ * not parse (never open). */
 static void test_catalog_open_agrees_with_the_last_put_hours(void **state) {
     (void)state;
     static const char *const texts[] = {
@@ -2336,6 +2351,8 @@ static void test_catalog_open_agrees_with_the_last_put_hours(void **state) {
     static const char *counted[N_IDS]; /* the text OPEN reads; NULL once removed */
     static uint32_t last_slot[N_IDS];
     static bool ever[N_IDS];
+    static struct geo_point last_where[N_IDS];
+    static int last_category[N_IDS];
     memset(counted, 0, sizeof counted);
     memset(ever, 0, sizeof ever);
     long checks = 0, open = 0;
@@ -2367,6 +2384,8 @@ static void test_catalog_open_agrees_with_the_last_put_hours(void **state) {
                                category == STORE_CAT_MEAL_POINT);
             counted[i] = alt_counts ? alt : hours;
             assert_int_equal(catalog_find(c, id, &last_slot[i]), 0);
+            last_where[i] = f.where;
+            last_category[i] = category;
             ever[i] = true;
         }
         if (op % 200 != 199) {
@@ -2392,6 +2411,20 @@ static void test_catalog_open_agrees_with_the_last_put_hours(void **state) {
                 assert_int_equal(catalog_is_open_at(c, last_slot[j], t,
                                                     HOURS_DEFAULT_UTC_OFFSET_MIN),
                                  want);
+                if (k % 4 == 1) {
+                    struct open_value_ctx ov = {c, wm};
+                    struct geo_query q = {.from = last_where[j],
+                                          .layer_mask = 1u << last_category[j], .k = 1,
+                                          .max_distance_m = 0.0,
+                                          .value_filter = open_value_keeps, .value_ctx = &ov};
+                    struct geo_hit hit;
+                    size_t n_hit = 0;
+                    assert_int_equal(geo_index_nearest(catalog_index(c), &q, &hit, &n_hit), 0);
+                    if (n_hit != (size_t)want || (want && hit.handle != last_slot[j])) {
+                        fail_msg("oh-%d \"%s\" t=%lld: the index's value filter found %zu",
+                                 j, counted[j] ? counted[j] : "(removed)", (long long)t, n_hit);
+                    }
+                }
                 open += want;
                 checks++;
             }
