@@ -11,3 +11,7 @@ add_executable(test_geo_batch_interleaved test_geo_batch.c ${PROJECT_SOURCE_DIR}
 target_compile_definitions(test_geo_batch_interleaved PRIVATE GI_BATCH_MIN_BYTES=1)
 target_link_libraries(test_geo_batch_interleaved PRIVATE nearest_geo PkgConfig::CMOCKA)
 add_test(NAME test_geo_batch_interleaved COMMAND test_geo_batch_interleaved)
+
+# The index when its values' arrays cannot be had: posix_memalign() wrapped.
+nearest_add_test(test_geo_alloc LIBS nearest_geo)
+target_link_options(test_geo_alloc PRIVATE -Wl,--wrap=posix_memalign)
