@@ -537,6 +537,17 @@ static bool open_filter_keeps(uint32_t timetable_no, const void *ctx) {
     return catalog_timetable_is_open(f->catalog, timetable_no, f->week_min);
 }
 
+/* When o has OPEN, makes it q's value filter, with *f (which must live as
+ * long as the search) as its context. */
+static void use_open_filter(struct geo_query *q, struct open_filter *f,
+                            const struct catalog *cat, const struct query_opts *o) {
+    if (o->seen & OPT_OPEN) {
+        *f = (struct open_filter){.catalog = cat, .week_min = o->open_week_min};
+        q->value_filter = open_filter_keeps;
+        q->value_ctx = f;
+    }
+}
+
 /* WHERE as the search's handle filter (OPEN, if given, is its value filter). */
 static bool query_filter_where(uint32_t handle, void *ctx) {
     const struct query_filter *f = ctx;
@@ -760,11 +771,7 @@ static int batch_add(struct cmd_batch *b, const struct catalog *cat, struct repl
     struct geo_batch_item *it = &b->items[i];
     it->q = *q;
     it->out = b->hits[i];
-    if (o->seen & OPT_OPEN) {
-        bq->open = (struct open_filter){.catalog = cat, .week_min = o->open_week_min};
-        it->q.value_filter = open_filter_keeps;
-        it->q.value_ctx = &bq->open;
-    }
+    use_open_filter(&it->q, &bq->open, cat, o);
     return CMD_BATCHED;
 }
 
@@ -815,11 +822,7 @@ static int run_query(struct cmd_call *call, struct geo_query *q, const struct qu
         q->filter = query_filter_where;
         q->filter_ctx = &filter;
     }
-    if (o->seen & OPT_OPEN) {
-        open = (struct open_filter){.catalog = call->env->catalog, .week_min = o->open_week_min};
-        q->value_filter = open_filter_keeps;
-        q->value_ctx = &open;
-    }
+    use_open_filter(q, &open, call->env->catalog, o);
     int ret = geo_index_nearest(catalog_index(call->env->catalog), q, hits, &n);
     return answer_search(call->env->catalog, o->crs, call->out, ret, hits, n);
 }
@@ -946,11 +949,8 @@ int cmd_handle_inarea(struct cmd_call *call) {
                                    .set = catalog_areas(cat), .area = area};
     q.filter = inarea_keeps;
     q.filter_ctx = &filter;
-    struct open_filter open = {.catalog = cat, .week_min = o.open_week_min};
-    if (o.seen & OPT_OPEN) {
-        q.value_filter = open_filter_keeps;
-        q.value_ctx = &open;
-    }
+    struct open_filter open;
+    use_open_filter(&q, &open, cat, &o);
     struct geo_hit hits[CMD_MAX_K];
     size_t n = 0;
     ret = geo_index_nearest(catalog_index(cat), &q, hits, &n);

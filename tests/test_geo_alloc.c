@@ -22,6 +22,7 @@
 
 #include "geo_distance.h"
 #include "geo_index.h"
+#include "test_rng.h"
 
 int __real_posix_memalign(void **p, size_t align, size_t n);
 
@@ -39,14 +40,11 @@ int __wrap_posix_memalign(void **p, size_t align, size_t n) {
 static uint64_t rng_state = 0x67656f5f616c6c6fULL;
 
 static uint64_t rng_next(void) {
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
+    return test_rng_splitmix64(&rng_state);
 }
 
 static double rng_range(double lo, double hi) {
-    return lo + (hi - lo) * (double)(rng_next() >> 11) * (1.0 / 9007199254740992.0);
+    return test_rng_range(rng_next(), lo, hi);
 }
 
 enum { MAX_HANDLES = 3000, N_LAYERS = 3, K = 40 };
